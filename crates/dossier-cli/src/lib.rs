@@ -1,0 +1,1 @@
+//! The dossier command line: demo, serve, sync, check, discover, schema, query

@@ -1,0 +1,58 @@
+use thiserror::Error;
+
+/// Whose fault an error is, which decides what the user should do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorOrigin {
+    /// The user's configuration: fix the config.
+    Config,
+    /// The remote side (server down, permission, timeout): may pass.
+    Remote,
+    /// A bug in Dossier or the connector.
+    Internal,
+}
+
+/// A connector error: says whose fault it is and whether retrying can help.
+#[derive(Debug, Clone, Error)]
+pub enum ConnectorError {
+    #[error("config error: {0}")]
+    Config(String),
+    #[error("source error: {message}")]
+    Remote { message: String, retryable: bool },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ConnectorError {
+    pub fn config(msg: impl Into<String>) -> Self {
+        Self::Config(msg.into())
+    }
+
+    pub fn remote(msg: impl Into<String>, retryable: bool) -> Self {
+        Self::Remote {
+            message: msg.into(),
+            retryable,
+        }
+    }
+
+    pub fn internal(msg: impl Into<String>) -> Self {
+        Self::Internal(msg.into())
+    }
+
+    pub fn origin(&self) -> ErrorOrigin {
+        match self {
+            Self::Config(_) => ErrorOrigin::Config,
+            Self::Remote { .. } => ErrorOrigin::Remote,
+            Self::Internal(_) => ErrorOrigin::Internal,
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Remote {
+                retryable: true,
+                ..
+            }
+        )
+    }
+}

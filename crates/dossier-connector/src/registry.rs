@@ -1,0 +1,177 @@
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value as Json;
+
+use crate::{
+    BatchStream, Catalog, Connector, ConnectorError, Problem, ReadRequest, Spec, StreamInfo,
+    StreamState,
+};
+
+/// A configured stream as the framework holds it: its name and untyped settings.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    pub name: String,
+    pub settings: Json,
+}
+
+/// A connected source, with its types erased.
+#[async_trait::async_trait]
+pub trait Source: Send + Sync {
+    async fn check(&self, streams: &[StreamConfig]) -> Vec<Problem>;
+    async fn discover(&self) -> Result<Catalog, ConnectorError>;
+    async fn describe(&self, stream: &StreamConfig) -> Result<StreamInfo, ConnectorError>;
+    fn read(
+        &self,
+        stream: &StreamConfig,
+        state: Option<StreamState>,
+        batch_size: usize,
+    ) -> Result<BatchStream, ConnectorError>;
+}
+
+/// Makes sources of one connector from untyped config.
+#[async_trait::async_trait]
+pub trait ConnectorFactory: Send + Sync {
+    fn spec(&self) -> Spec;
+    /// Checks a stream's settings without connecting.
+    fn validate_stream(&self, stream: &StreamConfig) -> Result<(), ConnectorError>;
+    async fn connect(&self, config: Json) -> Result<Box<dyn Source>, ConnectorError>;
+}
+
+/// Deserializes with the path of the offending field in the message.
+fn parse<T: DeserializeOwned>(what: &str, v: &Json) -> Result<T, ConnectorError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!(" at `{path}`")
+        };
+        ConnectorError::config(format!("{what}{at}: {}", e.inner()))
+    })
+}
+
+struct Typed<C>(PhantomData<fn() -> C>);
+
+struct TypedSource<C>(Arc<C>);
+
+impl<C: Connector> TypedSource<C> {
+    fn stream(&self, s: &StreamConfig) -> Result<C::Stream, ConnectorError> {
+        parse(&format!("stream {:?}", s.name), &s.settings)
+    }
+}
+
+#[async_trait::async_trait]
+impl<C: Connector> Source for TypedSource<C> {
+    async fn check(&self, streams: &[StreamConfig]) -> Vec<Problem> {
+        let mut typed = vec![];
+        let mut problems = vec![];
+        for s in streams {
+            match self.stream(s) {
+                Ok(t) => typed.push((s.name.clone(), t)),
+                Err(e) => problems.push(Problem {
+                    stream: Some(s.name.clone()),
+                    message: e.to_string(),
+                }),
+            }
+        }
+        problems.extend(self.0.check(&typed).await);
+        problems
+    }
+
+    async fn discover(&self) -> Result<Catalog, ConnectorError> {
+        self.0.discover().await
+    }
+
+    async fn describe(&self, stream: &StreamConfig) -> Result<StreamInfo, ConnectorError> {
+        self.0.describe(&stream.name, &self.stream(stream)?).await
+    }
+
+    fn read(
+        &self,
+        stream: &StreamConfig,
+        state: Option<StreamState>,
+        batch_size: usize,
+    ) -> Result<BatchStream, ConnectorError> {
+        let request = ReadRequest {
+            name: stream.name.clone(),
+            stream: self.stream(stream)?,
+            state,
+            batch_size,
+        };
+        Ok(self.0.clone().read(request))
+    }
+}
+
+#[async_trait::async_trait]
+impl<C: Connector> ConnectorFactory for Typed<C> {
+    fn spec(&self) -> Spec {
+        Spec {
+            name: C::NAME.to_string(),
+            version: C::VERSION.to_string(),
+            config_schema: serde_json::to_value(schemars::schema_for!(C::Config))
+                .unwrap_or_default(),
+            stream_schema: serde_json::to_value(schemars::schema_for!(C::Stream))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn validate_stream(&self, stream: &StreamConfig) -> Result<(), ConnectorError> {
+        parse::<C::Stream>(&format!("stream {:?}", stream.name), &stream.settings).map(|_| ())
+    }
+
+    async fn connect(&self, config: Json) -> Result<Box<dyn Source>, ConnectorError> {
+        let config: C::Config = parse("connector config", &config)?;
+        Ok(Box::new(TypedSource(Arc::new(C::connect(config).await?))))
+    }
+}
+
+/// The connectors Dossier knows, by name.
+#[derive(Default, Clone)]
+pub struct Registry {
+    connectors: BTreeMap<String, Arc<dyn ConnectorFactory>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.connectors.keys()).finish()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a typed connector through the type-erased adapter.
+    pub fn register<C: Connector>(&mut self) -> &mut Self {
+        self.register_factory(C::NAME, Arc::new(Typed::<C>(PhantomData)))
+    }
+
+    /// Adds an already erased connector (plugins).
+    pub fn register_factory(
+        &mut self,
+        name: &str,
+        factory: Arc<dyn ConnectorFactory>,
+    ) -> &mut Self {
+        self.connectors.insert(name.to_string(), factory);
+        self
+    }
+
+    /// The connector called `name`; the error lists what exists.
+    pub fn get(&self, name: &str) -> Result<&Arc<dyn ConnectorFactory>, ConnectorError> {
+        self.connectors.get(name).ok_or_else(|| {
+            let known: Vec<_> = self.connectors.keys().map(String::as_str).collect();
+            ConnectorError::config(format!(
+                "unknown connector {name:?}; available: {}",
+                known.join(", ")
+            ))
+        })
+    }
+
+    pub fn specs(&self) -> Vec<Spec> {
+        self.connectors.values().map(|c| c.spec()).collect()
+    }
+}

@@ -1,0 +1,54 @@
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{FieldInfo, Value};
+
+/// What a connector is and how to configure it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Spec {
+    pub name: String,
+    pub version: String,
+    /// JSON Schema of the connection config.
+    pub config_schema: serde_json::Value,
+    /// JSON Schema of one stream's settings.
+    pub stream_schema: serde_json::Value,
+}
+
+/// One readable stream of a source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamInfo {
+    pub name: String,
+    pub fields: Vec<FieldInfo>,
+    pub primary_key: Vec<String>,
+    /// Fields fit to be an incremental cursor (update timestamps, monotonic keys).
+    pub cursor_candidates: Vec<String>,
+}
+
+/// Everything a source offers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub streams: Vec<StreamInfo>,
+}
+
+/// One thing `check` found wrong; `stream` is `None` for the connection itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Problem {
+    pub stream: Option<String>,
+    pub message: String,
+}
+
+/// An opaque checkpoint: only the connector that wrote it reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StreamState(pub serde_json::Value);
+
+/// Records read together, and the checkpoint to resume after them.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Field names; every row has one value per field, in this order.
+    pub fields: Arc<Vec<String>>,
+    pub rows: Vec<Vec<Value>>,
+    /// The state to store once these rows are committed.
+    pub state: StreamState,
+}

@@ -1,0 +1,22 @@
+//! The core model of Dossier: contacts, sessions, identities, custom data, aggregate
+//! rules, mappings from source records, and contact filters.
+//!
+//! This crate knows no database and no HTTP: everything here is pure and testable alone.
+
+pub mod aggregate;
+pub mod error;
+pub mod filter;
+pub mod identity;
+pub mod key;
+pub mod mapping;
+pub mod model;
+pub mod value;
+
+pub use aggregate::{AggOp, AggState, AggregateRule, Contribution};
+pub use error::CoreError;
+pub use filter::{CmpOp, Filter, FilterField};
+pub use identity::{Identity, IdentityKind};
+pub use key::DataKey;
+pub use mapping::{CompiledMapping, MappedRecord, MappingConfig, Target};
+pub use model::{ProfileField, WorkspaceId};
+pub use value::{DataValue, Value};

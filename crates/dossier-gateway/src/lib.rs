@@ -1,0 +1,1 @@
+//! Dossier's GraphQL gateway (async-graphql on axum)
