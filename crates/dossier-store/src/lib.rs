@@ -1,1 +1,19 @@
-//! Dossier's store: contacts, sessions, aggregates and sync state on SQLite (embedded) or PostgreSQL
+//! Dossier's store: contacts, sessions, identities, custom data, aggregates, sync state
+//! and run history.
+//!
+//! One implementation ([`SqlStore`]) serves both backends through sqlx's `Any` driver: the
+//! embedded default (SQLite, WAL, one writer connection and a read pool) and PostgreSQL
+//! for scale-out. Both run the same SQL (numbered `$n` parameters, `ON CONFLICT` upserts,
+//! `RETURNING`); only the migrations differ, in their id columns.
+
+mod backend;
+mod error;
+mod filter_sql;
+mod ingest;
+mod read;
+mod runs;
+mod types;
+
+pub use backend::{Backend, SqlStore};
+pub use error::{Result, StoreError};
+pub use types::*;

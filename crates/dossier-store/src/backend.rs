@@ -1,0 +1,236 @@
+use std::sync::Once;
+use std::time::Duration;
+
+use dossier_core::AggregateRule;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::SourceRow;
+use crate::error::{Result, StoreError};
+
+static DRIVERS: Once = Once::new();
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The store, on SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pub(crate) backend: Backend,
+    /// On SQLite a single connection, so writers queue instead of failing with SQLITE_BUSY.
+    pub(crate) write: AnyPool,
+    pub(crate) read: AnyPool,
+}
+
+pub(crate) fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) and migrates the store at `url`:
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    pub async fn open(url: &str) -> Result<Self> {
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let open_err = |source| StoreError::Open {
+            url: redact_url(url),
+            source,
+        };
+        let store = if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(StoreError::Url { url: url.into() });
+            }
+            let opts: AnyConnectOptions = format!("sqlite://{path}?mode=rwc")
+                .parse()
+                .map_err(open_err)?;
+            let pragmas = sqlite_pragmas;
+            let write = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(60))
+                .after_connect(pragmas)
+                .connect_with(opts.clone())
+                .await
+                .map_err(open_err)?;
+            SQLITE_MIGRATIONS.run(&write).await?;
+            let read = AnyPoolOptions::new()
+                .max_connections(4)
+                .after_connect(pragmas)
+                .connect_with(opts)
+                .await
+                .map_err(open_err)?;
+            SqlStore {
+                backend: Backend::Sqlite,
+                write,
+                read,
+            }
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect(url)
+                .await
+                .map_err(open_err)?;
+            POSTGRES_MIGRATIONS.run(&pool).await?;
+            SqlStore {
+                backend: Backend::Postgres,
+                write: pool.clone(),
+                read: pool,
+            }
+        } else {
+            return Err(StoreError::Url {
+                url: redact_url(url),
+            });
+        };
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Is the database reachable?
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    pub async fn ensure_workspace(&self, ws: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO workspaces (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(ws)
+        .bind(now_micros())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a source as configured; `config` must already have its secrets redacted.
+    pub async fn upsert_source(&self, ws: &str, source: &SourceRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sources (workspace, name, connector, config, streams, schedule, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (workspace, name) DO UPDATE SET \
+             connector = excluded.connector, config = excluded.config, streams = excluded.streams, \
+             schedule = excluded.schedule, updated_at = excluded.updated_at",
+        )
+        .bind(ws)
+        .bind(&source.name)
+        .bind(&source.connector)
+        .bind(source.config.to_string())
+        .bind(serde_json::to_string(&source.streams).unwrap_or_default())
+        .bind(source.schedule.clone())
+        .bind(now_micros())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn sources(&self, ws: &str) -> Result<Vec<SourceRow>> {
+        let rows = sqlx::query("SELECT name, connector, config, streams, schedule FROM sources WHERE workspace = $1 ORDER BY name")
+            .bind(ws)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SourceRow {
+                    name: r.try_get("name")?,
+                    connector: r.try_get("connector")?,
+                    config: serde_json::from_str(&r.try_get::<String, _>("config")?)
+                        .map_err(|e| StoreError::corrupt("source config", e))?,
+                    streams: serde_json::from_str(&r.try_get::<String, _>("streams")?)
+                        .map_err(|e| StoreError::corrupt("source streams", e))?,
+                    schedule: r.try_get("schedule")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The checkpoint of the last committed batch of a stream.
+    pub async fn stream_state(
+        &self,
+        ws: &str,
+        source: &str,
+        stream: &str,
+    ) -> Result<Option<serde_json::Value>> {
+        let row = sqlx::query(
+            "SELECT state FROM stream_states WHERE workspace = $1 AND source = $2 AND stream = $3",
+        )
+        .bind(ws)
+        .bind(source)
+        .bind(stream)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| {
+            let s: String = r.try_get("state")?;
+            serde_json::from_str(&s).map_err(|e| StoreError::corrupt("stream state", e))
+        })
+        .transpose()
+    }
+
+    /// Forgets a stream's checkpoint so the next sync reads it in full.
+    pub async fn reset_stream_state(&self, ws: &str, source: &str, stream: &str) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM stream_states WHERE workspace = $1 AND source = $2 AND stream = $3",
+        )
+        .bind(ws)
+        .bind(source)
+        .bind(stream)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// The workspace's aggregate rules.
+    pub async fn rules(&self, ws: &str) -> Result<Vec<AggregateRule>> {
+        crate::ingest::load_rules(&mut *self.read.acquire().await?, ws).await
+    }
+}
+
+fn sqlite_pragmas(
+    conn: &mut sqlx::AnyConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        conn.execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
+             PRAGMA cache_size = -32000; PRAGMA temp_store = MEMORY;",
+        )
+        .await?;
+        Ok(())
+    })
+}
+
+/// Hides a password in a database URL before it is shown anywhere.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:***@{}", &url[..s], &url[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            super::redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

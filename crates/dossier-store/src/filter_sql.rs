@@ -1,0 +1,175 @@
+//! Turns a contact [`Filter`] into SQL with bound parameters; user text is never pasted.
+
+use dossier_core::{CmpOp, DataValue, Filter, FilterField};
+
+/// A parameter to bind, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Bind {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+/// Accumulates SQL text and its parameters; placeholders are numbered from `first`.
+#[derive(Debug)]
+pub(crate) struct SqlBuilder {
+    pub(crate) binds: Vec<Bind>,
+    offset: usize,
+}
+
+impl SqlBuilder {
+    pub(crate) fn new(offset: usize) -> Self {
+        Self {
+            binds: vec![],
+            offset,
+        }
+    }
+
+    pub(crate) fn param(&mut self, b: Bind) -> String {
+        self.binds.push(b);
+        format!("${}", self.offset + self.binds.len())
+    }
+
+    /// SQL for `f`, a boolean expression over the contact alias `c`.
+    pub(crate) fn filter(&mut self, f: &Filter) -> String {
+        match f {
+            Filter::And(v) if v.is_empty() => "1 = 1".into(),
+            Filter::Or(v) if v.is_empty() => "1 = 0".into(),
+            Filter::And(v) => format!(
+                "({})",
+                v.iter()
+                    .map(|c| self.filter(c))
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            ),
+            Filter::Or(v) => format!(
+                "({})",
+                v.iter()
+                    .map(|c| self.filter(c))
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
+            ),
+            Filter::Not(c) => format!("NOT ({})", self.filter(c)),
+            Filter::Exists(field) => match field {
+                FilterField::Profile(p) => format!("c.{} IS NOT NULL", p.name()),
+                FilterField::CreatedAt | FilterField::UpdatedAt => "1 = 1".into(),
+                FilterField::Data(_) | FilterField::Agg(_) => self.custom(field, "1 = 1".into()),
+            },
+            Filter::Cmp { field, op, value } => {
+                let cond = self.compare(field, *op, value);
+                if *op == CmpOp::Ne {
+                    // "not equal" includes contacts without the value.
+                    let eq = self.compare(field, CmpOp::Eq, value);
+                    return format!("NOT ({})", self.wrap(field, eq));
+                }
+                self.wrap(field, cond)
+            }
+            Filter::In { field, values } => {
+                if values.is_empty() {
+                    return "1 = 0".into();
+                }
+                let parts: Vec<String> = values
+                    .iter()
+                    .map(|v| self.compare(field, CmpOp::Eq, v))
+                    .collect();
+                let any = format!("({})", parts.join(" OR "));
+                self.wrap(field, any)
+            }
+            Filter::Contains { field, text } => {
+                let pattern = format!("%{}%", escape_like(&text.to_lowercase()));
+                let col = self.text_col(field);
+                let p = self.param(Bind::Text(pattern));
+                let cond = format!("LOWER({col}) LIKE {p} ESCAPE '\\'");
+                self.wrap(field, cond)
+            }
+        }
+    }
+
+    fn text_col(&self, field: &FilterField) -> String {
+        match field {
+            FilterField::Profile(p) => format!("c.{}", p.name()),
+            FilterField::CreatedAt => "CAST(c.created_at AS TEXT)".into(),
+            FilterField::UpdatedAt => "CAST(c.updated_at AS TEXT)".into(),
+            FilterField::Data(_) | FilterField::Agg(_) => "x.txt".into(),
+        }
+    }
+
+    /// A comparison on the field's own column (`x` is the data/aggregate row).
+    fn compare(&mut self, field: &FilterField, op: CmpOp, value: &DataValue) -> String {
+        let op_sql = if op == CmpOp::Ne { "=" } else { op.sql() };
+        match field {
+            FilterField::Profile(p) => {
+                let v = match value {
+                    DataValue::String(s) if p.name() == "country" => s.to_ascii_uppercase(),
+                    DataValue::String(s) if p.name() == "email" => s.trim().to_lowercase(),
+                    DataValue::String(s) => s.clone(),
+                    other => other.to_json().to_string(),
+                };
+                let ph = self.param(Bind::Text(v));
+                format!("c.{} {op_sql} {ph}", p.name())
+            }
+            FilterField::CreatedAt | FilterField::UpdatedAt => {
+                let col = if matches!(field, FilterField::CreatedAt) {
+                    "created_at"
+                } else {
+                    "updated_at"
+                };
+                let n = value.as_sort_number().unwrap_or(f64::NAN) as i64;
+                let ph = self.param(Bind::Int(n));
+                format!("c.{col} {op_sql} {ph}")
+            }
+            FilterField::Data(_) | FilterField::Agg(_) => match value {
+                DataValue::String(s) => {
+                    let ph = self.param(Bind::Text(s.clone()));
+                    format!("x.txt {op_sql} {ph}")
+                }
+                other => {
+                    let ph = self.param(Bind::Float(other.as_sort_number().unwrap_or_default()));
+                    // The cast pins the parameter's type: sqlx's Any driver leaves it open.
+                    format!("x.num {op_sql} CAST({ph} AS DOUBLE PRECISION)")
+                }
+            },
+        }
+    }
+
+    /// For custom fields, the condition runs on the contact's data or aggregate row.
+    fn wrap(&mut self, field: &FilterField, cond: String) -> String {
+        match field {
+            FilterField::Data(_) | FilterField::Agg(_) => self.custom(field, cond),
+            _ => cond,
+        }
+    }
+
+    fn custom(&mut self, field: &FilterField, cond: String) -> String {
+        let (table, col, key) = match field {
+            FilterField::Data(k) => ("contact_data", "key", k),
+            FilterField::Agg(k) => ("contact_aggregates", "name", k),
+            _ => unreachable!("only custom fields"),
+        };
+        let ph = self.param(Bind::Text(key.to_string()));
+        format!(
+            "EXISTS (SELECT 1 FROM {table} x WHERE x.contact_id = c.id AND x.{col} = {ph} AND {cond})"
+        )
+    }
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// Binds parameters in order onto an `Any` query.
+pub(crate) fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    binds: &'q [Bind],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for b in binds {
+        q = match b {
+            Bind::Int(i) => q.bind(*i),
+            Bind::Float(f) => q.bind(*f),
+            Bind::Text(s) => q.bind(s.as_str()),
+        };
+    }
+    q
+}

@@ -1,0 +1,819 @@
+//! Writing: one transaction per batch resolves identities, upserts contacts and sessions,
+//! maintains session data on contacts and aggregates incrementally, and stores the
+//! stream's new state.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use dossier_core::model::{ContactLink, ContactRecord, SessionRecord};
+use dossier_core::{
+    AggState, AggregateRule, DataKey, DataValue, Identity, MappedRecord, ProfileField,
+};
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
+
+use crate::backend::now_micros;
+use crate::error::{Result, StoreError};
+use crate::{BatchOutcome, BatchWrite, SqlStore};
+
+pub(crate) async fn load_rules(conn: &mut AnyConnection, ws: &str) -> Result<Vec<AggregateRule>> {
+    let rows =
+        sqlx::query("SELECT definition FROM aggregate_rules WHERE workspace = $1 ORDER BY name")
+            .bind(ws)
+            .fetch_all(&mut *conn)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            let d: String = r.try_get("definition")?;
+            serde_json::from_str(&d).map_err(|e| StoreError::corrupt("aggregate rule", e))
+        })
+        .collect()
+}
+
+/// The two projections of a value used by filters: a number and a text.
+///
+/// A number is always bound as a non-null `f64` with a separate "present" flag: sqlx's Any
+/// driver types a NULL float parameter differently on PostgreSQL, which breaks the cached
+/// prepared statement for the next non-null value.
+pub(crate) fn projections(v: &DataValue) -> (Option<f64>, Option<String>) {
+    (v.as_sort_number(), v.as_text().map(str::to_string))
+}
+
+pub(crate) fn encode(v: &DataValue) -> String {
+    serde_json::to_string(v).expect("data values serialize")
+}
+
+pub(crate) fn decode_data(s: &str) -> Result<BTreeMap<String, DataValue>> {
+    serde_json::from_str(s).map_err(|e| StoreError::corrupt("session data", e))
+}
+
+struct StoredSession {
+    id: i64,
+    contact_id: Option<i64>,
+    kind: String,
+    started_at: i64,
+    ended_at: Option<i64>,
+    data_json: String,
+    data: BTreeMap<String, DataValue>,
+    deleted: bool,
+}
+
+/// The state of one batch's transaction.
+pub(crate) struct Ingest<'c> {
+    conn: &'c mut AnyConnection,
+    ws: &'c str,
+    now: i64,
+    rules: Vec<AggregateRule>,
+    idents: HashMap<Identity, i64>,
+    /// Aggregate states of contacts touched by this batch, by rule name.
+    aggs: HashMap<i64, HashMap<String, AggState>>,
+    recompute_aggs: BTreeSet<i64>,
+    recompute_data: BTreeSet<i64>,
+    pub(crate) outcome: BatchOutcome,
+}
+
+impl<'c> Ingest<'c> {
+    pub(crate) async fn new(conn: &'c mut AnyConnection, ws: &'c str) -> Result<Self> {
+        let rules = load_rules(conn, ws).await?;
+        Ok(Self {
+            conn,
+            ws,
+            now: now_micros(),
+            rules,
+            idents: HashMap::new(),
+            aggs: HashMap::new(),
+            recompute_aggs: BTreeSet::new(),
+            recompute_data: BTreeSet::new(),
+            outcome: BatchOutcome::default(),
+        })
+    }
+
+    async fn lookup(&mut self, ident: &Identity) -> Result<Option<i64>> {
+        if let Some(id) = self.idents.get(ident) {
+            return Ok(Some(*id));
+        }
+        let row = sqlx::query(
+            "SELECT contact_id FROM identities WHERE workspace = $1 AND kind = $2 AND value = $3",
+        )
+        .bind(self.ws)
+        .bind(ident.kind.as_str())
+        .bind(&ident.value)
+        .fetch_optional(&mut *self.conn)
+        .await?;
+        let id = row.map(|r| r.try_get::<i64, _>(0)).transpose()?;
+        if let Some(id) = id {
+            self.idents.insert(ident.clone(), id);
+        }
+        Ok(id)
+    }
+
+    async fn new_contact(&mut self, created_at: Option<i64>) -> Result<i64> {
+        let row = sqlx::query("INSERT INTO contacts (workspace, created_at, updated_at) VALUES ($1, $2, $3) RETURNING id")
+            .bind(self.ws)
+            .bind(created_at.unwrap_or(self.now))
+            .bind(self.now)
+            .fetch_one(&mut *self.conn)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn attach(&mut self, contact: i64, ident: &Identity) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO identities (workspace, kind, value, contact_id, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (workspace, kind, value) DO NOTHING",
+        )
+        .bind(self.ws)
+        .bind(ident.kind.as_str())
+        .bind(&ident.value)
+        .bind(contact)
+        .bind(self.now)
+        .execute(&mut *self.conn)
+        .await?;
+        self.idents.insert(ident.clone(), contact);
+        Ok(())
+    }
+
+    /// Finds or creates the contact a set of identities belongs to, merging contacts that
+    /// the identities tie together.
+    async fn resolve(&mut self, idents: &[Identity], created_at: Option<i64>) -> Result<i64> {
+        let mut found = BTreeSet::new();
+        let mut missing = vec![];
+        for ident in idents {
+            match self.lookup(ident).await? {
+                Some(id) => {
+                    found.insert(id);
+                }
+                None => missing.push(ident),
+            }
+        }
+        let contact = match found.len() {
+            0 => self.new_contact(created_at).await?,
+            1 => *found.first().expect("one"),
+            _ => {
+                let ids: Vec<i64> = found.into_iter().collect();
+                let reason = idents
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.merge(&ids, &reason).await?
+            }
+        };
+        for ident in missing {
+            self.attach(contact, ident).await?;
+        }
+        Ok(contact)
+    }
+
+    /// Merges contacts into the oldest one, which survives; the others keep resolving to it.
+    async fn merge(&mut self, ids: &[i64], reason: &str) -> Result<i64> {
+        let survivor = ids[0];
+        for &loser in &ids[1..] {
+            let c = &mut *self.conn;
+            for sql in [
+                "UPDATE identities SET contact_id = $1 WHERE contact_id = $2",
+                "UPDATE sessions SET contact_id = $1 WHERE contact_id = $2",
+                "UPDATE contacts SET merged_into = $1 WHERE merged_into = $2",
+                "INSERT INTO contact_data (contact_id, key, value, num, txt, own, session_id, session_at, updated_at) \
+                 SELECT $1, key, value, num, txt, own, session_id, session_at, updated_at FROM contact_data \
+                 WHERE contact_id = $2 AND own = 1 ON CONFLICT (contact_id, key) DO NOTHING",
+            ] {
+                sqlx::query(sql)
+                    .bind(survivor)
+                    .bind(loser)
+                    .execute(&mut *c)
+                    .await?;
+            }
+            let fields = ProfileField::ALL.map(|f| {
+                format!(
+                    "{0} = COALESCE(s.{0}, (SELECT l.{0} FROM contacts l WHERE l.id = $2))",
+                    f.name()
+                )
+            });
+            let sql = format!(
+                "UPDATE contacts AS s SET {} WHERE s.id = $1",
+                fields.join(", ")
+            );
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(survivor)
+                .bind(loser)
+                .execute(&mut *c)
+                .await?;
+            sqlx::query("UPDATE contacts SET merged_into = $1, updated_at = $2 WHERE id = $3")
+                .bind(survivor)
+                .bind(self.now)
+                .bind(loser)
+                .execute(&mut *c)
+                .await?;
+            for sql in [
+                "DELETE FROM contact_data WHERE contact_id = $1",
+                "DELETE FROM contact_aggregates WHERE contact_id = $1",
+            ] {
+                sqlx::query(sql).bind(loser).execute(&mut *c).await?;
+            }
+            sqlx::query("INSERT INTO contact_merges (workspace, survivor, merged, reason, at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(self.ws)
+                .bind(survivor)
+                .bind(loser)
+                .bind(reason)
+                .bind(self.now)
+                .execute(&mut *c)
+                .await?;
+            self.aggs.remove(&loser);
+            self.recompute_aggs.remove(&loser);
+            self.recompute_data.remove(&loser);
+            for v in self.idents.values_mut() {
+                if *v == loser {
+                    *v = survivor;
+                }
+            }
+        }
+        self.recompute_aggs.insert(survivor);
+        self.recompute_data.insert(survivor);
+        self.outcome.merges += (ids.len() - 1) as u64;
+        Ok(survivor)
+    }
+
+    pub(crate) async fn apply(
+        &mut self,
+        source: &str,
+        stream: &str,
+        rec: &MappedRecord,
+    ) -> Result<()> {
+        let changed = match rec {
+            MappedRecord::Contact(c) => self.upsert_contact(c).await?,
+            MappedRecord::Session(s) => self.upsert_session(source, stream, s).await?,
+        };
+        if changed {
+            self.outcome.written += 1;
+        } else {
+            self.outcome.unchanged += 1;
+        }
+        Ok(())
+    }
+
+    async fn upsert_contact(&mut self, rec: &ContactRecord) -> Result<bool> {
+        let mut idents = vec![rec.external.clone()];
+        idents.extend(rec.identities.iter().cloned());
+        let id = self.resolve(&idents, rec.created_at).await?;
+        let row = sqlx::query("SELECT source_updated_at FROM contacts WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *self.conn)
+            .await?;
+        let stored_at: Option<i64> = row.try_get(0)?;
+        // Survivorship: the latest update wins; a record older than what we hold changes nothing.
+        if let (Some(new), Some(old)) = (rec.updated_at, stored_at) {
+            if new < old {
+                return Ok(false);
+            }
+        }
+        let mut sets = vec![];
+        let mut vals: Vec<&str> = vec![];
+        for (field, value) in &rec.profile {
+            vals.push(value);
+            sets.push(format!("{} = ${}", field.name(), vals.len() + 1));
+        }
+        let n = vals.len();
+        let sql = format!(
+            "UPDATE contacts SET {}{}source_updated_at = ${}, updated_at = ${}, created_at = COALESCE(${}, created_at) WHERE id = $1",
+            sets.join(", "),
+            if sets.is_empty() { "" } else { ", " },
+            n + 2,
+            n + 3,
+            n + 4
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(id);
+        for v in vals {
+            q = q.bind(v);
+        }
+        let unchanged = stored_at.is_some() && stored_at == rec.updated_at;
+        q.bind(rec.updated_at.or(stored_at))
+            .bind(self.now)
+            .bind(rec.created_at)
+            .execute(&mut *self.conn)
+            .await?;
+        for (k, v) in &rec.data {
+            self.set_own_data(id, k, v).await?;
+        }
+        Ok(!unchanged)
+    }
+
+    /// A value set on the contact itself: it takes precedence over session data.
+    pub(crate) async fn set_own_data(
+        &mut self,
+        contact: i64,
+        key: &DataKey,
+        v: &DataValue,
+    ) -> Result<()> {
+        let (num, txt) = projections(v);
+        sqlx::query(
+            "INSERT INTO contact_data (contact_id, key, value, num, txt, own, session_id, session_at, updated_at) \
+             VALUES ($1, $2, $3, CASE WHEN $7 = 1 THEN CAST($4 AS DOUBLE PRECISION) END, $5, 1, NULL, NULL, $6) ON CONFLICT (contact_id, key) DO UPDATE SET \
+             value = excluded.value, num = excluded.num, txt = excluded.txt, own = 1, session_id = NULL, \
+             session_at = NULL, updated_at = excluded.updated_at",
+        )
+        .bind(contact)
+        .bind(key.as_str())
+        .bind(encode(v))
+        .bind(num.unwrap_or_default())
+        .bind(txt)
+        .bind(self.now)
+        .bind(i64::from(num.is_some()))
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    /// A session's value shows on its contact unless the contact has its own, or a later
+    /// session set it (latest start wins, then the highest session id).
+    async fn set_session_data(
+        &mut self,
+        contact: i64,
+        session: i64,
+        at: i64,
+        key: &str,
+        v: &DataValue,
+    ) -> Result<()> {
+        let (num, txt) = projections(v);
+        sqlx::query(
+            "INSERT INTO contact_data (contact_id, key, value, num, txt, own, session_id, session_at, updated_at) \
+             VALUES ($1, $2, $3, CASE WHEN $9 = 1 THEN CAST($4 AS DOUBLE PRECISION) END, $5, 0, $6, $7, $8) ON CONFLICT (contact_id, key) DO UPDATE SET \
+             value = excluded.value, num = excluded.num, txt = excluded.txt, session_id = excluded.session_id, \
+             session_at = excluded.session_at, updated_at = excluded.updated_at \
+             WHERE contact_data.own = 0 AND (contact_data.session_at < excluded.session_at OR \
+             (contact_data.session_at = excluded.session_at AND contact_data.session_id <= excluded.session_id))",
+        )
+        .bind(contact)
+        .bind(key)
+        .bind(encode(v))
+        .bind(num.unwrap_or_default())
+        .bind(txt)
+        .bind(session)
+        .bind(at)
+        .bind(self.now)
+        .bind(i64::from(num.is_some()))
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn stored_session(
+        &mut self,
+        source: &str,
+        stream: &str,
+        external_id: &str,
+    ) -> Result<Option<StoredSession>> {
+        let row = sqlx::query(
+            "SELECT id, contact_id, kind, started_at, ended_at, data, deleted FROM sessions \
+             WHERE workspace = $1 AND source = $2 AND stream = $3 AND external_id = $4",
+        )
+        .bind(self.ws)
+        .bind(source)
+        .bind(stream)
+        .bind(external_id)
+        .fetch_optional(&mut *self.conn)
+        .await?;
+        row.map(|r| {
+            let data_json: String = r.try_get("data")?;
+            Ok(StoredSession {
+                id: r.try_get("id")?,
+                contact_id: r.try_get("contact_id")?,
+                kind: r.try_get("kind")?,
+                started_at: r.try_get("started_at")?,
+                ended_at: r.try_get("ended_at")?,
+                data: decode_data(&data_json)?,
+                data_json,
+                deleted: r.try_get::<i64, _>("deleted")? != 0,
+            })
+        })
+        .transpose()
+    }
+
+    async fn upsert_session(
+        &mut self,
+        source: &str,
+        stream: &str,
+        rec: &SessionRecord,
+    ) -> Result<bool> {
+        let contact = match &rec.contact {
+            Some(ContactLink::Identity(ident)) => Some(match self.lookup(ident).await? {
+                Some(id) => id,
+                // The contact's own record has not arrived yet: hold its place, it lands here.
+                None => self.resolve(std::slice::from_ref(ident), None).await?,
+            }),
+            None => None,
+        };
+        let started_at = rec.started_at.unwrap_or(self.now);
+        let data: BTreeMap<String, DataValue> = rec
+            .data
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        let data_json = serde_json::to_string(&data).expect("data serializes");
+        let old = self
+            .stored_session(source, stream, &rec.external_id)
+            .await?;
+        if let Some(o) = &old {
+            if !o.deleted
+                && o.contact_id == contact
+                && o.kind == rec.kind
+                && o.started_at == started_at
+                && o.ended_at == rec.ended_at
+                && o.data_json == data_json
+            {
+                return Ok(false);
+            }
+        }
+        let id = match &old {
+            Some(o) => {
+                sqlx::query(
+                    "UPDATE sessions SET contact_id = $1, kind = $2, started_at = $3, ended_at = $4, data = $5, \
+                     deleted = 0, updated_at = $6 WHERE id = $7",
+                )
+                .bind(contact)
+                .bind(&rec.kind)
+                .bind(started_at)
+                .bind(rec.ended_at)
+                .bind(&data_json)
+                .bind(self.now)
+                .bind(o.id)
+                .execute(&mut *self.conn)
+                .await?;
+                o.id
+            }
+            None => sqlx::query(
+                "INSERT INTO sessions (workspace, source, stream, external_id, kind, contact_id, started_at, ended_at, \
+                 data, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
+            )
+            .bind(self.ws)
+            .bind(source)
+            .bind(stream)
+            .bind(&rec.external_id)
+            .bind(&rec.kind)
+            .bind(contact)
+            .bind(started_at)
+            .bind(rec.ended_at)
+            .bind(&data_json)
+            .bind(self.now)
+            .fetch_one(&mut *self.conn)
+            .await?
+            .try_get(0)?,
+        };
+        let old_view = old
+            .as_ref()
+            .filter(|o| !o.deleted)
+            .map(|o| (o.contact_id, o.kind.clone(), o.started_at, o.data.clone()));
+        self.session_changed(
+            id,
+            old_view,
+            Some((contact, rec.kind.clone(), started_at, data)),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Moves a session's contributions from what it was to what it is now: aggregates
+    /// incrementally, session data on the contact.
+    #[allow(clippy::type_complexity)]
+    pub(crate) async fn session_changed(
+        &mut self,
+        id: i64,
+        old: Option<(Option<i64>, String, i64, BTreeMap<String, DataValue>)>,
+        new: Option<(Option<i64>, String, i64, BTreeMap<String, DataValue>)>,
+    ) -> Result<()> {
+        let rules = std::mem::take(&mut self.rules);
+        for rule in &rules {
+            if let Some((Some(cid), kind, at, data)) = &old {
+                if let Some(c) = rule.contribution(id, kind, *at, data) {
+                    if !self.recompute_aggs.contains(cid) {
+                        let state = self.agg_state(*cid, rule).await?;
+                        if state.remove(rule.op, &c).is_err() {
+                            self.recompute_aggs.insert(*cid);
+                        }
+                    }
+                }
+            }
+            if let Some((Some(cid), kind, at, data)) = &new {
+                if let Some(c) = rule.contribution(id, kind, *at, data) {
+                    if !self.recompute_aggs.contains(cid) {
+                        self.agg_state(*cid, rule).await?.add(rule.op, &c);
+                    }
+                }
+            }
+        }
+        self.rules = rules;
+        if let Some((Some(cid), _, at, data)) = &new {
+            for (k, v) in data {
+                self.set_session_data(*cid, id, *at, k, v).await?;
+            }
+        }
+        if let Some((Some(old_cid), _, old_at, old_data)) = &old {
+            let same_contact = new.as_ref().is_some_and(|n| n.0 == Some(*old_cid));
+            let still_there = |k: &String| {
+                new.as_ref()
+                    .is_some_and(|n| same_contact && n.3.contains_key(k) && n.2 >= *old_at)
+            };
+            if old_data.keys().any(|k| !still_there(k)) {
+                self.recompute_data.insert(*old_cid);
+            }
+        }
+        Ok(())
+    }
+
+    async fn agg_state(&mut self, contact: i64, rule: &AggregateRule) -> Result<&mut AggState> {
+        if !self.aggs.contains_key(&contact) {
+            let rows =
+                sqlx::query("SELECT name, state FROM contact_aggregates WHERE contact_id = $1")
+                    .bind(contact)
+                    .fetch_all(&mut *self.conn)
+                    .await?;
+            let mut states = HashMap::new();
+            for r in rows {
+                let s: String = r.try_get("state")?;
+                states.insert(
+                    r.try_get("name")?,
+                    serde_json::from_str(&s)
+                        .map_err(|e| StoreError::corrupt("aggregate state", e))?,
+                );
+            }
+            self.aggs.insert(contact, states);
+        }
+        Ok(self
+            .aggs
+            .get_mut(&contact)
+            .expect("loaded")
+            .entry(rule.name.to_string())
+            .or_default())
+    }
+
+    async fn live_sessions(
+        &mut self,
+        contact: i64,
+    ) -> Result<Vec<(i64, String, i64, BTreeMap<String, DataValue>)>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, started_at, data FROM sessions WHERE contact_id = $1 AND deleted = 0 ORDER BY started_at, id",
+        )
+        .bind(contact)
+        .fetch_all(&mut *self.conn)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get("kind")?,
+                    r.try_get("started_at")?,
+                    decode_data(&r.try_get::<String, _>("data")?)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Recomputes what must be, then writes aggregate states. Called once per batch.
+    pub(crate) async fn finish(&mut self) -> Result<()> {
+        for cid in std::mem::take(&mut self.recompute_data) {
+            sqlx::query("DELETE FROM contact_data WHERE contact_id = $1 AND own = 0")
+                .bind(cid)
+                .execute(&mut *self.conn)
+                .await?;
+            let sessions = self.live_sessions(cid).await?;
+            let mut latest: BTreeMap<&str, (i64, i64, &DataValue)> = BTreeMap::new();
+            for (id, _, at, data) in &sessions {
+                for (k, v) in data {
+                    latest.insert(k, (*id, *at, v));
+                }
+            }
+            for (k, (id, at, v)) in latest {
+                self.set_session_data(cid, id, at, k, v).await?;
+            }
+        }
+        for cid in std::mem::take(&mut self.recompute_aggs) {
+            let sessions = self.live_sessions(cid).await?;
+            let mut states = HashMap::new();
+            for rule in &self.rules {
+                let contributions: Vec<_> = sessions
+                    .iter()
+                    .filter_map(|(id, kind, at, data)| rule.contribution(*id, kind, *at, data))
+                    .collect();
+                states.insert(
+                    rule.name.to_string(),
+                    AggState::recompute(rule.op, &contributions),
+                );
+            }
+            self.aggs.insert(cid, states);
+        }
+        let rules = std::mem::take(&mut self.rules);
+        for (cid, states) in std::mem::take(&mut self.aggs) {
+            for rule in &rules {
+                let state = states.get(rule.name.as_str()).cloned().unwrap_or_default();
+                write_agg(self.conn, cid, rule, &state).await?;
+            }
+        }
+        self.rules = rules;
+        Ok(())
+    }
+}
+
+async fn write_agg(
+    conn: &mut AnyConnection,
+    contact: i64,
+    rule: &AggregateRule,
+    state: &AggState,
+) -> Result<()> {
+    let value = state.value(rule.op);
+    let (num, txt) = value.as_ref().map(projections).unwrap_or((None, None));
+    sqlx::query(
+        "INSERT INTO contact_aggregates (contact_id, name, state, value, num, txt) VALUES ($1, $2, $3, $4, CASE WHEN $7 = 1 THEN CAST($5 AS DOUBLE PRECISION) END, $6) \
+         ON CONFLICT (contact_id, name) DO UPDATE SET state = excluded.state, value = excluded.value, \
+         num = excluded.num, txt = excluded.txt",
+    )
+    .bind(contact)
+    .bind(rule.name.as_str())
+    .bind(serde_json::to_string(state).expect("state serializes"))
+    .bind(value.as_ref().map(encode))
+    .bind(num.unwrap_or_default())
+    .bind(txt)
+    .bind(i64::from(num.is_some()))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl SqlStore {
+    /// Commits a batch and its stream's new state in one transaction. Re-applying a batch
+    /// changes nothing (upserts are idempotent by source, stream and external id).
+    pub async fn apply_batch(&self, ws: &str, batch: &BatchWrite) -> Result<BatchOutcome> {
+        let mut tx = self.write.begin().await?;
+        let mut ing = Ingest::new(&mut tx, ws).await?;
+        for rec in &batch.records {
+            ing.apply(&batch.source, &batch.stream, rec).await?;
+        }
+        ing.finish().await?;
+        let outcome = ing.outcome;
+        let now = now_micros();
+        for (record_id, error) in &batch.rejected {
+            sqlx::query(
+                "INSERT INTO rejected_records (workspace, source, stream, record_id, error, run_id, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(ws)
+            .bind(&batch.source)
+            .bind(&batch.stream)
+            .bind(record_id.clone())
+            .bind(error)
+            .bind(batch.run_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO stream_states (workspace, source, stream, state, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (workspace, source, stream) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+        )
+        .bind(ws)
+        .bind(&batch.source)
+        .bind(&batch.stream)
+        .bind(batch.state.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Sets a value on a contact itself (it takes precedence over session data).
+    pub async fn set_contact_data(
+        &self,
+        ws: &str,
+        contact: i64,
+        key: &DataKey,
+        value: &DataValue,
+    ) -> Result<()> {
+        value.validate(key.as_str())?;
+        let mut tx = self.write.begin().await?;
+        let id = crate::read::resolve_contact_id(&mut tx, ws, contact)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "contact",
+                id: contact.to_string(),
+            })?;
+        let mut ing = Ingest::new(&mut tx, ws).await?;
+        ing.set_own_data(id, key, value).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets one session data value; the contact's view and aggregates follow.
+    pub async fn set_session_data(
+        &self,
+        ws: &str,
+        session: i64,
+        key: &DataKey,
+        value: &DataValue,
+    ) -> Result<()> {
+        value.validate(key.as_str())?;
+        let mut tx = self.write.begin().await?;
+        let row = sqlx::query("SELECT contact_id, kind, started_at, data FROM sessions WHERE id = $1 AND workspace = $2 AND deleted = 0")
+            .bind(session)
+            .bind(ws)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { what: "session", id: session.to_string() })?;
+        let contact: Option<i64> = row.try_get("contact_id")?;
+        let kind: String = row.try_get("kind")?;
+        let at: i64 = row.try_get("started_at")?;
+        let old = decode_data(&row.try_get::<String, _>("data")?)?;
+        let mut new = old.clone();
+        new.insert(key.to_string(), value.clone());
+        sqlx::query("UPDATE sessions SET data = $1, updated_at = $2 WHERE id = $3")
+            .bind(serde_json::to_string(&new).expect("data serializes"))
+            .bind(now_micros())
+            .bind(session)
+            .execute(&mut *tx)
+            .await?;
+        let mut ing = Ingest::new(&mut tx, ws).await?;
+        ing.session_changed(
+            session,
+            Some((contact, kind.clone(), at, old)),
+            Some((contact, kind, at, new)),
+        )
+        .await?;
+        ing.finish().await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Declares the workspace's aggregate rules. New or changed rules are backfilled from
+    /// the stored sessions; removed rules disappear from contacts.
+    pub async fn set_rules(&self, ws: &str, rules: &[AggregateRule]) -> Result<usize> {
+        let mut tx = self.write.begin().await?;
+        let stored = load_rules(&mut tx, ws).await?;
+        let changed: Vec<&AggregateRule> = rules
+            .iter()
+            .filter(|r| {
+                !stored
+                    .iter()
+                    .any(|s| s.name == r.name && s.signature() == r.signature())
+            })
+            .collect();
+        let removed: Vec<&AggregateRule> = stored
+            .iter()
+            .filter(|s| !rules.iter().any(|r| r.name == s.name))
+            .collect();
+        if changed.is_empty() && removed.is_empty() {
+            return Ok(0);
+        }
+        for r in removed.iter().chain(changed.iter()) {
+            sqlx::query("DELETE FROM aggregate_rules WHERE workspace = $1 AND name = $2")
+                .bind(ws)
+                .bind(r.name.as_str())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM contact_aggregates WHERE name = $1 AND contact_id IN (SELECT id FROM contacts WHERE workspace = $2)")
+                .bind(r.name.as_str())
+                .bind(ws)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for r in &changed {
+            sqlx::query(
+                "INSERT INTO aggregate_rules (workspace, name, definition) VALUES ($1, $2, $3)",
+            )
+            .bind(ws)
+            .bind(r.name.as_str())
+            .bind(serde_json::to_string(r).expect("rule serializes"))
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Backfill: one ordered pass over the sessions of the rules' kinds.
+        let kinds: BTreeSet<&str> = changed.iter().map(|r| r.kind.as_str()).collect();
+        for kind in kinds {
+            let rows = sqlx::query(
+                "SELECT s.id, s.contact_id, s.started_at, s.data FROM sessions s WHERE s.workspace = $1 AND s.kind = $2 \
+                 AND s.deleted = 0 AND s.contact_id IS NOT NULL ORDER BY s.contact_id",
+            )
+            .bind(ws)
+            .bind(kind)
+            .fetch_all(&mut *tx)
+            .await?;
+            let of_kind: Vec<&&AggregateRule> = changed.iter().filter(|r| r.kind == kind).collect();
+            let mut states: BTreeMap<i64, Vec<AggState>> = BTreeMap::new();
+            for r in &rows {
+                let (id, cid, at): (i64, i64, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+                let data = decode_data(&r.try_get::<String, _>(3)?)?;
+                let entry = states
+                    .entry(cid)
+                    .or_insert_with(|| vec![AggState::default(); of_kind.len()]);
+                for (i, rule) in of_kind.iter().enumerate() {
+                    if let Some(c) = rule.contribution(id, kind, at, &data) {
+                        entry[i].add(rule.op, &c);
+                    }
+                }
+            }
+            for (cid, st) in states {
+                for (i, rule) in of_kind.iter().enumerate() {
+                    write_agg(&mut tx, cid, rule, &st[i]).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(changed.len() + removed.len())
+    }
+}

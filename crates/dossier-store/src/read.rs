@@ -1,0 +1,322 @@
+//! Reading contacts, sessions and their data; every query is scoped to one workspace.
+
+use std::collections::{BTreeMap, HashMap};
+
+use dossier_core::{AggState, DataValue, Filter};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
+
+use crate::error::{Result, StoreError};
+use crate::filter_sql::{Bind, SqlBuilder, bind_all};
+use crate::ingest::decode_data;
+use crate::{ContactRow, IdentityRow, Page, SessionRow, SqlStore};
+
+const CONTACT_COLS: &str = "c.id, c.email, c.phone, c.first_name, c.last_name, c.company, c.country, c.city, c.locale, c.created_at, c.updated_at";
+const SESSION_COLS: &str = "s.id, s.contact_id, s.source, s.stream, s.external_id, s.kind, s.started_at, s.ended_at, s.data, s.updated_at";
+
+fn contact(r: &AnyRow) -> Result<ContactRow> {
+    Ok(ContactRow {
+        id: r.try_get("id")?,
+        email: r.try_get("email")?,
+        phone: r.try_get("phone")?,
+        first_name: r.try_get("first_name")?,
+        last_name: r.try_get("last_name")?,
+        company: r.try_get("company")?,
+        country: r.try_get("country")?,
+        city: r.try_get("city")?,
+        locale: r.try_get("locale")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn session(r: &AnyRow) -> Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.try_get("id")?,
+        contact_id: r.try_get("contact_id")?,
+        source: r.try_get("source")?,
+        stream: r.try_get("stream")?,
+        external_id: r.try_get("external_id")?,
+        kind: r.try_get("kind")?,
+        started_at: r.try_get("started_at")?,
+        ended_at: r.try_get("ended_at")?,
+        data: decode_data(&r.try_get::<String, _>("data")?)?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn decode_value(s: &str) -> Result<DataValue> {
+    serde_json::from_str(s).map_err(|e| StoreError::corrupt("data value", e))
+}
+
+/// Follows merges: the live contact an id (perhaps of a merged contact) stands for.
+pub(crate) async fn resolve_contact_id(
+    conn: &mut AnyConnection,
+    ws: &str,
+    id: i64,
+) -> Result<Option<i64>> {
+    let mut id = id;
+    // Merges re-point earlier merges, so one hop is the norm; the bound guards corrupt chains.
+    for _ in 0..16 {
+        let row = sqlx::query("SELECT merged_into FROM contacts WHERE id = $1 AND workspace = $2")
+            .bind(id)
+            .bind(ws)
+            .fetch_optional(&mut *conn)
+            .await?;
+        match row {
+            None => return Ok(None),
+            Some(r) => match r.try_get::<Option<i64>, _>(0)? {
+                None => return Ok(Some(id)),
+                Some(next) => id = next,
+            },
+        }
+    }
+    Err(StoreError::corrupt(
+        "contact merge chain",
+        format!("contact {id} merges in a loop"),
+    ))
+}
+
+fn in_list(b: &mut SqlBuilder, ids: &[i64]) -> String {
+    ids.iter()
+        .map(|i| b.param(Bind::Int(*i)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl SqlStore {
+    /// A contact by id; a merged id returns the contact it merged into.
+    pub async fn contact(&self, ws: &str, id: i64) -> Result<Option<ContactRow>> {
+        let mut conn = self.read.acquire().await?;
+        let Some(id) = resolve_contact_id(&mut conn, ws, id).await? else {
+            return Ok(None);
+        };
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLS} FROM contacts c WHERE c.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        row.as_ref().map(contact).transpose()
+    }
+
+    /// A contact by email identity (normalised before the lookup).
+    pub async fn contact_by_email(&self, ws: &str, email: &str) -> Result<Option<ContactRow>> {
+        let Ok(email) = dossier_core::identity::normalise_email(email) else {
+            return Ok(None);
+        };
+        let row = sqlx::query("SELECT contact_id FROM identities WHERE workspace = $1 AND kind = 'email' AND value = $2")
+            .bind(ws)
+            .bind(email)
+            .fetch_optional(&self.read)
+            .await?;
+        match row {
+            Some(r) => self.contact(ws, r.try_get(0)?).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Contacts matching `filter`, in id order, after the contact id `after`.
+    pub async fn contacts(
+        &self,
+        ws: &str,
+        filter: Option<&Filter>,
+        first: usize,
+        after: Option<i64>,
+    ) -> Result<Page<ContactRow>> {
+        let mut b = SqlBuilder::new(0);
+        let ws_p = b.param(Bind::Text(ws.into()));
+        let after_p = b.param(Bind::Int(after.unwrap_or(i64::MIN)));
+        let cond = filter.map_or_else(|| "1 = 1".to_string(), |f| b.filter(f));
+        let limit_p = b.param(Bind::Int(first as i64 + 1));
+        let sql = format!(
+            "SELECT {CONTACT_COLS} FROM contacts c WHERE c.workspace = {ws_p} AND c.merged_into IS NULL \
+             AND c.id > {after_p} AND {cond} ORDER BY c.id LIMIT {limit_p}"
+        );
+        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
+            .fetch_all(&self.read)
+            .await?;
+        let mut items = rows.iter().map(contact).collect::<Result<Vec<_>>>()?;
+        let has_next = items.len() > first;
+        items.truncate(first);
+        Ok(Page { items, has_next })
+    }
+
+    pub async fn count_contacts(&self, ws: &str, filter: Option<&Filter>) -> Result<i64> {
+        let mut b = SqlBuilder::new(0);
+        let ws_p = b.param(Bind::Text(ws.into()));
+        let cond = filter.map_or_else(|| "1 = 1".to_string(), |f| b.filter(f));
+        let sql = format!(
+            "SELECT COUNT(*) FROM contacts c WHERE c.workspace = {ws_p} AND c.merged_into IS NULL AND {cond}"
+        );
+        let row = bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
+            .fetch_one(&self.read)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// The merged data view (own values over session values) of several contacts at once.
+    pub async fn contact_data(
+        &self,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, BTreeMap<String, DataValue>>> {
+        let mut out: HashMap<i64, BTreeMap<String, DataValue>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let mut b = SqlBuilder::new(0);
+        let list = in_list(&mut b, ids);
+        let sql =
+            format!("SELECT contact_id, key, value FROM contact_data WHERE contact_id IN ({list})");
+        for r in bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
+            .fetch_all(&self.read)
+            .await?
+        {
+            out.entry(r.try_get(0)?)
+                .or_default()
+                .insert(r.try_get(1)?, decode_value(&r.try_get::<String, _>(2)?)?);
+        }
+        Ok(out)
+    }
+
+    /// Aggregate values of several contacts; every declared rule is present (count and sum
+    /// of nothing are 0, avg/min/max/first/last of nothing are absent).
+    pub async fn aggregates(
+        &self,
+        ws: &str,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, BTreeMap<String, DataValue>>> {
+        let mut out: HashMap<i64, BTreeMap<String, DataValue>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let rules = self.rules(ws).await?;
+        for id in ids {
+            let defaults = out.entry(*id).or_default();
+            for r in &rules {
+                if let Some(v) = AggState::default().value(r.op) {
+                    defaults.insert(r.name.to_string(), v);
+                }
+            }
+        }
+        let mut b = SqlBuilder::new(0);
+        let list = in_list(&mut b, ids);
+        let sql = format!(
+            "SELECT contact_id, name, value FROM contact_aggregates WHERE contact_id IN ({list})"
+        );
+        for r in bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
+            .fetch_all(&self.read)
+            .await?
+        {
+            let name: String = r.try_get(1)?;
+            if !rules.iter().any(|rule| rule.name.as_str() == name) {
+                continue;
+            }
+            let entry = out.entry(r.try_get(0)?).or_default();
+            match r.try_get::<Option<String>, _>(2)? {
+                Some(v) => entry.insert(name, decode_value(&v)?),
+                None => entry.remove(&name),
+            };
+        }
+        Ok(out)
+    }
+
+    pub async fn identities(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<IdentityRow>>> {
+        let mut out: HashMap<i64, Vec<IdentityRow>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let mut b = SqlBuilder::new(0);
+        let list = in_list(&mut b, ids);
+        let sql = format!(
+            "SELECT contact_id, kind, value FROM identities WHERE contact_id IN ({list}) ORDER BY kind, value"
+        );
+        for r in bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
+            .fetch_all(&self.read)
+            .await?
+        {
+            out.entry(r.try_get(0)?).or_default().push(IdentityRow {
+                kind: r.try_get(1)?,
+                value: r.try_get(2)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The latest sessions of several contacts in one query: per contact, newest first,
+    /// before the cursor `(started_at, id)` if given, at most `first` (+1 to tell if more follow).
+    pub async fn sessions_of(
+        &self,
+        ids: &[i64],
+        kind: Option<&str>,
+        first: usize,
+        before: Option<(i64, i64)>,
+    ) -> Result<HashMap<i64, Page<SessionRow>>> {
+        let mut out: HashMap<i64, Page<SessionRow>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let mut b = SqlBuilder::new(0);
+        let list = in_list(&mut b, ids);
+        let mut cond = String::new();
+        if let Some(k) = kind {
+            cond += &format!(" AND s.kind = {}", b.param(Bind::Text(k.into())));
+        }
+        if let Some((at, id)) = before {
+            let (p1, p2, p3) = (
+                b.param(Bind::Int(at)),
+                b.param(Bind::Int(at)),
+                b.param(Bind::Int(id)),
+            );
+            cond += &format!(" AND (s.started_at < {p1} OR (s.started_at = {p2} AND s.id < {p3}))");
+        }
+        let limit = b.param(Bind::Int(first as i64 + 1));
+        let sql = format!(
+            "SELECT * FROM (SELECT {SESSION_COLS}, ROW_NUMBER() OVER (PARTITION BY s.contact_id ORDER BY s.started_at DESC, s.id DESC) AS rn \
+             FROM sessions s WHERE s.contact_id IN ({list}) AND s.deleted = 0{cond}) s WHERE s.rn <= {limit} ORDER BY s.contact_id, s.rn"
+        );
+        for r in bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
+            .fetch_all(&self.read)
+            .await?
+        {
+            let s = session(&r)?;
+            let page = out.entry(s.contact_id.unwrap_or_default()).or_insert(Page {
+                items: vec![],
+                has_next: false,
+            });
+            if page.items.len() < first {
+                page.items.push(s);
+            } else {
+                page.has_next = true;
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn session(&self, ws: &str, id: i64) -> Result<Option<SessionRow>> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {SESSION_COLS} FROM sessions s WHERE s.id = $1 AND s.workspace = $2 AND s.deleted = 0")))
+            .bind(id)
+            .bind(ws)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(session).transpose()
+    }
+
+    /// Counts of what the store holds, for summaries and tests.
+    pub async fn counts(&self, ws: &str) -> Result<(i64, i64)> {
+        let c: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM contacts WHERE workspace = $1 AND merged_into IS NULL",
+        )
+        .bind(ws)
+        .fetch_one(&self.read)
+        .await?
+        .try_get(0)?;
+        let s: i64 =
+            sqlx::query("SELECT COUNT(*) FROM sessions WHERE workspace = $1 AND deleted = 0")
+                .bind(ws)
+                .fetch_one(&self.read)
+                .await?
+                .try_get(0)?;
+        Ok((c, s))
+    }
+}

@@ -1,0 +1,111 @@
+//! Sync-run history.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+
+use crate::backend::now_micros;
+use crate::error::{Result, StoreError};
+use crate::{Page, RunRow, SqlStore, StreamStats};
+
+impl SqlStore {
+    pub async fn start_run(&self, ws: &str, source: &str, trigger: &str) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO sync_runs (workspace, source, trigger, status, started_at) VALUES ($1, $2, $3, 'running', $4) RETURNING id",
+        )
+        .bind(ws)
+        .bind(source)
+        .bind(trigger)
+        .bind(now_micros())
+        .fetch_one(&self.write)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    pub async fn finish_run(
+        &self,
+        run: i64,
+        error: Option<&str>,
+        streams: &BTreeMap<String, StreamStats>,
+    ) -> Result<()> {
+        let sum = |f: fn(&StreamStats) -> u64| streams.values().map(f).sum::<u64>() as i64;
+        sqlx::query(
+            "UPDATE sync_runs SET status = $1, finished_at = $2, rows_read = $3, rows_written = $4, rows_rejected = $5, \
+             error = $6, streams = $7 WHERE id = $8",
+        )
+        .bind(if error.is_some() { "failed" } else { "succeeded" })
+        .bind(now_micros())
+        .bind(sum(|s| s.read))
+        .bind(sum(|s| s.written))
+        .bind(sum(|s| s.rejected))
+        .bind(error)
+        .bind(serde_json::to_string(streams).expect("stats serialize"))
+        .bind(run)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Runs newest first, optionally of one source, before the run id `before`.
+    pub async fn runs(
+        &self,
+        ws: &str,
+        source: Option<&str>,
+        first: usize,
+        before: Option<i64>,
+    ) -> Result<Page<RunRow>> {
+        let rows = sqlx::query(
+            "SELECT id, source, trigger, status, started_at, finished_at, rows_read, rows_written, rows_rejected, error, streams \
+             FROM sync_runs WHERE workspace = $1 AND ($2 = '' OR source = $3) AND id < $4 ORDER BY id DESC LIMIT $5",
+        )
+        .bind(ws)
+        .bind(source.unwrap_or(""))
+        .bind(source.unwrap_or(""))
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(first as i64 + 1)
+        .fetch_all(&self.read)
+        .await?;
+        let mut items = rows
+            .iter()
+            .map(|r| {
+                Ok(RunRow {
+                    id: r.try_get("id")?,
+                    source: r.try_get("source")?,
+                    trigger: r.try_get("trigger")?,
+                    status: r.try_get("status")?,
+                    started_at: r.try_get("started_at")?,
+                    finished_at: r.try_get("finished_at")?,
+                    rows_read: r.try_get("rows_read")?,
+                    rows_written: r.try_get("rows_written")?,
+                    rows_rejected: r.try_get("rows_rejected")?,
+                    error: r.try_get("error")?,
+                    streams: serde_json::from_str(&r.try_get::<String, _>("streams")?)
+                        .map_err(|e| StoreError::corrupt("run stats", e))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let has_next = items.len() > first;
+        items.truncate(first);
+        Ok(Page { items, has_next })
+    }
+
+    /// Records refused by their mapping, newest first.
+    pub async fn rejected(
+        &self,
+        ws: &str,
+        source: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<String>, String)>> {
+        let rows = sqlx::query(
+            "SELECT stream, record_id, error FROM rejected_records WHERE workspace = $1 AND source = $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(ws)
+        .bind(source)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+}

@@ -1,0 +1,108 @@
+use std::collections::BTreeMap;
+
+use dossier_core::{DataValue, MappedRecord};
+use serde::Serialize;
+
+/// A contact's native fields as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContactRow {
+    pub id: i64,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub company: Option<String>,
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub locale: Option<String>,
+    /// Epoch microseconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionRow {
+    pub id: i64,
+    pub contact_id: Option<i64>,
+    pub source: String,
+    pub stream: String,
+    pub external_id: String,
+    pub kind: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub data: BTreeMap<String, DataValue>,
+    pub updated_at: i64,
+}
+
+/// An identity of a contact.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IdentityRow {
+    pub kind: String,
+    pub value: String,
+}
+
+/// A source as registered from config (its config with secrets redacted).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceRow {
+    pub name: String,
+    pub connector: String,
+    pub config: serde_json::Value,
+    pub streams: Vec<String>,
+    pub schedule: Option<String>,
+}
+
+/// One batch to commit atomically with its stream's new state.
+#[derive(Debug, Clone)]
+pub struct BatchWrite {
+    pub source: String,
+    pub stream: String,
+    pub records: Vec<MappedRecord>,
+    /// Records the mapping refused: (record id if known, why).
+    pub rejected: Vec<(Option<String>, String)>,
+    /// The connector's checkpoint after this batch.
+    pub state: serde_json::Value,
+    pub run_id: Option<i64>,
+}
+
+/// What committing a batch changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BatchOutcome {
+    /// Records that created or changed a contact or session.
+    pub written: u64,
+    /// Records identical to what was stored (a re-applied batch).
+    pub unchanged: u64,
+    pub merges: u64,
+}
+
+/// Per-stream counters of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StreamStats {
+    pub read: u64,
+    pub written: u64,
+    pub rejected: u64,
+}
+
+/// One sync run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub source: String,
+    pub trigger: String,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub rows_read: i64,
+    pub rows_written: i64,
+    pub rows_rejected: i64,
+    pub error: Option<String>,
+    pub streams: BTreeMap<String, StreamStats>,
+}
+
+/// A page of rows and whether more follow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_next: bool,
+}

@@ -1,0 +1,554 @@
+//! One storage test suite, run against both backends: the embedded SQLite store and
+//! PostgreSQL (a fresh database per test, dropped after). PostgreSQL is reached at
+//! `DOSSIER_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`); when it is
+//! not reachable the Postgres tests fail: they never skip.
+
+use std::collections::BTreeMap;
+
+use dossier_core::model::{ContactLink, ContactRecord, SessionRecord};
+use dossier_core::{
+    AggOp, AggState, AggregateRule, CmpOp, DataKey, DataValue, Filter, FilterField, Identity,
+    MappedRecord, ProfileField,
+};
+use dossier_store::{BatchWrite, SqlStore};
+use sqlx::{AssertSqlSafe, Connection};
+
+const WS: &str = "default";
+
+struct TestDb {
+    store: SqlStore,
+    _dir: Option<tempfile::TempDir>,
+    pg_drop: Option<(String, String)>,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.pg_drop.take() {
+            // Best effort: a leftover test database is harmless and has a unique name.
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                        let _ = sqlx::query(AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        )))
+                        .execute(&mut c)
+                        .await;
+                    }
+                });
+            })
+            .join()
+            .ok();
+        }
+    }
+}
+
+async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    TestDb {
+        store: SqlStore::open(&url).await.unwrap(),
+        _dir: Some(dir),
+        pg_drop: None,
+    }
+}
+
+async fn postgres() -> TestDb {
+    let admin = std::env::var("DOSSIER_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("dossier_test_{}_{}", std::process::id(), rand_suffix());
+    let mut c = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL is required for this test at {admin} (set DOSSIER_TEST_PG_URL): {e}")
+        });
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    TestDb {
+        store: SqlStore::open(&url).await.unwrap(),
+        _dir: None,
+        pg_drop: Some((admin, name)),
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    t * 1000 + N.fetch_add(1, Ordering::SeqCst)
+}
+
+fn key(k: &str) -> DataKey {
+    DataKey::new(k).unwrap()
+}
+
+fn customer(id: u32, email: &str, country: &str, plan: &str) -> MappedRecord {
+    MappedRecord::Contact(ContactRecord {
+        external: Identity::external("shop", "customers", &id.to_string()),
+        identities: vec![Identity::email(email).unwrap()],
+        profile: vec![
+            (ProfileField::Email, email.to_lowercase()),
+            (ProfileField::Country, country.into()),
+        ],
+        data: vec![(key("price_plan"), DataValue::String(plan.into()))],
+        updated_at: Some(1_000 + id as i64),
+        created_at: Some(1_000),
+    })
+}
+
+fn order(id: u32, customer: u32, total: f64, at: i64) -> MappedRecord {
+    MappedRecord::Session(SessionRecord {
+        external_id: id.to_string(),
+        kind: "order".into(),
+        contact: Some(ContactLink::Identity(Identity::external(
+            "shop",
+            "customers",
+            &customer.to_string(),
+        ))),
+        started_at: Some(at),
+        ended_at: None,
+        data: vec![
+            (key("total"), DataValue::Number(total)),
+            (key("status"), DataValue::String("paid".into())),
+        ],
+    })
+}
+
+fn batch(stream: &str, records: Vec<MappedRecord>, state: i64) -> BatchWrite {
+    BatchWrite {
+        source: "shop".into(),
+        stream: stream.into(),
+        records,
+        rejected: vec![],
+        state: serde_json::json!({ "n": state }),
+        run_id: None,
+    }
+}
+
+fn rules() -> Vec<AggregateRule> {
+    vec![
+        AggregateRule::new("transactions", AggOp::Count, "order", None).unwrap(),
+        AggregateRule::new("total_spent", AggOp::Sum, "order", Some("total")).unwrap(),
+        AggregateRule::new("avg_basket", AggOp::Avg, "order", Some("total")).unwrap(),
+        AggregateRule::new("biggest", AggOp::Max, "order", Some("total")).unwrap(),
+        AggregateRule::new("last_total", AggOp::Last, "order", Some("total")).unwrap(),
+    ]
+}
+
+async fn aggs(s: &SqlStore, id: i64) -> BTreeMap<String, DataValue> {
+    s.aggregates(WS, &[id])
+        .await
+        .unwrap()
+        .remove(&id)
+        .unwrap_or_default()
+}
+
+fn n(v: f64) -> DataValue {
+    DataValue::Number(v)
+}
+
+async fn ingest_is_atomic_and_idempotent(db: TestDb) {
+    let s = &db.store;
+    s.ensure_workspace(WS).await.unwrap();
+    s.set_rules(WS, &rules()).await.unwrap();
+    let customers = batch(
+        "customers",
+        vec![
+            customer(1, "Ada@example.com", "FR", "basic"),
+            customer(2, "bob@example.com", "DE", "pro"),
+        ],
+        1,
+    );
+    let out = s.apply_batch(WS, &customers).await.unwrap();
+    assert_eq!(out.written, 2);
+    let orders = batch(
+        "orders",
+        vec![
+            order(10, 1, 20.0, 100),
+            order(11, 1, 30.5, 200),
+            order(12, 2, 5.0, 50),
+        ],
+        7,
+    );
+    assert_eq!(s.apply_batch(WS, &orders).await.unwrap().written, 3);
+    // Re-applying the same batch (a crash after commit, before the next read) changes nothing.
+    let again = s.apply_batch(WS, &orders).await.unwrap();
+    assert_eq!((again.written, again.unchanged), (0, 3));
+    assert_eq!(
+        s.stream_state(WS, "shop", "orders").await.unwrap(),
+        Some(serde_json::json!({"n": 7}))
+    );
+    assert_eq!(s.counts(WS).await.unwrap(), (2, 3));
+
+    let ada = s
+        .contact_by_email(WS, " ADA@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ada.country.as_deref(), Some("FR"));
+    let a = aggs(s, ada.id).await;
+    assert_eq!(a["transactions"], n(2.0));
+    assert_eq!(a["total_spent"], n(50.5));
+    assert_eq!(a["avg_basket"], n(25.25));
+    assert_eq!(a["biggest"], n(30.5));
+    assert_eq!(a["last_total"], n(30.5));
+    // Session data flows to the contact: latest session wins, own values take precedence.
+    let data = s
+        .contact_data(&[ada.id])
+        .await
+        .unwrap()
+        .remove(&ada.id)
+        .unwrap();
+    assert_eq!(data["total"], n(30.5));
+    assert_eq!(data["price_plan"], DataValue::String("basic".into()));
+
+    // An order changes: aggregates follow without a rescan, data too.
+    s.apply_batch(WS, &batch("orders", vec![order(11, 1, 10.0, 200)], 8))
+        .await
+        .unwrap();
+    let a = aggs(s, ada.id).await;
+    assert_eq!(
+        (a["total_spent"].clone(), a["biggest"].clone()),
+        (n(30.0), n(20.0))
+    );
+    assert_eq!(
+        s.contact_data(&[ada.id]).await.unwrap()[&ada.id]["total"],
+        n(10.0)
+    );
+    // An order moves to another customer.
+    s.apply_batch(WS, &batch("orders", vec![order(11, 2, 10.0, 200)], 9))
+        .await
+        .unwrap();
+    let bob = s
+        .contact_by_email(WS, "bob@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(aggs(s, ada.id).await["transactions"], n(1.0));
+    assert_eq!(aggs(s, bob.id).await["total_spent"], n(15.0));
+    assert_eq!(
+        s.contact_data(&[ada.id]).await.unwrap()[&ada.id]["total"],
+        n(20.0)
+    );
+}
+
+async fn sessions_before_contacts_and_merges(db: TestDb) {
+    let s = &db.store;
+    s.ensure_workspace(WS).await.unwrap();
+    s.set_rules(WS, &rules()).await.unwrap();
+    // Orders arrive before their customer: the customer lands on the same contact.
+    s.apply_batch(WS, &batch("orders", vec![order(1, 5, 12.0, 10)], 1))
+        .await
+        .unwrap();
+    s.apply_batch(
+        WS,
+        &batch(
+            "customers",
+            vec![customer(5, "eve@example.com", "FR", "basic")],
+            1,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.counts(WS).await.unwrap(), (1, 1));
+    let eve = s
+        .contact_by_email(WS, "eve@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(aggs(s, eve.id).await["transactions"], n(1.0));
+
+    // Another source knows eve by email and phone; a third record ties phone and a new id.
+    let crm = |id: &str, email: Option<&str>, phone: &str| {
+        let mut identities = vec![Identity::phone(phone).unwrap()];
+        if let Some(e) = email {
+            identities.push(Identity::email(e).unwrap());
+        }
+        MappedRecord::Contact(ContactRecord {
+            external: Identity::external("crm", "people", id),
+            identities,
+            profile: vec![(ProfileField::City, "Lyon".into())],
+            data: vec![],
+            updated_at: None,
+            created_at: None,
+        })
+    };
+    let mut b = batch("people", vec![crm("p1", None, "+33 6 11 22 33 44")], 1);
+    b.source = "crm".into();
+    s.apply_batch(WS, &b).await.unwrap();
+    assert_eq!(s.counts(WS).await.unwrap().0, 2);
+    let other = s
+        .contacts(WS, None, 10, None)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|c| c.id != eve.id)
+        .unwrap();
+    let mut b = batch(
+        "people",
+        vec![crm("p2", Some("EVE@example.com"), "+33611223344")],
+        2,
+    );
+    b.source = "crm".into();
+    let out = s.apply_batch(WS, &b).await.unwrap();
+    assert_eq!(out.merges, 1);
+    assert_eq!(s.counts(WS).await.unwrap().0, 1);
+    // The merged id keeps resolving to the survivor, which has everything.
+    let via_old = s.contact(WS, other.id).await.unwrap().unwrap();
+    let survivor = s
+        .contact_by_email(WS, "eve@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(via_old.id, survivor.id);
+    assert_eq!(survivor.city.as_deref(), Some("Lyon"));
+    assert_eq!(aggs(s, survivor.id).await["total_spent"], n(12.0));
+    let ids = s
+        .identities(&[survivor.id])
+        .await
+        .unwrap()
+        .remove(&survivor.id)
+        .unwrap();
+    assert_eq!(ids.len(), 5, "{ids:?}");
+}
+
+async fn contact_and_session_data_via_api(db: TestDb) {
+    let s = &db.store;
+    s.ensure_workspace(WS).await.unwrap();
+    s.set_rules(WS, &rules()).await.unwrap();
+    s.apply_batch(
+        WS,
+        &batch(
+            "customers",
+            vec![customer(1, "a@example.com", "FR", "basic")],
+            1,
+        ),
+    )
+    .await
+    .unwrap();
+    s.apply_batch(WS, &batch("orders", vec![order(1, 1, 12.0, 10)], 1))
+        .await
+        .unwrap();
+    let c = s
+        .contact_by_email(WS, "a@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    s.set_contact_data(WS, c.id, &key("total"), &n(99.0))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.contact_data(&[c.id]).await.unwrap()[&c.id]["total"],
+        n(99.0),
+        "own value wins over session data"
+    );
+    let sess = s
+        .sessions_of(&[c.id], None, 10, None)
+        .await
+        .unwrap()
+        .remove(&c.id)
+        .unwrap()
+        .items
+        .remove(0);
+    s.set_session_data(WS, sess.id, &key("total"), &n(40.0))
+        .await
+        .unwrap();
+    assert_eq!(aggs(s, c.id).await["total_spent"], n(40.0));
+    assert_eq!(
+        s.session(WS, sess.id).await.unwrap().unwrap().data["total"],
+        n(40.0)
+    );
+    assert!(
+        s.session("other", sess.id).await.unwrap().is_none(),
+        "another workspace sees nothing"
+    );
+    assert!(
+        s.set_contact_data("other", c.id, &key("x"), &n(1.0))
+            .await
+            .is_err()
+    );
+    let too_long = DataValue::String("x".repeat(5000));
+    assert!(
+        s.set_contact_data(WS, c.id, &key("note"), &too_long)
+            .await
+            .is_err()
+    );
+}
+
+async fn filters_and_pages(db: TestDb) {
+    let s = &db.store;
+    s.ensure_workspace(WS).await.unwrap();
+    s.set_rules(WS, &rules()).await.unwrap();
+    let mut recs = vec![];
+    for i in 1..=30u32 {
+        let country = if i % 3 == 0 { "FR" } else { "DE" };
+        let plan = if i % 2 == 0 { "basic" } else { "pro" };
+        recs.push(customer(i, &format!("user{i}@example.com"), country, plan));
+    }
+    s.apply_batch(WS, &batch("customers", recs, 1))
+        .await
+        .unwrap();
+    let orders: Vec<_> = (1..=30u32)
+        .map(|i| order(i, i, i as f64 * 10.0, i as i64))
+        .collect();
+    s.apply_batch(WS, &batch("orders", orders, 1))
+        .await
+        .unwrap();
+    let f = |field: &str, op: CmpOp, value: DataValue| Filter::Cmp {
+        field: FilterField::parse(field).unwrap(),
+        op,
+        value,
+    };
+    let fr_basic_big = Filter::And(vec![
+        f("country", CmpOp::Eq, DataValue::String("fr".into())),
+        f(
+            "data.price_plan",
+            CmpOp::Eq,
+            DataValue::String("basic".into()),
+        ),
+        f("agg.avg_basket", CmpOp::Gt, n(50.0)),
+    ]);
+    // i divisible by 6 and > 5: 6, 12, 18, 24, 30.
+    assert_eq!(s.count_contacts(WS, Some(&fr_basic_big)).await.unwrap(), 5);
+    let not_fr = Filter::Not(Box::new(f(
+        "country",
+        CmpOp::Eq,
+        DataValue::String("FR".into()),
+    )));
+    assert_eq!(s.count_contacts(WS, Some(&not_fr)).await.unwrap(), 20);
+    let contains = Filter::Contains {
+        field: FilterField::parse("email").unwrap(),
+        text: "USER1".into(),
+    };
+    assert_eq!(s.count_contacts(WS, Some(&contains)).await.unwrap(), 11); // 1, 10..19
+    let in_ = Filter::In {
+        field: FilterField::parse("agg.total_spent").unwrap(),
+        values: vec![n(10.0), n(20.0), n(7.0)],
+    };
+    assert_eq!(s.count_contacts(WS, Some(&in_)).await.unwrap(), 2);
+    let exists = Filter::Exists(FilterField::parse("data.nope").unwrap());
+    assert_eq!(s.count_contacts(WS, Some(&exists)).await.unwrap(), 0);
+    let injection = f(
+        "data.price_plan",
+        CmpOp::Eq,
+        DataValue::String("x' OR '1'='1".into()),
+    );
+    assert_eq!(s.count_contacts(WS, Some(&injection)).await.unwrap(), 0);
+    // Keyset pages cover everything exactly once.
+    let mut seen = vec![];
+    let mut after = None;
+    loop {
+        let page = s.contacts(WS, None, 7, after).await.unwrap();
+        seen.extend(page.items.iter().map(|c| c.id));
+        after = page.items.last().map(|c| c.id);
+        if !page.has_next {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 30);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(s.count_contacts("other", None).await.unwrap(), 0);
+}
+
+async fn rules_backfill_and_runs(db: TestDb) {
+    let s = &db.store;
+    s.ensure_workspace(WS).await.unwrap();
+    s.apply_batch(
+        WS,
+        &batch(
+            "customers",
+            vec![customer(1, "a@example.com", "FR", "basic")],
+            1,
+        ),
+    )
+    .await
+    .unwrap();
+    s.apply_batch(
+        WS,
+        &batch(
+            "orders",
+            vec![order(1, 1, 12.0, 10), order(2, 1, 8.0, 20)],
+            1,
+        ),
+    )
+    .await
+    .unwrap();
+    let c = s
+        .contact_by_email(WS, "a@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(aggs(s, c.id).await.is_empty());
+    // Adding rules backfills them from stored sessions.
+    assert_eq!(s.set_rules(WS, &rules()).await.unwrap(), 5);
+    assert_eq!(aggs(s, c.id).await["total_spent"], n(20.0));
+    assert_eq!(
+        s.set_rules(WS, &rules()).await.unwrap(),
+        0,
+        "unchanged rules do nothing"
+    );
+    let first =
+        vec![AggregateRule::new("first_total", AggOp::First, "order", Some("total")).unwrap()];
+    s.set_rules(WS, &first).await.unwrap();
+    let a = aggs(s, c.id).await;
+    assert_eq!(a.len(), 1);
+    assert_eq!(a["first_total"], n(12.0));
+    // The reference: incremental equals recompute.
+    let state = AggState::recompute(AggOp::First, &[]);
+    assert_eq!(state.value(AggOp::First), None);
+
+    let run = s.start_run(WS, "shop", "manual").await.unwrap();
+    let mut stats = BTreeMap::new();
+    stats.insert(
+        "orders".to_string(),
+        dossier_store::StreamStats {
+            read: 2,
+            written: 2,
+            rejected: 0,
+        },
+    );
+    s.finish_run(run, Some("source error: boom"), &stats)
+        .await
+        .unwrap();
+    let runs = s.runs(WS, Some("shop"), 10, None).await.unwrap();
+    assert_eq!(runs.items.len(), 1);
+    assert_eq!(runs.items[0].status, "failed");
+    assert_eq!(runs.items[0].rows_read, 2);
+    assert!(
+        s.runs("other", None, 10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $( #[tokio::test] async fn $name() { super::$name(super::sqlite().await).await } )*
+        }
+        mod on_postgres {
+            $( #[tokio::test] async fn $name() { super::$name(super::postgres().await).await } )*
+        }
+    };
+}
+
+suite!(
+    ingest_is_atomic_and_idempotent,
+    sessions_before_contacts_and_merges,
+    contact_and_session_data_via_api,
+    filters_and_pages,
+    rules_backfill_and_runs,
+);
