@@ -580,7 +580,10 @@ impl BoundMapping<'_> {
                     external_id: id,
                     kind: c.kind.clone().unwrap_or_default(),
                     contact,
-                    started_at: time(&self.started_at, "started_at")?,
+                    started_at: Some(
+                        time(&self.started_at, "started_at")?
+                            .ok_or("started_at: is null; a session needs its start time")?,
+                    ),
                     ended_at: time(&self.ended_at, "ended_at")?,
                     data,
                 })

@@ -14,6 +14,6 @@ mod read;
 mod runs;
 mod types;
 
-pub use backend::{Backend, SqlStore};
+pub use backend::{Backend, SqlStore, redact_url};
 pub use error::{Result, StoreError};
 pub use types::*;

@@ -1,1 +1,15 @@
-//! Dossier's sync engine and config: read, map, resolve, upsert, commit per batch
+//! Dossier's sync engine and its configuration.
+//!
+//! A sync reads each stream of a source from its last committed checkpoint, maps records
+//! to contacts or sessions, and commits each batch with the stream's new state in one
+//! store transaction, so a crash or a failed sync never loses or duplicates data.
+
+pub mod config;
+mod engine;
+mod error;
+mod registry;
+
+pub use config::Config;
+pub use engine::{Engine, NoProgress, Progress, RunSummary};
+pub use error::SyncError;
+pub use registry::builtin_registry;

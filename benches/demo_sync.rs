@@ -1,0 +1,89 @@
+//! Demo-size sync benchmark: throughput (rows/s) and peak memory of `dossier sync` on the
+//! sample shop, full then incremental after 1% of the rows change.
+//!
+//! Run: `cargo bench --bench demo_sync` (DOSSIER_BENCH_CUSTOMERS=10000 by default: 10k
+//! customers, 50k orders, 30k conversations).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn dossier() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dossier"));
+    c.env("DOSSIER_LOG", "warn");
+    c
+}
+
+/// Peak resident memory of a process, read from /proc while it runs.
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs `dossier sync shop --json`, returning (seconds, rows read, peak RSS in MiB).
+fn timed_sync(config: &Path) -> (f64, u64, f64) {
+    let start = Instant::now();
+    let mut child = dossier()
+        .args(["sync", "shop", "--json", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("dossier runs");
+    let pid = child.id();
+    let mut peak = 0;
+    while child.try_wait().expect("wait").is_none() {
+        if let Some(kib) = vm_hwm_kib(pid) {
+            peak = peak.max(kib);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let out = child.wait_with_output().expect("output");
+    assert!(out.status.success(), "sync failed");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
+    let rows = summary["streams"].as_object().unwrap().values().map(|s| s["read"].as_u64().unwrap()).sum();
+    (secs, rows, peak as f64 / 1024.0)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` would too: only run when benching.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let customers: u32 = std::env::var("DOSSIER_BENCH_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let st = dossier()
+        .args(["demo", "--no-serve", "--dir", d.to_str().unwrap(), "--customers", &customers.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .expect("demo runs");
+    assert!(st.success());
+    for f in ["dossier.db", "dossier.db-wal", "dossier.db-shm"] {
+        let _ = std::fs::remove_file(d.join(f));
+    }
+    let config = d.join("dossier.toml");
+    let (full_s, full_rows, full_mb) = timed_sync(&config);
+    println!(
+        "full sync:        {full_rows} rows in {full_s:.2}s = {:.0} rows/s, peak RSS {full_mb:.1} MiB",
+        full_rows as f64 / full_s
+    );
+
+    let st = Command::new("sqlite3")
+        .arg(d.join("shop.db"))
+        .arg(
+            "UPDATE customers SET updated_at = '2031-01-01 00:00:00' WHERE id % 100 = 0; \
+             UPDATE orders SET total = total + 1, updated_at = '2031-01-01 00:00:00' WHERE id % 100 = 0; \
+             UPDATE conversations SET updated_at = '2031-01-01 00:00:00' WHERE id % 100 = 0;",
+        )
+        .status();
+    if !matches!(st, Ok(s) if s.success()) {
+        println!("incremental sync: skipped (the sqlite3 command line tool is needed to change 1% of rows)");
+        return;
+    }
+    let (inc_s, inc_rows, inc_mb) = timed_sync(&config);
+    println!(
+        "incremental sync: {inc_rows} rows in {inc_s:.2}s = {:.0} rows/s, peak RSS {inc_mb:.1} MiB, {:.1}% of the full sync's time",
+        inc_rows as f64 / inc_s,
+        100.0 * inc_s / full_s
+    );
+}

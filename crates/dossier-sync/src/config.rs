@@ -1,0 +1,483 @@
+//! `dossier.toml`: the store, the server, sources with their streams and mappings, and
+//! aggregate rules.
+//!
+//! String values may reference environment variables as `${VAR}`; they are expanded when
+//! the file is loaded and never shown again: the API and logs get the config as written,
+//! with the reference, not the secret.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use dossier_connector::{Registry, StreamConfig};
+use dossier_core::{AggOp, AggregateRule, DataKey, MappingConfig, Target};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::SyncError;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where Dossier keeps contacts, sessions and sync state.
+    pub store: StoreConfig,
+    /// The GraphQL server.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The workspace (tenant) this config's sources and rules belong to.
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+    /// Where customer data comes from.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    /// Session data rolled up into contact data, e.g. `avg_basket = avg(order.total)`.
+    #[serde(default)]
+    pub aggregates: Vec<AggregateConfig>,
+}
+
+fn default_workspace() -> String {
+    "default".into()
+}
+
+/// The store location.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/dossier.db` (embedded; relative to this file) or
+    /// `postgres://user@host:5432/db`.
+    pub url: String,
+}
+
+/// The GraphQL server settings.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest `first` a client may ask for in one page.
+    #[serde(default = "default_max_page")]
+    pub max_page_size: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            max_page_size: default_max_page(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+fn default_max_page() -> usize {
+    100
+}
+
+/// One source: a connector, its connection config, and the streams to read.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The source's name (lowercase `[a-z0-9_-]`); part of every external id it produces.
+    pub name: String,
+    /// Which connector reads it (`sqlite`, ...); `dossier connectors` lists them.
+    pub connector: String,
+    /// Connection settings and secrets, as the connector's config schema describes.
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// When to sync by itself: an interval such as `15m` or `1h`.
+    pub schedule: Option<String>,
+    /// Records per batch (and per store transaction).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// The streams to read, each with its mapping.
+    pub streams: Vec<StreamEntry>,
+}
+
+fn default_batch_size() -> usize {
+    2000
+}
+
+/// One stream of a source.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamEntry {
+    /// The stream's name (lowercase `[a-z0-9_-]`), unique within the source.
+    pub name: String,
+    /// Connector-specific settings: a table or query, a cursor column, a primary key...
+    pub read: serde_json::Value,
+    /// How its records become contacts or sessions.
+    pub mapping: MappingConfig,
+}
+
+/// An aggregate rule: `name = op(kind.field)`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateConfig {
+    /// The aggregate's name, shown on contacts as `agg.<name>`.
+    pub name: String,
+    /// `count`, `sum`, `avg`, `min`, `max`, `first`, `last` or `distinct_count`.
+    pub op: AggOp,
+    /// The session kind rolled up, e.g. `order`.
+    pub kind: String,
+    /// The session data key (not for `count`).
+    pub field: Option<String>,
+}
+
+/// A loaded config: the typed settings and, per source, the config as written (for display).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// The directory relative paths in the file are resolved against.
+    pub base_dir: PathBuf,
+    /// Each source's `config` table before `${VAR}` expansion, with literal secrets masked.
+    pub display_configs: Vec<serde_json::Value>,
+}
+
+impl Config {
+    /// Reads, expands and checks a config file.
+    pub fn load(path: &Path, registry: &Registry) -> Result<Loaded, SyncError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SyncError::ConfigFile {
+            path: path.display().to_string(),
+            message: format!("cannot read it: {e}"),
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, &path.display().to_string(), base_dir, registry)
+    }
+
+    /// Parses config text; `origin` names it in messages.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        base_dir: PathBuf,
+        registry: &Registry,
+    ) -> Result<Loaded, SyncError> {
+        let file_err = |message: String| SyncError::ConfigFile {
+            path: origin.to_string(),
+            message,
+        };
+        // Parse once as written, to keep what the API may show.
+        let raw: Config =
+            toml::from_str(text).map_err(|e| file_err(e.to_string().trim_end().to_string()))?;
+        let display_configs = raw
+            .sources
+            .iter()
+            .map(|s| mask_secrets(&s.config))
+            .collect();
+        let mut tree: toml::Value = toml::from_str(text).map_err(|e| file_err(e.to_string()))?;
+        expand_env(&mut tree, &mut String::new()).map_err(file_err)?;
+        let mut config: Config = tree
+            .try_into()
+            .map_err(|e: toml::de::Error| file_err(e.to_string().trim_end().to_string()))?;
+        config.resolve_paths(&base_dir);
+        config.validate(registry).map_err(file_err)?;
+        Ok(Loaded {
+            config,
+            base_dir,
+            display_configs,
+        })
+    }
+
+    /// Paths in the file are relative to it, so a config works from any directory.
+    fn resolve_paths(&mut self, base: &Path) {
+        if let Some(p) = self.store.url.strip_prefix("sqlite://") {
+            if Path::new(p).is_relative() {
+                self.store.url = format!("sqlite://{}", base.join(p).display());
+            }
+        }
+        for s in &mut self.sources {
+            if let Some(serde_json::Value::String(p)) = s.config.get_mut("path") {
+                if Path::new(p.as_str()).is_relative() {
+                    *p = base.join(p.as_str()).display().to_string();
+                }
+            }
+        }
+    }
+
+    /// Everything that can be checked without connecting to a source.
+    fn validate(&self, registry: &Registry) -> Result<(), String> {
+        DataKey::new(self.workspace.clone()).map_err(|e| format!("workspace: {e}"))?;
+        let mut names = BTreeSet::new();
+        for s in &self.sources {
+            let at = format!("source {:?}", s.name);
+            DataKey::new(s.name.clone()).map_err(|e| format!("{at}: name: {e}"))?;
+            if !names.insert(&s.name) {
+                return Err(format!("{at} is defined twice"));
+            }
+            let factory = registry
+                .get(&s.connector)
+                .map_err(|e| format!("{at}: {e}"))?;
+            if s.batch_size == 0 || s.batch_size > 100_000 {
+                return Err(format!(
+                    "{at}: batch_size must be between 1 and 100000 (got {})",
+                    s.batch_size
+                ));
+            }
+            if let Some(sched) = &s.schedule {
+                parse_interval(sched).map_err(|e| format!("{at}: schedule: {e}"))?;
+            }
+            if s.streams.is_empty() {
+                return Err(format!(
+                    "{at} has no streams; add at least one [[sources.streams]]"
+                ));
+            }
+            let mut streams = BTreeSet::new();
+            for st in &s.streams {
+                let at = format!("{at}, stream {:?}", st.name);
+                DataKey::new(st.name.clone()).map_err(|e| format!("{at}: name: {e}"))?;
+                if !streams.insert(&st.name) {
+                    return Err(format!("{at} is defined twice"));
+                }
+                factory
+                    .validate_stream(&StreamConfig {
+                        name: st.name.clone(),
+                        settings: st.read.clone(),
+                    })
+                    .map_err(|e| format!("{at}: read: {e}"))?;
+                if let Some(link) = st.mapping.contact.as_ref().and_then(|c| c.stream.as_ref()) {
+                    match s.streams.iter().find(|o| &o.name == link) {
+                        Some(o) if o.mapping.target == Target::Contact => {}
+                        Some(_) => {
+                            return Err(format!(
+                                "{at}: mapping.contact.stream {link:?} does not map to contacts"
+                            ));
+                        }
+                        None => {
+                            return Err(format!(
+                                "{at}: mapping.contact.stream {link:?} is not a stream of this source"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        self.rules().map(|_| ())
+    }
+
+    /// The aggregate rules, checked.
+    pub fn rules(&self) -> Result<Vec<AggregateRule>, String> {
+        let mut seen = BTreeSet::new();
+        self.aggregates
+            .iter()
+            .map(|a| {
+                if !seen.insert(&a.name) {
+                    return Err(format!("aggregate {:?} is defined twice", a.name));
+                }
+                AggregateRule::new(&a.name, a.op, &a.kind, a.field.as_deref())
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+
+    pub fn source(&self, name: &str) -> Result<&SourceConfig, SyncError> {
+        self.sources
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| SyncError::UnknownSource {
+                name: name.to_string(),
+                known: self
+                    .sources
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+/// Parses `30s`, `15m`, `1h`, `1d`.
+pub fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not an interval such as \"15m\" or \"1h\""))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => {
+            return Err(format!(
+                "{s:?} is not an interval such as \"15m\" or \"1h\" (units: s, m, h, d)"
+            ));
+        }
+    };
+    if secs == 0 {
+        return Err("the interval must be positive".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// Expands `${VAR}` in every string, naming the key of a missing variable.
+fn expand_env(v: &mut toml::Value, path: &mut String) -> Result<(), String> {
+    match v {
+        toml::Value::String(s) if s.contains("${") => *s = expand_str(s).map_err(|var| {
+            format!(
+                "`{path}` references ${{{var}}}, which is not set; export {var} or write the value"
+            )
+        })?,
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                expand_env(v, path)?;
+                path.truncate(len);
+            }
+        }
+        toml::Value::Array(a) => {
+            for (i, v) in a.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                expand_env(v, path)?;
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand_str(s: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let var = &after[..end];
+        out.push_str(&std::env::var(var).map_err(|_| var.to_string())?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Masks literal values of secret-looking keys; `${VAR}` references are kept as written.
+pub fn mask_secrets(v: &serde_json::Value) -> serde_json::Value {
+    const SECRET: [&str; 6] = ["password", "secret", "token", "key", "credential", "uri"];
+    match v {
+        serde_json::Value::Object(m) => serde_json::Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let secret = SECRET.iter().any(|s| k.to_lowercase().contains(s));
+                    let shown = match v {
+                        serde_json::Value::String(s) if secret && !s.starts_with("${") => {
+                            serde_json::Value::String("***".into())
+                        }
+                        serde_json::Value::String(s) if k.to_lowercase().contains("url") => {
+                            serde_json::Value::String(dossier_store::redact_url(s))
+                        }
+                        other => mask_secrets(other),
+                    };
+                    (k.clone(), shown)
+                })
+                .collect(),
+        ),
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.iter().map(mask_secrets).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> Registry {
+        crate::builtin_registry()
+    }
+
+    const GOOD: &str = r#"
+        [store]
+        url = "sqlite://dossier.db"
+
+        [[sources]]
+        name = "shop"
+        connector = "sqlite"
+        config = { path = "shop.db" }
+
+        [[sources.streams]]
+        name = "customers"
+        read = { table = "customers", cursor = "updated_at" }
+        mapping = { target = "contact", id = "id", identities = { email = "email" } }
+
+        [[sources.streams]]
+        name = "orders"
+        read = { table = "orders", cursor = "updated_at" }
+        mapping = { target = "session", id = "id", kind = "order", started_at = "created_at", contact = { stream = "customers", field = "customer_id" } }
+
+        [[aggregates]]
+        name = "transactions"
+        op = "count"
+        kind = "order"
+    "#;
+
+    fn parse(text: &str) -> Result<Loaded, String> {
+        Config::parse(text, "dossier.toml", PathBuf::from("/base"), &registry())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn parses_and_resolves_paths() {
+        let l = parse(GOOD).unwrap();
+        assert_eq!(l.config.store.url, "sqlite:///base/dossier.db");
+        assert_eq!(l.config.sources[0].config["path"], "/base/shop.db");
+        assert_eq!(l.config.rules().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn refuses_bad_configs_with_where_and_what() {
+        let unknown = GOOD.replace("[store]", "[store]\ncolour = \"red\"");
+        insta::assert_snapshot!(parse(&unknown).unwrap_err(), @r#"
+        config file dossier.toml: TOML parse error at line 3, column 1
+          |
+        3 | colour = "red"
+          | ^^^^^^
+        unknown field `colour`, expected `url`
+        "#);
+        let connector = GOOD.replace("connector = \"sqlite\"", "connector = \"oracle\"");
+        insta::assert_snapshot!(parse(&connector).unwrap_err(), @r#"config file dossier.toml: source "shop": config error: unknown connector "oracle"; available: sqlite"#);
+        let link = GOOD.replace("stream = \"customers\"", "stream = \"clients\"");
+        insta::assert_snapshot!(parse(&link).unwrap_err(), @r#"config file dossier.toml: source "shop", stream "orders": mapping.contact.stream "clients" is not a stream of this source"#);
+        let rule = GOOD.replace("op = \"count\"", "op = \"avg\"");
+        insta::assert_snapshot!(parse(&rule).unwrap_err(), @r#"config file dossier.toml: invalid aggregate rule "transactions": avg needs a `field` (a session data key)"#);
+    }
+
+    #[test]
+    #[allow(unsafe_code)] // setting a test-only variable; no other thread reads it
+    fn env_references_expand_and_stay_hidden() {
+        let text = GOOD.replace(
+            "config = { path = \"shop.db\" }",
+            "config = { path = \"${DOSSIER_TEST_SHOP_PATH}\" }",
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(
+            err.contains(
+                "`sources[0].config.path` references ${DOSSIER_TEST_SHOP_PATH}, which is not set"
+            ),
+            "{err}"
+        );
+        unsafe { std::env::set_var("DOSSIER_TEST_SHOP_PATH", "/data/shop.db") };
+        let l = parse(&text).unwrap();
+        assert_eq!(l.config.sources[0].config["path"], "/data/shop.db");
+        assert_eq!(l.display_configs[0]["path"], "${DOSSIER_TEST_SHOP_PATH}");
+        let masked = mask_secrets(
+            &serde_json::json!({"password": "hunter2", "url": "postgres://u:pw@h/db", "token": "${T}"}),
+        );
+        assert_eq!(
+            masked,
+            serde_json::json!({"password": "***", "url": "postgres://u:***@h/db", "token": "${T}"})
+        );
+    }
+}

@@ -1,0 +1,323 @@
+//! Running a sync: read → map → resolve → upsert → commit, one transaction per batch.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dossier_connector::{Registry, Source, StreamConfig, StreamState};
+use dossier_core::{CompiledMapping, MappedRecord, Target};
+use dossier_store::{BatchWrite, SourceRow, SqlStore, StreamStats};
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::SyncError;
+use crate::config::{Loaded, SourceConfig};
+
+/// Hears about a sync's progress (a terminal progress bar, a log line, a subscription).
+pub trait Progress: Send + Sync {
+    fn stream_started(&self, _stream: &str) {}
+    fn batch_committed(&self, _stream: &str, _rows: u64) {}
+    fn stream_finished(&self, _stream: &str, _stats: &StreamStats) {}
+}
+
+/// Progress that nobody watches.
+#[derive(Debug, Clone, Copy)]
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// The outcome of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_id: i64,
+    pub source: String,
+    pub streams: BTreeMap<String, StreamStats>,
+    pub elapsed: Duration,
+    pub error: Option<String>,
+}
+
+impl RunSummary {
+    pub fn rows_read(&self) -> u64 {
+        self.streams.values().map(|s| s.read).sum()
+    }
+    pub fn rows_written(&self) -> u64 {
+        self.streams.values().map(|s| s.written).sum()
+    }
+    pub fn rows_rejected(&self) -> u64 {
+        self.streams.values().map(|s| s.rejected).sum()
+    }
+}
+
+/// Runs syncs of the configured sources into the store.
+pub struct Engine {
+    store: SqlStore,
+    registry: Registry,
+    loaded: Loaded,
+    running: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Releases a source's running mark however the run ends.
+struct RunningGuard<'a>(&'a Mutex<HashSet<String>>, String);
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.0.lock().expect("running set").remove(&self.1);
+    }
+}
+
+impl Engine {
+    /// Registers the configured sources and aggregate rules in the store (backfilling new rules).
+    pub async fn new(
+        store: SqlStore,
+        registry: Registry,
+        loaded: Loaded,
+    ) -> Result<Arc<Self>, SyncError> {
+        let ws = loaded.config.workspace.clone();
+        store.ensure_workspace(&ws).await?;
+        for (s, display) in loaded.config.sources.iter().zip(&loaded.display_configs) {
+            store
+                .upsert_source(
+                    &ws,
+                    &SourceRow {
+                        name: s.name.clone(),
+                        connector: s.connector.clone(),
+                        config: display.clone(),
+                        streams: s.streams.iter().map(|st| st.name.clone()).collect(),
+                        schedule: s.schedule.clone(),
+                    },
+                )
+                .await?;
+        }
+        let rules = loaded.config.rules().map_err(SyncError::Config)?;
+        let changed = store.set_rules(&ws, &rules).await?;
+        if changed > 0 {
+            tracing::info!(changed, "aggregate rules updated and backfilled");
+        }
+        Ok(Arc::new(Self {
+            store,
+            registry,
+            loaded,
+            running: Mutex::new(HashSet::new()),
+        }))
+    }
+
+    pub fn store(&self) -> &SqlStore {
+        &self.store
+    }
+
+    pub fn workspace(&self) -> &str {
+        &self.loaded.config.workspace
+    }
+
+    pub fn loaded(&self) -> &Loaded {
+        &self.loaded
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    async fn connect(&self, source: &SourceConfig) -> Result<Box<dyn Source>, SyncError> {
+        let err = |error| SyncError::Connector {
+            source_name: source.name.clone(),
+            error,
+        };
+        let factory = self.registry.get(&source.connector).map_err(err)?;
+        factory.connect(source.config.clone()).await.map_err(err)
+    }
+
+    fn stream_config(st: &crate::config::StreamEntry) -> StreamConfig {
+        StreamConfig {
+            name: st.name.clone(),
+            settings: st.read.clone(),
+        }
+    }
+
+    /// Connects and checks every stream's mapping against the fields the source returns.
+    async fn compile(
+        &self,
+        source: &SourceConfig,
+        conn: &dyn Source,
+    ) -> Result<Vec<(String, CompiledMapping)>, SyncError> {
+        let mut out = vec![];
+        for st in &source.streams {
+            let info = conn
+                .describe(&Self::stream_config(st))
+                .await
+                .map_err(|error| SyncError::Connector {
+                    source_name: source.name.clone(),
+                    error,
+                })?;
+            out.push((
+                st.name.clone(),
+                st.mapping.compile(&source.name, &st.name, &info.fields)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Everything wrong with a source: connection, streams, mappings. Empty when all is well.
+    pub async fn check(&self, source: &str) -> Result<Vec<String>, SyncError> {
+        let source = self.loaded.config.source(source)?;
+        let conn = self.connect(source).await?;
+        let streams: Vec<_> = source.streams.iter().map(Self::stream_config).collect();
+        let mut problems: Vec<String> = conn
+            .check(&streams)
+            .await
+            .into_iter()
+            .map(|p| match p.stream {
+                Some(s) => format!("stream {s:?}: {}", p.message),
+                None => p.message,
+            })
+            .collect();
+        if problems.is_empty() {
+            if let Err(e) = self.compile(source, conn.as_ref()).await {
+                problems.push(e.to_string());
+            }
+        }
+        Ok(problems)
+    }
+
+    /// The source's streams as the connector discovers them.
+    pub async fn discover(&self, source: &str) -> Result<dossier_connector::Catalog, SyncError> {
+        let source = self.loaded.config.source(source)?;
+        let conn = self.connect(source).await?;
+        conn.discover().await.map_err(|error| SyncError::Connector {
+            source_name: source.name.clone(),
+            error,
+        })
+    }
+
+    /// Syncs `source` (all streams, or those named), recording the run.
+    pub async fn sync(
+        &self,
+        source: &str,
+        only: Option<&[String]>,
+        trigger: &str,
+        progress: &dyn Progress,
+    ) -> Result<RunSummary, SyncError> {
+        let cfg = self.loaded.config.source(source)?.clone();
+        if !self
+            .running
+            .lock()
+            .expect("running set")
+            .insert(cfg.name.clone())
+        {
+            return Err(SyncError::AlreadyRunning(cfg.name.clone()));
+        }
+        let _guard = RunningGuard(&self.running, cfg.name.clone());
+        if let Some(only) = only {
+            if let Some(bad) = only
+                .iter()
+                .find(|n| !cfg.streams.iter().any(|s| &s.name == *n))
+            {
+                return Err(SyncError::Config(format!(
+                    "source {:?} has no stream {bad:?}",
+                    cfg.name
+                )));
+            }
+        }
+        let ws = self.workspace().to_string();
+        let run_id = self.store.start_run(&ws, &cfg.name, trigger).await?;
+        let started = Instant::now();
+        let mut stats = BTreeMap::new();
+        let result = self.run(&cfg, only, run_id, &mut stats, progress).await;
+        let error = result.as_ref().err().map(ToString::to_string);
+        if let Some(e) = &error {
+            tracing::warn!(source = %cfg.name, run_id, error = %e, "sync failed");
+        }
+        self.store
+            .finish_run(run_id, error.as_deref(), &stats)
+            .await?;
+        let summary = RunSummary {
+            run_id,
+            source: cfg.name.clone(),
+            streams: stats,
+            elapsed: started.elapsed(),
+            error,
+        };
+        tracing::info!(source = %cfg.name, run_id, read = summary.rows_read(), written = summary.rows_written(), "sync finished");
+        match result {
+            Ok(()) => Ok(summary),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn run(
+        &self,
+        cfg: &SourceConfig,
+        only: Option<&[String]>,
+        run_id: i64,
+        stats: &mut BTreeMap<String, StreamStats>,
+        progress: &dyn Progress,
+    ) -> Result<(), SyncError> {
+        let ws = self.workspace();
+        let conn = self.connect(cfg).await?;
+        let mut mappings = self.compile(cfg, conn.as_ref()).await?;
+        // Contacts first, so sessions find their contact's record already there.
+        mappings.sort_by_key(|(_, m)| m.target() != Target::Contact);
+        for (name, mapping) in &mappings {
+            if only.is_some_and(|o| !o.contains(name)) {
+                continue;
+            }
+            let st = cfg
+                .streams
+                .iter()
+                .find(|s| &s.name == name)
+                .expect("compiled from config");
+            let state = self
+                .store
+                .stream_state(ws, &cfg.name, name)
+                .await?
+                .map(StreamState);
+            progress.stream_started(name);
+            let stat = stats.entry(name.clone()).or_default();
+            let mut batches = conn
+                .read(&Self::stream_config(st), state, cfg.batch_size)
+                .map_err(|error| SyncError::Connector {
+                    source_name: cfg.name.clone(),
+                    error,
+                })?;
+            while let Some(batch) = batches.next().await {
+                let batch = batch.map_err(|error| SyncError::Connector {
+                    source_name: cfg.name.clone(),
+                    error,
+                })?;
+                let bound = mapping.bind(&batch.fields)?;
+                let mut records: Vec<MappedRecord> = Vec::with_capacity(batch.rows.len());
+                let mut rejected = vec![];
+                for row in &batch.rows {
+                    match bound.apply(row) {
+                        Ok(r) => records.push(r),
+                        Err(e) => {
+                            let id = bound.record_id(row).ok();
+                            tracing::debug!(source = %cfg.name, stream = %name, record = ?id, error = %e, "record rejected");
+                            rejected.push((id, e));
+                        }
+                    }
+                }
+                let write = BatchWrite {
+                    source: cfg.name.clone(),
+                    stream: name.clone(),
+                    records,
+                    rejected,
+                    state: batch.state.0,
+                    run_id: Some(run_id),
+                };
+                let outcome = self.store.apply_batch(ws, &write).await?;
+                stat.read += batch.rows.len() as u64;
+                stat.written += outcome.written;
+                stat.rejected += write.rejected.len() as u64;
+                progress.batch_committed(name, batch.rows.len() as u64);
+            }
+            progress.stream_finished(name, stat);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,38 @@
+use dossier_connector::ConnectorError;
+use dossier_core::CoreError;
+use dossier_store::StoreError;
+use thiserror::Error;
+
+/// Why a config could not be loaded or a sync could not run.
+#[derive(Debug, Error)]
+pub enum SyncError {
+    #[error("config file {path}: {message}")]
+    ConfigFile { path: String, message: String },
+    #[error("config: {0}")]
+    Config(String),
+    #[error("source {source_name:?}: {error}")]
+    Connector {
+        source_name: String,
+        #[source]
+        error: ConnectorError,
+    },
+    #[error(transparent)]
+    Mapping(#[from] CoreError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("unknown source {name:?}; configured sources: {known}")]
+    UnknownSource { name: String, known: String },
+    #[error("source {0:?} is already syncing; wait for that run to finish")]
+    AlreadyRunning(String),
+}
+
+impl SyncError {
+    /// Can running the same sync again later help?
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SyncError::Connector { error, .. } => error.is_retryable(),
+            SyncError::Store(StoreError::Db(_)) | SyncError::AlreadyRunning(_) => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! End-to-end: the real binary, a generated shop, the embedded store.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use sqlx::Row;
+
+#[tokio::test]
+async fn demo_aggregates_equal_sql_on_the_shop() {
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path(), 1500);
+    assert_store_matches_source(dir.path()).await;
+
+    // contact(email:) through GraphQL returns the same numbers as SQL on the shop file.
+    let mut shop = open(&dir.path().join("shop.db")).await;
+    let row = sqlx::query(
+        "SELECT c.email, COUNT(o.id), SUM(o.total), AVG(o.total), MAX(o.created_at) FROM customers c JOIN orders o ON o.customer_id = c.id \
+         GROUP BY c.id ORDER BY COUNT(o.id) DESC, c.id LIMIT 1",
+    )
+    .fetch_one(&mut shop)
+    .await
+    .unwrap();
+    let email: String = row.get(0);
+    let doc = format!(r#"{{ contact(email: "{}") {{ email data aggregates sessions(kind: "order", first: 2) {{ edges {{ node {{ kind }} }} }} }} }}"#, email.to_uppercase());
+    let out = query(dir.path(), &doc);
+    let c = &out["data"]["contact"];
+    assert_eq!(c["email"], email.as_str(), "{out}");
+    assert_eq!(c["aggregates"]["transactions"].as_f64(), Some(row.get::<i64, _>(1) as f64));
+    assert!((c["aggregates"]["total_spent"].as_f64().unwrap() - row.get::<f64, _>(2)).abs() < 1e-6);
+    assert!((c["aggregates"]["avg_basket"].as_f64().unwrap() - row.get::<f64, _>(3)).abs() < 1e-6);
+    let last: String = row.get(4);
+    assert_eq!(c["aggregates"]["last_order_at"].as_str().unwrap(), format!("{}Z", last.replace(' ', "T")));
+    assert_eq!(c["sessions"]["edges"].as_array().unwrap().len(), 2);
+    assert!(c["data"]["price_plan"].is_string());
+
+    // Running the demo again reuses everything and reads nothing new.
+    let again = demo(dir.path(), 1500);
+    assert!(stdout(&again).contains("using the existing sample shop"));
+    assert!(stdout(&again).contains("synced shop: 0 rows read"), "{}", stdout(&again));
+}
+
+#[tokio::test]
+async fn incremental_sync_reads_only_changed_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path(), 1000);
+    let mut shop = open(&dir.path().join("shop.db")).await;
+    // 1% of orders change (total and updated_at), one customer changes plan.
+    sqlx::query("UPDATE orders SET total = total + 1, updated_at = '2030-01-01 00:00:00' WHERE id % 100 = 0").execute(&mut shop).await.unwrap();
+    sqlx::query("UPDATE customers SET plan = 'enterprise', updated_at = '2030-01-01 00:00:00' WHERE id = 7").execute(&mut shop).await.unwrap();
+    let o = run(&["sync", "shop", "--config", config(dir.path()).to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["streams"]["orders"]["read"], 50, "{summary}");
+    assert_eq!(summary["streams"]["customers"]["read"], 1);
+    assert_eq!(summary["streams"]["conversations"]["read"], 0);
+    assert_store_matches_source(dir.path()).await;
+    let out = query(dir.path(), r#"{ contacts(where: { field: "data.price_plan", eq: "enterprise" }) { totalCount } }"#);
+    assert_eq!(out["data"]["contacts"]["totalCount"], 1, "{out}");
+}
+
+#[tokio::test]
+async fn kill_9_mid_sync_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Generate the shop only, then sync with small batches so a kill lands mid-stream.
+    demo(d, 3000);
+    std::fs::remove_file(d.join("dossier.db")).unwrap();
+    for ext in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(d.join(format!("dossier.db{ext}")));
+    }
+    let cfg = std::fs::read_to_string(config(d)).unwrap().replace("connector = \"sqlite\"", "connector = \"sqlite\"\nbatch_size = 100");
+    std::fs::write(config(d), cfg).unwrap();
+
+    let mut killed_after_commit = false;
+    for attempt in 0..5 {
+        let mut child = bin()
+            .args(["sync", "shop", "--config", config(d).to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait until some batches of orders are committed, then kill -9.
+        let start = Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_millis(20));
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            let n = committed_orders(d).await;
+            if n > 0 || start.elapsed() > Duration::from_secs(60) {
+                std::process::Command::new("kill").args(["-9", &child.id().to_string()]).status().unwrap();
+                killed_after_commit = n > 0;
+                break;
+            }
+        }
+        child.wait().unwrap();
+        if killed_after_commit {
+            eprintln!("killed on attempt {attempt}");
+            break;
+        }
+    }
+    assert!(killed_after_commit, "the sync was never killed mid-way");
+    let o = run(&["sync", "shop", "--config", config(d).to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_store_matches_source(d).await;
+}
+
+async fn committed_orders(d: &std::path::Path) -> i64 {
+    let p = d.join("dossier.db");
+    if !p.exists() {
+        return 0;
+    }
+    let Ok(mut c) = sqlx::Connection::connect(&format!("sqlite://{}?mode=ro", p.display())).await else {
+        return 0;
+    };
+    let c: &mut sqlx::SqliteConnection = &mut c;
+    sqlx::query("SELECT COUNT(*) FROM sessions WHERE stream = 'orders'")
+        .fetch_one(c)
+        .await
+        .map(|r| r.get::<i64, _>(0))
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo(d, 200);
+    let cfg = std::fs::read_to_string(config(d)).unwrap();
+
+    // An invalid config key.
+    let bad = d.join("bad-key.toml");
+    std::fs::write(&bad, cfg.replace("[server]", "[server]\nlisten_port = 9")).unwrap();
+    let o = run(&["sync", "shop", "--config", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("unknown field `listen_port`"), "{}", stderr(&o));
+
+    // A mapping to a missing column: named with source, stream and field.
+    let bad = d.join("bad-column.toml");
+    std::fs::write(&bad, cfg.replace("price_plan = \"plan\"", "price_plan = \"plan_name\"")).unwrap();
+    let o = run(&["check", "shop", "--config", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains(r#"invalid mapping for stream "shop.customers", field "data.price_plan": no field "plan_name" in the stream"#),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&["sync", "shop", "--config", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no field \"plan_name\""), "{}", stderr(&o));
+
+    // An invalid data key through setContactData.
+    let out = query(d, r#"mutation { setContactData(id: "1", key: "Price Plan", value: "x") { id } }"#);
+    let msg = out["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("invalid data key \"Price Plan\""), "{out}");
+
+    // A malformed GraphQL query.
+    let out = query(d, "{ contacts(first: 1) { edges { node { email } }");
+    assert!(out["errors"][0]["message"].as_str().unwrap_or_default().contains("expected"), "{out}");
+
+    // A page size over the maximum.
+    let out = query(d, "{ contacts(first: 100000) { totalCount } }");
+    assert!(out["errors"][0]["message"].as_str().unwrap_or_default().contains("first must be between 1 and 100"), "{out}");
+
+    // A missing config file says what to do.
+    let o = run(&["sync", "shop", "--config", d.join("nope.toml").to_str().unwrap()]);
+    assert!(stderr(&o).contains("run `dossier demo`"), "{}", stderr(&o));
+}
+
+#[tokio::test]
+async fn serve_answers_graphql_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo(d, 200);
+    let mut child = bin()
+        .args(["serve", "--config", config(d).to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 512];
+    let mut text = String::new();
+    let start = Instant::now();
+    while !text.contains("/graphql") && start.elapsed() < Duration::from_secs(30) {
+        let n = out.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let addr = text.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap_or_else(|| panic!("no address in {text:?}")).to_string();
+    let body = r#"{"query":"{ contacts(first: 2) { totalCount edges { node { email } } } }"}"#;
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(s, "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("\"totalCount\":200"), "{resp}");
+}
