@@ -202,7 +202,7 @@ fn check_columns(at: &str, r: &Resolved, row: &SqliteRow) -> Result<(), Connecto
 
 /// The state of every batch of a stream without a cursor, which is read whole on every run.
 fn full_refresh_state() -> StreamState {
-    StreamState(serde_json::json!({ "full_refresh": true }))
+    StreamState::full_refresh()
 }
 
 /// Where a read starts: `None` for the beginning.

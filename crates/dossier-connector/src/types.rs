@@ -52,3 +52,16 @@ pub struct Batch {
     /// The state to store once these rows are committed.
     pub state: StreamState,
 }
+
+impl StreamState {
+    /// The state every batch of a full-refresh read carries (a stream without a cursor):
+    /// there is nothing to resume from, and once such a read completes the framework marks
+    /// the records it did not see as deleted.
+    pub fn full_refresh() -> Self {
+        StreamState(serde_json::json!({ "full_refresh": true }))
+    }
+
+    pub fn is_full_refresh(&self) -> bool {
+        self.0.get("full_refresh") == Some(&serde_json::Value::Bool(true))
+    }
+}

@@ -1,0 +1,155 @@
+//! `dossier demo`: a deterministic sample shop, its config, a sync, and a server.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use anyhow::Context;
+use chrono::{Duration, TimeZone, Utc};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{ConnectOptions, Connection};
+
+use crate::commands;
+use crate::progress::Bars;
+
+/// The demo's config: customers → contacts, orders and conversations → sessions.
+pub const DEMO_CONFIG: &str = include_str!("../../../examples/demo/dossier.toml");
+const FIRST: [&str; 16] = [
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Frances", "Dennis", "Radia", "Linus", "Sophie",
+    "Tim", "Hedy", "John",
+];
+const LAST: [&str; 16] = [
+    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson", "Allen", "Ritchie", "Perlman",
+    "Torvalds", "Wilson", "Berners-Lee", "Lamarr", "Backus",
+];
+const COUNTRIES: [&str; 8] = ["FR", "DE", "US", "GB", "ES", "IT", "NL", "BE"];
+const PLANS: [&str; 3] = ["free", "basic", "pro"];
+const STATUSES: [&str; 4] = ["paid", "paid", "paid", "refunded"];
+const CHANNELS: [&str; 3] = ["email", "chat", "phone"];
+
+fn ts(t: chrono::DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// Writes the sample shop: `customers` customers, 5 orders and 3 conversations each on average.
+/// The same `customers` always gives the same file.
+pub async fn generate_shop(path: &Path, customers: u32) -> anyhow::Result<(u64, u64, u64)> {
+    let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal);
+    let mut conn = opts.connect().await?;
+    let mut tx = conn.begin().await?;
+    for ddl in [
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT NOT NULL, first_name TEXT, last_name TEXT, \
+         country TEXT, plan TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, total NUMERIC NOT NULL, currency TEXT NOT NULL, \
+         status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+        "CREATE TABLE conversations (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, csat INTEGER, channel TEXT NOT NULL, \
+         started_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+        "CREATE INDEX customers_updated ON customers (updated_at, id)",
+        "CREATE INDEX orders_updated ON orders (updated_at, id)",
+        "CREATE INDEX conversations_updated ON conversations (updated_at, id)",
+    ] {
+        sqlx::query(ddl).execute(&mut *tx).await?;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(42);
+    let epoch = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single().expect("valid date");
+    let n = customers as u64;
+    for id in 1..=n {
+        let first = FIRST[rng.random_range(0..FIRST.len())];
+        let last = LAST[rng.random_range(0..LAST.len())];
+        let created = epoch + Duration::minutes(rng.random_range(0..300_000));
+        let updated = created + Duration::minutes(rng.random_range(0..100_000));
+        sqlx::query("INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+            .bind(id as i64)
+            .bind(format!("{}.{}{id}@example.com", first.to_lowercase(), last.to_lowercase().replace('-', "")))
+            .bind(first)
+            .bind(last)
+            .bind(COUNTRIES[rng.random_range(0..COUNTRIES.len())])
+            .bind(PLANS[rng.random_range(0..PLANS.len())])
+            .bind(ts(created))
+            .bind(ts(updated))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let orders = n * 5;
+    for id in 1..=orders {
+        let created = epoch + Duration::minutes(rng.random_range(0..500_000));
+        let cents: i64 = rng.random_range(500..40_000);
+        sqlx::query("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(id as i64)
+            .bind(rng.random_range(1..=n) as i64)
+            .bind(format!("{}.{:02}", cents / 100, cents % 100))
+            .bind("EUR")
+            .bind(STATUSES[rng.random_range(0..STATUSES.len())])
+            .bind(ts(created))
+            .bind(ts(created + Duration::minutes(rng.random_range(0..5_000))))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let conversations = n * 3;
+    for id in 1..=conversations {
+        let started = epoch + Duration::minutes(rng.random_range(0..500_000));
+        let csat: Option<i64> = rng.random_bool(0.7).then(|| rng.random_range(1..=5));
+        sqlx::query("INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(id as i64)
+            .bind(rng.random_range(1..=n) as i64)
+            .bind(csat)
+            .bind(CHANNELS[rng.random_range(0..CHANNELS.len())])
+            .bind(ts(started))
+            .bind(ts(started + Duration::minutes(rng.random_range(0..3_000))))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    conn.close().await?;
+    Ok((n, orders, conversations))
+}
+
+pub async fn run(dir: &Path, listen: &str, no_serve: bool, customers: u32) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the demo directory {}", dir.display()))?;
+    let shop = dir.join("shop.db");
+    if shop.exists() {
+        println!("using the existing sample shop {}", shop.display());
+    } else {
+        println!("generating a sample shop in {} ...", shop.display());
+        let tmp = dir.join("shop.db.partial");
+        let _ = std::fs::remove_file(&tmp);
+        let (c, o, v) = generate_shop(&tmp, customers).await?;
+        for ext in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.join(format!("shop.db.partial{ext}")));
+        }
+        std::fs::rename(&tmp, &shop)?;
+        println!("  {c} customers, {o} orders, {v} conversations");
+    }
+    let config = dir.join("dossier.toml");
+    if !config.exists() {
+        std::fs::write(&config, DEMO_CONFIG)?;
+        println!("wrote {}", config.display());
+    }
+    let engine = commands::engine(&config).await?;
+    let bars = Bars::new("shop");
+    let s = engine.sync("shop", None, "demo", &bars).await?;
+    println!(
+        "synced shop: {} rows read, {} written in {:.1}s",
+        s.rows_read(),
+        s.rows_written(),
+        s.elapsed.as_secs_f64()
+    );
+    let (contacts, sessions) = engine.store().counts(engine.workspace()).await?;
+    println!("the store holds {contacts} contacts and {sessions} sessions");
+    let sample = engine.store().contacts(engine.workspace(), None, 1, None).await?;
+    let email = sample.items.first().and_then(|c| c.email.clone()).unwrap_or_default();
+    println!("\ntry these queries (in GraphiQL, or with `dossier query --config {}`):", config.display());
+    println!("  {{ contact(email: \"{email}\") {{ firstName country data aggregates sessions(first: 3) {{ edges {{ node {{ kind startedAt data }} }} }} }} }}");
+    println!(
+        "  {{ contacts(where: {{ and: [{{ field: \"country\", eq: \"FR\" }}, {{ field: \"data.price_plan\", eq: \"basic\" }}, {{ field: \"agg.avg_basket\", gt: 150 }}] }}, first: 5) {{ totalCount edges {{ node {{ email aggregates }} }} }} }}"
+    );
+    if no_serve {
+        return Ok(ExitCode::SUCCESS);
+    }
+    commands::serve_engine(engine, listen, true).await?;
+    Ok(ExitCode::SUCCESS)
+}
