@@ -68,6 +68,8 @@ pub(crate) struct Ingest<'c> {
     recompute_aggs: BTreeSet<i64>,
     recompute_data: BTreeSet<i64>,
     pub(crate) outcome: BatchOutcome,
+    /// The run to record on every session written (full-refresh deletion detection).
+    seen_run: Option<i64>,
 }
 
 impl<'c> Ingest<'c> {
@@ -83,6 +85,7 @@ impl<'c> Ingest<'c> {
             recompute_aggs: BTreeSet::new(),
             recompute_data: BTreeSet::new(),
             outcome: BatchOutcome::default(),
+            seen_run: None,
         })
     }
 
@@ -419,6 +422,13 @@ impl<'c> Ingest<'c> {
                 && o.ended_at == rec.ended_at
                 && o.data_json == data_json
             {
+                if let Some(run) = self.seen_run {
+                    sqlx::query("UPDATE sessions SET seen_run = $1 WHERE id = $2")
+                        .bind(run)
+                        .bind(o.id)
+                        .execute(&mut *self.conn)
+                        .await?;
+                }
                 return Ok(false);
             }
         }
@@ -426,7 +436,7 @@ impl<'c> Ingest<'c> {
             Some(o) => {
                 sqlx::query(
                     "UPDATE sessions SET contact_id = $1, kind = $2, started_at = $3, ended_at = $4, data = $5, \
-                     deleted = 0, updated_at = $6 WHERE id = $7",
+                     deleted = 0, updated_at = $6, seen_run = COALESCE($8, seen_run) WHERE id = $7",
                 )
                 .bind(contact)
                 .bind(&rec.kind)
@@ -435,13 +445,14 @@ impl<'c> Ingest<'c> {
                 .bind(&data_json)
                 .bind(self.now)
                 .bind(o.id)
+                .bind(self.seen_run)
                 .execute(&mut *self.conn)
                 .await?;
                 o.id
             }
             None => sqlx::query(
                 "INSERT INTO sessions (workspace, source, stream, external_id, kind, contact_id, started_at, ended_at, \
-                 data, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
+                 data, created_at, updated_at, seen_run) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) RETURNING id",
             )
             .bind(self.ws)
             .bind(source)
@@ -453,6 +464,7 @@ impl<'c> Ingest<'c> {
             .bind(rec.ended_at)
             .bind(&data_json)
             .bind(self.now)
+            .bind(self.seen_run)
             .fetch_one(&mut *self.conn)
             .await?
             .try_get(0)?,
@@ -642,6 +654,9 @@ impl SqlStore {
     pub async fn apply_batch(&self, ws: &str, batch: &BatchWrite) -> Result<BatchOutcome> {
         let mut tx = self.write.begin().await?;
         let mut ing = Ingest::new(&mut tx, ws).await?;
+        if batch.mark_seen {
+            ing.seen_run = batch.run_id;
+        }
         for rec in &batch.records {
             ing.apply(&batch.source, &batch.stream, rec).await?;
         }
@@ -676,6 +691,52 @@ impl SqlStore {
         .await?;
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// After a complete full-refresh read by `run`: the stream's sessions that run did not
+    /// see are gone from the source. They are marked deleted and leave their contact's
+    /// aggregates and data. Returns how many.
+    pub async fn mark_unseen_deleted(
+        &self,
+        ws: &str,
+        source: &str,
+        stream: &str,
+        run: i64,
+    ) -> Result<u64> {
+        let mut tx = self.write.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, contact_id, kind, started_at, data FROM sessions WHERE workspace = $1 AND source = $2 \
+             AND stream = $3 AND deleted = 0 AND (seen_run IS NULL OR seen_run <> $4)",
+        )
+        .bind(ws)
+        .bind(source)
+        .bind(stream)
+        .bind(run)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut gone = vec![];
+        for r in &rows {
+            let id: i64 = r.try_get("id")?;
+            let old = (
+                r.try_get::<Option<i64>, _>("contact_id")?,
+                r.try_get::<String, _>("kind")?,
+                r.try_get::<i64, _>("started_at")?,
+                decode_data(&r.try_get::<String, _>("data")?)?,
+            );
+            sqlx::query("UPDATE sessions SET deleted = 1, updated_at = $1 WHERE id = $2")
+                .bind(now_micros())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            gone.push((id, old));
+        }
+        let mut ing = Ingest::new(&mut tx, ws).await?;
+        for (id, old) in gone.iter().cloned() {
+            ing.session_changed(id, Some(old), None).await?;
+        }
+        ing.finish().await?;
+        tx.commit().await?;
+        Ok(gone.len() as u64)
     }
 
     /// Sets a value on a contact itself (it takes precedence over session data).

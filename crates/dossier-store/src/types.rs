@@ -63,6 +63,9 @@ pub struct BatchWrite {
     /// The connector's checkpoint after this batch.
     pub state: serde_json::Value,
     pub run_id: Option<i64>,
+    /// A full-refresh read: mark every session seen by this run, so that those it did not
+    /// see can be marked deleted when the read completes.
+    pub mark_seen: bool,
 }
 
 /// What committing a batch changed.
@@ -81,6 +84,9 @@ pub struct StreamStats {
     pub read: u64,
     pub written: u64,
     pub rejected: u64,
+    /// Records a full-refresh read no longer found, marked deleted.
+    #[serde(default)]
+    pub deleted: u64,
 }
 
 /// One sync run.

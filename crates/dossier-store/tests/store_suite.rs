@@ -132,6 +132,7 @@ fn batch(stream: &str, records: Vec<MappedRecord>, state: i64) -> BatchWrite {
         rejected: vec![],
         state: serde_json::json!({ "n": state }),
         run_id: None,
+        mark_seen: false,
     }
 }
 
@@ -534,6 +535,82 @@ async fn rules_backfill_and_runs(db: TestDb) {
     );
 }
 
+async fn full_refresh_deletes_what_it_did_not_see(db: TestDb) {
+    let s = &db.store;
+    s.ensure_workspace(WS).await.unwrap();
+    s.set_rules(WS, &rules()).await.unwrap();
+    s.apply_batch(
+        WS,
+        &batch(
+            "customers",
+            vec![customer(1, "a@example.com", "FR", "basic")],
+            1,
+        ),
+    )
+    .await
+    .unwrap();
+    let run1 = s.start_run(WS, "shop", "test").await.unwrap();
+    let mut b = batch(
+        "orders",
+        vec![
+            order(1, 1, 10.0, 10),
+            order(2, 1, 20.0, 20),
+            order(3, 1, 30.0, 30),
+        ],
+        1,
+    );
+    b.run_id = Some(run1);
+    b.mark_seen = true;
+    s.apply_batch(WS, &b).await.unwrap();
+    assert_eq!(
+        s.mark_unseen_deleted(WS, "shop", "orders", run1)
+            .await
+            .unwrap(),
+        0
+    );
+    // The next full read no longer sees order 3 (the latest): it leaves aggregates and data.
+    let run2 = s.start_run(WS, "shop", "test").await.unwrap();
+    let mut b = batch(
+        "orders",
+        vec![order(1, 1, 10.0, 10), order(2, 1, 20.0, 20)],
+        1,
+    );
+    b.run_id = Some(run2);
+    b.mark_seen = true;
+    assert_eq!(s.apply_batch(WS, &b).await.unwrap().unchanged, 2);
+    assert_eq!(
+        s.mark_unseen_deleted(WS, "shop", "orders", run2)
+            .await
+            .unwrap(),
+        1
+    );
+    let c = s
+        .contact_by_email(WS, "a@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let a = aggs(s, c.id).await;
+    assert_eq!(
+        (
+            a["transactions"].clone(),
+            a["total_spent"].clone(),
+            a["biggest"].clone()
+        ),
+        (n(2.0), n(30.0), n(20.0))
+    );
+    assert_eq!(
+        s.contact_data(&[c.id]).await.unwrap()[&c.id]["total"],
+        n(20.0)
+    );
+    assert_eq!(s.counts(WS).await.unwrap().1, 2);
+    // It comes back: a later read sees it again.
+    let run3 = s.start_run(WS, "shop", "test").await.unwrap();
+    let mut b = batch("orders", vec![order(3, 1, 30.0, 30)], 1);
+    b.run_id = Some(run3);
+    s.apply_batch(WS, &b).await.unwrap();
+    assert_eq!(aggs(s, c.id).await["transactions"], n(3.0));
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -551,4 +628,5 @@ suite!(
     contact_and_session_data_via_api,
     filters_and_pages,
     rules_backfill_and_runs,
+    full_refresh_deletes_what_it_did_not_see,
 );

@@ -284,6 +284,7 @@ impl Engine {
                     source_name: cfg.name.clone(),
                     error,
                 })?;
+            let mut full_refresh = false;
             while let Some(batch) = batches.next().await {
                 let batch = batch.map_err(|error| SyncError::Connector {
                     source_name: cfg.name.clone(),
@@ -302,6 +303,7 @@ impl Engine {
                         }
                     }
                 }
+                full_refresh = batch.state.is_full_refresh();
                 let write = BatchWrite {
                     source: cfg.name.clone(),
                     stream: name.clone(),
@@ -309,12 +311,20 @@ impl Engine {
                     rejected,
                     state: batch.state.0,
                     run_id: Some(run_id),
+                    mark_seen: full_refresh,
                 };
                 let outcome = self.store.apply_batch(ws, &write).await?;
                 stat.read += batch.rows.len() as u64;
                 stat.written += outcome.written;
                 stat.rejected += write.rejected.len() as u64;
                 progress.batch_committed(name, batch.rows.len() as u64);
+            }
+            // Only a read that returned rows detects deletions: an empty read never wipes a stream.
+            if full_refresh {
+                stat.deleted = self
+                    .store
+                    .mark_unseen_deleted(ws, &cfg.name, name, run_id)
+                    .await?;
             }
             progress.stream_finished(name, stat);
         }

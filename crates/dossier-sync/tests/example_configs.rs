@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dossier_sync::{builtin_registry, Config};
+use dossier_sync::{Config, builtin_registry};
 
 fn configs(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
@@ -20,12 +20,21 @@ fn every_example_config_parses() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let mut found = vec![];
     configs(&root, &mut found);
-    assert!(!found.is_empty(), "no example configs under {}", root.display());
+    assert!(
+        !found.is_empty(),
+        "no example configs under {}",
+        root.display()
+    );
     for p in found {
         let text = std::fs::read_to_string(&p).unwrap();
         // Examples reference their servers through ${VAR}: give every referenced variable a value.
         let text = expand_all(&text);
-        if let Err(e) = Config::parse(&text, &p.display().to_string(), p.parent().unwrap().to_path_buf(), &builtin_registry()) {
+        if let Err(e) = Config::parse(
+            &text,
+            &p.display().to_string(),
+            p.parent().unwrap().to_path_buf(),
+            &builtin_registry(),
+        ) {
             panic!("{e}");
         }
     }

@@ -45,9 +45,11 @@ CREATE TABLE sessions (
     id INTEGER PRIMARY KEY, workspace TEXT NOT NULL, source TEXT NOT NULL, stream TEXT NOT NULL,
     external_id TEXT NOT NULL, kind TEXT NOT NULL, contact_id BIGINT,
     started_at BIGINT NOT NULL, ended_at BIGINT, data TEXT NOT NULL, deleted SMALLINT NOT NULL DEFAULT 0,
+    seen_run BIGINT,
     created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
     UNIQUE (workspace, source, stream, external_id));
 CREATE INDEX sessions_contact ON sessions (contact_id, started_at, id);
+CREATE INDEX sessions_stream ON sessions (workspace, source, stream, seen_run);
 
 CREATE TABLE aggregate_rules (
     workspace TEXT NOT NULL, name TEXT NOT NULL, definition TEXT NOT NULL,
