@@ -17,14 +17,25 @@ fn dossier() -> Command {
 /// Peak resident memory of a process, read from /proc while it runs.
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Runs `dossier sync shop --json`, returning (seconds, rows read, peak RSS in MiB).
 fn timed_sync(config: &Path) -> (f64, u64, f64) {
     let start = Instant::now();
     let mut child = dossier()
-        .args(["sync", "shop", "--json", "--config", config.to_str().unwrap()])
+        .args([
+            "sync",
+            "shop",
+            "--json",
+            "--config",
+            config.to_str().unwrap(),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .expect("dossier runs");
@@ -40,7 +51,12 @@ fn timed_sync(config: &Path) -> (f64, u64, f64) {
     let out = child.wait_with_output().expect("output");
     assert!(out.status.success(), "sync failed");
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
-    let rows = summary["streams"].as_object().unwrap().values().map(|s| s["read"].as_u64().unwrap()).sum();
+    let rows = summary["streams"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|s| s["read"].as_u64().unwrap())
+        .sum();
     (secs, rows, peak as f64 / 1024.0)
 }
 
@@ -49,11 +65,21 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let customers: u32 = std::env::var("DOSSIER_BENCH_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let customers: u32 = std::env::var("DOSSIER_BENCH_CUSTOMERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let st = dossier()
-        .args(["demo", "--no-serve", "--dir", d.to_str().unwrap(), "--customers", &customers.to_string()])
+        .args([
+            "demo",
+            "--no-serve",
+            "--dir",
+            d.to_str().unwrap(),
+            "--customers",
+            &customers.to_string(),
+        ])
         .stdout(Stdio::null())
         .status()
         .expect("demo runs");
@@ -77,7 +103,9 @@ fn main() {
         )
         .status();
     if !matches!(st, Ok(s) if s.success()) {
-        println!("incremental sync: skipped (the sqlite3 command line tool is needed to change 1% of rows)");
+        println!(
+            "incremental sync: skipped (the sqlite3 command line tool is needed to change 1% of rows)"
+        );
         return;
     }
     let (inc_s, inc_rows, inc_mb) = timed_sync(&config);

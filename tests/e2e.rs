@@ -18,29 +18,42 @@ async fn demo_aggregates_equal_sql_on_the_shop() {
     // contact(email:) through GraphQL returns the same numbers as SQL on the shop file.
     let mut shop = open(&dir.path().join("shop.db")).await;
     let row = sqlx::query(
-        "SELECT c.email, COUNT(o.id), SUM(o.total), AVG(o.total), MAX(o.created_at) FROM customers c JOIN orders o ON o.customer_id = c.id \
+        "SELECT c.email, COUNT(o.id), CAST(SUM(o.total) AS REAL), AVG(o.total), MAX(o.created_at) FROM customers c JOIN orders o ON o.customer_id = c.id \
          GROUP BY c.id ORDER BY COUNT(o.id) DESC, c.id LIMIT 1",
     )
     .fetch_one(&mut shop)
     .await
     .unwrap();
     let email: String = row.get(0);
-    let doc = format!(r#"{{ contact(email: "{}") {{ email data aggregates sessions(kind: "order", first: 2) {{ edges {{ node {{ kind }} }} }} }} }}"#, email.to_uppercase());
+    let doc = format!(
+        r#"{{ contact(email: "{}") {{ email data aggregates sessions(kind: "order", first: 2) {{ edges {{ node {{ kind }} }} }} }} }}"#,
+        email.to_uppercase()
+    );
     let out = query(dir.path(), &doc);
     let c = &out["data"]["contact"];
     assert_eq!(c["email"], email.as_str(), "{out}");
-    assert_eq!(c["aggregates"]["transactions"].as_f64(), Some(row.get::<i64, _>(1) as f64));
+    assert_eq!(
+        c["aggregates"]["transactions"].as_f64(),
+        Some(row.get::<i64, _>(1) as f64)
+    );
     assert!((c["aggregates"]["total_spent"].as_f64().unwrap() - row.get::<f64, _>(2)).abs() < 1e-6);
     assert!((c["aggregates"]["avg_basket"].as_f64().unwrap() - row.get::<f64, _>(3)).abs() < 1e-6);
     let last: String = row.get(4);
-    assert_eq!(c["aggregates"]["last_order_at"].as_str().unwrap(), format!("{}Z", last.replace(' ', "T")));
+    assert_eq!(
+        c["aggregates"]["last_order_at"].as_str().unwrap(),
+        format!("{}Z", last.replace(' ', "T"))
+    );
     assert_eq!(c["sessions"]["edges"].as_array().unwrap().len(), 2);
     assert!(c["data"]["price_plan"].is_string());
 
     // Running the demo again reuses everything and reads nothing new.
     let again = demo(dir.path(), 1500);
     assert!(stdout(&again).contains("using the existing sample shop"));
-    assert!(stdout(&again).contains("synced shop: 0 rows read"), "{}", stdout(&again));
+    assert!(
+        stdout(&again).contains("synced shop: 0 rows read"),
+        "{}",
+        stdout(&again)
+    );
 }
 
 #[tokio::test]
@@ -50,15 +63,29 @@ async fn incremental_sync_reads_only_changed_rows() {
     let mut shop = open(&dir.path().join("shop.db")).await;
     // 1% of orders change (total and updated_at), one customer changes plan.
     sqlx::query("UPDATE orders SET total = total + 1, updated_at = '2030-01-01 00:00:00' WHERE id % 100 = 0").execute(&mut shop).await.unwrap();
-    sqlx::query("UPDATE customers SET plan = 'enterprise', updated_at = '2030-01-01 00:00:00' WHERE id = 7").execute(&mut shop).await.unwrap();
-    let o = run(&["sync", "shop", "--config", config(dir.path()).to_str().unwrap(), "--json"]);
+    sqlx::query(
+        "UPDATE customers SET plan = 'enterprise', updated_at = '2030-01-01 00:00:00' WHERE id = 7",
+    )
+    .execute(&mut shop)
+    .await
+    .unwrap();
+    let o = run(&[
+        "sync",
+        "shop",
+        "--config",
+        config(dir.path()).to_str().unwrap(),
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(summary["streams"]["orders"]["read"], 50, "{summary}");
     assert_eq!(summary["streams"]["customers"]["read"], 1);
     assert_eq!(summary["streams"]["conversations"]["read"], 0);
     assert_store_matches_source(dir.path()).await;
-    let out = query(dir.path(), r#"{ contacts(where: { field: "data.price_plan", eq: "enterprise" }) { totalCount } }"#);
+    let out = query(
+        dir.path(),
+        r#"{ contacts(where: { field: "data.price_plan", eq: "enterprise" }) { totalCount } }"#,
+    );
     assert_eq!(out["data"]["contacts"]["totalCount"], 1, "{out}");
 }
 
@@ -72,7 +99,10 @@ async fn kill_9_mid_sync_loses_and_duplicates_nothing() {
     for ext in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(d.join(format!("dossier.db{ext}")));
     }
-    let cfg = std::fs::read_to_string(config(d)).unwrap().replace("connector = \"sqlite\"", "connector = \"sqlite\"\nbatch_size = 100");
+    let cfg = std::fs::read_to_string(config(d)).unwrap().replace(
+        "connector = \"sqlite\"",
+        "connector = \"sqlite\"\nbatch_size = 100",
+    );
     std::fs::write(config(d), cfg).unwrap();
 
     let mut killed_after_commit = false;
@@ -92,7 +122,10 @@ async fn kill_9_mid_sync_loses_and_duplicates_nothing() {
             }
             let n = committed_orders(d).await;
             if n > 0 || start.elapsed() > Duration::from_secs(60) {
-                std::process::Command::new("kill").args(["-9", &child.id().to_string()]).status().unwrap();
+                std::process::Command::new("kill")
+                    .args(["-9", &child.id().to_string()])
+                    .status()
+                    .unwrap();
                 killed_after_commit = n > 0;
                 break;
             }
@@ -114,12 +147,16 @@ async fn committed_orders(d: &std::path::Path) -> i64 {
     if !p.exists() {
         return 0;
     }
-    let Ok(mut c) = sqlx::Connection::connect(&format!("sqlite://{}?mode=ro", p.display())).await else {
+    let Ok(mut c) = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}?mode=ro",
+        p.display()
+    ))
+    .await
+    else {
         return 0;
     };
-    let c: &mut sqlx::SqliteConnection = &mut c;
     sqlx::query("SELECT COUNT(*) FROM sessions WHERE stream = 'orders'")
-        .fetch_one(c)
+        .fetch_one(&mut c)
         .await
         .map(|r| r.get::<i64, _>(0))
         .unwrap_or(0)
@@ -137,11 +174,19 @@ async fn bad_input_gets_a_clear_error() {
     std::fs::write(&bad, cfg.replace("[server]", "[server]\nlisten_port = 9")).unwrap();
     let o = run(&["sync", "shop", "--config", bad.to_str().unwrap()]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("unknown field `listen_port`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown field `listen_port`"),
+        "{}",
+        stderr(&o)
+    );
 
     // A mapping to a missing column: named with source, stream and field.
     let bad = d.join("bad-column.toml");
-    std::fs::write(&bad, cfg.replace("price_plan = \"plan\"", "price_plan = \"plan_name\"")).unwrap();
+    std::fs::write(
+        &bad,
+        cfg.replace("price_plan = \"plan\"", "price_plan = \"plan_name\""),
+    )
+    .unwrap();
     let o = run(&["check", "shop", "--config", bad.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(
@@ -151,23 +196,47 @@ async fn bad_input_gets_a_clear_error() {
     );
     let o = run(&["sync", "shop", "--config", bad.to_str().unwrap()]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("no field \"plan_name\""), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no field \"plan_name\""),
+        "{}",
+        stderr(&o)
+    );
 
     // An invalid data key through setContactData.
-    let out = query(d, r#"mutation { setContactData(id: "1", key: "Price Plan", value: "x") { id } }"#);
+    let out = query(
+        d,
+        r#"mutation { setContactData(id: "1", key: "Price Plan", value: "x") { id } }"#,
+    );
     let msg = out["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(msg.contains("invalid data key \"Price Plan\""), "{out}");
 
     // A malformed GraphQL query.
     let out = query(d, "{ contacts(first: 1) { edges { node { email } }");
-    assert!(out["errors"][0]["message"].as_str().unwrap_or_default().contains("expected"), "{out}");
+    assert!(
+        out["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expected"),
+        "{out}"
+    );
 
     // A page size over the maximum.
     let out = query(d, "{ contacts(first: 100000) { totalCount } }");
-    assert!(out["errors"][0]["message"].as_str().unwrap_or_default().contains("first must be between 1 and 100"), "{out}");
+    assert!(
+        out["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("first must be between 1 and 100"),
+        "{out}"
+    );
 
     // A missing config file says what to do.
-    let o = run(&["sync", "shop", "--config", d.join("nope.toml").to_str().unwrap()]);
+    let o = run(&[
+        "sync",
+        "shop",
+        "--config",
+        d.join("nope.toml").to_str().unwrap(),
+    ]);
     assert!(stderr(&o).contains("run `dossier demo`"), "{}", stderr(&o));
 }
 
@@ -177,7 +246,13 @@ async fn serve_answers_graphql_over_http() {
     let d = dir.path();
     demo(d, 200);
     let mut child = bin()
-        .args(["serve", "--config", config(d).to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--config",
+            config(d).to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -193,7 +268,12 @@ async fn serve_answers_graphql_over_http() {
         }
         text.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    let addr = text.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap_or_else(|| panic!("no address in {text:?}")).to_string();
+    let addr = text
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {text:?}"))
+        .to_string();
     let body = r#"{"query":"{ contacts(first: 2) { totalCount edges { node { email } } } }"}"#;
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     write!(s, "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();

@@ -26,13 +26,27 @@ pub fn stderr(o: &Output) -> String {
 
 /// Generates a demo shop of `customers` customers in `dir` without serving.
 pub fn demo(dir: &Path, customers: u32) -> Output {
-    let o = run(&["demo", "--no-serve", "--dir", dir.to_str().unwrap(), "--customers", &customers.to_string()]);
-    assert!(o.status.success(), "demo failed: {}\n{}", stdout(&o), stderr(&o));
+    let o = run(&[
+        "demo",
+        "--no-serve",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--customers",
+        &customers.to_string(),
+    ]);
+    assert!(
+        o.status.success(),
+        "demo failed: {}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
     o
 }
 
 pub async fn open(path: &Path) -> SqliteConnection {
-    SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap()
+    SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap()
 }
 
 pub fn config(dir: &Path) -> PathBuf {
@@ -42,7 +56,13 @@ pub fn config(dir: &Path) -> PathBuf {
 /// Runs a GraphQL document through `dossier query` and returns the JSON result.
 pub fn query(dir: &Path, doc: &str) -> serde_json::Value {
     let o = run(&["query", "--config", config(dir).to_str().unwrap(), doc]);
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("query output is not JSON ({e}): {}\n{}", stdout(&o), stderr(&o)))
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "query output is not JSON ({e}): {}\n{}",
+            stdout(&o),
+            stderr(&o)
+        )
+    })
 }
 
 /// Aggregates as the source says they should be, per customer id, from SQL on the shop.
@@ -51,7 +71,7 @@ pub async fn expected_aggregates(shop: &Path) -> Vec<(i64, i64, f64, Option<f64>
     let rows = sqlx::query(
         "SELECT c.id, \
            (SELECT COUNT(*) FROM orders o WHERE o.customer_id = c.id), \
-           (SELECT COALESCE(SUM(o.total), 0) FROM orders o WHERE o.customer_id = c.id), \
+           (SELECT CAST(COALESCE(SUM(o.total), 0) AS REAL) FROM orders o WHERE o.customer_id = c.id), \
            (SELECT AVG(o.total) FROM orders o WHERE o.customer_id = c.id), \
            (SELECT AVG(v.csat) FROM conversations v WHERE v.customer_id = c.id) \
          FROM customers c ORDER BY c.id",
@@ -79,31 +99,69 @@ pub async fn assert_store_matches_source(dir: &Path) {
     .fetch_all(&mut store)
     .await
     .unwrap();
-    let mut got: std::collections::HashMap<(i64, String), serde_json::Value> = std::collections::HashMap::new();
+    let mut got: std::collections::HashMap<(i64, String), serde_json::Value> =
+        std::collections::HashMap::new();
     for r in rows {
         let ext: String = r.get(0);
         let id: i64 = ext.rsplit(':').next().unwrap().parse().unwrap();
         let v: Option<String> = r.get(2);
-        got.insert((id, r.get(1)), v.map(|v| serde_json::from_str(&v).unwrap()).unwrap_or(serde_json::Value::Null));
+        got.insert(
+            (id, r.get(1)),
+            v.map(|v| serde_json::from_str(&v).unwrap())
+                .unwrap_or(serde_json::Value::Null),
+        );
     }
-    let num = |id: i64, name: &str| -> Option<f64> { got.get(&(id, name.to_string())).and_then(|v| v.get("n")).and_then(|n| n.as_f64()) };
-    let customers: i64 = sqlx::query("SELECT COUNT(*) FROM contacts WHERE merged_into IS NULL").fetch_one(&mut store).await.unwrap().get(0);
-    let sessions: i64 = sqlx::query("SELECT COUNT(*) FROM sessions WHERE deleted = 0").fetch_one(&mut store).await.unwrap().get(0);
-    let mut shop = open(&dir.join("shop.db")).await;
-    let src_sessions: i64 = sqlx::query("SELECT (SELECT COUNT(*) FROM orders) + (SELECT COUNT(*) FROM conversations)")
-        .fetch_one(&mut shop)
+    let num = |id: i64, name: &str| -> Option<f64> {
+        got.get(&(id, name.to_string()))
+            .and_then(|v| v.get("n"))
+            .and_then(|n| n.as_f64())
+    };
+    let customers: i64 = sqlx::query("SELECT COUNT(*) FROM contacts WHERE merged_into IS NULL")
+        .fetch_one(&mut store)
         .await
         .unwrap()
         .get(0);
+    let sessions: i64 = sqlx::query("SELECT COUNT(*) FROM sessions WHERE deleted = 0")
+        .fetch_one(&mut store)
+        .await
+        .unwrap()
+        .get(0);
+    let mut shop = open(&dir.join("shop.db")).await;
+    let src_sessions: i64 =
+        sqlx::query("SELECT (SELECT COUNT(*) FROM orders) + (SELECT COUNT(*) FROM conversations)")
+            .fetch_one(&mut shop)
+            .await
+            .unwrap()
+            .get(0);
     assert_eq!(customers as usize, want.len(), "one contact per customer");
-    assert_eq!(sessions, src_sessions, "one session per order and conversation");
+    assert_eq!(
+        sessions, src_sessions,
+        "one session per order and conversation"
+    );
     let mut checked = 0;
     for (id, count, sum, avg, csat) in want {
-        assert_eq!(num(id, "transactions"), Some(count as f64).filter(|_| count > 0).or(num(id, "transactions")), "transactions of {id}");
+        assert_eq!(
+            num(id, "transactions"),
+            Some(count as f64)
+                .filter(|_| count > 0)
+                .or(num(id, "transactions")),
+            "transactions of {id}"
+        );
         if count > 0 {
-            assert_eq!(num(id, "transactions"), Some(count as f64), "transactions of {id}");
-            assert!(close(num(id, "total_spent").unwrap(), sum), "total_spent of {id}: {:?} vs {sum}", num(id, "total_spent"));
-            assert!(close(num(id, "avg_basket").unwrap(), avg.unwrap()), "avg_basket of {id}");
+            assert_eq!(
+                num(id, "transactions"),
+                Some(count as f64),
+                "transactions of {id}"
+            );
+            assert!(
+                close(num(id, "total_spent").unwrap(), sum),
+                "total_spent of {id}: {:?} vs {sum}",
+                num(id, "total_spent")
+            );
+            assert!(
+                close(num(id, "avg_basket").unwrap(), avg.unwrap()),
+                "avg_basket of {id}"
+            );
         }
         match csat {
             Some(c) => assert!(close(num(id, "avg_csat").unwrap(), c), "avg_csat of {id}"),

@@ -17,12 +17,26 @@ use crate::progress::Bars;
 /// The demo's config: customers → contacts, orders and conversations → sessions.
 pub const DEMO_CONFIG: &str = include_str!("../../../examples/demo/dossier.toml");
 const FIRST: [&str; 16] = [
-    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Frances", "Dennis", "Radia", "Linus", "Sophie",
-    "Tim", "Hedy", "John",
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Frances", "Dennis",
+    "Radia", "Linus", "Sophie", "Tim", "Hedy", "John",
 ];
 const LAST: [&str; 16] = [
-    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson", "Allen", "Ritchie", "Perlman",
-    "Torvalds", "Wilson", "Berners-Lee", "Lamarr", "Backus",
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Hamilton",
+    "Thompson",
+    "Allen",
+    "Ritchie",
+    "Perlman",
+    "Torvalds",
+    "Wilson",
+    "Berners-Lee",
+    "Lamarr",
+    "Backus",
 ];
 const COUNTRIES: [&str; 8] = ["FR", "DE", "US", "GB", "ES", "IT", "NL", "BE"];
 const PLANS: [&str; 3] = ["free", "basic", "pro"];
@@ -55,7 +69,10 @@ pub async fn generate_shop(path: &Path, customers: u32) -> anyhow::Result<(u64, 
         sqlx::query(ddl).execute(&mut *tx).await?;
     }
     let mut rng = ChaCha8Rng::seed_from_u64(42);
-    let epoch = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single().expect("valid date");
+    let epoch = Utc
+        .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+        .single()
+        .expect("valid date");
     let n = customers as u64;
     for id in 1..=n {
         let first = FIRST[rng.random_range(0..FIRST.len())];
@@ -64,7 +81,11 @@ pub async fn generate_shop(path: &Path, customers: u32) -> anyhow::Result<(u64, 
         let updated = created + Duration::minutes(rng.random_range(0..100_000));
         sqlx::query("INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(id as i64)
-            .bind(format!("{}.{}{id}@example.com", first.to_lowercase(), last.to_lowercase().replace('-', "")))
+            .bind(format!(
+                "{}.{}{id}@example.com",
+                first.to_lowercase(),
+                last.to_lowercase().replace('-', "")
+            ))
             .bind(first)
             .bind(last)
             .bind(COUNTRIES[rng.random_range(0..COUNTRIES.len())])
@@ -108,8 +129,14 @@ pub async fn generate_shop(path: &Path, customers: u32) -> anyhow::Result<(u64, 
     Ok((n, orders, conversations))
 }
 
-pub async fn run(dir: &Path, listen: &str, no_serve: bool, customers: u32) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the demo directory {}", dir.display()))?;
+pub async fn run(
+    dir: &Path,
+    listen: &str,
+    no_serve: bool,
+    customers: u32,
+) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the demo directory {}", dir.display()))?;
     let shop = dir.join("shop.db");
     if shop.exists() {
         println!("using the existing sample shop {}", shop.display());
@@ -140,10 +167,22 @@ pub async fn run(dir: &Path, listen: &str, no_serve: bool, customers: u32) -> an
     );
     let (contacts, sessions) = engine.store().counts(engine.workspace()).await?;
     println!("the store holds {contacts} contacts and {sessions} sessions");
-    let sample = engine.store().contacts(engine.workspace(), None, 1, None).await?;
-    let email = sample.items.first().and_then(|c| c.email.clone()).unwrap_or_default();
-    println!("\ntry these queries (in GraphiQL, or with `dossier query --config {}`):", config.display());
-    println!("  {{ contact(email: \"{email}\") {{ firstName country data aggregates sessions(first: 3) {{ edges {{ node {{ kind startedAt data }} }} }} }} }}");
+    let sample = engine
+        .store()
+        .contacts(engine.workspace(), None, 1, None)
+        .await?;
+    let email = sample
+        .items
+        .first()
+        .and_then(|c| c.email.clone())
+        .unwrap_or_default();
+    println!(
+        "\ntry these queries (in GraphiQL, or with `dossier query --config {}`):",
+        config.display()
+    );
+    println!(
+        "  {{ contact(email: \"{email}\") {{ firstName country data aggregates sessions(first: 3) {{ edges {{ node {{ kind startedAt data }} }} }} }} }}"
+    );
     println!(
         "  {{ contacts(where: {{ and: [{{ field: \"country\", eq: \"FR\" }}, {{ field: \"data.price_plan\", eq: \"basic\" }}, {{ field: \"agg.avg_basket\", gt: 150 }}] }}, first: 5) {{ totalCount edges {{ node {{ email aggregates }} }} }} }}"
     );

@@ -1,1 +1,156 @@
-//! The dossier command line: demo, serve, sync, check, discover, schema, query
+//! The `dossier` command line.
+
+mod commands;
+mod demo;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Dossier: customer data from your databases and shops, in one contact + session model,
+/// served over GraphQL.
+#[derive(Debug, Parser)]
+#[command(name = "dossier", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a sample shop, sync it into the embedded store and serve GraphQL.
+    Demo {
+        /// Where the shop file, the config and the store go.
+        #[arg(long, default_value = "./dossier-demo")]
+        dir: PathBuf,
+        /// Address to serve GraphQL on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Prepare and sync, then exit without serving.
+        #[arg(long)]
+        no_serve: bool,
+        /// Number of customers to generate (orders and conversations scale with it).
+        #[arg(long, default_value_t = 10_000)]
+        customers: u32,
+    },
+    /// Serve GraphQL and run scheduled syncs.
+    Serve {
+        #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
+        config: PathBuf,
+        /// Overrides `server.listen` from the config.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Sync one source now.
+    Sync {
+        /// The source's name in the config.
+        source: String,
+        #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
+        config: PathBuf,
+        /// Only these streams (repeatable).
+        #[arg(long = "stream")]
+        streams: Vec<String>,
+        /// Print the run summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that a source can be reached and its mappings fit its streams.
+    Check {
+        source: String,
+        #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
+        config: PathBuf,
+    },
+    /// List a source's streams, fields, primary keys and cursor candidates.
+    Discover {
+        source: String,
+        #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
+        config: PathBuf,
+    },
+    /// Print the GraphQL schema (SDL).
+    Schema,
+    /// Run one GraphQL document against the configured store and print the JSON result.
+    Query {
+        /// The GraphQL document.
+        document: String,
+        #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
+        config: PathBuf,
+        /// Variables as a JSON object.
+        #[arg(long)]
+        variables: Option<String>,
+    },
+    /// List past sync runs.
+    Runs {
+        #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
+        config: PathBuf,
+        /// Only runs of this source.
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+/// Runs the CLI; errors print what is wrong and what to do, with a non-zero exit.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DOSSIER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo {
+            dir,
+            listen,
+            no_serve,
+            customers,
+        } => demo::run(&dir, &listen, no_serve, customers).await,
+        Command::Serve { config, listen } => commands::serve(&config, listen).await,
+        Command::Sync {
+            source,
+            config,
+            streams,
+            json,
+        } => commands::sync(&config, &source, &streams, json).await,
+        Command::Check { source, config } => commands::check(&config, &source).await,
+        Command::Discover { source, config } => commands::discover(&config, &source).await,
+        Command::Schema => {
+            print!("{}", dossier_gateway::sdl());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Query {
+            document,
+            config,
+            variables,
+        } => commands::query(&config, &document, variables.as_deref()).await,
+        Command::Runs {
+            config,
+            source,
+            limit,
+        } => commands::runs(&config, source.as_deref(), limit).await,
+    }
+}

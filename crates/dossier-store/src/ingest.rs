@@ -263,10 +263,10 @@ impl<'c> Ingest<'c> {
             .await?;
         let stored_at: Option<i64> = row.try_get(0)?;
         // Survivorship: the latest update wins; a record older than what we hold changes nothing.
-        if let (Some(new), Some(old)) = (rec.updated_at, stored_at) {
-            if new < old {
-                return Ok(false);
-            }
+        if let (Some(new), Some(old)) = (rec.updated_at, stored_at)
+            && new < old
+        {
+            return Ok(false);
         }
         let mut sets = vec![];
         let mut vals: Vec<&str> = vec![];
@@ -414,23 +414,22 @@ impl<'c> Ingest<'c> {
         let old = self
             .stored_session(source, stream, &rec.external_id)
             .await?;
-        if let Some(o) = &old {
-            if !o.deleted
-                && o.contact_id == contact
-                && o.kind == rec.kind
-                && o.started_at == started_at
-                && o.ended_at == rec.ended_at
-                && o.data_json == data_json
-            {
-                if let Some(run) = self.seen_run {
-                    sqlx::query("UPDATE sessions SET seen_run = $1 WHERE id = $2")
-                        .bind(run)
-                        .bind(o.id)
-                        .execute(&mut *self.conn)
-                        .await?;
-                }
-                return Ok(false);
+        if let Some(o) = &old
+            && !o.deleted
+            && o.contact_id == contact
+            && o.kind == rec.kind
+            && o.started_at == started_at
+            && o.ended_at == rec.ended_at
+            && o.data_json == data_json
+        {
+            if let Some(run) = self.seen_run {
+                sqlx::query("UPDATE sessions SET seen_run = $1 WHERE id = $2")
+                    .bind(run)
+                    .bind(o.id)
+                    .execute(&mut *self.conn)
+                    .await?;
             }
+            return Ok(false);
         }
         let id = match &old {
             Some(o) => {
@@ -493,22 +492,20 @@ impl<'c> Ingest<'c> {
     ) -> Result<()> {
         let rules = std::mem::take(&mut self.rules);
         for rule in &rules {
-            if let Some((Some(cid), kind, at, data)) = &old {
-                if let Some(c) = rule.contribution(id, kind, *at, data) {
-                    if !self.recompute_aggs.contains(cid) {
-                        let state = self.agg_state(*cid, rule).await?;
-                        if state.remove(rule.op, &c).is_err() {
-                            self.recompute_aggs.insert(*cid);
-                        }
-                    }
+            if let Some((Some(cid), kind, at, data)) = &old
+                && let Some(c) = rule.contribution(id, kind, *at, data)
+                && !self.recompute_aggs.contains(cid)
+            {
+                let state = self.agg_state(*cid, rule).await?;
+                if state.remove(rule.op, &c).is_err() {
+                    self.recompute_aggs.insert(*cid);
                 }
             }
-            if let Some((Some(cid), kind, at, data)) = &new {
-                if let Some(c) = rule.contribution(id, kind, *at, data) {
-                    if !self.recompute_aggs.contains(cid) {
-                        self.agg_state(*cid, rule).await?.add(rule.op, &c);
-                    }
-                }
+            if let Some((Some(cid), kind, at, data)) = &new
+                && let Some(c) = rule.contribution(id, kind, *at, data)
+                && !self.recompute_aggs.contains(cid)
+            {
+                self.agg_state(*cid, rule).await?.add(rule.op, &c);
             }
         }
         self.rules = rules;

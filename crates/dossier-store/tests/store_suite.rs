@@ -517,6 +517,7 @@ async fn rules_backfill_and_runs(db: TestDb) {
             read: 2,
             written: 2,
             rejected: 0,
+            deleted: 0,
         },
     );
     s.finish_run(run, Some("source error: boom"), &stats)

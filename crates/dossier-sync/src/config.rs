@@ -183,16 +183,16 @@ impl Config {
 
     /// Paths in the file are relative to it, so a config works from any directory.
     fn resolve_paths(&mut self, base: &Path) {
-        if let Some(p) = self.store.url.strip_prefix("sqlite://") {
-            if Path::new(p).is_relative() {
-                self.store.url = format!("sqlite://{}", base.join(p).display());
-            }
+        if let Some(p) = self.store.url.strip_prefix("sqlite://")
+            && Path::new(p).is_relative()
+        {
+            self.store.url = format!("sqlite://{}", base.join(p).display());
         }
         for s in &mut self.sources {
-            if let Some(serde_json::Value::String(p)) = s.config.get_mut("path") {
-                if Path::new(p.as_str()).is_relative() {
-                    *p = base.join(p.as_str()).display().to_string();
-                }
+            if let Some(serde_json::Value::String(p)) = s.config.get_mut("path")
+                && Path::new(p.as_str()).is_relative()
+            {
+                *p = base.join(p.as_str()).display().to_string();
             }
         }
     }

@@ -176,10 +176,10 @@ impl Engine {
                 None => p.message,
             })
             .collect();
-        if problems.is_empty() {
-            if let Err(e) = self.compile(source, conn.as_ref()).await {
-                problems.push(e.to_string());
-            }
+        if problems.is_empty()
+            && let Err(e) = self.compile(source, conn.as_ref()).await
+        {
+            problems.push(e.to_string());
         }
         Ok(problems)
     }
@@ -212,16 +212,15 @@ impl Engine {
             return Err(SyncError::AlreadyRunning(cfg.name.clone()));
         }
         let _guard = RunningGuard(&self.running, cfg.name.clone());
-        if let Some(only) = only {
-            if let Some(bad) = only
+        if let Some(only) = only
+            && let Some(bad) = only
                 .iter()
                 .find(|n| !cfg.streams.iter().any(|s| &s.name == *n))
-            {
-                return Err(SyncError::Config(format!(
-                    "source {:?} has no stream {bad:?}",
-                    cfg.name
-                )));
-            }
+        {
+            return Err(SyncError::Config(format!(
+                "source {:?} has no stream {bad:?}",
+                cfg.name
+            )));
         }
         let ws = self.workspace().to_string();
         let run_id = self.store.start_run(&ws, &cfg.name, trigger).await?;

@@ -1,0 +1,622 @@
+//! The GraphQL types and their resolvers.
+
+use std::collections::BTreeMap;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{Context, Error, ID, Json, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use dossier_core::value::from_micros;
+use dossier_core::{DataKey, DataValue, Filter};
+use dossier_store::{ContactRow, IdentityRow, Page, RunRow, SessionRow, SourceRow};
+
+use crate::filter::ContactFilter;
+use crate::loaders::{
+    AggregatesLoader, ContactDataLoader, ContactLoader, IdentitiesLoader, SessionsKey,
+    SessionsLoader,
+};
+use crate::{Gateway, cursor};
+
+fn gateway<'a>(ctx: &Context<'a>) -> Result<&'a Gateway> {
+    ctx.data::<Gateway>()
+}
+
+fn loader<'a, T: Send + Sync + 'static>(ctx: &Context<'a>) -> Result<&'a DataLoader<T>> {
+    ctx.data::<DataLoader<T>>()
+}
+
+/// The page size a connection serves for `first`, within the configured bounds.
+fn page_size(gw: &Gateway, first: Option<i32>) -> Result<usize> {
+    let max = gw.config.max_page_size;
+    match first {
+        None => Ok(gw.config.default_page_size.clamp(1, max.max(1))),
+        Some(n) if n >= 1 && n as usize <= max => Ok(n as usize),
+        Some(n) => Err(Error::new(format!(
+            "first must be between 1 and {max} (got {n})"
+        ))),
+    }
+}
+
+fn parse_id(id: &ID, what: &str) -> Result<i64> {
+    id.parse::<i64>()
+        .map_err(|_| Error::new(format!("invalid {what} id")))
+}
+
+fn parse_cursor<T>(after: Option<&str>, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>> {
+    after.map(parse).transpose().map_err(Error::new)
+}
+
+fn data_json(data: &BTreeMap<String, DataValue>) -> Json<serde_json::Value> {
+    Json(serde_json::Value::Object(
+        data.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
+    ))
+}
+
+fn key_and_value(key: &str, value: &serde_json::Value) -> Result<(DataKey, DataValue)> {
+    let key = DataKey::new(key)?;
+    let value = DataValue::from_json(key.as_str(), value)?;
+    Ok((key, value))
+}
+
+/// Whether more items follow a page, and where the page ends.
+#[derive(Debug, Clone, SimpleObject)]
+pub(crate) struct PageInfo {
+    /// More items follow: ask again with `after: endCursor`.
+    has_next_page: bool,
+    /// The cursor of the page's last item (null for an empty page).
+    end_cursor: Option<String>,
+}
+
+/// The read queries.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Query;
+
+/// Reads: contacts, sessions, sources and sync runs of the gateway's workspace.
+#[Object]
+impl Query {
+    /// A contact by id or by email (give exactly one). A merged contact's id returns the
+    /// contact it merged into.
+    async fn contact(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+        email: Option<String>,
+    ) -> Result<Option<Contact>> {
+        let gw = gateway(ctx)?;
+        let ws = &gw.config.workspace;
+        let row = match (id, email) {
+            (Some(id), None) => gw.store.contact(ws, parse_id(&id, "contact")?).await?,
+            (None, Some(email)) => gw.store.contact_by_email(ws, &email).await?,
+            _ => return Err(Error::new("give either id or email")),
+        };
+        Ok(row.map(Contact))
+    }
+
+    /// Contacts matching `where`, in id order.
+    async fn contacts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "where")] filter: Option<ContactFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<ContactConnection> {
+        let gw = gateway(ctx)?;
+        let first = page_size(gw, first)?;
+        let after = parse_cursor(after.as_deref(), cursor::parse_contact)?;
+        let filter = filter
+            .map(|f| f.to_filter())
+            .transpose()
+            .map_err(Error::new)?;
+        let page = gw
+            .store
+            .contacts(&gw.config.workspace, filter.as_ref(), first, after)
+            .await?;
+        Ok(ContactConnection { page, filter })
+    }
+
+    /// A session by id.
+    async fn session(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Session>> {
+        let gw = gateway(ctx)?;
+        let row = gw
+            .store
+            .session(&gw.config.workspace, parse_id(&id, "session")?)
+            .await?;
+        Ok(row.map(Session))
+    }
+
+    /// The configured sources.
+    async fn sources(&self, ctx: &Context<'_>) -> Result<Vec<Source>> {
+        let gw = gateway(ctx)?;
+        Ok(gw
+            .store
+            .sources(&gw.config.workspace)
+            .await?
+            .into_iter()
+            .map(Source)
+            .collect())
+    }
+
+    /// Sync runs, newest first, optionally of one source.
+    async fn sync_runs(
+        &self,
+        ctx: &Context<'_>,
+        source: Option<String>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<SyncRunConnection> {
+        let gw = gateway(ctx)?;
+        let first = page_size(gw, first)?;
+        let before = parse_cursor(after.as_deref(), cursor::parse_run)?;
+        let page = gw
+            .store
+            .runs(&gw.config.workspace, source.as_deref(), first, before)
+            .await?;
+        Ok(SyncRunConnection(page))
+    }
+}
+
+/// The writes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Mutation;
+
+/// Writes: custom data on contacts and sessions, and syncs.
+#[Object]
+impl Mutation {
+    /// Sets a data value on a contact itself; it takes precedence over its sessions' values.
+    /// Keys are lowercase `a-z`, `0-9`, `_` or `-`; values a string, number or boolean.
+    async fn set_contact_data(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        key: String,
+        value: Json<serde_json::Value>,
+    ) -> Result<Contact> {
+        let gw = gateway(ctx)?;
+        let ws = &gw.config.workspace;
+        let id = parse_id(&id, "contact")?;
+        let (key, value) = key_and_value(&key, &value)?;
+        gw.store.set_contact_data(ws, id, &key, &value).await?;
+        gw.store
+            .contact(ws, id)
+            .await?
+            .map(Contact)
+            .ok_or_else(|| Error::new(format!("contact {id} not found")))
+    }
+
+    /// Sets a data value on a session; its contact's data view and aggregates follow.
+    async fn set_session_data(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        key: String,
+        value: Json<serde_json::Value>,
+    ) -> Result<Session> {
+        let gw = gateway(ctx)?;
+        let ws = &gw.config.workspace;
+        let id = parse_id(&id, "session")?;
+        let (key, value) = key_and_value(&key, &value)?;
+        gw.store.set_session_data(ws, id, &key, &value).await?;
+        gw.store
+            .session(ws, id)
+            .await?
+            .map(Session)
+            .ok_or_else(|| Error::new(format!("session {id} not found")))
+    }
+
+    /// Syncs a source now and returns its run.
+    async fn trigger_sync(&self, ctx: &Context<'_>, source: String) -> Result<SyncRun> {
+        let gw = gateway(ctx)?;
+        let sync = gw
+            .sync
+            .as_ref()
+            .ok_or_else(|| Error::new("syncing is not available in this process"))?;
+        let run = sync.trigger(&source).await.map_err(Error::new)?;
+        let runs = gw
+            .store
+            .runs(&gw.config.workspace, Some(&source), 50, None)
+            .await?;
+        runs.items
+            .into_iter()
+            .find(|r| r.id == run)
+            .map(SyncRun)
+            .ok_or_else(|| Error::new(format!("sync run {run} not found")))
+    }
+}
+
+/// A page of contacts.
+pub(crate) struct ContactConnection {
+    page: Page<ContactRow>,
+    filter: Option<Filter>,
+}
+
+/// A contact on a page of contacts.
+#[derive(SimpleObject)]
+pub(crate) struct ContactEdge {
+    /// Pass as `after` to read the contacts that follow this one.
+    cursor: String,
+    node: Contact,
+}
+
+/// A page of contacts.
+#[Object]
+impl ContactConnection {
+    /// The contacts of this page.
+    async fn edges(&self) -> Vec<ContactEdge> {
+        self.page
+            .items
+            .iter()
+            .map(|c| ContactEdge {
+                cursor: cursor::contact(c.id),
+                node: Contact(c.clone()),
+            })
+            .collect()
+    }
+
+    /// Where this page ends.
+    async fn page_info(&self) -> PageInfo {
+        PageInfo {
+            has_next_page: self.page.has_next,
+            end_cursor: self.page.items.last().map(|c| cursor::contact(c.id)),
+        }
+    }
+
+    /// How many contacts match the filter, over all pages (counted only when asked for).
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        let gw = gateway(ctx)?;
+        Ok(gw
+            .store
+            .count_contacts(&gw.config.workspace, self.filter.as_ref())
+            .await?)
+    }
+}
+
+/// A person: profile fields, identities, data, aggregates and sessions.
+pub(crate) struct Contact(ContactRow);
+
+/// A person: profile fields, identities, data, aggregates and sessions.
+#[Object]
+impl Contact {
+    /// The contact's id.
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// Normalised (trimmed, lowercase) email.
+    async fn email(&self) -> Option<&str> {
+        self.0.email.as_deref()
+    }
+
+    /// Normalised phone number.
+    async fn phone(&self) -> Option<&str> {
+        self.0.phone.as_deref()
+    }
+
+    async fn first_name(&self) -> Option<&str> {
+        self.0.first_name.as_deref()
+    }
+
+    async fn last_name(&self) -> Option<&str> {
+        self.0.last_name.as_deref()
+    }
+
+    async fn company(&self) -> Option<&str> {
+        self.0.company.as_deref()
+    }
+
+    /// ISO 3166-1 alpha-2 country code, upper case.
+    async fn country(&self) -> Option<&str> {
+        self.0.country.as_deref()
+    }
+
+    async fn city(&self) -> Option<&str> {
+        self.0.city.as_deref()
+    }
+
+    async fn locale(&self) -> Option<&str> {
+        self.0.locale.as_deref()
+    }
+
+    /// When the contact was created: its source's creation time when known.
+    async fn created_at(&self) -> DateTime<Utc> {
+        from_micros(self.0.created_at)
+    }
+
+    /// When the contact last changed in Dossier.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        from_micros(self.0.updated_at)
+    }
+
+    /// Custom data, key to value: the contact's own values over its sessions' values.
+    async fn data(&self, ctx: &Context<'_>) -> Result<Json<serde_json::Value>> {
+        let data = loader::<ContactDataLoader>(ctx)?
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default();
+        Ok(data_json(&data))
+    }
+
+    /// Aggregate values, rule name to value (absent when a rule has nothing to aggregate).
+    async fn aggregates(&self, ctx: &Context<'_>) -> Result<Json<serde_json::Value>> {
+        let aggs = loader::<AggregatesLoader>(ctx)?
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default();
+        Ok(data_json(&aggs))
+    }
+
+    /// The identities that resolve to this contact.
+    async fn identities(&self, ctx: &Context<'_>) -> Result<Vec<Identity>> {
+        Ok(loader::<IdentitiesLoader>(ctx)?
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(Identity)
+            .collect())
+    }
+
+    /// The contact's sessions, newest first, optionally of one kind.
+    async fn sessions(
+        &self,
+        ctx: &Context<'_>,
+        kind: Option<String>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<SessionConnection> {
+        let first = page_size(gateway(ctx)?, first)?;
+        let before = parse_cursor(after.as_deref(), cursor::parse_session)?;
+        let key = SessionsKey {
+            contact: self.0.id,
+            kind,
+            first,
+            before,
+        };
+        let page = loader::<SessionsLoader>(ctx)?
+            .load_one(key)
+            .await?
+            .unwrap_or(Page {
+                items: vec![],
+                has_next: false,
+            });
+        Ok(SessionConnection(page))
+    }
+}
+
+/// A way to recognise a contact: `email`, `phone` or `external` (`source:stream:id`).
+pub(crate) struct Identity(IdentityRow);
+
+/// A way to recognise a contact.
+#[Object]
+impl Identity {
+    /// `email`, `phone` or `external` (an id in a source).
+    async fn kind(&self) -> &str {
+        &self.0.kind
+    }
+
+    /// The normalised value; `source:stream:id` for an external id.
+    async fn value(&self) -> &str {
+        &self.0.value
+    }
+}
+
+/// A page of sessions.
+pub(crate) struct SessionConnection(Page<SessionRow>);
+
+/// A session on a page of sessions.
+#[derive(SimpleObject)]
+pub(crate) struct SessionEdge {
+    /// Pass as `after` to read the (older) sessions that follow this one.
+    cursor: String,
+    node: Session,
+}
+
+/// A page of sessions, newest first.
+#[Object]
+impl SessionConnection {
+    /// The sessions of this page.
+    async fn edges(&self) -> Vec<SessionEdge> {
+        self.0
+            .items
+            .iter()
+            .map(|s| SessionEdge {
+                cursor: cursor::session(s.started_at, s.id),
+                node: Session(s.clone()),
+            })
+            .collect()
+    }
+
+    /// Where this page ends.
+    async fn page_info(&self) -> PageInfo {
+        PageInfo {
+            has_next_page: self.0.has_next,
+            end_cursor: self
+                .0
+                .items
+                .last()
+                .map(|s| cursor::session(s.started_at, s.id)),
+        }
+    }
+}
+
+/// Something a contact did or had: an order, a visit, a ticket.
+pub(crate) struct Session(SessionRow);
+
+/// Something a contact did or had: an order, a visit, a ticket.
+#[Object]
+impl Session {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// What kind of session this is (`order`, `visit`, ...), as its mapping says.
+    async fn kind(&self) -> &str {
+        &self.0.kind
+    }
+
+    /// The source it was synced from.
+    async fn source(&self) -> &str {
+        &self.0.source
+    }
+
+    /// The stream of the source it was synced from.
+    async fn stream(&self) -> &str {
+        &self.0.stream
+    }
+
+    /// Its id in the source.
+    async fn external_id(&self) -> &str {
+        &self.0.external_id
+    }
+
+    /// When it started (sessions are ordered by this).
+    async fn started_at(&self) -> DateTime<Utc> {
+        from_micros(self.0.started_at)
+    }
+
+    /// When it ended, if it has an end.
+    async fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ended_at.map(from_micros)
+    }
+
+    /// Custom data, key to value.
+    async fn data(&self) -> Json<serde_json::Value> {
+        data_json(&self.0.data)
+    }
+
+    /// The contact it belongs to, if it is linked to one.
+    async fn contact(&self, ctx: &Context<'_>) -> Result<Option<Contact>> {
+        let Some(id) = self.0.contact_id else {
+            return Ok(None);
+        };
+        Ok(loader::<ContactLoader>(ctx)?
+            .load_one(id)
+            .await?
+            .map(Contact))
+    }
+}
+
+/// A configured source.
+pub(crate) struct Source(SourceRow);
+
+/// A configured source.
+#[Object]
+impl Source {
+    /// Its name in the config.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The connector that reads it.
+    async fn connector(&self) -> &str {
+        &self.0.connector
+    }
+
+    /// Its configuration, secrets redacted.
+    async fn config(&self) -> Json<serde_json::Value> {
+        Json(self.0.config.clone())
+    }
+
+    /// The streams it syncs.
+    async fn streams(&self) -> &[String] {
+        &self.0.streams
+    }
+
+    /// Its sync schedule, if it has one.
+    async fn schedule(&self) -> Option<&str> {
+        self.0.schedule.as_deref()
+    }
+}
+
+/// A page of sync runs.
+pub(crate) struct SyncRunConnection(Page<RunRow>);
+
+/// A run on a page of sync runs.
+#[derive(SimpleObject)]
+pub(crate) struct SyncRunEdge {
+    /// Pass as `after` to read the (older) runs that follow this one.
+    cursor: String,
+    node: SyncRun,
+}
+
+/// A page of sync runs, newest first.
+#[Object]
+impl SyncRunConnection {
+    /// The runs of this page.
+    async fn edges(&self) -> Vec<SyncRunEdge> {
+        self.0
+            .items
+            .iter()
+            .map(|r| SyncRunEdge {
+                cursor: cursor::run(r.id),
+                node: SyncRun(r.clone()),
+            })
+            .collect()
+    }
+
+    /// Where this page ends.
+    async fn page_info(&self) -> PageInfo {
+        PageInfo {
+            has_next_page: self.0.has_next,
+            end_cursor: self.0.items.last().map(|r| cursor::run(r.id)),
+        }
+    }
+}
+
+/// One sync of a source.
+pub(crate) struct SyncRun(RunRow);
+
+/// One sync of a source.
+#[Object]
+impl SyncRun {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// The source it synced.
+    async fn source(&self) -> &str {
+        &self.0.source
+    }
+
+    /// What started it: `manual`, `schedule` or `api`.
+    async fn trigger(&self) -> &str {
+        &self.0.trigger
+    }
+
+    /// `running`, `succeeded` or `failed`.
+    async fn status(&self) -> &str {
+        &self.0.status
+    }
+
+    async fn started_at(&self) -> DateTime<Utc> {
+        from_micros(self.0.started_at)
+    }
+
+    /// Null while it runs.
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finished_at.map(from_micros)
+    }
+
+    /// Records read from the source, over all streams.
+    async fn rows_read(&self) -> i64 {
+        self.0.rows_read
+    }
+
+    /// Records that created or changed a contact or session.
+    async fn rows_written(&self) -> i64 {
+        self.0.rows_written
+    }
+
+    /// Records their mapping refused.
+    async fn rows_rejected(&self) -> i64 {
+        self.0.rows_rejected
+    }
+
+    /// Why it failed.
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+
+    /// Per-stream counters: stream to `{read, written, rejected, deleted}`.
+    async fn streams(&self) -> Json<serde_json::Value> {
+        Json(serde_json::to_value(&self.0.streams).unwrap_or_default())
+    }
+}

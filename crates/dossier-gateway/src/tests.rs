@@ -1,0 +1,116 @@
+//! A page of contacts loads each per-contact field with one store call.
+
+use dossier_core::model::{ContactLink, ContactRecord, SessionRecord};
+use dossier_core::{AggOp, AggregateRule, DataKey, DataValue, Identity, MappedRecord};
+use dossier_store::{BatchWrite, SqlStore};
+
+use super::*;
+use crate::loaders::{
+    AggregatesLoader, ContactDataLoader, ContactLoader, IdentitiesLoader, SessionsLoader,
+};
+
+const WS: &str = "default";
+
+fn batch(stream: &str, records: Vec<MappedRecord>) -> BatchWrite {
+    BatchWrite {
+        source: "shop".into(),
+        stream: stream.into(),
+        records,
+        rejected: vec![],
+        state: serde_json::json!({}),
+        run_id: None,
+        mark_seen: false,
+    }
+}
+
+fn external(i: u32) -> Identity {
+    Identity::external("shop", "customers", &i.to_string())
+}
+
+async fn store(dir: &tempfile::TempDir) -> SqlStore {
+    let store = SqlStore::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
+        .await
+        .unwrap();
+    store.ensure_workspace(WS).await.unwrap();
+    let rule = AggregateRule::new("total_spent", AggOp::Sum, "order", Some("total")).unwrap();
+    store.set_rules(WS, &[rule]).await.unwrap();
+    let customers = (1..=10)
+        .map(|i| {
+            MappedRecord::Contact(ContactRecord {
+                external: external(i),
+                identities: vec![Identity::email(&format!("u{i}@example.com")).unwrap()],
+                profile: vec![],
+                data: vec![(
+                    DataKey::new("plan").unwrap(),
+                    DataValue::String("pro".into()),
+                )],
+                updated_at: Some(1),
+                created_at: Some(1),
+            })
+        })
+        .collect();
+    store
+        .apply_batch(WS, &batch("customers", customers))
+        .await
+        .unwrap();
+    let orders = (1..=30)
+        .map(|n| {
+            MappedRecord::Session(SessionRecord {
+                external_id: n.to_string(),
+                kind: if n <= 20 { "order" } else { "visit" }.into(),
+                contact: Some(ContactLink::Identity(external(n % 10 + 1))),
+                started_at: Some(i64::from(n)),
+                ended_at: None,
+                data: vec![(DataKey::new("total").unwrap(), DataValue::Number(1.0))],
+            })
+        })
+        .collect();
+    store
+        .apply_batch(WS, &batch("orders", orders))
+        .await
+        .unwrap();
+    store
+}
+
+fn calls<T: Send + Sync + 'static>(schema: &DossierSchema, get: fn(&T) -> usize) -> usize {
+    get(schema.data::<DataLoader<T>>().unwrap().loader())
+}
+
+#[tokio::test]
+async fn a_page_loads_each_field_with_one_store_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = build_schema(store(&dir).await, None, GatewayConfig::default());
+    let out = execute(
+        &schema,
+        r#"{ contacts(first: 10) {
+            edges { node {
+                id data aggregates identities { kind value }
+                sessions(first: 2) { edges { node { id contact { id } } } }
+                orders: sessions(kind: "order", first: 5) { edges { node { id } } }
+            } }
+        } }"#,
+        None,
+    )
+    .await;
+    assert!(out.get("errors").is_none(), "{out:#}");
+    let edges = out["data"]["contacts"]["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 10);
+    for e in edges {
+        let node = &e["node"];
+        assert_eq!(node["data"]["plan"], "pro");
+        assert_eq!(node["identities"].as_array().unwrap().len(), 2);
+        assert_eq!(node["sessions"]["edges"].as_array().unwrap().len(), 2);
+        assert_eq!(node["orders"]["edges"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            node["sessions"]["edges"][0]["node"]["contact"]["id"],
+            node["id"]
+        );
+    }
+    assert_eq!(calls::<ContactDataLoader>(&schema, |l| l.calls.get()), 1);
+    assert_eq!(calls::<AggregatesLoader>(&schema, |l| l.calls.get()), 1);
+    assert_eq!(calls::<IdentitiesLoader>(&schema, |l| l.calls.get()), 1);
+    // Two differently-argued `sessions` fields: one call each.
+    assert_eq!(calls::<SessionsLoader>(&schema, |l| l.calls.get()), 2);
+    // Session.contact: one read per distinct contact, not per session.
+    assert_eq!(calls::<ContactLoader>(&schema, |l| l.calls.get()), 10);
+}
