@@ -2,11 +2,12 @@
 //! maintains session data on contacts and aggregates incrementally, and stores the
 //! stream's new state.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use dossier_core::model::{ContactLink, ContactRecord, SessionRecord};
 use dossier_core::{
-    AggState, AggregateRule, DataKey, DataValue, Identity, MappedRecord, ProfileField,
+    AggState, AggregateRule, DataKey, DataValue, Identity, IdentityKind, MappedRecord, ProfileField,
 };
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
@@ -45,6 +46,31 @@ pub(crate) fn decode_data(s: &str) -> Result<BTreeMap<String, DataValue>> {
     serde_json::from_str(s).map_err(|e| StoreError::corrupt("session data", e))
 }
 
+/// Rows per multi-row statement: well under SQLite's and PostgreSQL's parameter limits.
+const CHUNK: usize = 200;
+
+/// `($1, $2, ...), (...)` for `rows` rows of `cols` parameters, numbered from `first`.
+fn placeholders(
+    rows: usize,
+    cols: usize,
+    first: usize,
+    row: impl Fn(&[String]) -> String,
+) -> String {
+    (0..rows)
+        .map(|r| {
+            let ps: Vec<String> = (0..cols)
+                .map(|c| format!("${}", first + r * cols + c))
+                .collect();
+            row(&ps)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A session value waiting to show on its contact: (session start, session id, value).
+type PendingValue = (i64, i64, DataValue);
+
+#[derive(Debug, Clone)]
 struct StoredSession {
     id: i64,
     contact_id: Option<i64>,
@@ -56,6 +82,20 @@ struct StoredSession {
     deleted: bool,
 }
 
+fn stored_session_row(r: &sqlx::any::AnyRow) -> Result<StoredSession> {
+    let data_json: String = r.try_get("data")?;
+    Ok(StoredSession {
+        id: r.try_get("id")?,
+        contact_id: r.try_get("contact_id")?,
+        kind: r.try_get("kind")?,
+        started_at: r.try_get("started_at")?,
+        ended_at: r.try_get("ended_at")?,
+        data: decode_data(&data_json)?,
+        data_json,
+        deleted: r.try_get::<i64, _>("deleted")? != 0,
+    })
+}
+
 /// The state of one batch's transaction.
 pub(crate) struct Ingest<'c> {
     conn: &'c mut AnyConnection,
@@ -63,8 +103,16 @@ pub(crate) struct Ingest<'c> {
     now: i64,
     rules: Vec<AggregateRule>,
     idents: HashMap<Identity, i64>,
+    /// Identities known to be absent (prefetched), so they are not looked up one by one.
+    missing: HashSet<Identity>,
+    /// Sessions of this batch as stored, by (source, stream, external id); `None` if new.
+    sessions: HashMap<(String, String, String), Option<StoredSession>>,
+    /// Session data to show on contacts, the latest per (contact, key), written at `finish`.
+    pending_data: HashMap<(i64, String), PendingValue>,
     /// Aggregate states of contacts touched by this batch, by rule name.
     aggs: HashMap<i64, HashMap<String, AggState>>,
+    /// Contacts whose aggregate states changed and must be written.
+    dirty_aggs: HashSet<i64>,
     recompute_aggs: BTreeSet<i64>,
     recompute_data: BTreeSet<i64>,
     pub(crate) outcome: BatchOutcome,
@@ -81,7 +129,11 @@ impl<'c> Ingest<'c> {
             now: now_micros(),
             rules,
             idents: HashMap::new(),
+            missing: HashSet::new(),
+            sessions: HashMap::new(),
+            pending_data: HashMap::new(),
             aggs: HashMap::new(),
+            dirty_aggs: HashSet::new(),
             recompute_aggs: BTreeSet::new(),
             recompute_data: BTreeSet::new(),
             outcome: BatchOutcome::default(),
@@ -92,6 +144,9 @@ impl<'c> Ingest<'c> {
     async fn lookup(&mut self, ident: &Identity) -> Result<Option<i64>> {
         if let Some(id) = self.idents.get(ident) {
             return Ok(Some(*id));
+        }
+        if self.missing.contains(ident) {
+            return Ok(None);
         }
         let row = sqlx::query(
             "SELECT contact_id FROM identities WHERE workspace = $1 AND kind = $2 AND value = $3",
@@ -115,7 +170,10 @@ impl<'c> Ingest<'c> {
             .bind(self.now)
             .fetch_one(&mut *self.conn)
             .await?;
-        Ok(row.try_get(0)?)
+        let id = row.try_get(0)?;
+        // A new contact has no aggregate state yet: nothing to load.
+        self.aggs.insert(id, HashMap::new());
+        Ok(id)
     }
 
     async fn attach(&mut self, contact: i64, ident: &Identity) -> Result<()> {
@@ -130,6 +188,7 @@ impl<'c> Ingest<'c> {
         .bind(self.now)
         .execute(&mut *self.conn)
         .await?;
+        self.missing.remove(ident);
         self.idents.insert(ident.clone(), contact);
         Ok(())
     }
@@ -221,6 +280,8 @@ impl<'c> Ingest<'c> {
                 .execute(&mut *c)
                 .await?;
             self.aggs.remove(&loser);
+            self.dirty_aggs.remove(&loser);
+            self.pending_data.retain(|(c, _), _| *c != loser);
             self.recompute_aggs.remove(&loser);
             self.recompute_data.remove(&loser);
             for v in self.idents.values_mut() {
@@ -326,35 +387,181 @@ impl<'c> Ingest<'c> {
     }
 
     /// A session's value shows on its contact unless the contact has its own, or a later
-    /// session set it (latest start wins, then the highest session id).
-    async fn set_session_data(
+    /// session set it (latest start wins, then the highest session id). Collected per batch
+    /// and written once per (contact, key) by `finish`.
+    fn set_session_data(&mut self, contact: i64, session: i64, at: i64, key: &str, v: &DataValue) {
+        match self.pending_data.entry((contact, key.to_string())) {
+            Entry::Occupied(o) if (o.get().0, o.get().1) > (at, session) => {}
+            Entry::Occupied(mut o) => {
+                o.insert((at, session, v.clone()));
+            }
+            Entry::Vacant(e) => {
+                e.insert((at, session, v.clone()));
+            }
+        }
+    }
+
+    async fn flush_session_data(&mut self) -> Result<()> {
+        let rows: Vec<_> = self.pending_data.drain().collect();
+        for chunk in rows.chunks(CHUNK) {
+            let values = placeholders(chunk.len(), 9, 1, |p| {
+                format!(
+                    "({}, {}, {}, CASE WHEN {} = 1 THEN CAST({} AS DOUBLE PRECISION) END, {}, 0, {}, {}, {})",
+                    p[0], p[1], p[2], p[8], p[3], p[4], p[5], p[6], p[7]
+                )
+            });
+            let sql = format!(
+                "INSERT INTO contact_data (contact_id, key, value, num, txt, own, session_id, session_at, updated_at) \
+                 VALUES {values} ON CONFLICT (contact_id, key) DO UPDATE SET \
+                 value = excluded.value, num = excluded.num, txt = excluded.txt, session_id = excluded.session_id, \
+                 session_at = excluded.session_at, updated_at = excluded.updated_at \
+                 WHERE contact_data.own = 0 AND (contact_data.session_at < excluded.session_at OR \
+                 (contact_data.session_at = excluded.session_at AND contact_data.session_id <= excluded.session_id))"
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for ((contact, key), (at, session, v)) in chunk {
+                let (num, txt) = projections(v);
+                q = q
+                    .bind(*contact)
+                    .bind(key.clone())
+                    .bind(encode(v))
+                    .bind(num.unwrap_or_default())
+                    .bind(txt)
+                    .bind(*session)
+                    .bind(*at)
+                    .bind(self.now)
+                    .bind(i64::from(num.is_some()));
+            }
+            q.execute(&mut *self.conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Loads in a few queries what the batch's records will look up one by one: their
+    /// identities, their stored sessions, and the aggregate states of their contacts.
+    async fn prefetch(
         &mut self,
-        contact: i64,
-        session: i64,
-        at: i64,
-        key: &str,
-        v: &DataValue,
+        source: &str,
+        stream: &str,
+        records: &[MappedRecord],
     ) -> Result<()> {
-        let (num, txt) = projections(v);
-        sqlx::query(
-            "INSERT INTO contact_data (contact_id, key, value, num, txt, own, session_id, session_at, updated_at) \
-             VALUES ($1, $2, $3, CASE WHEN $9 = 1 THEN CAST($4 AS DOUBLE PRECISION) END, $5, 0, $6, $7, $8) ON CONFLICT (contact_id, key) DO UPDATE SET \
-             value = excluded.value, num = excluded.num, txt = excluded.txt, session_id = excluded.session_id, \
-             session_at = excluded.session_at, updated_at = excluded.updated_at \
-             WHERE contact_data.own = 0 AND (contact_data.session_at < excluded.session_at OR \
-             (contact_data.session_at = excluded.session_at AND contact_data.session_id <= excluded.session_id))",
-        )
-        .bind(contact)
-        .bind(key)
-        .bind(encode(v))
-        .bind(num.unwrap_or_default())
-        .bind(txt)
-        .bind(session)
-        .bind(at)
-        .bind(self.now)
-        .bind(i64::from(num.is_some()))
-        .execute(&mut *self.conn)
-        .await?;
+        let mut by_kind: BTreeMap<IdentityKind, BTreeSet<&str>> = BTreeMap::new();
+        let mut external_ids: Vec<&str> = vec![];
+        let mut linked: HashSet<&Identity> = HashSet::new();
+        for rec in records {
+            match rec {
+                MappedRecord::Contact(c) => {
+                    for i in std::iter::once(&c.external).chain(&c.identities) {
+                        by_kind.entry(i.kind).or_default().insert(&i.value);
+                    }
+                }
+                MappedRecord::Session(sr) => {
+                    if let Some(ContactLink::Identity(i)) = &sr.contact {
+                        by_kind.entry(i.kind).or_default().insert(&i.value);
+                        linked.insert(i);
+                    }
+                    external_ids.push(&sr.external_id);
+                }
+            }
+        }
+        let mut contacts: BTreeSet<i64> = BTreeSet::new();
+        for (kind, values) in by_kind {
+            let values: Vec<&str> = values.into_iter().collect();
+            for chunk in values.chunks(CHUNK) {
+                let list = placeholders(chunk.len(), 1, 3, |p| p[0].clone());
+                let sql = format!(
+                    "SELECT value, contact_id FROM identities WHERE workspace = $1 AND kind = $2 AND value IN ({list})"
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql))
+                    .bind(self.ws)
+                    .bind(kind.as_str());
+                for v in chunk {
+                    q = q.bind(*v);
+                }
+                let mut found = HashMap::new();
+                for r in q.fetch_all(&mut *self.conn).await? {
+                    found.insert(r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?);
+                }
+                for v in chunk {
+                    let ident = Identity {
+                        kind,
+                        value: v.to_string(),
+                    };
+                    match found.get(*v) {
+                        Some(id) => {
+                            // Only sessions touch aggregates: load states for their contacts.
+                            if linked.contains(&ident) {
+                                contacts.insert(*id);
+                            }
+                            self.idents.insert(ident, *id);
+                        }
+                        None => {
+                            self.missing.insert(ident);
+                        }
+                    }
+                }
+            }
+        }
+        for chunk in external_ids.chunks(CHUNK) {
+            let list = placeholders(chunk.len(), 1, 4, |p| p[0].clone());
+            let sql = format!(
+                "SELECT external_id, id, contact_id, kind, started_at, ended_at, data, deleted FROM sessions \
+                 WHERE workspace = $1 AND source = $2 AND stream = $3 AND external_id IN ({list})"
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql))
+                .bind(self.ws)
+                .bind(source)
+                .bind(stream);
+            for v in chunk {
+                q = q.bind(*v);
+            }
+            for ext in chunk {
+                self.sessions.insert(
+                    (source.to_string(), stream.to_string(), ext.to_string()),
+                    None,
+                );
+            }
+            for r in q.fetch_all(&mut *self.conn).await? {
+                let stored = stored_session_row(&r)?;
+                if let Some(c) = stored.contact_id {
+                    contacts.insert(c);
+                }
+                self.sessions.insert(
+                    (
+                        source.to_string(),
+                        stream.to_string(),
+                        r.try_get("external_id")?,
+                    ),
+                    Some(stored),
+                );
+            }
+        }
+        if !self.rules.is_empty() {
+            let ids: Vec<i64> = contacts
+                .into_iter()
+                .filter(|c| !self.aggs.contains_key(c))
+                .collect();
+            for chunk in ids.chunks(CHUNK) {
+                let list = placeholders(chunk.len(), 1, 1, |p| p[0].clone());
+                let sql = format!(
+                    "SELECT contact_id, name, state FROM contact_aggregates WHERE contact_id IN ({list})"
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for id in chunk {
+                    q = q.bind(*id);
+                    self.aggs.insert(*id, HashMap::new());
+                }
+                for r in q.fetch_all(&mut *self.conn).await? {
+                    let state: String = r.try_get("state")?;
+                    let state = serde_json::from_str(&state)
+                        .map_err(|e| StoreError::corrupt("aggregate state", e))?;
+                    self.aggs
+                        .entry(r.try_get("contact_id")?)
+                        .or_default()
+                        .insert(r.try_get("name")?, state);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -364,8 +571,16 @@ impl<'c> Ingest<'c> {
         stream: &str,
         external_id: &str,
     ) -> Result<Option<StoredSession>> {
+        let key = (
+            source.to_string(),
+            stream.to_string(),
+            external_id.to_string(),
+        );
+        if let Some(cached) = self.sessions.get(&key) {
+            return Ok(cached.clone());
+        }
         let row = sqlx::query(
-            "SELECT id, contact_id, kind, started_at, ended_at, data, deleted FROM sessions \
+            "SELECT external_id, id, contact_id, kind, started_at, ended_at, data, deleted FROM sessions \
              WHERE workspace = $1 AND source = $2 AND stream = $3 AND external_id = $4",
         )
         .bind(self.ws)
@@ -374,20 +589,7 @@ impl<'c> Ingest<'c> {
         .bind(external_id)
         .fetch_optional(&mut *self.conn)
         .await?;
-        row.map(|r| {
-            let data_json: String = r.try_get("data")?;
-            Ok(StoredSession {
-                id: r.try_get("id")?,
-                contact_id: r.try_get("contact_id")?,
-                kind: r.try_get("kind")?,
-                started_at: r.try_get("started_at")?,
-                ended_at: r.try_get("ended_at")?,
-                data: decode_data(&data_json)?,
-                data_json,
-                deleted: r.try_get::<i64, _>("deleted")? != 0,
-            })
-        })
-        .transpose()
+        row.as_ref().map(stored_session_row).transpose()
     }
 
     async fn upsert_session(
@@ -472,6 +674,24 @@ impl<'c> Ingest<'c> {
             .as_ref()
             .filter(|o| !o.deleted)
             .map(|o| (o.contact_id, o.kind.clone(), o.started_at, o.data.clone()));
+        // The same record may come again later in this batch.
+        self.sessions.insert(
+            (
+                source.to_string(),
+                stream.to_string(),
+                rec.external_id.clone(),
+            ),
+            Some(StoredSession {
+                id,
+                contact_id: contact,
+                kind: rec.kind.clone(),
+                started_at,
+                ended_at: rec.ended_at,
+                data_json,
+                data: data.clone(),
+                deleted: false,
+            }),
+        );
         self.session_changed(
             id,
             old_view,
@@ -511,7 +731,7 @@ impl<'c> Ingest<'c> {
         self.rules = rules;
         if let Some((Some(cid), _, at, data)) = &new {
             for (k, v) in data {
-                self.set_session_data(*cid, id, *at, k, v).await?;
+                self.set_session_data(*cid, id, *at, k, v);
             }
         }
         if let Some((Some(old_cid), _, old_at, old_data)) = &old {
@@ -528,6 +748,7 @@ impl<'c> Ingest<'c> {
     }
 
     async fn agg_state(&mut self, contact: i64, rule: &AggregateRule) -> Result<&mut AggState> {
+        self.dirty_aggs.insert(contact);
         if !self.aggs.contains_key(&contact) {
             let rows =
                 sqlx::query("SELECT name, state FROM contact_aggregates WHERE contact_id = $1")
@@ -578,6 +799,7 @@ impl<'c> Ingest<'c> {
     /// Recomputes what must be, then writes aggregate states. Called once per batch.
     pub(crate) async fn finish(&mut self) -> Result<()> {
         for cid in std::mem::take(&mut self.recompute_data) {
+            self.pending_data.retain(|(c, _), _| *c != cid);
             sqlx::query("DELETE FROM contact_data WHERE contact_id = $1 AND own = 0")
                 .bind(cid)
                 .execute(&mut *self.conn)
@@ -590,9 +812,10 @@ impl<'c> Ingest<'c> {
                 }
             }
             for (k, (id, at, v)) in latest {
-                self.set_session_data(cid, id, at, k, v).await?;
+                self.set_session_data(cid, id, at, k, v);
             }
         }
+        self.flush_session_data().await?;
         for cid in std::mem::take(&mut self.recompute_aggs) {
             let sessions = self.live_sessions(cid).await?;
             let mut states = HashMap::new();
@@ -607,41 +830,58 @@ impl<'c> Ingest<'c> {
                 );
             }
             self.aggs.insert(cid, states);
+            self.dirty_aggs.insert(cid);
         }
-        let rules = std::mem::take(&mut self.rules);
-        for (cid, states) in std::mem::take(&mut self.aggs) {
-            for rule in &rules {
-                let state = states.get(rule.name.as_str()).cloned().unwrap_or_default();
-                write_agg(self.conn, cid, rule, &state).await?;
+        let mut rows = vec![];
+        let dirty = std::mem::take(&mut self.dirty_aggs);
+        for (cid, states) in std::mem::take(&mut self.aggs)
+            .into_iter()
+            .filter(|(c, _)| dirty.contains(c))
+        {
+            for rule in &self.rules {
+                rows.push((
+                    cid,
+                    rule,
+                    states.get(rule.name.as_str()).cloned().unwrap_or_default(),
+                ));
             }
         }
-        self.rules = rules;
-        Ok(())
+        write_aggs(self.conn, &rows).await
     }
 }
 
-async fn write_agg(
+/// Upserts aggregate states, many rows per statement.
+async fn write_aggs(
     conn: &mut AnyConnection,
-    contact: i64,
-    rule: &AggregateRule,
-    state: &AggState,
+    rows: &[(i64, &AggregateRule, AggState)],
 ) -> Result<()> {
-    let value = state.value(rule.op);
-    let (num, txt) = value.as_ref().map(projections).unwrap_or((None, None));
-    sqlx::query(
-        "INSERT INTO contact_aggregates (contact_id, name, state, value, num, txt) VALUES ($1, $2, $3, $4, CASE WHEN $7 = 1 THEN CAST($5 AS DOUBLE PRECISION) END, $6) \
-         ON CONFLICT (contact_id, name) DO UPDATE SET state = excluded.state, value = excluded.value, \
-         num = excluded.num, txt = excluded.txt",
-    )
-    .bind(contact)
-    .bind(rule.name.as_str())
-    .bind(serde_json::to_string(state).expect("state serializes"))
-    .bind(value.as_ref().map(encode))
-    .bind(num.unwrap_or_default())
-    .bind(txt)
-    .bind(i64::from(num.is_some()))
-    .execute(conn)
-    .await?;
+    for chunk in rows.chunks(CHUNK) {
+        let values = placeholders(chunk.len(), 7, 1, |p| {
+            format!(
+                "({}, {}, {}, {}, CASE WHEN {} = 1 THEN CAST({} AS DOUBLE PRECISION) END, {})",
+                p[0], p[1], p[2], p[3], p[6], p[4], p[5]
+            )
+        });
+        let sql = format!(
+            "INSERT INTO contact_aggregates (contact_id, name, state, value, num, txt) VALUES {values} \
+             ON CONFLICT (contact_id, name) DO UPDATE SET state = excluded.state, value = excluded.value, \
+             num = excluded.num, txt = excluded.txt"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (contact, rule, state) in chunk {
+            let value = state.value(rule.op);
+            let (num, txt) = value.as_ref().map(projections).unwrap_or((None, None));
+            q = q
+                .bind(*contact)
+                .bind(rule.name.as_str())
+                .bind(serde_json::to_string(state).expect("state serializes"))
+                .bind(value.as_ref().map(encode))
+                .bind(num.unwrap_or_default())
+                .bind(txt)
+                .bind(i64::from(num.is_some()));
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -654,6 +894,8 @@ impl SqlStore {
         if batch.mark_seen {
             ing.seen_run = batch.run_id;
         }
+        ing.prefetch(&batch.source, &batch.stream, &batch.records)
+            .await?;
         for rec in &batch.records {
             ing.apply(&batch.source, &batch.stream, rec).await?;
         }
@@ -865,11 +1107,13 @@ impl SqlStore {
                     }
                 }
             }
+            let mut rows = vec![];
             for (cid, st) in states {
                 for (i, rule) in of_kind.iter().enumerate() {
-                    write_agg(&mut tx, cid, rule, &st[i]).await?;
+                    rows.push((cid, **rule, st[i].clone()));
                 }
             }
+            write_aggs(&mut tx, &rows).await?;
         }
         tx.commit().await?;
         Ok(changed.len() + removed.len())
