@@ -13,7 +13,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::backend::now_micros;
 use crate::error::{Result, StoreError};
-use crate::{BatchOutcome, BatchWrite, SqlStore};
+use crate::{Backend, BatchOutcome, BatchWrite, SqlStore};
 
 pub(crate) async fn load_rules(conn: &mut AnyConnection, ws: &str) -> Result<Vec<AggregateRule>> {
     let rows =
@@ -49,8 +49,13 @@ pub(crate) fn decode_data(s: &str) -> Result<BTreeMap<String, DataValue>> {
 /// Rows per multi-row statement: well under SQLite's and PostgreSQL's parameter limits.
 const CHUNK: usize = 200;
 
-/// `($1, $2, ...), (...)` for `rows` rows of `cols` parameters, numbered from `first`.
+/// `($1, $2, ...), (...)` for `rows` rows of `cols` parameters, numbered from `first`;
+/// on SQLite plain `?`, so templates must use each row's parameters in order.
+///
+/// Why `?` there: sqlx-sqlite asks SQLite for every parameter's name, a linear search over
+/// the named parameters, which makes a statement with n `$N` parameters cost O(n²).
 fn placeholders(
+    sqlite: bool,
     rows: usize,
     cols: usize,
     first: usize,
@@ -59,12 +64,21 @@ fn placeholders(
     (0..rows)
         .map(|r| {
             let ps: Vec<String> = (0..cols)
-                .map(|c| format!("${}", first + r * cols + c))
+                .map(|c| param(sqlite, first + r * cols + c))
                 .collect();
             row(&ps)
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The `n`th parameter (from 1): `$n`, or `?` on SQLite (see [`placeholders`]).
+fn param(sqlite: bool, n: usize) -> String {
+    if sqlite {
+        "?".to_string()
+    } else {
+        format!("${n}")
+    }
 }
 
 /// A session value waiting to show on its contact: (session start, session id, value).
@@ -118,10 +132,15 @@ pub(crate) struct Ingest<'c> {
     pub(crate) outcome: BatchOutcome,
     /// The run to record on every session written (full-refresh deletion detection).
     seen_run: Option<i64>,
+    sqlite: bool,
 }
 
 impl<'c> Ingest<'c> {
-    pub(crate) async fn new(conn: &'c mut AnyConnection, ws: &'c str) -> Result<Self> {
+    pub(crate) async fn new(
+        conn: &'c mut AnyConnection,
+        ws: &'c str,
+        backend: Backend,
+    ) -> Result<Self> {
         let rules = load_rules(conn, ws).await?;
         Ok(Self {
             conn,
@@ -138,6 +157,7 @@ impl<'c> Ingest<'c> {
             recompute_data: BTreeSet::new(),
             outcome: BatchOutcome::default(),
             seen_run: None,
+            sqlite: backend == Backend::Sqlite,
         })
     }
 
@@ -404,10 +424,10 @@ impl<'c> Ingest<'c> {
     async fn flush_session_data(&mut self) -> Result<()> {
         let rows: Vec<_> = self.pending_data.drain().collect();
         for chunk in rows.chunks(CHUNK) {
-            let values = placeholders(chunk.len(), 9, 1, |p| {
+            let values = placeholders(self.sqlite, chunk.len(), 9, 1, |p| {
                 format!(
                     "({}, {}, {}, CASE WHEN {} = 1 THEN CAST({} AS DOUBLE PRECISION) END, {}, 0, {}, {}, {})",
-                    p[0], p[1], p[2], p[8], p[3], p[4], p[5], p[6], p[7]
+                    p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]
                 )
             });
             let sql = format!(
@@ -425,12 +445,12 @@ impl<'c> Ingest<'c> {
                     .bind(*contact)
                     .bind(key.clone())
                     .bind(encode(v))
+                    .bind(i64::from(num.is_some()))
                     .bind(num.unwrap_or_default())
                     .bind(txt)
                     .bind(*session)
                     .bind(*at)
-                    .bind(self.now)
-                    .bind(i64::from(num.is_some()));
+                    .bind(self.now);
             }
             q.execute(&mut *self.conn).await?;
         }
@@ -468,9 +488,10 @@ impl<'c> Ingest<'c> {
         for (kind, values) in by_kind {
             let values: Vec<&str> = values.into_iter().collect();
             for chunk in values.chunks(CHUNK) {
-                let list = placeholders(chunk.len(), 1, 3, |p| p[0].clone());
+                let list = placeholders(self.sqlite, chunk.len(), 1, 3, |p| p[0].clone());
+                let (p1, p2) = (param(self.sqlite, 1), param(self.sqlite, 2));
                 let sql = format!(
-                    "SELECT value, contact_id FROM identities WHERE workspace = $1 AND kind = $2 AND value IN ({list})"
+                    "SELECT value, contact_id FROM identities WHERE workspace = {p1} AND kind = {p2} AND value IN ({list})"
                 );
                 let mut q = sqlx::query(AssertSqlSafe(sql))
                     .bind(self.ws)
@@ -503,10 +524,15 @@ impl<'c> Ingest<'c> {
             }
         }
         for chunk in external_ids.chunks(CHUNK) {
-            let list = placeholders(chunk.len(), 1, 4, |p| p[0].clone());
+            let list = placeholders(self.sqlite, chunk.len(), 1, 4, |p| p[0].clone());
+            let (p1, p2, p3) = (
+                param(self.sqlite, 1),
+                param(self.sqlite, 2),
+                param(self.sqlite, 3),
+            );
             let sql = format!(
                 "SELECT external_id, id, contact_id, kind, started_at, ended_at, data, deleted FROM sessions \
-                 WHERE workspace = $1 AND source = $2 AND stream = $3 AND external_id IN ({list})"
+                 WHERE workspace = {p1} AND source = {p2} AND stream = {p3} AND external_id IN ({list})"
             );
             let mut q = sqlx::query(AssertSqlSafe(sql))
                 .bind(self.ws)
@@ -542,7 +568,7 @@ impl<'c> Ingest<'c> {
                 .filter(|c| !self.aggs.contains_key(c))
                 .collect();
             for chunk in ids.chunks(CHUNK) {
-                let list = placeholders(chunk.len(), 1, 1, |p| p[0].clone());
+                let list = placeholders(self.sqlite, chunk.len(), 1, 1, |p| p[0].clone());
                 let sql = format!(
                     "SELECT contact_id, name, state FROM contact_aggregates WHERE contact_id IN ({list})"
                 );
@@ -846,20 +872,21 @@ impl<'c> Ingest<'c> {
                 ));
             }
         }
-        write_aggs(self.conn, &rows).await
+        write_aggs(self.conn, self.sqlite, &rows).await
     }
 }
 
 /// Upserts aggregate states, many rows per statement.
 async fn write_aggs(
     conn: &mut AnyConnection,
+    sqlite: bool,
     rows: &[(i64, &AggregateRule, AggState)],
 ) -> Result<()> {
     for chunk in rows.chunks(CHUNK) {
-        let values = placeholders(chunk.len(), 7, 1, |p| {
+        let values = placeholders(sqlite, chunk.len(), 7, 1, |p| {
             format!(
                 "({}, {}, {}, {}, CASE WHEN {} = 1 THEN CAST({} AS DOUBLE PRECISION) END, {})",
-                p[0], p[1], p[2], p[3], p[6], p[4], p[5]
+                p[0], p[1], p[2], p[3], p[4], p[5], p[6]
             )
         });
         let sql = format!(
@@ -876,9 +903,9 @@ async fn write_aggs(
                 .bind(rule.name.as_str())
                 .bind(serde_json::to_string(state).expect("state serializes"))
                 .bind(value.as_ref().map(encode))
+                .bind(i64::from(num.is_some()))
                 .bind(num.unwrap_or_default())
-                .bind(txt)
-                .bind(i64::from(num.is_some()));
+                .bind(txt);
         }
         q.execute(&mut *conn).await?;
     }
@@ -890,7 +917,7 @@ impl SqlStore {
     /// changes nothing (upserts are idempotent by source, stream and external id).
     pub async fn apply_batch(&self, ws: &str, batch: &BatchWrite) -> Result<BatchOutcome> {
         let mut tx = self.write.begin().await?;
-        let mut ing = Ingest::new(&mut tx, ws).await?;
+        let mut ing = Ingest::new(&mut tx, ws, self.backend).await?;
         if batch.mark_seen {
             ing.seen_run = batch.run_id;
         }
@@ -969,7 +996,7 @@ impl SqlStore {
                 .await?;
             gone.push((id, old));
         }
-        let mut ing = Ingest::new(&mut tx, ws).await?;
+        let mut ing = Ingest::new(&mut tx, ws, self.backend).await?;
         for (id, old) in gone.iter().cloned() {
             ing.session_changed(id, Some(old), None).await?;
         }
@@ -994,7 +1021,7 @@ impl SqlStore {
                 what: "contact",
                 id: contact.to_string(),
             })?;
-        let mut ing = Ingest::new(&mut tx, ws).await?;
+        let mut ing = Ingest::new(&mut tx, ws, self.backend).await?;
         ing.set_own_data(id, key, value).await?;
         tx.commit().await?;
         Ok(())
@@ -1028,7 +1055,7 @@ impl SqlStore {
             .bind(session)
             .execute(&mut *tx)
             .await?;
-        let mut ing = Ingest::new(&mut tx, ws).await?;
+        let mut ing = Ingest::new(&mut tx, ws, self.backend).await?;
         ing.session_changed(
             session,
             Some((contact, kind.clone(), at, old)),
@@ -1113,7 +1140,7 @@ impl SqlStore {
                     rows.push((cid, **rule, st[i].clone()));
                 }
             }
-            write_aggs(&mut tx, &rows).await?;
+            write_aggs(&mut tx, self.backend == Backend::Sqlite, &rows).await?;
         }
         tx.commit().await?;
         Ok(changed.len() + removed.len())
