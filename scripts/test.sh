@@ -38,8 +38,52 @@ ensure_postgres() {
   exit 1
 }
 
+MYSQL_DEFAULT_URL="mysql://root@127.0.0.1:3306/test"
+MYSQL_URL="${DOSSIER_TEST_MYSQL_URL:-$MYSQL_DEFAULT_URL}"
+export DOSSIER_TEST_MYSQL_URL="$MYSQL_URL"
+
+mariadb_up() { command -v mariadb-admin >/dev/null && mariadb-admin ping -h 127.0.0.1 --silent >/dev/null 2>&1; }
+
+# The MySQL connector's tests connect as root over TCP without a password, create and drop
+# databases and users: allow that on loopback only, and make sure the `test` database exists.
+ensure_mariadb_root() {
+  if mariadb -h 127.0.0.1 -u root -e 'CREATE DATABASE IF NOT EXISTS test' >/dev/null 2>&1; then
+    return
+  fi
+  log "letting root reach MariaDB on 127.0.0.1 without a password (test server)"
+  as_root mariadb -u root -e "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
+    GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+    CREATE DATABASE IF NOT EXISTS test; FLUSH PRIVILEGES;"
+}
+
+ensure_mariadb() {
+  if ! mariadb_up; then
+    if [ ! -x /usr/sbin/mariadbd ]; then
+      log "installing MariaDB"
+      apt_install mariadb-server mariadb-client
+    fi
+    log "starting MariaDB"
+    if ! as_root service mariadb start >/dev/null 2>&1; then
+      as_root install -d -o mysql -g mysql /run/mysqld
+      as_root start-stop-daemon --start --oknodo --background \
+        --exec /usr/sbin/mariadbd -- --user=mysql
+    fi
+    for _ in $(seq 1 30); do mariadb_up && break; sleep 1; done
+    if ! mariadb_up; then
+      echo "MariaDB did not start on 127.0.0.1:3306" >&2
+      exit 1
+    fi
+  fi
+  ensure_mariadb_root
+}
+
 ensure_postgres
 log "PostgreSQL ready at ${PG_URL%%@*}@…"
+# A server given through DOSSIER_TEST_MYSQL_URL is the caller's to run.
+if [ "$MYSQL_URL" = "$MYSQL_DEFAULT_URL" ]; then
+  ensure_mariadb
+fi
+log "MySQL/MariaDB ready at ${MYSQL_URL%%@*}@…"
 
 if ! command -v cargo >/dev/null; then
   echo "cargo is not installed: install Rust (https://rustup.rs) and rerun" >&2
@@ -47,4 +91,13 @@ if ! command -v cargo >/dev/null; then
 fi
 
 log "building and running every test"
-cargo test --workspace --locked "$@"
+log_file=$(mktemp)
+trap 'rm -f "$log_file"' EXIT
+status=0
+cargo test --workspace --locked "$@" 2>&1 | tee "$log_file" || status=$?
+# One closing line for the whole workspace (cargo prints one per test binary).
+passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log_file" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$log_file" | awk '{s+=$1} END {print s+0}')
+echo
+echo "tests: $passed passed, $failed failed"
+exit "$status"
