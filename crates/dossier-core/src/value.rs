@@ -139,6 +139,10 @@ impl DataValue {
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             DataValue::String(s) => serde_json::Value::String(s.clone()),
+            // Whole numbers print as integers (a count is 3, not 3.0).
+            DataValue::Number(n) if n.fract() == 0.0 && n.abs() <= MAX_EXACT_INT as f64 => {
+                serde_json::Value::Number((*n as i64).into())
+            }
             DataValue::Number(n) => serde_json::Number::from_f64(*n)
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),

@@ -47,11 +47,11 @@ async fn contact_by_email_with_data_aggregates_identities_sessions() {
     );
     // Own data, and the latest sessions' data.
     assert_eq!(c["data"]["price_plan"], "pro");
-    assert_eq!(c["data"]["total"], json!(10.0));
+    assert_eq!(c["data"]["total"], json!(10));
     assert_eq!(c["data"]["page"], "/pricing");
     assert_eq!(
         c["aggregates"],
-        json!({ "transactions": 4.0, "total_spent": 25.0, "avg_basket": 6.25 })
+        json!({ "transactions": 4, "total_spent": 25, "avg_basket": 6.25 })
     );
     assert_eq!(
         c["identities"],
@@ -70,7 +70,7 @@ async fn contact_by_email_with_data_aggregates_identities_sessions() {
     assert_eq!(first["externalId"], "1");
     assert_eq!(first["startedAt"], "1970-01-01T00:00:01.000001+00:00");
     assert_eq!(first["endedAt"], Value::Null);
-    assert_eq!(first["data"], json!({ "status": "paid", "total": 10.0 }));
+    assert_eq!(first["data"], json!({ "status": "paid", "total": 10 }));
     assert_eq!(first["contact"]["email"], "user1@example.com");
     assert_eq!(page["edges"][1]["node"]["externalId"], "v2");
     assert_eq!(
@@ -330,7 +330,7 @@ async fn set_contact_data_happy_path() {
             json!({ "id": id, "key": "total", "value": 99 }),
         )
         .await;
-    assert_eq!(d["setContactData"]["data"]["total"], json!(99.0));
+    assert_eq!(d["setContactData"]["data"]["total"], json!(99));
     // And are filterable at once.
     let d = t
         .data(
@@ -387,15 +387,15 @@ async fn set_session_data_and_session() {
         .await;
     let s = &d["setSessionData"];
     assert_eq!(s["id"], json!(sid));
-    assert_eq!(s["data"]["total"], json!(40.0));
-    assert_eq!(s["contact"]["aggregates"]["total_spent"], json!(55.0));
+    assert_eq!(s["data"]["total"], json!(40));
+    assert_eq!(s["contact"]["aggregates"]["total_spent"], json!(55));
     let d = t
         .data(
             "query($id: ID!) { session(id: $id) { kind data } }",
             json!({ "id": sid }),
         )
         .await;
-    assert_eq!(d["session"]["data"]["total"], json!(40.0));
+    assert_eq!(d["session"]["data"]["total"], json!(40));
     let bad = t.error(r#"{ session(id: "x") { id } }"#, json!({})).await;
     insta::assert_snapshot!(bad, @"invalid session id");
 }

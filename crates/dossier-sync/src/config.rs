@@ -447,7 +447,7 @@ mod tests {
         unknown field `colour`, expected `url`
         "#);
         let connector = GOOD.replace("connector = \"sqlite\"", "connector = \"oracle\"");
-        insta::assert_snapshot!(parse(&connector).unwrap_err(), @r#"config file dossier.toml: source "shop": config error: unknown connector "oracle"; available: sqlite"#);
+        insta::assert_snapshot!(parse(&connector).unwrap_err(), @r#"config file dossier.toml: source "shop": config error: unknown connector "oracle"; available: mysql, postgres, shopify, sqlite, woocommerce"#);
         let link = GOOD.replace("stream = \"customers\"", "stream = \"clients\"");
         insta::assert_snapshot!(parse(&link).unwrap_err(), @r#"config file dossier.toml: source "shop", stream "orders": mapping.contact.stream "clients" is not a stream of this source"#);
         let rule = GOOD.replace("op = \"count\"", "op = \"avg\"");

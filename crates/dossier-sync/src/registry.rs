@@ -4,5 +4,9 @@ use dossier_connector::Registry;
 pub fn builtin_registry() -> Registry {
     let mut registry = Registry::new();
     registry.register::<dossier_connector_sqlite::SqliteConnector>();
+    registry.register::<dossier_connector_postgres::PostgresConnector>();
+    registry.register::<dossier_connector_mysql::MySqlConnector>();
+    registry.register::<dossier_connector_shopify::ShopifyConnector>();
+    registry.register::<dossier_connector_woocommerce::WooConnector>();
     registry
 }

@@ -1,0 +1,553 @@
+//! MySQL and MariaDB source connector for Dossier.
+//!
+//! Reads tables, views and `SELECT` queries of MySQL (8.0+) and MariaDB (10.4+) databases;
+//! the shared rules (keyset reads, checkpoints, NULL cursors, full refresh, errors) are those
+//! of [`dossier_sql_source`].
+//!
+//! ```toml
+//! [[sources]]
+//! name = "sakila"
+//! connector = "mysql"
+//! config = { url = "mysql://dossier@db.internal:3306/sakila", password_env = "SAKILA_PASSWORD" }
+//!
+//! [[sources.streams]]
+//! name = "customer"
+//! read = { table = "customer", cursor = "last_update" }
+//! ```
+//!
+//! # MySQL and MariaDB specifics
+//!
+//! - **Schemas** are databases: the connection's database unless `schemas` says otherwise
+//!   (then the URL needs no database).
+//! - **Session**: every connection sets `time_zone = '+00:00'` (so `TIMESTAMP` values come
+//!   back in UTC), `NAMES utf8mb4`, `TRANSACTION READ ONLY` and, unless disabled, the
+//!   statement timeout (`max_statement_time` on MariaDB, `max_execution_time` on MySQL); the
+//!   server's `sql_mode` is kept. Every batch is read in a `START TRANSACTION READ ONLY`
+//!   transaction.
+//! - **Types**: integer types and `YEAR` → `Int`; `BIGINT UNSIGNED` (and `BIT(n)`) → `Int`,
+//!   or an exact `Decimal` beyond `i64`; `TINYINT(1)`/`BOOLEAN` and `BIT(1)` → `Bool`;
+//!   `DECIMAL` (read as text, exact) → `Decimal`; `FLOAT`/`DOUBLE` → `Float`; `CHAR`,
+//!   `VARCHAR`, `TEXT` types, `ENUM`, `SET`, `TIME`, MariaDB `UUID`/`INET4`/`INET6` → `Text`;
+//!   `DATE` → `DateTime` at 00:00 UTC; `TIMESTAMP` → `DateTime` (UTC, converted by the
+//!   server); `DATETIME` has no time zone and is **taken as UTC**; zero dates (`0000-00-00`)
+//!   → `Null`; `JSON` → `Json`, including MariaDB's `JSON`, a `LONGTEXT` with a
+//!   `JSON_VALID` check (recognized in tables; in a `query` it reads as text). Binary
+//!   (`BINARY`, `VARBINARY`, `BLOB` types) and spatial types are unsupported: listed, never
+//!   read.
+//! - **Keysets** are spelled out as `c >= ? AND (c > ? OR (c = ? AND pk > ?))` rather than
+//!   as a row-value comparison, which older optimizers do not serve from an index; parameters
+//!   are cast to the column's type so that no comparison falls back to doubles.
+
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use dossier_connector::ConnectorError;
+use dossier_sql_source::{
+    Binder, Cell, Column, DbError, Dialect, Driver, Endpoint, ErrorClass, Kind, Placeholders,
+    RawColumn, SqlConnector, Wire, connect_error, expanded_after,
+};
+use secrecy::ExposeSecret as _;
+use sqlx::mysql::{
+    MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions,
+    MySqlRow, MySqlSslMode,
+};
+use sqlx::{
+    AssertSqlSafe, Column as _, Connection as _, Either, Executor as _, Row as _, SqlSafeStr as _,
+    TypeInfo as _,
+};
+
+pub use dossier_sql_source::{Config, Stream, TlsMode};
+
+/// The MySQL/MariaDB connector: [`SqlConnector`] over [`MySql`].
+pub type MySqlConnector = SqlConnector<MySql>;
+
+const DEFAULT_PORT: u16 = 3306;
+
+/// A connection pool to one MySQL or MariaDB server.
+pub struct MySql {
+    pool: MySqlPool,
+    target: String,
+    database: Option<String>,
+    dialect: MySqlDialect,
+}
+
+impl std::fmt::Debug for MySql {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MySql")
+            .field("target", &self.target)
+            .field("mariadb", &self.dialect.mariadb)
+            .finish()
+    }
+}
+
+impl MySql {
+    /// Whether the server is MariaDB.
+    pub fn is_mariadb(&self) -> bool {
+        self.dialect.mariadb
+    }
+}
+
+/// MySQL's and MariaDB's SQL.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MySqlDialect {
+    /// MariaDB stores `JSON` as `LONGTEXT` with a `JSON_VALID` check constraint.
+    pub mariadb: bool,
+}
+
+const BINARY: &[&str] = &[
+    "binary",
+    "varbinary",
+    "tinyblob",
+    "blob",
+    "mediumblob",
+    "longblob",
+];
+const SPATIAL: &[&str] = &[
+    "geometry",
+    "point",
+    "linestring",
+    "polygon",
+    "multipoint",
+    "multilinestring",
+    "multipolygon",
+    "geometrycollection",
+    "geomcollection",
+];
+
+impl Dialect for MySqlDialect {
+    fn quote(&self, ident: &str) -> String {
+        format!("`{}`", ident.replace('`', "``"))
+    }
+
+    fn placeholders(&self) -> Placeholders {
+        Placeholders::Question
+    }
+
+    fn tables_sql(&self, schemas: &[String], b: &mut Binder) -> String {
+        format!(
+            "SELECT CAST(TABLE_SCHEMA AS CHAR), CAST(TABLE_NAME AS CHAR), \
+                    CAST(CASE TABLE_TYPE WHEN 'VIEW' THEN 'view' ELSE 'table' END AS CHAR) \
+             FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA IN ({}) \
+               AND TABLE_TYPE IN ('BASE TABLE', 'VIEW', 'SYSTEM VERSIONED') \
+             ORDER BY 1, 2",
+            b.bind_list(schemas)
+        )
+    }
+
+    fn columns_sql(
+        &self,
+        schemas: &[String],
+        table: Option<(&str, &str)>,
+        b: &mut Binder,
+    ) -> String {
+        let mut filter = format!("c.TABLE_SCHEMA IN ({})", b.bind_list(schemas));
+        if let Some((schema, name)) = table {
+            filter.push_str(&format!(
+                " AND c.TABLE_SCHEMA = {} AND c.TABLE_NAME = {}",
+                b.bind(schema),
+                b.bind(name)
+            ));
+        }
+        let class = if self.mariadb {
+            "CASE WHEN EXISTS (SELECT 1 FROM information_schema.CHECK_CONSTRAINTS cc \
+                               WHERE cc.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA \
+                                 AND cc.TABLE_NAME = c.TABLE_NAME \
+                                 AND cc.CHECK_CLAUSE = CONCAT('json_valid(`', c.COLUMN_NAME, '`)')) \
+                  THEN 'json' ELSE c.DATA_TYPE END"
+        } else {
+            "c.DATA_TYPE"
+        };
+        format!(
+            "SELECT CAST(c.TABLE_SCHEMA AS CHAR), CAST(c.TABLE_NAME AS CHAR), \
+                    CAST(c.COLUMN_NAME AS CHAR), CAST(c.ORDINAL_POSITION AS SIGNED), \
+                    CAST(c.COLUMN_TYPE AS CHAR), CAST(LOWER({class}) AS CHAR), \
+                    CAST(c.IS_NULLABLE = 'YES' AS SIGNED), \
+                    CAST(COALESCE(k.SEQ_IN_INDEX, 0) AS SIGNED), \
+                    CAST(c.EXTRA LIKE '%auto_increment%' AS SIGNED) \
+             FROM information_schema.COLUMNS c \
+             LEFT JOIN information_schema.STATISTICS k \
+               ON k.TABLE_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME \
+              AND k.COLUMN_NAME = c.COLUMN_NAME AND k.INDEX_NAME = 'PRIMARY' \
+             WHERE {filter} \
+             ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION"
+        )
+    }
+
+    fn classify(&self, class: &str, display: &str) -> (Kind, String) {
+        let display = display.to_ascii_lowercase();
+        let unsigned = display.contains("unsigned");
+        let (kind, cast) = match class {
+            "tinyint" if display.starts_with("tinyint(1)") => (Kind::Bool, "SIGNED"),
+            "bit" if display == "bit(1)" => (Kind::Bool, "UNSIGNED"),
+            "bit" => (Kind::BigUnsigned, "UNSIGNED"),
+            "bigint" if unsigned => (Kind::BigUnsigned, "UNSIGNED"),
+            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" => {
+                (Kind::Int, "SIGNED")
+            }
+            "decimal" | "numeric" | "dec" | "fixed" => {
+                // The column's own precision, so a bound value compares exactly.
+                let cast = match (display.find('('), display.find(')')) {
+                    (Some(open), Some(close)) if open < close => {
+                        format!("DECIMAL{}", &display[open..=close])
+                    }
+                    _ => "DECIMAL(65,30)".to_string(),
+                };
+                return (Kind::Decimal, cast);
+            }
+            "float" | "double" | "real" | "double precision" => (Kind::Float, "DOUBLE"),
+            "date" => (Kind::Date, "DATE"),
+            "datetime" | "timestamp" => (Kind::Timestamp, "DATETIME(6)"),
+            "time" => (Kind::Text, "TIME(6)"),
+            "json" => (Kind::Json, ""),
+            "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum"
+            | "set" | "uuid" | "inet4" | "inet6" => (Kind::Text, ""),
+            c if BINARY.contains(&c) => (
+                Kind::Unsupported(
+                    "binary data is not read; to map it, read it through a `query` that \
+                     converts it, e.g. HEX(col)"
+                        .into(),
+                ),
+                "",
+            ),
+            c if SPATIAL.contains(&c) => (
+                Kind::Unsupported(
+                    "spatial data is not read; to map it, read it through a `query` that \
+                     converts it, e.g. ST_AsGeoJSON(col)"
+                        .into(),
+                ),
+                "",
+            ),
+            _ => (
+                Kind::Unsupported(format!(
+                    "type {display} is not supported; to map it, read it through a `query` \
+                     that converts it, e.g. CAST(col AS CHAR)"
+                )),
+                "",
+            ),
+        };
+        (kind, cast.to_string())
+    }
+
+    fn wire(&self, kind: &Kind) -> Wire {
+        match kind {
+            Kind::Int | Kind::Bool => Wire::Int,
+            Kind::Float => Wire::Float,
+            _ => Wire::Text,
+        }
+    }
+
+    fn select_expr(&self, c: &str, column: &Column) -> String {
+        match &column.kind {
+            Kind::Int | Kind::Bool => format!("CAST({c} AS SIGNED)"),
+            Kind::BigUnsigned if column.class == "bit" => {
+                format!("CAST(CAST({c} AS UNSIGNED) AS CHAR)")
+            }
+            Kind::Float => format!("CAST({c} AS DOUBLE)"),
+            Kind::Date => format!("DATE_FORMAT({c}, '%Y-%m-%d')"),
+            Kind::Timestamp => format!("DATE_FORMAT({c}, '%Y-%m-%d %H:%i:%s.%f')"),
+            _ => format!("CAST({c} AS CHAR)"),
+        }
+    }
+
+    fn param_expr(&self, placeholder: String, column: &Column) -> String {
+        if column.cast.is_empty() {
+            placeholder
+        } else {
+            format!("CAST({placeholder} AS {})", column.cast)
+        }
+    }
+
+    fn after(&self, keys: &[(&str, &Column, &str)], b: &mut Binder) -> String {
+        expanded_after(self, keys, b)
+    }
+}
+
+/// Classifies a MySQL/MariaDB error by its number
+/// (<https://mariadb.com/kb/en/mariadb-error-code-reference/>).
+fn classify(e: sqlx::Error) -> DbError {
+    use ErrorClass::*;
+    let class = match &e {
+        sqlx::Error::Database(db) => {
+            let number = db
+                .try_downcast_ref::<MySqlDatabaseError>()
+                .map_or(0, MySqlDatabaseError::number);
+            let class = match number {
+                // Access denied, account locked, expired password, unknown auth plugin.
+                1044 | 1045 | 1251 | 1698 | 1862 | 3118 | 4151 => Auth,
+                1049 => UnknownDatabase,
+                // No such table, column, function; a view over something gone.
+                1054 | 1146 | 1305 | 1356 => Undefined,
+                // Command denied for the table or column, or needing a privilege.
+                1142 | 1143 | 1227 => Permission,
+                // Syntax, duplicate column names, derived table trouble, a write in a
+                // read-only transaction.
+                1060 | 1064 | 1248 | 1149 | 1792 => Invalid,
+                // Too many connections, shutdown, lock timeouts, deadlocks, interrupted or
+                // killed statements and connections, statement timeouts, network trouble.
+                1040
+                | 1053
+                | 1077
+                | 1152
+                | 1153
+                | 1158..=1161
+                | 1205
+                | 1213
+                | 1317
+                | 1927
+                | 1969
+                | 2006
+                | 2013
+                | 3024 => Transient,
+                _ => Other,
+            };
+            return DbError::new(class, db.message());
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => Transient,
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::TypeNotFound { .. } => Internal,
+        sqlx::Error::Configuration(_) => Invalid,
+        _ => Other,
+    };
+    DbError::new(class, e.to_string())
+}
+
+fn decode(row: &MySqlRow, wires: &[Wire]) -> Result<Vec<Cell>, sqlx::Error> {
+    wires
+        .iter()
+        .enumerate()
+        .map(|(i, wire)| {
+            Ok(match wire {
+                Wire::Int => row
+                    .try_get::<Option<i64>, _>(i)?
+                    .map_or(Cell::Null, Cell::Int),
+                Wire::Float => row
+                    .try_get::<Option<f64>, _>(i)?
+                    .map_or(Cell::Null, Cell::Float),
+                Wire::Bool => row
+                    .try_get::<Option<bool>, _>(i)?
+                    .map_or(Cell::Null, Cell::Bool),
+                Wire::Text => row
+                    .try_get::<Option<String>, _>(i)?
+                    .map_or(Cell::Null, Cell::Text),
+            })
+        })
+        .collect()
+}
+
+/// A query column's (class, display) from the type the server describes it with.
+fn query_type(name: &str) -> (String, String) {
+    let lower = name.to_ascii_lowercase();
+    match lower.as_str() {
+        "boolean" => ("tinyint".into(), "tinyint(1)".into()),
+        _ => (
+            lower.split(' ').next().unwrap_or_default().to_string(),
+            lower.clone(),
+        ),
+    }
+}
+
+impl MySql {
+    fn options(config: &Config) -> Result<MySqlConnectOptions, ConnectorError> {
+        let mut options = match config.endpoint()? {
+            Endpoint::Url(url) => {
+                if !(url.starts_with("mysql://") || url.starts_with("mariadb://")) {
+                    return Err(ConnectorError::config(
+                        "`url` must start with mysql:// (e.g. mysql://user@host:3306/db)",
+                    ));
+                }
+                let url = url.replacen("mariadb://", "mysql://", 1);
+                MySqlConnectOptions::from_str(&url).map_err(|e| {
+                    ConnectorError::config(format!("`url` is not a valid MySQL URL: {e}"))
+                })?
+            }
+            Endpoint::Fields {
+                host,
+                port,
+                user,
+                database,
+            } => {
+                let options = MySqlConnectOptions::new()
+                    .host(host)
+                    .port(port.unwrap_or(DEFAULT_PORT))
+                    .username(user);
+                match database {
+                    Some(db) => options.database(db),
+                    None => options,
+                }
+            }
+        };
+        if let Some(password) = config.password()? {
+            options = options.password(password.expose_secret());
+        }
+        if let Some(tls) = config.tls {
+            options = options.ssl_mode(match tls {
+                TlsMode::Disable => MySqlSslMode::Disabled,
+                TlsMode::Prefer => MySqlSslMode::Preferred,
+                TlsMode::Require => MySqlSslMode::Required,
+            });
+        }
+        // User queries are written for the server's own sql_mode; TIMESTAMPs come back in UTC.
+        Ok(options
+            .pipes_as_concat(false)
+            .no_engine_substitution(false)
+            .timezone(Some("+00:00".to_string())))
+    }
+}
+
+#[async_trait::async_trait]
+impl Driver for MySql {
+    const NAME: &'static str = "mysql";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    async fn connect(config: &Config) -> Result<Self, ConnectorError> {
+        let options = Self::options(config)?;
+        let user = options.get_username().to_string();
+        let database = options.get_database().map(str::to_string);
+        let target = format!(
+            "{user}@{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            database.as_deref().unwrap_or_default()
+        );
+        let timeout = config.connect_timeout();
+        // One direct connection first: the pool would retry a refused connection until its
+        // timeout and report only that it timed out.
+        let version: String =
+            match tokio::time::timeout(timeout, MySqlConnection::connect_with(&options)).await {
+                Err(_) => {
+                    return Err(ConnectorError::remote(
+                        format!(
+                            "cannot connect to mysql at {target}: no answer within {}s \
+                             (`connect_timeout_secs`)",
+                            timeout.as_secs()
+                        ),
+                        true,
+                    ));
+                }
+                Ok(Err(e)) => return Err(connect_error("mysql", &target, &user, classify(e))),
+                Ok(Ok(mut conn)) => {
+                    let version = sqlx::query_scalar("SELECT CAST(VERSION() AS CHAR)")
+                        .fetch_one(&mut conn)
+                        .await
+                        .map_err(|e| connect_error("mysql", &target, &user, classify(e)))?;
+                    // Closing politely is best effort; the pool opens its own connections.
+                    let _ = conn.close().await;
+                    version
+                }
+            };
+        let mariadb = version.to_ascii_lowercase().contains("mariadb");
+        let mut session = vec!["SET SESSION TRANSACTION READ ONLY".to_string()];
+        if let Some(t) = config.statement_timeout() {
+            session.push(if mariadb {
+                format!("SET SESSION max_statement_time = {}", t.as_secs())
+            } else {
+                format!("SET SESSION max_execution_time = {}", t.as_millis())
+            });
+        }
+        let pool = MySqlPoolOptions::new()
+            .max_connections(2)
+            .min_connections(0)
+            .acquire_timeout(timeout)
+            .idle_timeout(Some(Duration::from_secs(60)))
+            .after_connect(move |conn, _| {
+                let session = session.clone();
+                Box::pin(async move {
+                    for statement in session {
+                        conn.execute(AssertSqlSafe(statement)).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options);
+        Ok(Self {
+            pool,
+            target,
+            database,
+            dialect: MySqlDialect { mariadb },
+        })
+    }
+
+    fn dialect(&self) -> &dyn Dialect {
+        &self.dialect
+    }
+
+    fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn default_schemas(&self) -> Result<Vec<String>, ConnectorError> {
+        match &self.database {
+            Some(db) if !db.is_empty() => Ok(vec![db.clone()]),
+            _ => Err(ConnectorError::config(format!(
+                "the connection to {} names no database; set one in `url` (or `database`), \
+                 or list the databases to read in `schemas`",
+                self.target
+            ))),
+        }
+    }
+
+    async fn fetch(
+        &self,
+        sql: String,
+        params: Vec<String>,
+        wires: &[Wire],
+    ) -> Result<Vec<Vec<Cell>>, DbError> {
+        let mut tx = self
+            .pool
+            .begin_with(self.dialect.begin_read_only())
+            .await
+            .map_err(classify)?;
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for p in params {
+            query = query.bind(p);
+        }
+        let rows = query.fetch_all(&mut *tx).await.map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        rows.iter()
+            .map(|r| decode(r, wires))
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn describe(&self, sql: String) -> Result<Vec<RawColumn>, DbError> {
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        let statement = (&mut *conn)
+            .prepare(AssertSqlSafe(sql).into_sql_str())
+            .await
+            .map_err(classify)?;
+        let params = match sqlx::Statement::parameters(&statement) {
+            Some(Either::Left(types)) => types.len(),
+            Some(Either::Right(n)) => n,
+            None => 0,
+        };
+        if params > 0 {
+            return Err(DbError::new(
+                ErrorClass::Invalid,
+                format!("it has {params} parameter(s) (`?`); write the values into it"),
+            ));
+        }
+        Ok(sqlx::Statement::columns(&statement)
+            .iter()
+            .map(|c| {
+                let (class, display) = query_type(c.type_info().name());
+                RawColumn {
+                    name: c.name().to_string(),
+                    display,
+                    class,
+                    nullable: None,
+                    pk_position: 0,
+                    auto_increment: false,
+                }
+            })
+            .collect())
+    }
+}

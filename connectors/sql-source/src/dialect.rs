@@ -1,0 +1,393 @@
+//! What differs between SQL servers: quoting, parameters, catalog queries, types.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use dossier_connector::Value;
+
+use crate::sql::{Binder, Placeholders};
+
+/// What a column's values become.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A signed integer that fits 64 bits: `Int`.
+    Int,
+    /// An unsigned 64-bit integer: `Int` when it fits an `i64`, else an exact `Decimal`.
+    BigUnsigned,
+    Float,
+    /// An exact decimal: `Decimal`, as the server writes it.
+    Decimal,
+    Bool,
+    Text,
+    /// A date: `DateTime` at 00:00 UTC.
+    Date,
+    /// A date and time without time zone, taken as UTC.
+    Timestamp,
+    /// A date and time with time zone, converted to UTC.
+    TimestampTz,
+    /// JSON (and PostgreSQL arrays, as JSON arrays).
+    Json,
+    /// Not read; the reason says why and how to read it anyway.
+    Unsupported(String),
+}
+
+impl Kind {
+    pub fn is_supported(&self) -> bool {
+        !matches!(self, Kind::Unsupported(_))
+    }
+
+    /// Whether values of this kind can order a keyset (cursor and primary key columns).
+    pub fn is_orderable(&self) -> bool {
+        !matches!(self, Kind::Json | Kind::Unsupported(_))
+    }
+
+    fn is_time(&self) -> bool {
+        matches!(self, Kind::Date | Kind::Timestamp | Kind::TimestampTz)
+    }
+}
+
+/// How a value travels from the server: drivers decode these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// A 64-bit signed integer.
+    Int,
+    /// A double.
+    Float,
+    Bool,
+    /// Text: everything else, converted in the select list.
+    Text,
+}
+
+/// A value as a driver decoded it from the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+}
+
+impl Cell {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Cell::Null)
+    }
+
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Cell::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Cell::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The text this value is bound back as, in a keyset predicate.
+    pub(crate) fn to_param(&self) -> Option<String> {
+        Some(match self {
+            Cell::Null => return None,
+            Cell::Int(i) => i.to_string(),
+            // Rust prints the shortest text that parses back to the same double.
+            Cell::Float(f) => f.to_string(),
+            Cell::Bool(b) => if *b { "1" } else { "0" }.to_string(),
+            Cell::Text(s) => s.clone(),
+        })
+    }
+}
+
+/// A column as a catalog query or a query's description gives it, before classification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawColumn {
+    pub name: String,
+    /// The type as the server shows it (`numeric(5,2)`, `bigint(20) unsigned`).
+    pub display: String,
+    /// The type the dialect classifies by (`numeric`, `bigint`, `array`, `enum`, `json`).
+    pub class: String,
+    /// `None` when unknown (query columns).
+    pub nullable: Option<bool>,
+    /// Position in the primary key, from 1; 0 when not part of it.
+    pub pk_position: i64,
+    /// Filled by the server from a sequence or `AUTO_INCREMENT`.
+    pub auto_increment: bool,
+}
+
+/// A classified column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub display: String,
+    pub class: String,
+    pub nullable: Option<bool>,
+    pub pk_position: i64,
+    pub auto_increment: bool,
+    pub kind: Kind,
+    /// The type keyset parameters are cast to (dialect-specific; empty for none).
+    pub cast: String,
+}
+
+impl Column {
+    pub(crate) fn classify(raw: RawColumn, dialect: &dyn Dialect) -> Column {
+        let (kind, cast) = dialect.classify(&raw.class, &raw.display);
+        Column {
+            name: raw.name,
+            display: raw.display,
+            class: raw.class,
+            nullable: raw.nullable,
+            pk_position: raw.pk_position,
+            auto_increment: raw.auto_increment,
+            kind,
+            cast,
+        }
+    }
+
+    /// The type shown in discovery: `integer not null`, `text`.
+    pub fn source_type(&self) -> String {
+        match self.nullable {
+            Some(false) => format!("{} not null", self.display),
+            _ => self.display.clone(),
+        }
+    }
+}
+
+/// The SQL that differs between servers. Every method is pure: drivers run the statements.
+pub trait Dialect: Send + Sync + 'static {
+    /// Quotes an identifier so that any name, even a hostile one, stays one identifier.
+    fn quote(&self, ident: &str) -> String;
+
+    fn placeholders(&self) -> Placeholders;
+
+    /// The statement that opens the read-only transaction each batch is read in.
+    fn begin_read_only(&self) -> &'static str {
+        "START TRANSACTION READ ONLY"
+    }
+
+    /// Lists tables and views of `schemas`: rows of (schema text, name text, kind text),
+    /// kind being `table`, `view`, ... in schema, name order.
+    fn tables_sql(&self, schemas: &[String], b: &mut Binder) -> String;
+
+    /// Lists columns of `schemas` (or of one table): rows of (schema text, table text, column
+    /// text, ordinal int, display text, class text, nullable int, pk position int,
+    /// auto increment int), in schema, table, ordinal order.
+    fn columns_sql(
+        &self,
+        schemas: &[String],
+        table: Option<(&str, &str)>,
+        b: &mut Binder,
+    ) -> String;
+
+    /// The kind of a column and the type its keyset parameters are cast to.
+    fn classify(&self, class: &str, display: &str) -> (Kind, String);
+
+    /// How values of a kind travel.
+    fn wire(&self, kind: &Kind) -> Wire {
+        match kind {
+            Kind::Int => Wire::Int,
+            Kind::Float => Wire::Float,
+            Kind::Bool => Wire::Bool,
+            _ => Wire::Text,
+        }
+    }
+
+    /// The select-list expression reading `column` (SQL `column_sql`) as its wire type.
+    fn select_expr(&self, column_sql: &str, column: &Column) -> String;
+
+    /// A parameter (`placeholder`) as a value of `column`'s type.
+    fn param_expr(&self, placeholder: String, column: &Column) -> String;
+
+    /// `keys > values` in `ORDER BY keys` order, for non-NULL values: `keys` are (column SQL,
+    /// column, value). The default is a row-value comparison, `(a, b) > ($1, $2)`.
+    fn after(&self, keys: &[(&str, &Column, &str)], b: &mut Binder) -> String {
+        let cols: Vec<&str> = keys.iter().map(|(sql, _, _)| *sql).collect();
+        let params: Vec<String> = keys
+            .iter()
+            .map(|(_, c, v)| self.param_expr(b.bind(*v), c))
+            .collect();
+        if keys.len() == 1 {
+            format!("{} > {}", cols[0], params[0])
+        } else {
+            format!("({}) > ({})", cols.join(", "), params.join(", "))
+        }
+    }
+}
+
+/// The lexicographic `keys > values` spelled out, for servers whose optimizer does not use an
+/// index for row-value comparisons: `a >= ? AND (a > ? OR (a = ? AND b > ?))`. The leading
+/// `a >= ?` lets the optimizer start an index range scan.
+pub fn expanded_after(
+    dialect: &dyn Dialect,
+    keys: &[(&str, &Column, &str)],
+    b: &mut Binder,
+) -> String {
+    fn rest(dialect: &dyn Dialect, keys: &[(&str, &Column, &str)], b: &mut Binder) -> String {
+        let (sql, col, v) = keys[0];
+        if keys.len() == 1 {
+            return format!("{sql} > {}", dialect.param_expr(b.bind(v), col));
+        }
+        let gt = format!("{sql} > {}", dialect.param_expr(b.bind(v), col));
+        let eq = format!("{sql} = {}", dialect.param_expr(b.bind(v), col));
+        format!("({gt} OR ({eq} AND {}))", rest(dialect, &keys[1..], b))
+    }
+    if keys.len() == 1 {
+        return rest(dialect, keys, b);
+    }
+    let (sql, col, v) = keys[0];
+    let ge = format!("{sql} >= {}", dialect.param_expr(b.bind(v), col));
+    format!("{ge} AND {}", rest(dialect, keys, b))
+}
+
+/// The record value of a cell. A value the model cannot hold (PostgreSQL `infinity`, MySQL's
+/// zero date `0000-00-00`, a date before year 1) becomes `Null`.
+pub fn to_value(kind: &Kind, cell: Cell) -> Value {
+    match (kind, cell) {
+        (_, Cell::Null) | (Kind::Unsupported(_), _) => Value::Null,
+        (Kind::Bool, Cell::Bool(b)) => Value::Bool(b),
+        (Kind::Bool, Cell::Int(i)) => Value::Bool(i != 0),
+        (_, Cell::Int(i)) => Value::Int(i),
+        (_, Cell::Float(f)) => Value::Float(f),
+        (_, Cell::Bool(b)) => Value::Bool(b),
+        (Kind::Int | Kind::BigUnsigned, Cell::Text(s)) => match s.parse::<i64>() {
+            Ok(i) => Value::Int(i),
+            Err(_) => Value::Decimal(s),
+        },
+        (Kind::Decimal, Cell::Text(s)) => Value::Decimal(s),
+        (Kind::Float, Cell::Text(s)) => s.parse().map_or(Value::Null, Value::Float),
+        (Kind::Date, Cell::Text(s)) => parse_date(&s).map_or(Value::Null, Value::DateTime),
+        (Kind::Timestamp, Cell::Text(s)) => {
+            parse_timestamp(&s).map_or(Value::Null, Value::DateTime)
+        }
+        (Kind::TimestampTz, Cell::Text(s)) => parse_timestamp_tz(&s)
+            .or_else(|| parse_timestamp(&s))
+            .map_or(Value::Null, Value::DateTime),
+        (Kind::Json, Cell::Text(s)) => match serde_json::from_str(&s) {
+            Ok(j) => Value::Json(j),
+            Err(_) => Value::Text(s),
+        },
+        (Kind::Bool, Cell::Text(s)) => match s.as_str() {
+            "t" | "true" | "1" => Value::Bool(true),
+            "f" | "false" | "0" => Value::Bool(false),
+            _ => Value::Text(s),
+        },
+        (Kind::Text, Cell::Text(s)) => Value::Text(s),
+    }
+}
+
+/// The value a checkpoint keeps for a key cell: the record value when it binds back to the
+/// same server value, else the exact text the server sent.
+pub(crate) fn to_state(kind: &Kind, cell: &Cell) -> Value {
+    match (kind, cell) {
+        (_, Cell::Null) => Value::Null,
+        // Through JSON a double may come back one unit off; its shortest text does not.
+        (_, Cell::Float(f)) => Value::Decimal(f.to_string()),
+        (_, Cell::Text(s)) => match to_value(kind, cell.clone()) {
+            Value::Null | Value::Json(_) => Value::Text(s.clone()),
+            v => v,
+        },
+        _ => to_value(kind, cell.clone()),
+    }
+}
+
+/// The text a checkpoint value is bound back as; `None` for NULL.
+pub(crate) fn state_param(kind: &Kind, v: &Value) -> Option<String> {
+    Some(match v {
+        Value::Null => return None,
+        Value::Bool(b) => if *b { "1" } else { "0" }.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Decimal(s) | Value::Text(s) => s.clone(),
+        Value::DateTime(t) => match kind {
+            Kind::Date => t.format("%Y-%m-%d").to_string(),
+            Kind::Timestamp => t.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+            k if k.is_time() => t.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string(),
+            _ => t.to_rfc3339(),
+        },
+        Value::Json(j) => j.to_string(),
+    })
+}
+
+fn parse_date(s: &str) -> Option<DateTime<Utc>> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+}
+
+fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+fn parse_timestamp_tz(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%#z")
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    #[test]
+    fn converts_cells_by_kind() {
+        let text = |s: &str| Cell::Text(s.into());
+        assert_eq!(
+            to_value(&Kind::Decimal, text("19.99")),
+            Value::Decimal("19.99".into())
+        );
+        assert_eq!(
+            to_value(&Kind::BigUnsigned, text("18446744073709551615")),
+            Value::Decimal("18446744073709551615".into())
+        );
+        assert_eq!(to_value(&Kind::BigUnsigned, text("42")), Value::Int(42));
+        assert_eq!(to_value(&Kind::Bool, Cell::Int(1)), Value::Bool(true));
+        let t = Utc.with_ymd_and_hms(2022, 2, 15, 9, 57, 20).unwrap();
+        assert_eq!(
+            to_value(&Kind::TimestampTz, text("2022-02-15 11:57:20+02")),
+            Value::DateTime(t)
+        );
+        assert_eq!(
+            to_value(&Kind::Timestamp, text("2022-02-15 09:57:20.000000")),
+            Value::DateTime(t)
+        );
+        assert_eq!(
+            to_value(&Kind::Date, text("2022-02-15")),
+            Value::DateTime(Utc.with_ymd_and_hms(2022, 2, 15, 0, 0, 0).unwrap())
+        );
+        assert_eq!(to_value(&Kind::TimestampTz, text("infinity")), Value::Null);
+        assert_eq!(to_value(&Kind::Date, text("0000-00-00")), Value::Null);
+        assert_eq!(
+            to_value(&Kind::Json, text("[1,\"a\"]")),
+            Value::Json(serde_json::json!([1, "a"]))
+        );
+    }
+
+    #[test]
+    fn checkpoints_bind_back_exactly() {
+        let micros = Cell::Text("2022-02-15 09:57:20.123456+00".into());
+        let state = to_state(&Kind::TimestampTz, &micros);
+        assert!(matches!(state, Value::DateTime(_)));
+        assert_eq!(
+            state_param(&Kind::TimestampTz, &state).unwrap(),
+            "2022-02-15 09:57:20.123456+00:00"
+        );
+        let naive = to_state(&Kind::Timestamp, &Cell::Text("2006-02-14 22:04:36".into()));
+        assert_eq!(
+            state_param(&Kind::Timestamp, &naive).unwrap(),
+            "2006-02-14 22:04:36.000000"
+        );
+        // Kept as the server wrote it when the model cannot hold it.
+        let inf = to_state(&Kind::TimestampTz, &Cell::Text("infinity".into()));
+        assert_eq!(inf, Value::Text("infinity".into()));
+        assert_eq!(state_param(&Kind::TimestampTz, &inf).unwrap(), "infinity");
+        let f = to_state(&Kind::Float, &Cell::Float(0.1));
+        assert_eq!(state_param(&Kind::Float, &f).unwrap(), "0.1");
+        assert_eq!(
+            state_param(&Kind::Int, &to_state(&Kind::Int, &Cell::Int(7))).unwrap(),
+            "7"
+        );
+    }
+}

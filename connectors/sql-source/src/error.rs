@@ -1,0 +1,107 @@
+//! Server errors, classified by drivers, turned into connector errors with their context.
+
+use std::fmt::Display;
+
+use dossier_connector::ConnectorError;
+
+/// What kind of failure a server error is; drivers classify their errors into these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Wrong user or password, locked account: the config's fault.
+    Auth,
+    /// The database named in the config does not exist.
+    UnknownDatabase,
+    /// No such table, column or function.
+    Undefined,
+    /// Invalid SQL or settings (a syntax error, a write in a read-only transaction).
+    Invalid,
+    /// The user may not read this.
+    Permission,
+    /// The server is unreachable, restarting, overloaded, or cancelled the statement: may pass.
+    Transient,
+    /// A value the driver could not decode: a bug.
+    Internal,
+    /// Anything else the server refused.
+    Other,
+}
+
+/// A server or driver error, classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbError {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl DbError {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            message: message.into(),
+        }
+    }
+}
+
+impl Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The connector error for `e`, prefixed with `context`. While `configuring` (describing or
+/// checking a stream) invalid SQL and missing objects are the config's fault; while reading
+/// they are source errors that retrying does not fix (a table dropped mid-read).
+pub fn error(context: impl Display, e: DbError, configuring: bool) -> ConnectorError {
+    let message = format!("{context}: {}", e.message);
+    match e.class {
+        ErrorClass::Auth | ErrorClass::UnknownDatabase => ConnectorError::config(message),
+        ErrorClass::Undefined | ErrorClass::Invalid if configuring => {
+            ConnectorError::config(message)
+        }
+        ErrorClass::Transient => ConnectorError::remote(message, true),
+        ErrorClass::Internal => ConnectorError::internal(message),
+        ErrorClass::Permission
+        | ErrorClass::Undefined
+        | ErrorClass::Invalid
+        | ErrorClass::Other => ConnectorError::remote(message, false),
+    }
+}
+
+/// The error of a failed connection attempt, naming the server and user (never the password).
+pub fn connect_error(engine: &str, target: &str, user: &str, e: DbError) -> ConnectorError {
+    match e.class {
+        ErrorClass::Auth => ConnectorError::config(format!(
+            "cannot connect to {engine} at {target} as user {user:?}: {}; check `user` and the \
+             password (`password_env`)",
+            e.message
+        )),
+        _ => error(format!("cannot connect to {engine} at {target}"), e, true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dossier_connector::ErrorOrigin;
+
+    #[test]
+    fn classes_decide_whose_fault() {
+        let e = |class| DbError::new(class, "boom");
+        assert_eq!(
+            error("x", e(ErrorClass::Undefined), true).origin(),
+            ErrorOrigin::Config
+        );
+        assert_eq!(
+            error("x", e(ErrorClass::Undefined), false).origin(),
+            ErrorOrigin::Remote
+        );
+        assert!(error("x", e(ErrorClass::Transient), false).is_retryable());
+        assert!(!error("x", e(ErrorClass::Permission), true).is_retryable());
+        let auth = connect_error("postgres", "db:5432/shop", "ada", e(ErrorClass::Auth));
+        assert_eq!(auth.origin(), ErrorOrigin::Config);
+        assert!(
+            auth.to_string()
+                .contains(r#"at db:5432/shop as user "ada": boom"#),
+            "{auth}"
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! SQL text: query checks, parameters, URLs in messages.
+
+/// How a dialect writes the n-th parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholders {
+    /// `$1`, `$2`, ... (PostgreSQL).
+    Dollar,
+    /// `?` each time (MySQL): a value used twice is bound twice.
+    Question,
+}
+
+/// Collects the parameters of one statement, in placeholder order. Every value is bound as
+/// text; dialects cast it to the column's type in SQL.
+#[derive(Debug, Clone)]
+pub struct Binder {
+    style: Placeholders,
+    params: Vec<String>,
+}
+
+impl Binder {
+    pub fn new(style: Placeholders) -> Self {
+        Self {
+            style,
+            params: vec![],
+        }
+    }
+
+    /// Adds a parameter and returns its placeholder.
+    pub fn bind(&mut self, value: impl Into<String>) -> String {
+        self.params.push(value.into());
+        match self.style {
+            Placeholders::Dollar => format!("${}", self.params.len()),
+            Placeholders::Question => "?".to_string(),
+        }
+    }
+
+    /// Placeholders for a list, comma-separated (`$1, $2`), for `IN (...)`.
+    pub fn bind_list<'a>(&mut self, values: impl IntoIterator<Item = &'a String>) -> String {
+        values
+            .into_iter()
+            .map(|v| self.bind(v.clone()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn into_params(self) -> Vec<String> {
+        self.params
+    }
+}
+
+/// Checks that `query` is a single `SELECT` statement and returns it without trailing `;`
+/// and whitespace.
+pub(crate) fn check_query(query: &str) -> Result<&str, String> {
+    let body = query
+        .trim()
+        .trim_end_matches(|c: char| c == ';' || c.is_whitespace());
+    if body.is_empty() {
+        return Err("`query` is empty; write a SELECT statement".into());
+    }
+    let word: String = skip_comments(body)
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
+    if !(word.eq_ignore_ascii_case("select") || word.eq_ignore_ascii_case("with")) {
+        let start: String = if word.is_empty() {
+            skip_comments(body).chars().take(20).collect()
+        } else {
+            word
+        };
+        return Err(format!(
+            "`query` must be a single SELECT statement, starting with SELECT or WITH; \
+             it starts with {start:?}"
+        ));
+    }
+    if body.contains(';') {
+        return Err("`query` must be a single SELECT statement; remove the `;` \
+             (a `;` is refused even inside a string literal)"
+            .into());
+    }
+    Ok(body)
+}
+
+/// `sql` without leading whitespace and comments.
+fn skip_comments(mut sql: &str) -> &str {
+    loop {
+        sql = sql.trim_start();
+        if let Some(rest) = sql.strip_prefix("--") {
+            sql = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(rest) = sql.strip_prefix("/*") {
+            sql = rest.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            return sql;
+        }
+    }
+}
+
+/// A connection URL without its password: `postgres://ada:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:***@{}", &url[..s], &url[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A list of names for a message, at most `max` of them.
+pub(crate) fn name_list<'a>(names: impl IntoIterator<Item = &'a str>, max: usize) -> String {
+    let names: Vec<&str> = names.into_iter().collect();
+    let shown: Vec<String> = names.iter().take(max).map(|n| n.to_string()).collect();
+    let mut out = shown.join(", ");
+    if names.len() > max {
+        out.push_str(&format!(" and {} more", names.len() - max));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_only_single_selects() {
+        assert_eq!(check_query("  select 1 ;\n"), Ok("select 1"));
+        assert_eq!(
+            check_query("WITH a AS (SELECT 1) SELECT * FROM a"),
+            Ok("WITH a AS (SELECT 1) SELECT * FROM a")
+        );
+        assert_eq!(
+            check_query("-- note\n/* more */ SELECT 1 -- end"),
+            Ok("-- note\n/* more */ SELECT 1 -- end")
+        );
+        for bad in [
+            "",
+            " ; ",
+            "DELETE FROM customers",
+            "selected",
+            "SELECT 1; DROP TABLE customers",
+            "-- SELECT\nDELETE FROM customers",
+            "/* SELECT */ DELETE FROM customers",
+            "-- SELECT 1",
+        ] {
+            assert!(check_query(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn binds_in_placeholder_order() {
+        let mut b = Binder::new(Placeholders::Dollar);
+        assert_eq!(b.bind("a"), "$1");
+        assert_eq!(b.bind_list(&["x".to_string(), "y".to_string()]), "$2, $3");
+        assert_eq!(b.into_params(), ["a", "x", "y"]);
+        let mut b = Binder::new(Placeholders::Question);
+        assert_eq!(b.bind("a"), "?");
+        assert_eq!(b.bind("a"), "?");
+        assert_eq!(b.into_params().len(), 2);
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("mysql://root:pw@127.0.0.1:3306/shop"),
+            "mysql://root:***@127.0.0.1:3306/shop"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@h/db"),
+            "postgres://postgres@h/db"
+        );
+    }
+
+    #[test]
+    fn long_lists_are_cut() {
+        assert_eq!(name_list(["a", "b", "c"], 2), "a, b and 1 more");
+        assert_eq!(name_list(["a"], 2), "a");
+    }
+}
