@@ -94,7 +94,7 @@ log "building and running every test"
 log_file=$(mktemp)
 trap 'rm -f "$log_file"' EXIT
 status=0
-cargo test --workspace --locked "$@" 2>&1 | tee "$log_file" || status=$?
+cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$log_file" || status=$?
 # One closing line for the whole workspace (cargo prints one per test binary).
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log_file" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed;' "$log_file" | awk '{s+=$1} END {print s+0}')
