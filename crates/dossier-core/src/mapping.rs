@@ -161,7 +161,8 @@ pub struct IdentityFields {
 }
 
 /// How a session finds its contact: a record of another stream of the same source
-/// (`stream` + `field`, e.g. orders.customer_id → customers), or an email.
+/// (`stream` + `field`, e.g. orders.customer_id → customers), an email, or both: the
+/// record first, the email when the record field is empty (guest orders).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactLinkConfig {
@@ -169,7 +170,7 @@ pub struct ContactLinkConfig {
     pub stream: Option<String>,
     /// Field holding that record's id.
     pub field: Option<FieldRef>,
-    /// Field holding the contact's email, instead of `stream` + `field`.
+    /// Field holding the contact's email: alone, or as the fallback when `field` is empty.
     pub email: Option<FieldRef>,
 }
 
@@ -349,12 +350,12 @@ impl MappingConfig {
                     err("contact", "a session mapping needs `contact`: { stream = \"customers\", field = \"customer_id\" } or { email = \"email\" }".into())
                 })?;
                 match (&link.stream, &link.field, &link.email) {
-                    (Some(s), Some(_), None) => link_stream = Some(s.clone()),
+                    (Some(s), Some(_), _) => link_stream = Some(s.clone()),
                     (None, None, Some(_)) => {}
                     _ => {
                         return Err(err(
                             "contact",
-                            "set either `stream` and `field`, or `email`".into(),
+                            "set `stream` and `field`, `email`, or all three (`email` is then the fallback)".into(),
                         ));
                     }
                 }
@@ -696,6 +697,56 @@ mod tests {
             .compile("shop", "orders", &fields(&["id", "created_at"]))
             .unwrap_err();
         assert!(e.to_string().contains("needs a kind"), "{e}");
+    }
+
+    #[test]
+    fn sessions_fall_back_to_email_when_the_link_is_empty() {
+        let m: MappingConfig = toml_like(serde_json::json!({
+            "target": "session", "id": "id", "kind": "order", "started_at": "at",
+            "contact": {"stream": "customers", "field": "customer_id", "email": "billing_email"}
+        }));
+        let c = m
+            .compile(
+                "woo",
+                "orders",
+                &fields(&["id", "at", "customer_id", "billing_email"]),
+            )
+            .unwrap();
+        let names: Vec<String> = ["id", "at", "customer_id", "billing_email"]
+            .map(String::from)
+            .to_vec();
+        let b = c.bind(&names).unwrap();
+        let at = Value::Text("2024-01-01 00:00:00".into());
+        let link = |row: &[Value]| match b.apply(row).unwrap() {
+            MappedRecord::Session(s) => s.contact,
+            MappedRecord::Contact(_) => panic!("a session"),
+        };
+        let member = [
+            Value::Int(1),
+            at.clone(),
+            Value::Int(7),
+            Value::Text("a@example.com".into()),
+        ];
+        assert_eq!(
+            link(&member),
+            Some(ContactLink::Identity(Identity::external(
+                "woo",
+                "customers",
+                "7"
+            )))
+        );
+        let guest = [
+            Value::Int(2),
+            at,
+            Value::Null,
+            Value::Text("Guest@Example.com".into()),
+        ];
+        assert_eq!(
+            link(&guest),
+            Some(ContactLink::Identity(
+                Identity::email("guest@example.com").unwrap()
+            ))
+        );
     }
 
     #[test]
