@@ -476,12 +476,10 @@ async fn the_example_config_syncs_end_to_end() {
         .unwrap()
         .replace("${SHOPIFY_SHOP}", "dossier-test")
         .replace("${SHOPIFY_TOKEN}", fake::TOKEN)
+        .replace("${SHOPIFY_ENDPOINT:-}", &fake.server.uri())
         .replace(
             "api_version = \"2025-01\"",
-            &format!(
-                "api_version = \"2025-01\", endpoint = \"{}\", bulk = \"never\"",
-                fake.server.uri()
-            ),
+            "api_version = \"2025-01\", bulk = \"never\"",
         );
     let registry = dossier_sync::builtin_registry();
     let loaded =

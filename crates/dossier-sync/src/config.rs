@@ -1,7 +1,8 @@
 //! `dossier.toml`: the store, the server, sources with their streams and mappings, and
 //! aggregate rules.
 //!
-//! String values may reference environment variables as `${VAR}`; they are expanded when
+//! String values may reference environment variables as `${VAR}` (or `${VAR:-default}`
+//! for an optional one); they are expanded when
 //! the file is loaded and never shown again: the API and logs get the config as written,
 //! with the reference, not the secret.
 
@@ -354,8 +355,16 @@ fn expand_str(s: &str) -> Result<String, String> {
             out.push_str(&rest[start..]);
             return Ok(out);
         };
-        let var = &after[..end];
-        out.push_str(&std::env::var(var).map_err(|_| var.to_string())?);
+        // `${VAR:-default}`: the default when VAR is unset or empty, as in a shell.
+        let (var, default) = match after[..end].split_once(":-") {
+            Some((v, d)) => (v, Some(d)),
+            None => (&after[..end], None),
+        };
+        match (std::env::var(var).ok().filter(|v| !v.is_empty()), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => return Err(var.to_string()),
+        }
         rest = &after[end + 1..];
     }
     out.push_str(rest);
@@ -472,6 +481,8 @@ mod tests {
         let l = parse(&text).unwrap();
         assert_eq!(l.config.sources[0].config["path"], "/data/shop.db");
         assert_eq!(l.display_configs[0]["path"], "${DOSSIER_TEST_SHOP_PATH}");
+        let opt = GOOD.replace("config = { path = \"shop.db\" }", "config = { path = \"${DOSSIER_TEST_UNSET_VAR:-fallback.db}\" }");
+        assert_eq!(parse(&opt).unwrap().config.sources[0].config["path"], "/base/fallback.db");
         let masked = mask_secrets(
             &serde_json::json!({"password": "hunter2", "url": "postgres://u:pw@h/db", "token": "${T}"}),
         );
