@@ -84,6 +84,17 @@ fn param(sqlite: bool, n: usize) -> String {
 /// A session value waiting to show on its contact: (session start, session id, value).
 type PendingValue = (i64, i64, DataValue);
 
+/// A new session waiting for its multi-row insert.
+struct NewSession {
+    key: (String, String, String),
+    kind: String,
+    contact: Option<i64>,
+    started_at: i64,
+    ended_at: Option<i64>,
+    data: BTreeMap<String, DataValue>,
+    data_json: String,
+}
+
 #[derive(Debug, Clone)]
 struct StoredSession {
     id: i64,
@@ -125,6 +136,8 @@ pub(crate) struct Ingest<'c> {
     pending_data: HashMap<(i64, String), PendingValue>,
     /// Aggregate states of contacts touched by this batch, by rule name.
     aggs: HashMap<i64, HashMap<String, AggState>>,
+    /// New sessions of this batch, inserted many per statement before their effects apply.
+    new_sessions: Vec<NewSession>,
     /// Contacts whose aggregate states changed and must be written.
     dirty_aggs: HashSet<i64>,
     recompute_aggs: BTreeSet<i64>,
@@ -153,6 +166,7 @@ impl<'c> Ingest<'c> {
             pending_data: HashMap::new(),
             aggs: HashMap::new(),
             dirty_aggs: HashSet::new(),
+            new_sessions: Vec::new(),
             recompute_aggs: BTreeSet::new(),
             recompute_data: BTreeSet::new(),
             outcome: BatchOutcome::default(),
@@ -247,6 +261,8 @@ impl<'c> Ingest<'c> {
 
     /// Merges contacts into the oldest one, which survives; the others keep resolving to it.
     async fn merge(&mut self, ids: &[i64], reason: &str) -> Result<i64> {
+        // Pending sessions must exist before their contact can move.
+        self.flush_new_sessions().await?;
         let survivor = ids[0];
         for &loser in &ids[1..] {
             let c = &mut *self.conn;
@@ -639,9 +655,33 @@ impl<'c> Ingest<'c> {
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
         let data_json = serde_json::to_string(&data).expect("data serializes");
-        let old = self
+        let key = (
+            source.to_string(),
+            stream.to_string(),
+            rec.external_id.clone(),
+        );
+        let mut old = self
             .stored_session(source, stream, &rec.external_id)
             .await?;
+        if old.is_none() {
+            if !self.new_sessions.iter().any(|n| n.key == key) {
+                self.new_sessions.push(NewSession {
+                    key,
+                    kind: rec.kind.clone(),
+                    contact,
+                    started_at,
+                    ended_at: rec.ended_at,
+                    data,
+                    data_json,
+                });
+                return Ok(true);
+            }
+            // The same new record twice in a batch: insert the first, update it with the second.
+            self.flush_new_sessions().await?;
+            old = self
+                .stored_session(source, stream, &rec.external_id)
+                .await?;
+        }
         if let Some(o) = &old
             && !o.deleted
             && o.contact_id == contact
@@ -659,43 +699,27 @@ impl<'c> Ingest<'c> {
             }
             return Ok(false);
         }
-        let id = match &old {
-            Some(o) => {
-                sqlx::query(
-                    "UPDATE sessions SET contact_id = $1, kind = $2, started_at = $3, ended_at = $4, data = $5, \
-                     deleted = 0, updated_at = $6, seen_run = COALESCE($8, seen_run) WHERE id = $7",
-                )
-                .bind(contact)
-                .bind(&rec.kind)
-                .bind(started_at)
-                .bind(rec.ended_at)
-                .bind(&data_json)
-                .bind(self.now)
-                .bind(o.id)
-                .bind(self.seen_run)
-                .execute(&mut *self.conn)
-                .await?;
-                o.id
-            }
-            None => sqlx::query(
-                "INSERT INTO sessions (workspace, source, stream, external_id, kind, contact_id, started_at, ended_at, \
-                 data, created_at, updated_at, seen_run) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) RETURNING id",
-            )
-            .bind(self.ws)
-            .bind(source)
-            .bind(stream)
-            .bind(&rec.external_id)
-            .bind(&rec.kind)
-            .bind(contact)
-            .bind(started_at)
-            .bind(rec.ended_at)
-            .bind(&data_json)
-            .bind(self.now)
-            .bind(self.seen_run)
-            .fetch_one(&mut *self.conn)
-            .await?
-            .try_get(0)?,
+        let Some(o) = &old else {
+            return Err(StoreError::corrupt(
+                "session insert",
+                "a flushed session was not found",
+            ));
         };
+        sqlx::query(
+            "UPDATE sessions SET contact_id = $1, kind = $2, started_at = $3, ended_at = $4, data = $5, \
+             deleted = 0, updated_at = $6, seen_run = COALESCE($8, seen_run) WHERE id = $7",
+        )
+        .bind(contact)
+        .bind(&rec.kind)
+        .bind(started_at)
+        .bind(rec.ended_at)
+        .bind(&data_json)
+        .bind(self.now)
+        .bind(o.id)
+        .bind(self.seen_run)
+        .execute(&mut *self.conn)
+        .await?;
+        let id = o.id;
         let old_view = old
             .as_ref()
             .filter(|o| !o.deleted)
@@ -822,8 +846,65 @@ impl<'c> Ingest<'c> {
             .collect()
     }
 
+    /// Inserts the pending new sessions, many per statement, then applies their effects in
+    /// the order the records came.
+    async fn flush_new_sessions(&mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.new_sessions);
+        let mut ids: HashMap<(String, String, String), i64> = HashMap::with_capacity(pending.len());
+        for chunk in pending.chunks(CHUNK) {
+            let values = placeholders(self.sqlite, chunk.len(), 12, 1, |p| {
+                format!("({})", p.join(", "))
+            });
+            let sql = format!(
+                "INSERT INTO sessions (workspace, source, stream, external_id, kind, contact_id, started_at, ended_at, \
+                 data, created_at, updated_at, seen_run) VALUES {values} RETURNING id, source, stream, external_id"
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for n in chunk {
+                q = q
+                    .bind(self.ws)
+                    .bind(n.key.0.clone())
+                    .bind(n.key.1.clone())
+                    .bind(n.key.2.clone())
+                    .bind(n.kind.clone())
+                    .bind(n.contact)
+                    .bind(n.started_at)
+                    .bind(n.ended_at)
+                    .bind(n.data_json.clone())
+                    .bind(self.now)
+                    .bind(self.now)
+                    .bind(self.seen_run);
+            }
+            for r in q.fetch_all(&mut *self.conn).await? {
+                ids.insert((r.try_get(1)?, r.try_get(2)?, r.try_get(3)?), r.try_get(0)?);
+            }
+        }
+        for n in pending {
+            let id = *ids
+                .get(&n.key)
+                .ok_or_else(|| StoreError::corrupt("session insert", "a new session got no id"))?;
+            self.sessions.insert(
+                n.key.clone(),
+                Some(StoredSession {
+                    id,
+                    contact_id: n.contact,
+                    kind: n.kind.clone(),
+                    started_at: n.started_at,
+                    ended_at: n.ended_at,
+                    data_json: n.data_json,
+                    data: n.data.clone(),
+                    deleted: false,
+                }),
+            );
+            self.session_changed(id, None, Some((n.contact, n.kind, n.started_at, n.data)))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Recomputes what must be, then writes aggregate states. Called once per batch.
     pub(crate) async fn finish(&mut self) -> Result<()> {
+        self.flush_new_sessions().await?;
         for cid in std::mem::take(&mut self.recompute_data) {
             self.pending_data.retain(|(c, _), _| *c != cid);
             sqlx::query("DELETE FROM contact_data WHERE contact_id = $1 AND own = 0")

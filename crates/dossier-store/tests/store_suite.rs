@@ -612,6 +612,43 @@ async fn full_refresh_deletes_what_it_did_not_see(db: TestDb) {
     assert_eq!(aggs(s, c.id).await["transactions"], n(3.0));
 }
 
+async fn a_record_twice_in_one_batch_is_one_session(db: TestDb) {
+    let s = &db.store;
+    s.ensure_workspace(WS).await.unwrap();
+    s.set_rules(WS, &rules()).await.unwrap();
+    s.apply_batch(
+        WS,
+        &batch(
+            "customers",
+            vec![customer(1, "a@example.com", "FR", "basic")],
+            1,
+        ),
+    )
+    .await
+    .unwrap();
+    let twice = vec![
+        order(1, 1, 10.0, 10),
+        order(2, 1, 5.0, 5),
+        order(1, 1, 30.0, 10),
+    ];
+    s.apply_batch(WS, &batch("orders", twice, 1)).await.unwrap();
+    assert_eq!(s.counts(WS).await.unwrap(), (1, 2));
+    let c = s
+        .contact_by_email(WS, "a@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let a = aggs(s, c.id).await;
+    assert_eq!(
+        (a["transactions"].clone(), a["total_spent"].clone()),
+        (n(2.0), n(35.0))
+    );
+    assert_eq!(
+        s.contact_data(&[c.id]).await.unwrap()[&c.id]["total"],
+        n(30.0)
+    );
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -630,4 +667,5 @@ suite!(
     filters_and_pages,
     rules_backfill_and_runs,
     full_refresh_deletes_what_it_did_not_see,
+    a_record_twice_in_one_batch_is_one_session,
 );
