@@ -140,6 +140,22 @@ async fn kill_9_mid_sync_loses_and_duplicates_nothing() {
     let o = run(&["sync", "shop", "--config", config(d).to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_store_matches_source(d).await;
+    // The killed run is visible as such in the history, not left "running".
+    let mut store = open(&d.join("dossier.db")).await;
+    let statuses: Vec<String> = sqlx::query("SELECT status FROM sync_runs ORDER BY id")
+        .fetch_all(&mut store)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("succeeded"),
+        "{statuses:?}"
+    );
+    assert!(statuses.iter().any(|s| s == "interrupted"), "{statuses:?}");
+    assert!(!statuses.iter().any(|s| s == "running"), "{statuses:?}");
 }
 
 async fn committed_orders(d: &std::path::Path) -> i64 {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use dossier_gateway::{GatewayConfig, SyncTrigger};
 use dossier_store::SqlStore;
-use dossier_sync::{Config, Engine, NoProgress, builtin_registry};
+use dossier_sync::{Config, Engine, NoProgress, SyncError, builtin_registry};
 
 use crate::progress::Bars;
 
@@ -81,6 +81,7 @@ pub async fn sync(
             }
             Ok(ExitCode::SUCCESS)
         }
+        Err(e @ (SyncError::UnknownSource { .. } | SyncError::AlreadyRunning(_) | SyncError::Config(_))) => Err(e.into()),
         Err(e) => Err(anyhow::anyhow!(e).context(format!(
             "sync of {source:?} failed; committed batches are kept and the next run resumes from them"
         ))),

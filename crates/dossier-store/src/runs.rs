@@ -22,6 +22,22 @@ impl SqlStore {
         Ok(row.try_get(0)?)
     }
 
+    /// Marks a source's runs still `running` as `interrupted`: on the embedded store only one
+    /// process syncs a source, so such a run died with its process (kill, crash, power loss).
+    pub async fn interrupt_stale_runs(&self, ws: &str, source: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE sync_runs SET status = 'interrupted', finished_at = $1, \
+             error = 'the process stopped before the run finished; the next run resumed from the last committed batch' \
+             WHERE workspace = $2 AND source = $3 AND status = 'running'",
+        )
+        .bind(now_micros())
+        .bind(ws)
+        .bind(source)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     pub async fn finish_run(
         &self,
         run: i64,

@@ -481,8 +481,14 @@ mod tests {
         let l = parse(&text).unwrap();
         assert_eq!(l.config.sources[0].config["path"], "/data/shop.db");
         assert_eq!(l.display_configs[0]["path"], "${DOSSIER_TEST_SHOP_PATH}");
-        let opt = GOOD.replace("config = { path = \"shop.db\" }", "config = { path = \"${DOSSIER_TEST_UNSET_VAR:-fallback.db}\" }");
-        assert_eq!(parse(&opt).unwrap().config.sources[0].config["path"], "/base/fallback.db");
+        let opt = GOOD.replace(
+            "config = { path = \"shop.db\" }",
+            "config = { path = \"${DOSSIER_TEST_UNSET_VAR:-fallback.db}\" }",
+        );
+        assert_eq!(
+            parse(&opt).unwrap().config.sources[0].config["path"],
+            "/base/fallback.db"
+        );
         let masked = mask_secrets(
             &serde_json::json!({"password": "hunter2", "url": "postgres://u:pw@h/db", "token": "${T}"}),
         );

@@ -223,6 +223,12 @@ impl Engine {
             )));
         }
         let ws = self.workspace().to_string();
+        if self.store.backend() == dossier_store::Backend::Sqlite {
+            let stale = self.store.interrupt_stale_runs(&ws, &cfg.name).await?;
+            if stale > 0 {
+                tracing::warn!(source = %cfg.name, runs = stale, "earlier runs never finished; marked interrupted");
+            }
+        }
         let run_id = self.store.start_run(&ws, &cfg.name, trigger).await?;
         let started = Instant::now();
         let mut stats = BTreeMap::new();
