@@ -77,6 +77,16 @@ ensure_mariadb() {
   ensure_mariadb_root
 }
 
+# The connector tests load the Pagila and Sakila fixtures with the servers' own clients.
+if ! command -v psql >/dev/null || ! command -v pg_isready >/dev/null; then
+  log "installing the PostgreSQL client"
+  apt_install postgresql-client
+fi
+if ! command -v mariadb >/dev/null; then
+  log "installing the MariaDB client"
+  apt_install mariadb-client
+fi
+
 ensure_postgres
 log "PostgreSQL ready at ${PG_URL%%@*}@…"
 # A server given through DOSSIER_TEST_MYSQL_URL is the caller's to run.
