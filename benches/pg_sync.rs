@@ -1,0 +1,473 @@
+//! Postgres source at scale (issue #3): the demo shop's three tables in PostgreSQL, generated
+//! in SQL (seeded, deterministic), then, on the same machine in the same run:
+//!
+//! 1. the limit: `psql \copy ... to stdout` of each table piped into `sqlite3 .import` (rows/s);
+//! 2. Dossier's full sync of the three tables into the embedded SQLite store, identity
+//!    resolution and aggregates on (rows/s, peak RSS);
+//! 3. Dossier's incremental sync after 1% of the rows of each table changed.
+//!
+//! Run: `cargo bench --bench pg_sync`. Settings:
+//! - `DOSSIER_PG_BENCH_CUSTOMERS` (default 1000000): customers; orders are 5×, conversations 2×;
+//! - `DOSSIER_BENCH_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`): a server
+//!   where that user may create databases. The bench creates `dossier_bench_<pid>` and drops it
+//!   at the end, also when a step fails.
+//!
+//! Needs `psql` and `sqlite3` on the PATH.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+
+/// Targets from issue #3.
+const TARGET_FULL_VS_LIMIT: f64 = 0.40;
+const TARGET_PEAK_RSS_MIB: f64 = 200.0;
+const TARGET_INCREMENTAL_VS_FULL: f64 = 0.03;
+
+fn dossier() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dossier"));
+    c.env("DOSSIER_LOG", "warn");
+    c
+}
+
+/// Peak resident memory of a process, read from /proc while it runs.
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// `url` with its database name replaced by `db` (the query string, if any, is kept).
+fn with_database(url: &str, db: &str) -> anyhow::Result<String> {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base
+        .find("://")
+        .context("DOSSIER_BENCH_PG_URL must look like postgres://user@host:port/db")?
+        + 3;
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{db}", &base[..authority_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    Ok(out)
+}
+
+/// Runs SQL with `psql`, stopping at the first error.
+fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let out = Command::new("psql")
+        .args([url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .stdout(Stdio::null())
+        .output()
+        .context("cannot run psql (is the PostgreSQL client installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "psql failed on {:?}: {}",
+            sql.lines().next().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// The bench database: dropped when this goes out of scope, whether the bench succeeded or not.
+struct BenchDb {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl BenchDb {
+    fn create(admin_url: &str) -> anyhow::Result<Self> {
+        let name = format!("dossier_bench_{}", std::process::id());
+        psql(admin_url, &format!("DROP DATABASE IF EXISTS {name}"))?;
+        psql(admin_url, &format!("CREATE DATABASE {name}"))?;
+        Ok(Self {
+            admin_url: admin_url.to_string(),
+            url: with_database(admin_url, &name)?,
+            name,
+        })
+    }
+}
+
+impl Drop for BenchDb {
+    fn drop(&mut self) {
+        match psql(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        ) {
+            Ok(()) => println!("dropped database {}", self.name),
+            Err(e) => eprintln!("could not drop database {}: {e:#}", self.name),
+        }
+    }
+}
+
+/// `r(i, salt, n)`: a deterministic pseudo-random integer in `0..n` for row `i`; each salt
+/// (0..16) gives an independent-looking column. The same scale always gives the same tables.
+const SCHEMA: &str = "
+CREATE FUNCTION r(i bigint, salt int, n int) RETURNS int IMMUTABLE STRICT PARALLEL SAFE
+  LANGUAGE sql AS $$ SELECT (abs(hashint8(i * 16 + salt)::int8) % n)::int $$;
+CREATE TABLE customers (id bigint NOT NULL, email text NOT NULL, first_name text, last_name text,
+  country text, plan text, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL);
+CREATE TABLE orders (id bigint NOT NULL, customer_id bigint NOT NULL, total numeric(10,2) NOT NULL,
+  currency text NOT NULL, status text NOT NULL, created_at timestamptz NOT NULL,
+  updated_at timestamptz NOT NULL);
+CREATE TABLE conversations (id bigint NOT NULL, customer_id bigint NOT NULL, csat int,
+  channel text NOT NULL, started_at timestamptz NOT NULL, updated_at timestamptz NOT NULL);
+";
+
+fn customers_sql(n: u64) -> String {
+    format!(
+        "INSERT INTO customers
+         SELECT i, lower(f) || '.' || lower(replace(l, '-', '')) || i || '@example.com', f, l,
+                (ARRAY['FR','DE','US','GB','ES','IT','NL','BE'])[1 + r(i, 3, 8)],
+                (ARRAY['free','basic','pro'])[1 + r(i, 4, 3)],
+                c, c + r(i, 5, 100000) * interval '1 minute'
+         FROM (SELECT i,
+                 (ARRAY['Ada','Grace','Alan','Edsger','Barbara','Donald','Margaret','Ken',
+                        'Frances','Dennis','Radia','Linus','Sophie','Tim','Hedy','John'])
+                   [1 + r(i, 1, 16)] AS f,
+                 (ARRAY['Lovelace','Hopper','Turing','Dijkstra','Liskov','Knuth','Hamilton',
+                        'Thompson','Allen','Ritchie','Perlman','Torvalds','Wilson',
+                        'Berners-Lee','Lamarr','Backus'])[1 + r(i, 2, 16)] AS l,
+                 timestamptz '2024-01-01 00:00:00+00' + r(i, 6, 300000) * interval '1 minute'
+                   AS c
+               FROM generate_series(1, {n}::bigint) AS i) AS g"
+    )
+}
+
+fn orders_sql(n: u64, customers: u64) -> String {
+    format!(
+        "INSERT INTO orders
+         SELECT i, 1 + r(i, 1, {customers}), (500 + r(i, 2, 39500)) / 100.0, 'EUR',
+                (ARRAY['paid','paid','paid','refunded'])[1 + r(i, 3, 4)],
+                c, c + r(i, 4, 5000) * interval '1 minute'
+         FROM (SELECT i,
+                 timestamptz '2024-01-01 00:00:00+00' + r(i, 5, 500000) * interval '1 minute'
+                   AS c
+               FROM generate_series(1, {n}::bigint) AS i) AS g"
+    )
+}
+
+fn conversations_sql(n: u64, customers: u64) -> String {
+    format!(
+        "INSERT INTO conversations
+         SELECT i, 1 + r(i, 1, {customers}),
+                CASE WHEN r(i, 2, 10) < 3 THEN NULL ELSE 1 + r(i, 3, 5) END,
+                (ARRAY['email','chat','phone'])[1 + r(i, 4, 3)],
+                s, s + r(i, 5, 3000) * interval '1 minute'
+         FROM (SELECT i,
+                 timestamptz '2024-01-01 00:00:00+00' + r(i, 6, 500000) * interval '1 minute'
+                   AS s
+               FROM generate_series(1, {n}::bigint) AS i) AS g"
+    )
+}
+
+/// The demo shop's mapping and aggregates (examples/demo/dossier.toml) over the Postgres
+/// tables. `| number` and `| datetime` pass Decimal and DateTime values through unchanged.
+fn config_toml(url: &str) -> String {
+    format!(
+        r#"[store]
+url = "sqlite://dossier.db"
+
+[[sources]]
+name = "shop"
+connector = "postgres"
+config = {{ url = "{url}" }}
+
+[[sources.streams]]
+name = "customers"
+read = {{ table = "customers", cursor = "updated_at" }}
+
+[sources.streams.mapping]
+target = "contact"
+id = "id"
+identities = {{ email = "email" }}
+profile = {{ first_name = "first_name", last_name = "last_name", country = "country" }}
+data = {{ price_plan = "plan" }}
+created_at = "created_at"
+updated_at = "updated_at"
+
+[[sources.streams]]
+name = "orders"
+read = {{ table = "orders", cursor = "updated_at" }}
+
+[sources.streams.mapping]
+target = "session"
+id = "id"
+kind = "order"
+started_at = "created_at"
+contact = {{ stream = "customers", field = "customer_id" }}
+data = {{ total = "total | number", currency = "currency", status = "status", ordered_at = "created_at | datetime" }}
+
+[[sources.streams]]
+name = "conversations"
+read = {{ table = "conversations", cursor = "updated_at" }}
+
+[sources.streams.mapping]
+target = "session"
+id = "id"
+kind = "conversation"
+started_at = "started_at"
+contact = {{ stream = "customers", field = "customer_id" }}
+data = {{ csat = "csat", channel = "channel" }}
+
+[[aggregates]]
+name = "transactions"
+op = "count"
+kind = "order"
+
+[[aggregates]]
+name = "total_spent"
+op = "sum"
+kind = "order"
+field = "total"
+
+[[aggregates]]
+name = "avg_basket"
+op = "avg"
+kind = "order"
+field = "total"
+
+[[aggregates]]
+name = "avg_csat"
+op = "avg"
+kind = "conversation"
+field = "csat"
+
+[[aggregates]]
+name = "last_order_at"
+op = "max"
+kind = "order"
+field = "ordered_at"
+"#
+    )
+}
+
+/// Generates the three tables, their primary keys and `(updated_at, id)` indexes.
+fn generate(url: &str, customers: u64) -> anyhow::Result<()> {
+    let (orders, conversations) = (customers * 5, customers * 2);
+    psql(url, SCHEMA)?;
+    for (table, rows, sql) in [
+        ("customers", customers, customers_sql(customers)),
+        ("orders", orders, orders_sql(orders, customers)),
+        (
+            "conversations",
+            conversations,
+            conversations_sql(conversations, customers),
+        ),
+    ] {
+        let t = Instant::now();
+        print!("  {table}: {rows} rows ...");
+        std::io::Write::flush(&mut std::io::stdout())?;
+        psql(url, &sql)?;
+        psql(
+            url,
+            &format!(
+                "ALTER TABLE {table} ADD PRIMARY KEY (id);
+                 CREATE INDEX {table}_updated ON {table} (updated_at, id);"
+            ),
+        )?;
+        psql(url, &format!("VACUUM ANALYZE {table}"))?;
+        println!(" {:.1}s", t.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// The limit: every table copied out of PostgreSQL as CSV and imported by `sqlite3`, one
+/// pipeline per table. Returns (seconds, rows imported).
+fn limit(url: &str, dir: &Path) -> anyhow::Result<(f64, u64)> {
+    let db = dir.join("limit.db");
+    let st = Command::new("sqlite3")
+        .arg(&db)
+        .arg(
+            "CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT NOT NULL, first_name TEXT, \
+             last_name TEXT, country TEXT, plan TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL); \
+             CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, total NUMERIC NOT NULL, \
+             currency TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL); \
+             CREATE TABLE conversations (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, csat INTEGER, \
+             channel TEXT NOT NULL, started_at TEXT NOT NULL, updated_at TEXT NOT NULL);",
+        )
+        .status()
+        .context("cannot run sqlite3 (is the SQLite command line tool installed?)")?;
+    ensure!(st.success(), "sqlite3 could not create the limit's tables");
+    let start = Instant::now();
+    for table in ["customers", "orders", "conversations"] {
+        let t = Instant::now();
+        let pipeline = format!(
+            "psql \"$PG_URL\" -X -v ON_ERROR_STOP=1 \
+               -c '\\copy (SELECT * FROM {table}) TO STDOUT WITH (FORMAT csv)' \
+             | sqlite3 \"$LIMIT_DB\" '.mode csv' '.import /dev/stdin {table}'"
+        );
+        let st = Command::new("bash")
+            .args(["-o", "pipefail", "-c", &pipeline])
+            .env("PG_URL", url)
+            .env("LIMIT_DB", &db)
+            .status()
+            .context("cannot run bash")?;
+        ensure!(st.success(), "the limit's pipeline failed for {table}");
+        println!("  {table}: {:.1}s", t.elapsed().as_secs_f64());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let out = Command::new("sqlite3")
+        .arg(&db)
+        .arg(
+            "SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM orders) \
+             + (SELECT count(*) FROM conversations)",
+        )
+        .output()?;
+    ensure!(out.status.success(), "sqlite3 could not count the rows");
+    let rows = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("sqlite3 printed no row count")?;
+    Ok((secs, rows))
+}
+
+/// Runs `dossier sync shop --json`, returning (seconds, rows read, peak RSS in MiB).
+fn timed_sync(config: &Path) -> anyhow::Result<(f64, u64, f64)> {
+    let start = Instant::now();
+    let mut child = dossier()
+        .args([
+            "sync",
+            "shop",
+            "--json",
+            "--config",
+            config.to_str().context("non-UTF-8 temp path")?,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot run dossier")?;
+    let pid = child.id();
+    println!("  dossier sync is pid {pid}");
+    let mut peak = 0;
+    let mut last_report = Instant::now();
+    while child.try_wait()?.is_none() {
+        if let Some(kib) = vm_hwm_kib(pid) {
+            peak = peak.max(kib);
+        }
+        if last_report.elapsed() >= Duration::from_secs(30) {
+            last_report = Instant::now();
+            println!(
+                "  ... {:.0}s, peak RSS so far {:.1} MiB",
+                start.elapsed().as_secs_f64(),
+                peak as f64 / 1024.0
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let out = child.wait_with_output()?;
+    ensure!(out.status.success(), "dossier sync failed: {}", out.status);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("dossier sync printed no JSON summary")?;
+    let rows = summary["streams"]
+        .as_object()
+        .context("no `streams` in the summary")?
+        .values()
+        .map(|s| s["read"].as_u64().unwrap_or(0))
+        .sum();
+    Ok((secs, rows, peak as f64 / 1024.0))
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}
+
+fn run(customers: u64, admin_url: &str) -> anyhow::Result<()> {
+    let total = customers * 8;
+    println!(
+        "pg_sync: {customers} customers, {} orders, {} conversations ({total} rows)",
+        customers * 5,
+        customers * 2
+    );
+    let db = BenchDb::create(admin_url)?;
+    println!("created database {}; generating the shop ...", db.name);
+    let t = Instant::now();
+    generate(&db.url, customers)?;
+    println!("generated in {:.1}s", t.elapsed().as_secs_f64());
+
+    let dir = tempfile::tempdir()?;
+    println!("limit: psql \\copy | sqlite3 .import ...");
+    let (limit_s, limit_rows) = limit(&db.url, dir.path())?;
+    ensure!(
+        limit_rows == total,
+        "the limit imported {limit_rows} rows, expected {total}"
+    );
+    let limit_rate = limit_rows as f64 / limit_s;
+    println!("limit:            {limit_rows} rows in {limit_s:.2}s = {limit_rate:.0} rows/s");
+
+    let config = dir.path().join("dossier.toml");
+    std::fs::write(&config, config_toml(&db.url))?;
+    println!("full sync ...");
+    let (full_s, full_rows, full_mb) = timed_sync(&config)?;
+    ensure!(
+        full_rows == total,
+        "the full sync read {full_rows} rows, expected {total}"
+    );
+    let full_rate = full_rows as f64 / full_s;
+    println!(
+        "full sync:        {full_rows} rows in {full_s:.2}s = {full_rate:.0} rows/s, peak RSS {full_mb:.1} MiB"
+    );
+
+    println!("changing 1% of the rows of each table ...");
+    psql(
+        &db.url,
+        "UPDATE customers SET updated_at = now() WHERE id % 100 = 0;
+         UPDATE orders SET total = total + 1, updated_at = now() WHERE id % 100 = 0;
+         UPDATE conversations SET updated_at = now() WHERE id % 100 = 0;",
+    )?;
+    psql(&db.url, "VACUUM ANALYZE customers, orders, conversations")?;
+    println!("incremental sync ...");
+    let (inc_s, inc_rows, inc_mb) = timed_sync(&config)?;
+    println!(
+        "incremental sync: {inc_rows} rows in {inc_s:.2}s = {:.0} rows/s, peak RSS {inc_mb:.1} MiB",
+        inc_rows as f64 / inc_s
+    );
+
+    let full_vs_limit = full_rate / limit_rate;
+    let inc_vs_full = inc_s / full_s;
+    let peak = full_mb.max(inc_mb);
+    println!();
+    println!(
+        "full sync / limit (rows/s):    {:.1}% (target >= {:.0}%: {})",
+        100.0 * full_vs_limit,
+        100.0 * TARGET_FULL_VS_LIMIT,
+        verdict(full_vs_limit >= TARGET_FULL_VS_LIMIT)
+    );
+    println!(
+        "peak RSS:                      {peak:.1} MiB (target <= {TARGET_PEAK_RSS_MIB:.0} MiB: {})",
+        verdict(peak <= TARGET_PEAK_RSS_MIB)
+    );
+    println!(
+        "incremental / full (time):     {:.2}% (target <= {:.0}%: {})",
+        100.0 * inc_vs_full,
+        100.0 * TARGET_INCREMENTAL_VS_FULL,
+        verdict(inc_vs_full <= TARGET_INCREMENTAL_VS_FULL)
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes --bench; `cargo test --benches` would too: only run when benching.
+    if !std::env::args().any(|a| a == "--bench") {
+        return Ok(());
+    }
+    let customers: u64 = std::env::var("DOSSIER_PG_BENCH_CUSTOMERS")
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(1_000_000);
+    let admin_url = std::env::var("DOSSIER_BENCH_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    run(customers, &admin_url)
+}
