@@ -49,10 +49,10 @@ use dossier_sql_source::{
 use secrecy::ExposeSecret as _;
 use sqlx::mysql::{
     MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions,
-    MySqlRow, MySqlSslMode,
+    MySqlSslMode,
 };
 use sqlx::{
-    AssertSqlSafe, Column as _, Connection as _, Either, Executor as _, Row as _, SqlSafeStr as _,
+    AssertSqlSafe, Column as _, Connection as _, Either, Executor as _, SqlSafeStr as _,
     TypeInfo as _,
 };
 
@@ -303,44 +303,9 @@ fn classify(e: sqlx::Error) -> DbError {
             };
             return DbError::new(class, db.message());
         }
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => Transient,
-        sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnIndexOutOfBounds { .. }
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::TypeNotFound { .. } => Internal,
-        sqlx::Error::Configuration(_) => Invalid,
-        _ => Other,
+        other => dossier_sql_source::driver_error_class(other),
     };
     DbError::new(class, e.to_string())
-}
-
-fn decode(row: &MySqlRow, wires: &[Wire]) -> Result<Vec<Cell>, sqlx::Error> {
-    wires
-        .iter()
-        .enumerate()
-        .map(|(i, wire)| {
-            Ok(match wire {
-                Wire::Int => row
-                    .try_get::<Option<i64>, _>(i)?
-                    .map_or(Cell::Null, Cell::Int),
-                Wire::Float => row
-                    .try_get::<Option<f64>, _>(i)?
-                    .map_or(Cell::Null, Cell::Float),
-                Wire::Bool => row
-                    .try_get::<Option<bool>, _>(i)?
-                    .map_or(Cell::Null, Cell::Bool),
-                Wire::Text => row
-                    .try_get::<Option<String>, _>(i)?
-                    .map_or(Cell::Null, Cell::Text),
-            })
-        })
-        .collect()
 }
 
 /// A query column's (class, display) from the type the server describes it with.
@@ -513,7 +478,7 @@ impl Driver for MySql {
         let rows = query.fetch_all(&mut *tx).await.map_err(classify)?;
         tx.commit().await.map_err(classify)?;
         rows.iter()
-            .map(|r| decode(r, wires))
+            .map(|r| dossier_sql_source::decode_row(r, wires))
             .collect::<Result<_, _>>()
             .map_err(classify)
     }

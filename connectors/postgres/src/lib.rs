@@ -47,10 +47,8 @@ use dossier_sql_source::{
     RawColumn, SqlConnector, Wire, connect_error,
 };
 use secrecy::ExposeSecret as _;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, PgSslMode};
-use sqlx::{
-    AssertSqlSafe, Column as _, Connection as _, Either, Executor as _, Row as _, SqlSafeStr as _,
-};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::{AssertSqlSafe, Column as _, Connection as _, Either, Executor as _, SqlSafeStr as _};
 
 pub use dossier_sql_source::{Config, Stream, TlsMode};
 
@@ -225,44 +223,9 @@ fn classify(e: sqlx::Error) -> DbError {
             };
             return DbError::new(class, db.message());
         }
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => Transient,
-        sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnIndexOutOfBounds { .. }
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::TypeNotFound { .. } => Internal,
-        sqlx::Error::Configuration(_) => Invalid,
-        _ => Other,
+        other => dossier_sql_source::driver_error_class(other),
     };
     DbError::new(class, e.to_string())
-}
-
-fn decode(row: &PgRow, wires: &[Wire]) -> Result<Vec<Cell>, sqlx::Error> {
-    wires
-        .iter()
-        .enumerate()
-        .map(|(i, wire)| {
-            Ok(match wire {
-                Wire::Int => row
-                    .try_get::<Option<i64>, _>(i)?
-                    .map_or(Cell::Null, Cell::Int),
-                Wire::Float => row
-                    .try_get::<Option<f64>, _>(i)?
-                    .map_or(Cell::Null, Cell::Float),
-                Wire::Bool => row
-                    .try_get::<Option<bool>, _>(i)?
-                    .map_or(Cell::Null, Cell::Bool),
-                Wire::Text => row
-                    .try_get::<Option<String>, _>(i)?
-                    .map_or(Cell::Null, Cell::Text),
-            })
-        })
-        .collect()
 }
 
 impl Postgres {
@@ -389,7 +352,7 @@ impl Driver for Postgres {
         let rows = query.fetch_all(&mut *tx).await.map_err(classify)?;
         tx.commit().await.map_err(classify)?;
         rows.iter()
-            .map(|r| decode(r, wires))
+            .map(|r| dossier_sql_source::decode_row(r, wires))
             .collect::<Result<_, _>>()
             .map_err(classify)
     }

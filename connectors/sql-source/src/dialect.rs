@@ -326,6 +326,38 @@ fn parse_timestamp_tz(s: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// Decodes a row by the wire type of each column, for any sqlx driver.
+pub fn decode_row<R>(row: &R, wires: &[Wire]) -> Result<Vec<Cell>, sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    wires
+        .iter()
+        .enumerate()
+        .map(|(i, wire)| {
+            Ok(match wire {
+                Wire::Int => row
+                    .try_get::<Option<i64>, _>(i)?
+                    .map_or(Cell::Null, Cell::Int),
+                Wire::Float => row
+                    .try_get::<Option<f64>, _>(i)?
+                    .map_or(Cell::Null, Cell::Float),
+                Wire::Bool => row
+                    .try_get::<Option<bool>, _>(i)?
+                    .map_or(Cell::Null, Cell::Bool),
+                Wire::Text => row
+                    .try_get::<Option<String>, _>(i)?
+                    .map_or(Cell::Null, Cell::Text),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,6 +78,26 @@ pub fn connect_error(engine: &str, target: &str, user: &str, e: DbError) -> Conn
     }
 }
 
+/// The class of a driver-side sqlx error (I/O, TLS, pool, decoding), the same for every
+/// server; server errors (`sqlx::Error::Database`) are classified by each driver.
+pub fn driver_error_class(e: &sqlx::Error) -> ErrorClass {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => ErrorClass::Transient,
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::TypeNotFound { .. } => ErrorClass::Internal,
+        sqlx::Error::Configuration(_) => ErrorClass::Invalid,
+        _ => ErrorClass::Other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

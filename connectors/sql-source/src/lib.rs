@@ -77,8 +77,10 @@ use dossier_connector::{
 };
 
 pub use config::{Config, Endpoint, MAX_BATCH_SIZE, Stream, TlsMode};
-pub use dialect::{Cell, Column, Dialect, Kind, RawColumn, Wire, expanded_after, to_value};
-pub use error::{DbError, ErrorClass, connect_error, error};
+pub use dialect::{
+    Cell, Column, Dialect, Kind, RawColumn, Wire, decode_row, expanded_after, to_value,
+};
+pub use error::{DbError, ErrorClass, connect_error, driver_error_class, error};
 pub use sql::{Binder, Placeholders, redact_url};
 
 /// The server-specific half of a SQL connector.
