@@ -209,16 +209,10 @@ impl Loader<i64> for ContactLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[i64]) -> LoadResult<i64, Self::Value> {
-        let rows = futures::future::try_join_all(keys.iter().map(|id| async move {
-            self.calls.hit();
-            let row = self
-                .store
-                .contact(&self.ws, *id)
-                .await
-                .map_err(store_error)?;
-            Ok::<_, async_graphql::Error>(row.map(|r| (*id, r)))
-        }))
-        .await?;
-        Ok(rows.into_iter().flatten().collect())
+        self.calls.hit();
+        self.store
+            .contacts_by_ids(&self.ws, keys)
+            .await
+            .map_err(store_error)
     }
 }

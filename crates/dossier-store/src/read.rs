@@ -100,6 +100,39 @@ impl SqlStore {
         row.as_ref().map(contact).transpose()
     }
 
+    /// Several contacts by id in one query; a merged id returns the contact it merged into.
+    pub async fn contacts_by_ids(&self, ws: &str, ids: &[i64]) -> Result<HashMap<i64, ContactRow>> {
+        let mut out = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let mut b = SqlBuilder::new(0);
+        let ws_p = b.param(Bind::Text(ws.into()));
+        let list = in_list(&mut b, ids);
+        let sql = format!(
+            "SELECT {CONTACT_COLS} FROM contacts c WHERE c.workspace = {ws_p} AND c.merged_into IS NULL AND c.id IN ({list})"
+        );
+        for r in bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
+            .fetch_all(&self.read)
+            .await?
+        {
+            let c = contact(&r)?;
+            out.insert(c.id, c);
+        }
+        // Merged (or unknown) ids are rare: follow them one by one.
+        for id in ids
+            .iter()
+            .filter(|id| !out.contains_key(id))
+            .copied()
+            .collect::<Vec<_>>()
+        {
+            if let Some(c) = self.contact(ws, id).await? {
+                out.insert(id, c);
+            }
+        }
+        Ok(out)
+    }
+
     /// A contact by email identity (normalised before the lookup).
     pub async fn contact_by_email(&self, ws: &str, email: &str) -> Result<Option<ContactRow>> {
         let Ok(email) = dossier_core::identity::normalise_email(email) else {

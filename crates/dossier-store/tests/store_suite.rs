@@ -313,6 +313,20 @@ async fn sessions_before_contacts_and_merges(db: TestDb) {
         .unwrap()
         .unwrap();
     assert_eq!(via_old.id, survivor.id);
+    let both = s
+        .contacts_by_ids(WS, &[other.id, survivor.id])
+        .await
+        .unwrap();
+    assert_eq!(
+        (both[&other.id].id, both[&survivor.id].id),
+        (survivor.id, survivor.id)
+    );
+    assert!(
+        s.contacts_by_ids("other", &[survivor.id])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(survivor.city.as_deref(), Some("Lyon"));
     assert_eq!(aggs(s, survivor.id).await["total_spent"], n(12.0));
     let ids = s
