@@ -129,6 +129,49 @@ fn snippet(body: &[u8]) -> String {
     format!("{cut:?}")
 }
 
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Checks an API base URL that credentials will be sent to: `https`, or plain `http` to a
+/// loopback address only (a local fake or proxy), since a secret sent over plain http travels
+/// in clear. Returns it trimmed, without a trailing slash.
+pub fn secure_base_url(url: &str) -> Result<String, ConnectorError> {
+    let url = url.trim().trim_end_matches('/');
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        ConnectorError::config(format!(
+            "url {url:?} is not a URL such as \"https://example.com\""
+        ))
+    })?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = authority
+        .rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(authority, |(h, _)| h);
+    match scheme {
+        "https" => {}
+        "http" if is_loopback(host) => {}
+        "http" => {
+            return Err(ConnectorError::config(format!(
+                "url {url:?} is plain http: the credentials would travel in clear; use https"
+            )));
+        }
+        _ => {
+            return Err(ConnectorError::config(format!(
+                "url {url:?} is not an http(s) URL"
+            )));
+        }
+    }
+    if host.is_empty() {
+        return Err(ConnectorError::config(format!("url {url:?} has no host")));
+    }
+    Ok(url.to_string())
+}
+
 /// Reads `Retry-After`: delay seconds (`"120"`, `"1.5"`) or an HTTP date.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let v = value.trim();
@@ -310,6 +353,22 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn base_urls_must_be_secure() {
+        assert_eq!(
+            secure_base_url(" https://api.example.com/ ").unwrap(),
+            "https://api.example.com"
+        );
+        assert!(secure_base_url("http://127.0.0.1:8080").is_ok());
+        assert!(secure_base_url("http://localhost/x").is_ok());
+        assert!(secure_base_url("http://[::1]:9").is_ok());
+        let e = secure_base_url("http://api.example.com").unwrap_err();
+        assert!(e.to_string().contains("plain http"), "{e}");
+        assert!(secure_base_url("api.example.com").is_err());
+        assert!(secure_base_url("ftp://x").is_err());
+        assert!(secure_base_url("https://").is_err());
     }
 
     #[test]

@@ -37,7 +37,6 @@
 mod fields;
 mod read;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use dossier_connector::{
@@ -123,41 +122,9 @@ impl std::fmt::Debug for WooConnector {
     }
 }
 
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 fn base_url(url: &str) -> Result<String, ConnectorError> {
-    let url = url.trim().trim_end_matches('/');
-    let url = url.strip_suffix("/wp-json/wc/v3").unwrap_or(url);
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        ConnectorError::config(format!(
-            "url {url:?} is not a URL such as \"https://shop.example.com\""
-        ))
-    })?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = authority
-        .rsplit_once(':')
-        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
-        .map_or(authority, |(h, _)| h);
-    match scheme {
-        "https" => {}
-        "http" if is_loopback(host) => {}
-        "http" => {
-            return Err(ConnectorError::config(format!(
-                "url {url:?} is plain http: the consumer secret would travel in clear; use https"
-            )));
-        }
-        _ => {
-            return Err(ConnectorError::config(format!(
-                "url {url:?} is not an http(s) URL"
-            )));
-        }
-    }
-    if host.is_empty() {
-        return Err(ConnectorError::config(format!("url {url:?} has no host")));
-    }
+    let url = dossier_http_source::secure_base_url(url)?;
+    let url = url.strip_suffix("/wp-json/wc/v3").unwrap_or(&url);
     Ok(format!("{url}/wp-json/wc/v3"))
 }
 

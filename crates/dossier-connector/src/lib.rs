@@ -12,8 +12,8 @@ mod registry;
 mod types;
 
 pub use error::{ConnectorError, ErrorOrigin};
-pub use registry::{ConnectorFactory, Registry, Source, StreamConfig};
-pub use types::{Batch, Catalog, Problem, Spec, StreamInfo, StreamState};
+pub use registry::{ConnectorFactory, Registry, Source, StreamConfig, erase};
+pub use types::{Batch, Catalog, ConnectorKind, Problem, Spec, StreamInfo, StreamState};
 
 pub use dossier_core::Value;
 pub use dossier_core::mapping::FieldInfo;

@@ -1,13 +1,13 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 
 use crate::{
-    BatchStream, Catalog, Connector, ConnectorError, Problem, ReadRequest, Spec, StreamInfo,
-    StreamState,
+    BatchStream, Catalog, Connector, ConnectorError, ConnectorKind, Problem, ReadRequest, Spec,
+    StreamInfo, StreamState,
 };
 
 /// A configured stream as the framework holds it: its name and untyped settings.
@@ -111,6 +111,7 @@ impl<C: Connector> ConnectorFactory for Typed<C> {
         Spec {
             name: C::NAME.to_string(),
             version: C::VERSION.to_string(),
+            kind: ConnectorKind::Builtin,
             config_schema: serde_json::to_value(schemars::schema_for!(C::Config))
                 .unwrap_or_default(),
             stream_schema: serde_json::to_value(schemars::schema_for!(C::Stream))
@@ -128,15 +129,24 @@ impl<C: Connector> ConnectorFactory for Typed<C> {
     }
 }
 
-/// The connectors Dossier knows, by name.
+/// A typed connector behind the type-erased adapter: what [`Registry::register`] stores, and
+/// what the plugin SDK exports over the C ABI.
+pub fn erase<C: Connector>() -> Arc<dyn ConnectorFactory> {
+    Arc::new(Typed::<C>(PhantomData))
+}
+
+/// The connectors Dossier knows, by name: built-ins and loaded plugins alike.
+///
+/// Clones share one set of connectors, so a plugin installed while serving (the admin
+/// mutation) is seen by the engine and the API at once.
 #[derive(Default, Clone)]
 pub struct Registry {
-    connectors: BTreeMap<String, Arc<dyn ConnectorFactory>>,
+    connectors: Arc<RwLock<BTreeMap<String, Arc<dyn ConnectorFactory>>>>,
 }
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.connectors.keys()).finish()
+        f.debug_list().entries(self.names()).finish()
     }
 }
 
@@ -145,25 +155,49 @@ impl Registry {
         Self::default()
     }
 
-    /// Adds a typed connector through the type-erased adapter.
-    pub fn register<C: Connector>(&mut self) -> &mut Self {
-        self.register_factory(C::NAME, Arc::new(Typed::<C>(PhantomData)))
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<dyn ConnectorFactory>>> {
+        self.connectors.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds an already erased connector (plugins).
-    pub fn register_factory(
-        &mut self,
-        name: &str,
-        factory: Arc<dyn ConnectorFactory>,
-    ) -> &mut Self {
-        self.connectors.insert(name.to_string(), factory);
+    /// Adds a typed connector through the type-erased adapter.
+    pub fn register<C: Connector>(&mut self) -> &mut Self {
+        self.insert(C::NAME, erase::<C>());
         self
     }
 
+    /// Adds an already erased connector (a plugin). Refuses a name that is taken: a plugin
+    /// never replaces a built-in or another plugin behind the user's back.
+    pub fn register_factory(
+        &self,
+        name: &str,
+        factory: Arc<dyn ConnectorFactory>,
+    ) -> Result<(), ConnectorError> {
+        let mut map = self
+            .connectors
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(existing) = map.get(name) {
+            return Err(ConnectorError::config(format!(
+                "a {} connector named {name:?} is already registered",
+                existing.spec().kind.as_str()
+            )));
+        }
+        map.insert(name.to_string(), factory);
+        Ok(())
+    }
+
+    fn insert(&self, name: &str, factory: Arc<dyn ConnectorFactory>) {
+        self.connectors
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_string(), factory);
+    }
+
     /// The connector called `name`; the error lists what exists.
-    pub fn get(&self, name: &str) -> Result<&Arc<dyn ConnectorFactory>, ConnectorError> {
-        self.connectors.get(name).ok_or_else(|| {
-            let known: Vec<_> = self.connectors.keys().map(String::as_str).collect();
+    pub fn get(&self, name: &str) -> Result<Arc<dyn ConnectorFactory>, ConnectorError> {
+        let map = self.read();
+        map.get(name).cloned().ok_or_else(|| {
+            let known: Vec<_> = map.keys().map(String::as_str).collect();
             ConnectorError::config(format!(
                 "unknown connector {name:?}; available: {}",
                 known.join(", ")
@@ -171,7 +205,18 @@ impl Registry {
         })
     }
 
+    /// Whether a connector is called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.read().contains_key(name)
+    }
+
+    /// The connectors' names, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
+    /// Every connector's spec, by name.
     pub fn specs(&self) -> Vec<Spec> {
-        self.connectors.values().map(|c| c.spec()).collect()
+        self.read().values().map(|c| c.spec()).collect()
     }
 }

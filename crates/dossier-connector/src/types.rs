@@ -4,11 +4,32 @@ use serde::{Deserialize, Serialize};
 
 use crate::{FieldInfo, Value};
 
+/// Where a connector comes from. The engine and the API use both kinds alike; this is only
+/// shown (`dossier connectors list`, the `connectors` query).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectorKind {
+    /// Compiled into Dossier.
+    Builtin,
+    /// A dynamic library installed at run time (`dossier connectors install`).
+    Plugin,
+}
+
+impl ConnectorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorKind::Builtin => "builtin",
+            ConnectorKind::Plugin => "plugin",
+        }
+    }
+}
+
 /// What a connector is and how to configure it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Spec {
     pub name: String,
     pub version: String,
+    pub kind: ConnectorKind,
     /// JSON Schema of the connection config.
     pub config_schema: serde_json::Value,
     /// JSON Schema of one stream's settings.
@@ -32,7 +53,7 @@ pub struct Catalog {
 }
 
 /// One thing `check` found wrong; `stream` is `None` for the connection itself.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Problem {
     pub stream: Option<String>,
     pub message: String,
