@@ -7,7 +7,7 @@
 //! [[sources]]
 //! name = "stripe"
 //! connector = "stripe"
-//! config = { api_key_env = "STRIPE_API_KEY" }
+//! config = { api_key = "${STRIPE_API_KEY}" }
 //!
 //! [[sources.streams]]
 //! name = "charges"
@@ -16,9 +16,9 @@
 //!
 //! # Rules
 //!
-//! - **Auth**: the secret (or restricted, read-only) key is read from the environment variable
-//!   named by `api_key_env` (default `STRIPE_API_KEY`), sent as a bearer token, and never
-//!   logged nor printed. `Stripe-Version` is pinned (`api_version`, default `2023-08-16`).
+//! - **Auth**: the secret (or restricted, read-only) key comes from the environment: `api_key =
+//!   "${STRIPE_API_KEY}"` in the config, or the variable named by `api_key_env` (default
+//!   `STRIPE_API_KEY`). It is sent as a bearer token, and never logged nor printed. `Stripe-Version` is pinned (`api_version`, default `2023-08-16`).
 //! - **Listing**: `limit` ≤ 100, `starting_after=<last id of the page>` while `has_more`.
 //!   Stripe lists newest first. A listing in progress is checkpointed after every page, so a
 //!   crash resumes after the last committed page.
@@ -59,10 +59,14 @@ pub const MAX_PAGE_SIZE: usize = 100;
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The environment variable holding the API key (`sk_...`, or a restricted `rk_...` with
-    /// read access to customers, charges and events).
-    #[serde(default = "default_api_key_env")]
-    pub api_key_env: String,
+    /// The API key (`sk_...`, or a restricted `rk_...` with read access to customers, charges
+    /// and events). Write `${STRIPE_API_KEY}` to keep it out of the file. Set this or
+    /// `api_key_env`.
+    #[schemars(with = "Option<String>")]
+    pub api_key: Option<SecretString>,
+    /// The environment variable holding the API key, read when `api_key` is not set
+    /// (default `STRIPE_API_KEY`).
+    pub api_key_env: Option<String>,
     /// The API's base URL; change it only for a proxy or a local fake (plain http is accepted
     /// on loopback only).
     #[serde(default = "default_base_url")]
@@ -78,9 +82,8 @@ pub struct Config {
     pub retry: RetryConfig,
 }
 
-fn default_api_key_env() -> String {
-    "STRIPE_API_KEY".into()
-}
+/// The variable the API key is read from by default.
+pub const DEFAULT_API_KEY_ENV: &str = "STRIPE_API_KEY";
 fn default_base_url() -> String {
     "https://api.stripe.com".into()
 }
@@ -165,6 +168,28 @@ pub(crate) struct Page {
     pub has_more: bool,
 }
 
+/// The API key: `api_key`, or the variable `api_key_env` names.
+fn api_key(config: &Config) -> Result<SecretString, ConnectorError> {
+    match (&config.api_key, &config.api_key_env) {
+        (Some(_), Some(_)) => Err(ConnectorError::config(
+            "set either `api_key` or `api_key_env`, not both",
+        )),
+        (Some(key), None) if key.expose_secret().trim().is_empty() => {
+            Err(ConnectorError::config("`api_key` is empty"))
+        }
+        (Some(key), None) => Ok(SecretString::from(key.expose_secret().trim().to_string())),
+        (None, var) => {
+            let var = var.as_deref().unwrap_or(DEFAULT_API_KEY_ENV).trim();
+            match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_string())),
+                _ => Err(ConnectorError::config(format!(
+                    "no API key: environment variable {var} is not set or empty; set it, or write `api_key = \"${{STRIPE_API_KEY}}\"`"
+                ))),
+            }
+        }
+    }
+}
+
 /// Stripe's error body: `{"error": {"type", "code", "message", ...}}`.
 fn stripe_error(r: &HttpResponse) -> String {
     match serde_json::from_slice::<Json>(&r.body) {
@@ -237,15 +262,7 @@ impl Connector for StripeConnector {
 
     async fn connect(config: Config) -> Result<Self, ConnectorError> {
         let base = dossier_http_source::secure_base_url(&config.base_url)?;
-        let var = config.api_key_env.trim();
-        let key = match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => SecretString::from(v.trim().to_string()),
-            _ => {
-                return Err(ConnectorError::config(format!(
-                    "environment variable {var} (named by `api_key_env`) is not set or empty; set it to the Stripe API key"
-                )));
-            }
-        };
+        let key = api_key(&config)?;
         if config.page_size == 0 || config.page_size > MAX_PAGE_SIZE {
             return Err(ConnectorError::config(format!(
                 "page_size must be between 1 and {MAX_PAGE_SIZE} (got {})",
@@ -299,8 +316,10 @@ mod tests {
 
     #[test]
     fn secrets_are_never_printed() {
-        let config: Config = serde_json::from_value(serde_json::json!({})).unwrap();
-        assert_eq!(config.api_key_env, "STRIPE_API_KEY");
+        let config: Config =
+            serde_json::from_value(serde_json::json!({ "api_key": "sk_test_secret" })).unwrap();
+        assert!(!format!("{config:?}").contains("sk_test_secret"));
+        assert!(api_key(&config).is_ok());
         let c = StripeConnector {
             http: HttpClient::new("stripe", RetryConfig::default()).unwrap(),
             base: "https://api.stripe.com".into(),
