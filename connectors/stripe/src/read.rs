@@ -98,7 +98,10 @@ impl Reader {
         let mut newest: Option<i64> = None;
         let mut newest_ids: Vec<String> = vec![];
         loop {
-            let mut params = vec![("limit".to_string(), self.limit.to_string()), gte("created", since)];
+            let mut params = vec![
+                ("limit".to_string(), self.limit.to_string()),
+                gte("created", since),
+            ];
             for t in self.resource.update_events() {
                 params.push(("types[]".to_string(), t.to_string()));
             }
@@ -228,7 +231,10 @@ impl Reader {
                 Phase::Done => return Ok(None),
                 Phase::Events => {
                     if self.updates.is_empty() && self.events_after.is_none() {
-                        let since = self.checkpoint.events_gte.expect("events phase has a start");
+                        let since = self
+                            .checkpoint
+                            .events_gte
+                            .expect("events phase has a start");
                         self.collect_updates(since).await?;
                     }
                     if let Some(b) = self.next_updates() {

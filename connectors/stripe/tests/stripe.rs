@@ -5,8 +5,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use dossier_connector::{Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, StreamState, Value};
-use dossier_connector_stripe::{CHARGE_FIELDS, CUSTOMER_FIELDS, Checkpoint, Resource, Stream, StripeConnector};
+use dossier_connector::{
+    Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, StreamState, Value,
+};
+use dossier_connector_stripe::{
+    CHARGE_FIELDS, CUSTOMER_FIELDS, Checkpoint, Resource, Stream, StripeConnector,
+};
 use dossier_stripe_fake::{API_KEY, FakeStripe};
 use futures::StreamExt as _;
 use serde_json::{Value as Json, json};
@@ -65,7 +69,11 @@ async fn full_read_pages_with_starting_after_and_maps_fields() {
     let batches = read(&c, Resource::Customers, None).await.unwrap();
     let got = ids(&batches);
     assert_eq!(got.len(), 250);
-    assert_eq!(got.iter().collect::<BTreeSet<_>>().len(), 250, "no duplicates");
+    assert_eq!(
+        got.iter().collect::<BTreeSet<_>>().len(),
+        250,
+        "no duplicates"
+    );
     assert_eq!(batches.len(), 3, "three pages of at most 100");
     let reqs: Vec<_> = fake.requests();
     assert_eq!(reqs.len(), 3);
@@ -84,7 +92,11 @@ async fn full_read_pages_with_starting_after_and_maps_fields() {
     assert!(matches!(at("created"), Value::DateTime(_)));
     let cp: Checkpoint = serde_json::from_value(last_state(&batches).0).unwrap();
     assert_eq!(cp.created_gte, Some(T0 + 124 * 60));
-    assert_eq!(cp.created_ids.len(), 2, "both customers of the newest second");
+    assert_eq!(
+        cp.created_ids.len(),
+        2,
+        "both customers of the newest second"
+    );
     assert!(cp.events_gte.is_some() && cp.listing.is_none());
 }
 
@@ -103,18 +115,28 @@ async fn charges_carry_amount_and_currency() {
         .iter()
         .find(|r| r[col("currency")] == Value::Text("jpy".into()))
         .unwrap();
-    let Value::Int(amount) = jpy[col("amount")] else { panic!() };
-    assert_eq!(jpy[col("amount_decimal")], Value::Decimal(amount.to_string()));
+    let Value::Int(amount) = jpy[col("amount")] else {
+        panic!()
+    };
+    assert_eq!(
+        jpy[col("amount_decimal")],
+        Value::Decimal(amount.to_string())
+    );
     let usd = rows
         .iter()
         .find(|r| r[col("currency")] == Value::Text("usd".into()))
         .unwrap();
-    let Value::Int(amount) = usd[col("amount")] else { panic!() };
+    let Value::Int(amount) = usd[col("amount")] else {
+        panic!()
+    };
     assert_eq!(
         usd[col("amount_decimal")],
         Value::Decimal(format!("{}.{:02}", amount / 100, amount % 100))
     );
-    let guest = rows.iter().find(|r| r[col("customer")] == Value::Null).unwrap();
+    let guest = rows
+        .iter()
+        .find(|r| r[col("customer")] == Value::Null)
+        .unwrap();
     assert!(matches!(&guest[col("email")], Value::Text(e) if e.starts_with("guest")));
 }
 
@@ -128,20 +150,34 @@ async fn incremental_reads_new_objects_and_updates_from_events() {
     let state = last_state(&first);
 
     // Nothing changed: no batch, the state stays.
-    let none = read(&c, Resource::Customers, Some(state.clone())).await.unwrap();
+    let none = read(&c, Resource::Customers, Some(state.clone()))
+        .await
+        .unwrap();
     assert!(none.is_empty(), "{none:?}");
 
     // Two new customers (one sharing the newest second), one update, one unrelated event.
     let now = chrono_now();
     fake.seed(3, T0 + 14 * 60);
-    fake.update_customer("cus_00000004", now, |c| c["email"] = json!("changed@example.com"));
+    fake.update_customer("cus_00000004", now, |c| {
+        c["email"] = json!("changed@example.com")
+    });
     fake.update_customer("cus_00000004", now, |c| c["name"] = json!("Changed Twice"));
     fake.other_event("plan.created", dossier_stripe_fake::fixture("plan"), now);
     let second = read(&c, Resource::Customers, Some(state)).await.unwrap();
     let got = ids(&second);
     assert_eq!(
         got.iter().collect::<BTreeSet<_>>(),
-        ["cus_00000004", "cus_00000030", "cus_00000031", "cus_00000032"].iter().map(|s| s.to_string()).collect::<BTreeSet<_>>().iter().collect(),
+        [
+            "cus_00000004",
+            "cus_00000030",
+            "cus_00000031",
+            "cus_00000032"
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<BTreeSet<_>>()
+        .iter()
+        .collect(),
     );
     let updated = second
         .iter()
@@ -149,12 +185,26 @@ async fn incremental_reads_new_objects_and_updates_from_events() {
         .find(|r| r[0] == Value::Text("cus_00000004".into()))
         .unwrap();
     assert_eq!(updated[1], Value::Text("changed@example.com".into()));
-    assert_eq!(updated[2], Value::Text("Changed Twice".into()), "the newest event wins");
-    let events = fake.requests().into_iter().filter(|(p, _)| p == "/v1/events").collect::<Vec<_>>();
-    assert!(events[0].1.contains(&("types[]".into(), "customer.updated".into())));
+    assert_eq!(
+        updated[2],
+        Value::Text("Changed Twice".into()),
+        "the newest event wins"
+    );
+    let events = fake
+        .requests()
+        .into_iter()
+        .filter(|(p, _)| p == "/v1/events")
+        .collect::<Vec<_>>();
+    assert!(
+        events[0]
+            .1
+            .contains(&("types[]".into(), "customer.updated".into()))
+    );
 
     // And again: nothing new.
-    let third = read(&c, Resource::Customers, Some(last_state(&second))).await.unwrap();
+    let third = read(&c, Resource::Customers, Some(last_state(&second)))
+        .await
+        .unwrap();
     assert!(third.is_empty(), "{third:?}");
 }
 
@@ -165,9 +215,14 @@ async fn refunds_arrive_through_charge_events() {
     let c = connect(&fake, 100).await;
     let first = read(&c, Resource::Charges, None).await.unwrap();
     fake.refund_charge("ch_00000002", chrono_now());
-    let second = read(&c, Resource::Charges, Some(last_state(&first))).await.unwrap();
+    let second = read(&c, Resource::Charges, Some(last_state(&first)))
+        .await
+        .unwrap();
     assert_eq!(ids(&second), vec!["ch_00000002".to_string()]);
-    let col = CHARGE_FIELDS.iter().position(|(f, _)| *f == "refunded").unwrap();
+    let col = CHARGE_FIELDS
+        .iter()
+        .position(|(f, _)| *f == "refunded")
+        .unwrap();
     assert_eq!(second[0].rows[0][col], Value::Bool(true));
 }
 
@@ -178,13 +233,17 @@ async fn a_listing_resumes_after_its_last_committed_page() {
     let c = connect(&fake, 10).await;
     let mut s = c.clone().read(ReadRequest {
         name: "customers".into(),
-        stream: Stream { resource: Resource::Customers },
+        stream: Stream {
+            resource: Resource::Customers,
+        },
         state: None,
         batch_size: 10,
     });
     let first = s.next().await.unwrap().unwrap();
     drop(s); // a crash after the first page was committed
-    let rest = read(&c, Resource::Customers, Some(first.state.clone())).await.unwrap();
+    let rest = read(&c, Resource::Customers, Some(first.state.clone()))
+        .await
+        .unwrap();
     let mut all = ids(std::slice::from_ref(&first));
     all.extend(ids(&rest));
     assert_eq!(all.len(), 25);
@@ -220,11 +279,14 @@ async fn a_wrong_key_is_a_config_error_that_never_shows_the_key() {
     assert!(e.to_string().contains("HTTP 401"), "{e}");
     assert!(!e.to_string().contains("sk_test_wrong_secret"), "{e}");
 
-    let config = serde_json::from_value(json!({ "api_key_env": "DOSSIER_TEST_STRIPE_UNSET" })).unwrap();
+    let config =
+        serde_json::from_value(json!({ "api_key_env": "DOSSIER_TEST_STRIPE_UNSET" })).unwrap();
     let e = StripeConnector::connect(config).await.unwrap_err();
     assert!(e.to_string().contains("DOSSIER_TEST_STRIPE_UNSET"), "{e}");
 
-    let config = serde_json::from_value(json!({ "base_url": "http://api.example.com", "api_key": API_KEY })).unwrap();
+    let config =
+        serde_json::from_value(json!({ "base_url": "http://api.example.com", "api_key": API_KEY }))
+            .unwrap();
     let e = StripeConnector::connect(config).await.unwrap_err();
     assert!(e.to_string().contains("plain http"), "{e}");
 }
@@ -233,8 +295,7 @@ async fn a_wrong_key_is_a_config_error_that_never_shows_the_key() {
 /// field it reads exists in the object's schema.
 #[tokio::test]
 async fn requests_and_fields_follow_the_openapi_spec() {
-    let spec: Json =
-        serde_json::from_str(include_str!("../fixtures/spec-subset.json")).unwrap();
+    let spec: Json = serde_json::from_str(include_str!("../fixtures/spec-subset.json")).unwrap();
     let fake = FakeStripe::start().await;
     fake.seed(12, T0);
     let c = connect(&fake, 5).await;
@@ -251,20 +312,67 @@ async fn requests_and_fields_follow_the_openapi_spec() {
             .collect();
         for (k, _) in query {
             let base = k.split('[').next().unwrap();
-            assert!(allowed.contains(&base), "{path}: parameter {k} is not in the spec");
+            assert!(
+                allowed.contains(&base),
+                "{path}: parameter {k} is not in the spec"
+            );
         }
     }
     let read_fields: &[(&str, &[&str])] = &[
-        ("customer", &["id", "object", "created", "email", "name", "phone", "description", "currency", "balance", "delinquent", "address", "preferred_locales", "livemode", "metadata"]),
+        (
+            "customer",
+            &[
+                "id",
+                "object",
+                "created",
+                "email",
+                "name",
+                "phone",
+                "description",
+                "currency",
+                "balance",
+                "delinquent",
+                "address",
+                "preferred_locales",
+                "livemode",
+                "metadata",
+            ],
+        ),
         ("address", &["country", "city"]),
-        ("charge", &["id", "object", "created", "customer", "billing_details", "receipt_email", "amount", "currency", "amount_captured", "amount_refunded", "status", "paid", "refunded", "description", "payment_method_details", "livemode", "metadata"]),
+        (
+            "charge",
+            &[
+                "id",
+                "object",
+                "created",
+                "customer",
+                "billing_details",
+                "receipt_email",
+                "amount",
+                "currency",
+                "amount_captured",
+                "amount_refunded",
+                "status",
+                "paid",
+                "refunded",
+                "description",
+                "payment_method_details",
+                "livemode",
+                "metadata",
+            ],
+        ),
         ("billing_details", &["email"]),
         ("payment_method_details", &["type"]),
         ("event", &["id", "created", "type", "data"]),
         ("notification_event_data", &["object"]),
     ];
     for (schema, fields) in read_fields {
-        let props: Vec<&str> = spec["schemas"][schema].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+        let props: Vec<&str> = spec["schemas"][schema]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
         for f in *fields {
             assert!(props.contains(f), "{schema}.{f} is not in the spec");
         }

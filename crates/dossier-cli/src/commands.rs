@@ -6,20 +6,22 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use dossier_gateway::{GatewayConfig, SyncTrigger};
+use dossier_plugin_host::PluginDir;
 use dossier_store::SqlStore;
-use dossier_sync::{Config, Engine, NoProgress, SyncError, builtin_registry};
+use dossier_sync::{Config, Engine, NoProgress, SyncError};
 
+use crate::connectors::PluginAdmin;
 use crate::progress::Bars;
 
-/// Loads the config and opens its store.
-pub async fn engine(config: &Path) -> anyhow::Result<Arc<Engine>> {
+/// Loads the installed plugins and the config, and opens the store.
+pub async fn engine(config: &Path, plugins: &PluginDir) -> anyhow::Result<Arc<Engine>> {
     if !config.exists() {
         anyhow::bail!(
             "config file {} not found; pass --config <file>, set DOSSIER_CONFIG, or run `dossier demo` to create a sample",
             config.display()
         );
     }
-    let registry = builtin_registry();
+    let registry = crate::connectors::registry(plugins);
     let loaded = Config::load(config, &registry)?;
     let url = loaded.config.store.url.clone();
     let store = SqlStore::open(&url)
@@ -41,21 +43,31 @@ impl SyncTrigger for EngineTrigger {
     }
 }
 
+/// The gateway's view of the engine's connectors and of the plugin directory.
+fn admin(engine: &Engine, plugins: &PluginDir) -> Arc<PluginAdmin> {
+    Arc::new(PluginAdmin {
+        registry: engine.registry().clone(),
+        dir: plugins.clone(),
+    })
+}
+
 pub fn gateway_config(engine: &Engine) -> GatewayConfig {
     GatewayConfig {
         workspace: engine.workspace().to_string(),
         max_page_size: engine.loaded().config.server.max_page_size,
+        allow_plugin_install: engine.loaded().config.server.allow_plugin_install,
         ..GatewayConfig::default()
     }
 }
 
 pub async fn sync(
     config: &Path,
+    plugins: &PluginDir,
     source: &str,
     streams: &[String],
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let engine = engine(config).await?;
+    let engine = engine(config, plugins).await?;
     let only = (!streams.is_empty()).then_some(streams);
     let bars = Bars::new(source);
     let result = engine.sync(source, only, "manual", &bars).await;
@@ -88,8 +100,8 @@ pub async fn sync(
     }
 }
 
-pub async fn check(config: &Path, source: &str) -> anyhow::Result<ExitCode> {
-    let engine = engine(config).await?;
+pub async fn check(config: &Path, plugins: &PluginDir, source: &str) -> anyhow::Result<ExitCode> {
+    let engine = engine(config, plugins).await?;
     let problems = engine.check(source).await?;
     if problems.is_empty() {
         println!("{source}: ok");
@@ -101,8 +113,12 @@ pub async fn check(config: &Path, source: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
-pub async fn discover(config: &Path, source: &str) -> anyhow::Result<ExitCode> {
-    let engine = engine(config).await?;
+pub async fn discover(
+    config: &Path,
+    plugins: &PluginDir,
+    source: &str,
+) -> anyhow::Result<ExitCode> {
+    let engine = engine(config, plugins).await?;
     let catalog = engine.discover(source).await?;
     println!("{}", serde_json::to_string_pretty(&catalog)?);
     Ok(ExitCode::SUCCESS)
@@ -110,10 +126,11 @@ pub async fn discover(config: &Path, source: &str) -> anyhow::Result<ExitCode> {
 
 pub async fn query(
     config: &Path,
+    plugins: &PluginDir,
     document: &str,
     variables: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let engine = engine(config).await?;
+    let engine = engine(config, plugins).await?;
     let variables = variables
         .map(serde_json::from_str)
         .transpose()
@@ -121,6 +138,7 @@ pub async fn query(
     let schema = dossier_gateway::build_schema(
         engine.store().clone(),
         Some(Arc::new(EngineTrigger(engine.clone()))),
+        Some(admin(&engine, plugins)),
         gateway_config(&engine),
     );
     let out = dossier_gateway::execute(&schema, document, variables).await;
@@ -135,8 +153,13 @@ pub async fn query(
     })
 }
 
-pub async fn runs(config: &Path, source: Option<&str>, limit: usize) -> anyhow::Result<ExitCode> {
-    let engine = engine(config).await?;
+pub async fn runs(
+    config: &Path,
+    plugins: &PluginDir,
+    source: Option<&str>,
+    limit: usize,
+) -> anyhow::Result<ExitCode> {
+    let engine = engine(config, plugins).await?;
     let page = engine
         .store()
         .runs(engine.workspace(), source, limit, None)
@@ -161,12 +184,14 @@ pub async fn runs(config: &Path, source: Option<&str>, limit: usize) -> anyhow::
 /// Serves GraphQL until interrupted, running scheduled syncs.
 pub async fn serve_engine(
     engine: Arc<Engine>,
+    plugins: &PluginDir,
     listen: &str,
     open_note: bool,
 ) -> anyhow::Result<()> {
     let schema = dossier_gateway::build_schema(
         engine.store().clone(),
         Some(Arc::new(EngineTrigger(engine.clone()))),
+        Some(admin(&engine, plugins)),
         gateway_config(&engine),
     );
     let app = dossier_gateway::router(schema, engine.store().clone());
@@ -214,9 +239,13 @@ fn spawn_schedules(engine: &Arc<Engine>) {
     }
 }
 
-pub async fn serve(config: &Path, listen: Option<String>) -> anyhow::Result<ExitCode> {
-    let engine = engine(config).await?;
+pub async fn serve(
+    config: &Path,
+    plugins: &PluginDir,
+    listen: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let engine = engine(config, plugins).await?;
     let listen = listen.unwrap_or_else(|| engine.loaded().config.server.listen.clone());
-    serve_engine(engine, &listen, false).await?;
+    serve_engine(engine, plugins, &listen, false).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -134,6 +134,7 @@ pub async fn run(
     listen: &str,
     no_serve: bool,
     customers: u32,
+    plugins: &dossier_plugin_host::PluginDir,
 ) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the demo directory {}", dir.display()))?;
@@ -156,7 +157,7 @@ pub async fn run(
         std::fs::write(&config, DEMO_CONFIG)?;
         println!("wrote {}", config.display());
     }
-    let engine = commands::engine(&config).await?;
+    let engine = commands::engine(&config, plugins).await?;
     let bars = Bars::new("shop");
     let s = engine.sync("shop", None, "demo", &bars).await?;
     println!(
@@ -189,6 +190,6 @@ pub async fn run(
     if no_serve {
         return Ok(ExitCode::SUCCESS);
     }
-    commands::serve_engine(engine, listen, true).await?;
+    commands::serve_engine(engine, plugins, listen, true).await?;
     Ok(ExitCode::SUCCESS)
 }

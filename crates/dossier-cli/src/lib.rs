@@ -1,6 +1,7 @@
 //! The `dossier` command line.
 
 mod commands;
+mod connectors;
 mod demo;
 mod progress;
 
@@ -16,6 +17,10 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The plugin directory (installed connector plugins); default: `plugins` beside the
+    /// config file.
+    #[arg(long, global = true, env = "DOSSIER_PLUGIN_DIR")]
+    plugin_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +85,11 @@ enum Command {
         #[arg(long)]
         variables: Option<String>,
     },
+    /// List, install and remove connectors (built-ins and plugins).
+    Connectors {
+        #[command(subcommand)]
+        action: ConnectorsCommand,
+    },
     /// List past sync runs.
     Runs {
         #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
@@ -89,6 +99,36 @@ enum Command {
         source: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConnectorsCommand {
+    /// List the built-in connectors and the installed plugins, with their versions.
+    List {
+        #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install a connector plugin: copy the library into the plugin directory, check it
+    /// (ABI, manifest, sha256) and record it. `serve` and `sync` load it when they start.
+    Install {
+        /// The plugin library (`.so`, `.dylib`, `.dll`).
+        path: PathBuf,
+        /// Refuse the file unless its sha256 (hex) is this.
+        #[arg(long)]
+        sha256: Option<String>,
+        #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
+        config: PathBuf,
+    },
+    /// Remove an installed plugin.
+    Remove {
+        /// The connector's name.
+        name: String,
+        #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
+        config: PathBuf,
     },
 }
 
@@ -122,22 +162,33 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let plugins =
+        |config: &std::path::Path| connectors::plugin_dir(cli.plugin_dir.as_deref(), config);
     match cli.command {
         Command::Demo {
             dir,
             listen,
             no_serve,
             customers,
-        } => demo::run(&dir, &listen, no_serve, customers).await,
-        Command::Serve { config, listen } => commands::serve(&config, listen).await,
+        } => {
+            let plugins = plugins(&dir.join("dossier.toml"));
+            demo::run(&dir, &listen, no_serve, customers, &plugins).await
+        }
+        Command::Serve { config, listen } => {
+            commands::serve(&config, &plugins(&config), listen).await
+        }
         Command::Sync {
             source,
             config,
             streams,
             json,
-        } => commands::sync(&config, &source, &streams, json).await,
-        Command::Check { source, config } => commands::check(&config, &source).await,
-        Command::Discover { source, config } => commands::discover(&config, &source).await,
+        } => commands::sync(&config, &plugins(&config), &source, &streams, json).await,
+        Command::Check { source, config } => {
+            commands::check(&config, &plugins(&config), &source).await
+        }
+        Command::Discover { source, config } => {
+            commands::discover(&config, &plugins(&config), &source).await
+        }
         Command::Schema => {
             print!("{}", dossier_gateway::sdl());
             Ok(ExitCode::SUCCESS)
@@ -146,11 +197,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             document,
             config,
             variables,
-        } => commands::query(&config, &document, variables.as_deref()).await,
+        } => commands::query(&config, &plugins(&config), &document, variables.as_deref()).await,
         Command::Runs {
             config,
             source,
             limit,
-        } => commands::runs(&config, source.as_deref(), limit).await,
+        } => commands::runs(&config, &plugins(&config), source.as_deref(), limit).await,
+        Command::Connectors { action } => match action {
+            ConnectorsCommand::List { config, json } => connectors::list(&plugins(&config), json),
+            ConnectorsCommand::Install {
+                path,
+                sha256,
+                config,
+            } => connectors::install(&plugins(&config), &path, sha256.as_deref()),
+            ConnectorsCommand::Remove { name, config } => {
+                connectors::remove(&plugins(&config), &name)
+            }
+        },
     }
 }

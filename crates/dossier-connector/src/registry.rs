@@ -156,7 +156,9 @@ impl Registry {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<dyn ConnectorFactory>>> {
-        self.connectors.read().unwrap_or_else(PoisonError::into_inner)
+        self.connectors
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Adds a typed connector through the type-erased adapter.

@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+mod connectors;
 mod cursor;
 mod filter;
 mod http;
@@ -23,6 +24,7 @@ use async_graphql::dataloader::DataLoader;
 use async_graphql::{EmptySubscription, Schema};
 use dossier_store::SqlStore;
 
+pub use connectors::{ConnectorAdmin, ConnectorInfo, ConnectorKind};
 pub use http::router;
 pub use schema::{Mutation, Query};
 
@@ -46,6 +48,9 @@ pub struct GatewayConfig {
     pub max_depth: usize,
     /// The largest complexity (number of selected fields) a document may have.
     pub max_complexity: usize,
+    /// Whether the `installConnector` mutation may install plugins. Off by default: there are
+    /// no API keys yet, so anyone who can reach the server could load code into it.
+    pub allow_plugin_install: bool,
 }
 
 impl Default for GatewayConfig {
@@ -56,6 +61,7 @@ impl Default for GatewayConfig {
             default_page_size: 20,
             max_depth: 12,
             max_complexity: 5000,
+            allow_plugin_install: false,
         }
     }
 }
@@ -68,12 +74,15 @@ pub(crate) struct Gateway {
     pub(crate) store: SqlStore,
     pub(crate) config: GatewayConfig,
     pub(crate) sync: Option<Arc<dyn SyncTrigger>>,
+    pub(crate) connectors: Option<Arc<dyn ConnectorAdmin>>,
 }
 
-/// Builds the schema over `store`; `sync` enables the `triggerSync` mutation.
+/// Builds the schema over `store`; `sync` enables the `triggerSync` mutation, `connectors`
+/// the `connectors` query and (with `allow_plugin_install`) the `installConnector` mutation.
 pub fn build_schema(
     store: SqlStore,
     sync: Option<Arc<dyn SyncTrigger>>,
+    connectors: Option<Arc<dyn ConnectorAdmin>>,
     config: GatewayConfig,
 ) -> DossierSchema {
     let ws = config.workspace.clone();
@@ -108,6 +117,7 @@ pub fn build_schema(
             store,
             config,
             sync,
+            connectors,
         })
         .finish()
 }

@@ -9,6 +9,7 @@ use dossier_core::value::from_micros;
 use dossier_core::{DataKey, DataValue, Filter};
 use dossier_store::{ContactRow, IdentityRow, Page, RunRow, SessionRow, SourceRow};
 
+use crate::connectors::Connector;
 use crate::filter::ContactFilter;
 use crate::loaders::{
     AggregatesLoader, ContactDataLoader, ContactLoader, IdentitiesLoader, SessionsKey,
@@ -18,6 +19,13 @@ use crate::{Gateway, cursor};
 
 fn gateway<'a>(ctx: &Context<'a>) -> Result<&'a Gateway> {
     ctx.data::<Gateway>()
+}
+
+fn connector_admin<'a>(ctx: &Context<'a>) -> Result<&'a dyn crate::ConnectorAdmin> {
+    gateway(ctx)?
+        .connectors
+        .as_deref()
+        .ok_or_else(|| Error::new("connectors are not available in this process"))
 }
 
 fn loader<'a, T: Send + Sync + 'static>(ctx: &Context<'a>) -> Result<&'a DataLoader<T>> {
@@ -135,6 +143,16 @@ impl Query {
             .collect())
     }
 
+    /// The connectors this server knows: built in and installed plugins, with their versions
+    /// and config schemas.
+    async fn connectors(&self, ctx: &Context<'_>) -> Result<Vec<Connector>> {
+        Ok(connector_admin(ctx)?
+            .connectors()
+            .into_iter()
+            .map(Connector)
+            .collect())
+    }
+
     /// Sync runs, newest first, optionally of one source.
     async fn sync_runs(
         &self,
@@ -200,6 +218,30 @@ impl Mutation {
             .await?
             .map(Session)
             .ok_or_else(|| Error::new(format!("session {id} not found")))
+    }
+
+    /// Admin: installs a connector plugin from the plugin directory (`file` is a file name
+    /// there), checking `sha256` when given, and returns it. Refused unless the server's config
+    /// sets `server.allow_plugin_install = true` (there are no API keys yet).
+    async fn install_connector(
+        &self,
+        ctx: &Context<'_>,
+        file: String,
+        sha256: Option<String>,
+    ) -> Result<Connector> {
+        let gw = gateway(ctx)?;
+        if !gw.config.allow_plugin_install {
+            return Err(Error::new(
+                "installing plugins over the API is disabled; set `server.allow_plugin_install = true` \
+                 in the config to allow it (there are no API keys yet: anyone who reaches the server \
+                 could load code into it), or use `dossier connectors install`",
+            ));
+        }
+        connector_admin(ctx)?
+            .install(&file, sha256.as_deref())
+            .await
+            .map(Connector)
+            .map_err(Error::new)
     }
 
     /// Syncs a source now and returns its run.

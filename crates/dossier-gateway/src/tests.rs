@@ -79,7 +79,7 @@ fn calls<T: Send + Sync + 'static>(schema: &DossierSchema, get: fn(&T) -> usize)
 #[tokio::test]
 async fn a_page_loads_each_field_with_one_store_call() {
     let dir = tempfile::tempdir().unwrap();
-    let schema = build_schema(store(&dir).await, None, GatewayConfig::default());
+    let schema = build_schema(store(&dir).await, None, None, GatewayConfig::default());
     let out = execute(
         &schema,
         r#"{ contacts(first: 10) {
@@ -113,4 +113,82 @@ async fn a_page_loads_each_field_with_one_store_call() {
     assert_eq!(calls::<SessionsLoader>(&schema, |l| l.calls.get()), 2);
     // Session.contact: the page's contacts in one read too.
     assert_eq!(calls::<ContactLoader>(&schema, |l| l.calls.get()), 1);
+}
+
+/// A connector admin that records installs.
+struct FakeAdmin(std::sync::Mutex<Vec<String>>);
+
+fn info(name: &str, kind: ConnectorKind) -> ConnectorInfo {
+    ConnectorInfo {
+        name: name.into(),
+        kind,
+        version: "1.2.3".into(),
+        config_schema: serde_json::json!({"type": "object"}),
+        stream_schema: serde_json::json!({"type": "object"}),
+        file: (kind == ConnectorKind::Plugin).then(|| format!("{name}.so")),
+        sha256: None,
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectorAdmin for FakeAdmin {
+    fn connectors(&self) -> Vec<ConnectorInfo> {
+        let mut all = vec![info("sqlite", ConnectorKind::Builtin)];
+        all.extend(
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|n| info(n, ConnectorKind::Plugin)),
+        );
+        all
+    }
+
+    async fn install(&self, file: &str, _sha256: Option<&str>) -> Result<ConnectorInfo, String> {
+        let name = file.trim_end_matches(".so").to_string();
+        self.0.lock().unwrap().push(name.clone());
+        Ok(info(&name, ConnectorKind::Plugin))
+    }
+}
+
+#[tokio::test]
+async fn connectors_are_listed_and_installing_is_an_admin_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Arc::new(FakeAdmin(Default::default()));
+    let install = r#"mutation { installConnector(file: "stripe.so") { name kind version file } }"#;
+    let list = "{ connectors { name kind version configSchema file } }";
+
+    let closed = build_schema(
+        store(&dir).await,
+        None,
+        Some(admin.clone()),
+        GatewayConfig::default(),
+    );
+    let out = execute(&closed, list, None).await;
+    assert_eq!(out["data"]["connectors"][0]["name"], "sqlite");
+    assert_eq!(out["data"]["connectors"][0]["kind"], "BUILTIN");
+    assert_eq!(
+        out["data"]["connectors"][0]["configSchema"]["type"],
+        "object"
+    );
+    let out = execute(&closed, install, None).await;
+    let message = out["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("server.allow_plugin_install"), "{message}");
+    assert!(admin.0.lock().unwrap().is_empty());
+
+    let open = build_schema(
+        store(&dir).await,
+        None,
+        Some(admin.clone()),
+        GatewayConfig {
+            allow_plugin_install: true,
+            ..GatewayConfig::default()
+        },
+    );
+    let out = execute(&open, install, None).await;
+    assert!(out.get("errors").is_none(), "{out:#}");
+    assert_eq!(out["data"]["installConnector"]["kind"], "PLUGIN");
+    let out = execute(&open, list, None).await;
+    assert_eq!(out["data"]["connectors"][1]["name"], "stripe");
+    assert_eq!(out["data"]["connectors"][1]["file"], "stripe.so");
 }

@@ -138,7 +138,7 @@ impl PluginError {
 
 /// What a plugin is: read by the host before anything else is called.
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Manifest {
     /// The connector's name, as configs write it (`connector = "stripe"`): lowercase
     /// `[a-z0-9_-]`, at most 64 bytes.
@@ -179,7 +179,7 @@ pub type ReaderHandle = *mut c_void;
 
 /// The plugin's functions.
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct PluginVtable {
     /// `size_of::<PluginVtable>()` as the plugin was built (frozen position).
     pub struct_size: usize,
@@ -207,8 +207,11 @@ pub struct PluginVtable {
         err: *mut PluginError,
     ) -> u32,
     /// Writes the catalog (MessagePack).
-    pub discover:
-        unsafe extern "C" fn(source: SourceHandle, out: *mut OwnedBuf, err: *mut PluginError) -> u32,
+    pub discover: unsafe extern "C" fn(
+        source: SourceHandle,
+        out: *mut OwnedBuf,
+        err: *mut PluginError,
+    ) -> u32,
     /// Describes one stream (MessagePack `{name, settings}` in, stream info out).
     pub describe: unsafe extern "C" fn(
         source: SourceHandle,
@@ -226,8 +229,11 @@ pub struct PluginVtable {
     /// The next batch (MessagePack, with its state): [`STATUS_OK`] with a batch,
     /// [`STATUS_END`] when done, or [`STATUS_ERROR`]. After an error or the end, the reader
     /// only answers [`STATUS_END`].
-    pub read_next:
-        unsafe extern "C" fn(reader: ReaderHandle, out: *mut OwnedBuf, err: *mut PluginError) -> u32,
+    pub read_next: unsafe extern "C" fn(
+        reader: ReaderHandle,
+        out: *mut OwnedBuf,
+        err: *mut PluginError,
+    ) -> u32,
     /// Frees a reader.
     pub read_close: unsafe extern "C" fn(reader: ReaderHandle),
     /// Frees a source handle (readers opened from it stay usable until closed).

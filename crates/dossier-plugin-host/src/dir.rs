@@ -95,7 +95,9 @@ impl PluginDir {
     fn save(&self, plugins: Vec<InstalledPlugin>) -> Result<(), PluginError> {
         let text = toml::to_string_pretty(&Record { plugins })
             .map_err(|e| self.dir_err(format!("cannot write {RECORD_FILE}: {e}")))?;
-        let tmp = self.dir.join(format!(".{RECORD_FILE}.{}", std::process::id()));
+        let tmp = self
+            .dir
+            .join(format!(".{RECORD_FILE}.{}", std::process::id()));
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, self.dir.join(RECORD_FILE)))
             .map_err(|e| self.dir_err(format!("cannot write {RECORD_FILE}: {e}")))
@@ -235,8 +237,8 @@ impl PluginDir {
     pub fn load_all(&self, registry: &Registry) -> Result<Vec<LoadOutcome>, PluginError> {
         let mut outcomes = vec![];
         for record in self.installed()? {
-            let result = load(&self.dir.join(&record.file), Some(&record.sha256))
-                .and_then(|plugin| {
+            let result =
+                load(&self.dir.join(&record.file), Some(&record.sha256)).and_then(|plugin| {
                     if plugin.name != record.name {
                         return Err(PluginError::Conflict {
                             name: record.name.clone(),

@@ -25,3 +25,5 @@ pub use source::PluginConnector;
 
 #[doc(hidden)]
 pub use loader::validate_vtable;
+#[doc(hidden)]
+pub mod testing;

@@ -43,10 +43,18 @@ extern "C" fn host_log(level: u32, target: Bytes, message: Bytes) {
         // SAFETY: the plugin passes buffers valid for the call, per the ABI.
         let (target, message) = unsafe { (text(target), text(message)) };
         match level {
-            LOG_ERROR => tracing::error!(target: "dossier::plugin", plugin_target = %target, "{message}"),
-            LOG_WARN => tracing::warn!(target: "dossier::plugin", plugin_target = %target, "{message}"),
-            LOG_INFO => tracing::info!(target: "dossier::plugin", plugin_target = %target, "{message}"),
-            LOG_DEBUG => tracing::debug!(target: "dossier::plugin", plugin_target = %target, "{message}"),
+            LOG_ERROR => {
+                tracing::error!(target: "dossier::plugin", plugin_target = %target, "{message}")
+            }
+            LOG_WARN => {
+                tracing::warn!(target: "dossier::plugin", plugin_target = %target, "{message}")
+            }
+            LOG_INFO => {
+                tracing::info!(target: "dossier::plugin", plugin_target = %target, "{message}")
+            }
+            LOG_DEBUG => {
+                tracing::debug!(target: "dossier::plugin", plugin_target = %target, "{message}")
+            }
             _ => tracing::trace!(target: "dossier::plugin", plugin_target = %target, "{message}"),
         }
     });

@@ -290,7 +290,10 @@ impl Drop for Reader {
 }
 
 enum Read {
-    Pending { source: Arc<Handle>, request: Vec<u8> },
+    Pending {
+        source: Arc<Handle>,
+        request: Vec<u8>,
+    },
     Open(Reader),
     Done,
 }
@@ -306,7 +309,12 @@ impl Read {
                 let opened = source.plugin.call(|err| {
                     // SAFETY: a live handle, a borrowed request, output and error slots.
                     unsafe {
-                        (source.plugin.vtable.read_open)(source.ptr, borrowed(&request), &mut ptr, err)
+                        (source.plugin.vtable.read_open)(
+                            source.ptr,
+                            borrowed(&request),
+                            &mut ptr,
+                            err,
+                        )
                     }
                 });
                 match opened {

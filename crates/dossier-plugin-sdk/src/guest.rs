@@ -151,7 +151,9 @@ unsafe fn bytes<'a>(b: Bytes) -> &'a [u8] {
 fn write_error(err: *mut PluginError, e: &ConnectorError) {
     let (kind, retryable, message) = match e {
         ConnectorError::Config(m) => (ERROR_CONFIG, false, m.clone()),
-        ConnectorError::Remote { message, retryable } => (ERROR_REMOTE, *retryable, message.clone()),
+        ConnectorError::Remote { message, retryable } => {
+            (ERROR_REMOTE, *retryable, message.clone())
+        }
         ConnectorError::Internal(m) => (ERROR_INTERNAL, false, m.clone()),
     };
     if err.is_null() {
@@ -176,7 +178,11 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 /// Runs `body`, turning its error or its panic into a status and an error.
-fn guarded(call: &str, err: *mut PluginError, body: impl FnOnce() -> Result<u32, ConnectorError>) -> u32 {
+fn guarded(
+    call: &str,
+    err: *mut PluginError,
+    body: impl FnOnce() -> Result<u32, ConnectorError>,
+) -> u32 {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(status)) => status,
         Ok(Err(e)) => {
@@ -189,7 +195,9 @@ fn guarded(call: &str, err: *mut PluginError, body: impl FnOnce() -> Result<u32,
             tracing::error!(call, panic = %message, "connector panicked");
             write_error(
                 err,
-                &ConnectorError::internal(format!("the {name} plugin panicked in {call}: {message}")),
+                &ConnectorError::internal(format!(
+                    "the {name} plugin panicked in {call}: {message}"
+                )),
             );
             // Dropping a payload can itself panic: forget it.
             std::mem::forget(payload);
@@ -277,7 +285,11 @@ unsafe extern "C" fn check(
     })
 }
 
-unsafe extern "C" fn discover(handle: SourceHandle, out: *mut OwnedBuf, err: *mut PluginError) -> u32 {
+unsafe extern "C" fn discover(
+    handle: SourceHandle,
+    out: *mut OwnedBuf,
+    err: *mut PluginError,
+) -> u32 {
     guarded("discover", err, || {
         // SAFETY: per the ABI, a live handle.
         let source = unsafe { source(handle)? };
@@ -350,7 +362,11 @@ unsafe extern "C" fn read_open(
     })
 }
 
-unsafe extern "C" fn read_next(reader: ReaderHandle, out: *mut OwnedBuf, err: *mut PluginError) -> u32 {
+unsafe extern "C" fn read_next(
+    reader: ReaderHandle,
+    out: *mut OwnedBuf,
+    err: *mut PluginError,
+) -> u32 {
     if reader.is_null() {
         write_error(err, &ConnectorError::internal("null reader handle"));
         return STATUS_ERROR;

@@ -148,7 +148,9 @@ mod tests {
     use chrono::TimeZone;
 
     fn sample() -> Batch {
-        let at = chrono::Utc.timestamp_opt(1_700_000_000, 123_456_789).unwrap();
+        let at = chrono::Utc
+            .timestamp_opt(1_700_000_000, 123_456_789)
+            .unwrap();
         Batch {
             fields: Arc::new(vec!["a".into(), "b".into(), "c".into(), "d".into()]),
             rows: vec![

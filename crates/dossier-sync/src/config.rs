@@ -59,6 +59,11 @@ pub struct ServerConfig {
     /// Largest `first` a client may ask for in one page.
     #[serde(default = "default_max_page")]
     pub max_page_size: usize,
+    /// Let the `installConnector` mutation install plugins from the plugin directory. Off by
+    /// default: there are no API keys yet, so anyone who can reach the server could load code
+    /// into it. `dossier connectors install` works either way.
+    #[serde(default)]
+    pub allow_plugin_install: bool,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +71,7 @@ impl Default for ServerConfig {
         Self {
             listen: default_listen(),
             max_page_size: default_max_page(),
+            allow_plugin_install: false,
         }
     }
 }

@@ -93,9 +93,37 @@ impl Respond for Responder {
             );
         }
         let (objects, extra): (&Vec<Json>, &[&str]) = match path.as_str() {
-            "/v1/customers" => (&st.customers, &["created[gte]", "created[gt]", "created[lte]", "created[lt]", "email"]),
-            "/v1/charges" => (&st.charges, &["created[gte]", "created[gt]", "created[lte]", "created[lt]", "customer"]),
-            "/v1/events" => (&st.events, &["created[gte]", "created[gt]", "created[lte]", "created[lt]", "types[]", "type"]),
+            "/v1/customers" => (
+                &st.customers,
+                &[
+                    "created[gte]",
+                    "created[gt]",
+                    "created[lte]",
+                    "created[lt]",
+                    "email",
+                ],
+            ),
+            "/v1/charges" => (
+                &st.charges,
+                &[
+                    "created[gte]",
+                    "created[gt]",
+                    "created[lte]",
+                    "created[lt]",
+                    "customer",
+                ],
+            ),
+            "/v1/events" => (
+                &st.events,
+                &[
+                    "created[gte]",
+                    "created[gt]",
+                    "created[lte]",
+                    "created[lt]",
+                    "types[]",
+                    "type",
+                ],
+            ),
             _ => {
                 return error(
                     404,
@@ -121,7 +149,12 @@ impl Respond for Responder {
             None => 10,
             Some(Ok(n)) if (1..=100).contains(&n) => n,
             _ => {
-                return error(400, "invalid_request_error", "parameter_invalid_integer", "Invalid limit: must be between 1 and 100");
+                return error(
+                    400,
+                    "invalid_request_error",
+                    "parameter_invalid_integer",
+                    "Invalid limit: must be between 1 and 100",
+                );
             }
         };
         let bound = |k: &str| get(k).and_then(|v| v.parse::<i64>().ok());
@@ -138,24 +171,34 @@ impl Respond for Responder {
                     && bound("created[gt]").is_none_or(|b| c > b)
                     && bound("created[lte]").is_none_or(|b| c <= b)
                     && bound("created[lt]").is_none_or(|b| c < b)
-                    && (types.is_empty()
-                        || types.contains(&o["type"].as_str().unwrap_or_default()))
+                    && (types.is_empty() || types.contains(&o["type"].as_str().unwrap_or_default()))
             })
             .collect();
         // Newest first.
         list.sort_by(|a, b| {
-            (b["created"].as_i64(), b["id"].as_str()).cmp(&(a["created"].as_i64(), a["id"].as_str()))
+            (b["created"].as_i64(), b["id"].as_str())
+                .cmp(&(a["created"].as_i64(), a["id"].as_str()))
         });
         let start = match get("starting_after") {
             None => 0,
             Some(id) => match list.iter().position(|o| o["id"].as_str() == Some(id)) {
                 Some(i) => i + 1,
                 None => {
-                    return error(400, "invalid_request_error", "resource_missing", &format!("No such object: '{id}'"));
+                    return error(
+                        400,
+                        "invalid_request_error",
+                        "resource_missing",
+                        &format!("No such object: '{id}'"),
+                    );
                 }
             },
         };
-        let page: Vec<Json> = list.iter().skip(start).take(limit).map(|o| (*o).clone()).collect();
+        let page: Vec<Json> = list
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|o| (*o).clone())
+            .collect();
         let has_more = start + page.len() < list.len();
         ResponseTemplate::new(200).set_body_json(json!({
             "object": "list",
@@ -172,7 +215,11 @@ pub fn customer(n: u64, created: i64) -> Json {
     c["id"] = json!(format!("cus_{n:08}"));
     c["created"] = json!(created);
     c["email"] = json!(format!("Customer{n}@Example.com"));
-    c["name"] = if n % 10 == 7 { Json::Null } else { json!(format!("First{n} Last{n}")) };
+    c["name"] = if n % 10 == 7 {
+        Json::Null
+    } else {
+        json!(format!("First{n} Last{n}"))
+    };
     c["phone"] = json!(format!("+3361234{:04}", n % 10_000));
     let i = (n % 4) as usize;
     let (city, country, locale) = (

@@ -152,7 +152,7 @@ pub async fn seeded_with(
         )
         .await
         .unwrap();
-    let schema = dossier_gateway::build_schema(store.clone(), sync(store.clone()), config);
+    let schema = dossier_gateway::build_schema(store.clone(), sync(store.clone()), None, config);
     let app = dossier_gateway::router(schema.clone(), store.clone());
     TestApp {
         store,

@@ -63,7 +63,9 @@ fn info(name: &str, entity: Entity) -> StreamInfo {
     let (fields, types): (&[&str], &[&str]) = match entity {
         Entity::Customers => (
             CUSTOMER_FIELDS,
-            &["integer", "string", "string", "string", "string", "datetime"],
+            &[
+                "integer", "string", "string", "string", "string", "datetime",
+            ],
         ),
         Entity::Payments => (
             PAYMENT_FIELDS,
