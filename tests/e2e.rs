@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -261,40 +260,9 @@ async fn serve_answers_graphql_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     demo(d, 200);
-    let mut child = bin()
-        .args([
-            "serve",
-            "--config",
-            config(d).to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut buf = [0u8; 512];
-    let mut text = String::new();
-    let start = Instant::now();
-    while !text.contains("/graphql") && start.elapsed() < Duration::from_secs(30) {
-        let n = out.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        text.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    let addr = text
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {text:?}"))
-        .to_string();
+    let (mut child, addr) = serve(&["--config", config(d).to_str().unwrap()]);
     let body = r#"{"query":"{ contacts(first: 2) { totalCount edges { node { email } } } }"}"#;
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    write!(s, "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
+    let resp = post_graphql(&addr, body);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");

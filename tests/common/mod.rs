@@ -1,8 +1,10 @@
 //! Helpers for end-to-end tests over the real `dossier` binary.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Row, SqliteConnection};
 
@@ -162,4 +164,44 @@ pub async fn assert_store_matches_source(dir: &Path) {
         checked += 1;
     }
     assert!(checked > 0);
+}
+
+/// Starts `dossier serve` with `args` on a free port; returns the child and its address, once
+/// it printed it. Its stderr is returned with the child's output when it is waited on.
+pub fn serve(args: &[&str]) -> (Child, String) {
+    let mut child = bin()
+        .arg("serve")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 512];
+    let mut text = String::new();
+    let start = Instant::now();
+    while !text.contains("/graphql") && start.elapsed() < Duration::from_secs(30) {
+        let n = out.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let addr = text
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {text:?}"))
+        .to_string();
+    (child, addr)
+}
+
+/// POSTs a GraphQL request body to `/graphql`; returns the raw HTTP response.
+pub fn post_graphql(addr: &str, body: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp
 }
