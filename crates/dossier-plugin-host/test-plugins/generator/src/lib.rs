@@ -96,7 +96,7 @@ fn rows_of(entity: Entity, c: u64, out: &mut Vec<Vec<Value>>) {
             Value::Text(format!("user{}@example.com", c + 1)),
             Value::Text(format!("User{}", c + 1)),
             Value::Text(COUNTRIES[(c % COUNTRIES.len() as u64) as usize].to_string()),
-            Value::Text(if c % 3 == 0 { "pro" } else { "basic" }.to_string()),
+            Value::Text(if c.is_multiple_of(3) { "pro" } else { "basic" }.to_string()),
             Value::DateTime(at(c)),
         ]),
         Entity::Payments => {
