@@ -5,9 +5,7 @@ use dossier_core::{AggOp, AggregateRule, DataKey, DataValue, Identity, MappedRec
 use dossier_store::{BatchWrite, SqlStore};
 
 use super::*;
-use crate::loaders::{
-    AggregatesLoader, ContactDataLoader, ContactLoader, IdentitiesLoader, SessionsLoader,
-};
+use crate::loaders::Loaders;
 
 const WS: &str = "default";
 
@@ -72,16 +70,13 @@ async fn store(dir: &tempfile::TempDir) -> SqlStore {
     store
 }
 
-fn calls<T: Send + Sync + 'static>(schema: &DossierSchema, get: fn(&T) -> usize) -> usize {
-    get(schema.data::<DataLoader<T>>().unwrap().loader())
-}
-
 #[tokio::test]
 async fn a_page_loads_each_field_with_one_store_call() {
     let dir = tempfile::tempdir().unwrap();
-    let schema = build_schema(store(&dir).await, None, GatewayConfig::default());
-    let out = execute(
-        &schema,
+    let store = store(&dir).await;
+    let schema = build_schema(store.clone(), None, GatewayConfig::open(WS));
+    let loaders = Loaders::new(&store, WS);
+    let request = async_graphql::Request::new(
         r#"{ contacts(first: 10) {
             edges { node {
                 id data aggregates identities { kind value }
@@ -89,9 +84,10 @@ async fn a_page_loads_each_field_with_one_store_call() {
                 orders: sessions(kind: "order", first: 5) { edges { node { id } } }
             } }
         } }"#,
-        None,
     )
-    .await;
+    .data(loaders.clone())
+    .data(Caller::admin(WS));
+    let out = serde_json::to_value(schema.execute(request).await).unwrap();
     assert!(out.get("errors").is_none(), "{out:#}");
     let edges = out["data"]["contacts"]["edges"].as_array().unwrap();
     assert_eq!(edges.len(), 10);
@@ -106,11 +102,11 @@ async fn a_page_loads_each_field_with_one_store_call() {
             node["id"]
         );
     }
-    assert_eq!(calls::<ContactDataLoader>(&schema, |l| l.calls.get()), 1);
-    assert_eq!(calls::<AggregatesLoader>(&schema, |l| l.calls.get()), 1);
-    assert_eq!(calls::<IdentitiesLoader>(&schema, |l| l.calls.get()), 1);
+    assert_eq!(loaders.data.loader().calls.get(), 1);
+    assert_eq!(loaders.aggregates.loader().calls.get(), 1);
+    assert_eq!(loaders.identities.loader().calls.get(), 1);
     // Two differently-argued `sessions` fields: one call each.
-    assert_eq!(calls::<SessionsLoader>(&schema, |l| l.calls.get()), 2);
+    assert_eq!(loaders.sessions.loader().calls.get(), 2);
     // Session.contact: the page's contacts in one read too.
-    assert_eq!(calls::<ContactLoader>(&schema, |l| l.calls.get()), 1);
+    assert_eq!(loaders.contacts.loader().calls.get(), 1);
 }
