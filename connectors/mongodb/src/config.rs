@@ -54,7 +54,10 @@ impl Config {
         if self.database.trim().is_empty() {
             return Err("`database` is empty; name the database to read".into());
         }
-        if self.database.contains(['/', '\\', '.', ' ', '"', '$', '\0']) {
+        if self
+            .database
+            .contains(['/', '\\', '.', ' ', '"', '$', '\0'])
+        {
             return Err(format!(
                 "`database` {:?} is not a valid MongoDB database name",
                 self.database
@@ -290,8 +293,9 @@ fn check_path(what: &str, path: &str) -> Result<(), String> {
 /// A filter as written in config (a table, or a JSON string) as a query document.
 fn parse_filter(filter: &Json) -> Result<Document, String> {
     let json = match filter {
-        Json::String(s) => serde_json::from_str(s)
-            .map_err(|e| format!("`filter` is not valid JSON: {e}"))?,
+        Json::String(s) => {
+            serde_json::from_str(s).map_err(|e| format!("`filter` is not valid JSON: {e}"))?
+        }
         other => other.clone(),
     };
     if !json.is_object() {
@@ -382,7 +386,11 @@ fn parse_projection(
         check_path("projection", path)?;
     }
     if let Projection::Exclude(paths) = &projection {
-        for (what, field) in [("_id", Some("_id")), ("the cursor", cursor), ("unwind", unwind)] {
+        for (what, field) in [
+            ("_id", Some("_id")),
+            ("the cursor", cursor),
+            ("unwind", unwind),
+        ] {
             if let Some(field) = field
                 && let Some(p) = paths.iter().find(|p| covers(p, field))
             {
@@ -407,10 +415,7 @@ mod tests {
     #[test]
     fn filters_are_extended_json_documents() {
         let s = stream(json!({"collection": "c", "filter": {"status": "active"}})).unwrap();
-        assert_eq!(
-            s.filter.unwrap(),
-            mongodb::bson::doc! {"status": "active"}
-        );
+        assert_eq!(s.filter.unwrap(), mongodb::bson::doc! {"status": "active"});
         let s = stream(json!({
             "collection": "c",
             "filter": r#"{"created_at": {"$gte": {"$date": "2024-01-01T00:00:00Z"}}}"#
@@ -445,7 +450,10 @@ mod tests {
         let keys: Vec<&str> = doc.keys().map(String::as_str).collect();
         assert_eq!(keys, ["email", "address", "_id", "updated_at", "orders"]);
         let s = stream(json!({"collection": "c", "projection": {"notes": 0}})).unwrap();
-        assert_eq!(s.projection, Some(Projection::Exclude(vec!["notes".into()])));
+        assert_eq!(
+            s.projection,
+            Some(Projection::Exclude(vec!["notes".into()]))
+        );
         for (p, want) in [
             (json!({"_id": 0}), "always read"),
             (json!({"updated": 0}), "always read"),

@@ -67,7 +67,9 @@ pub fn error(context: impl Display, e: &Error, configuring: bool) -> ConnectorEr
         ErrorKind::BsonDeserialization(_) | ErrorKind::Internal { .. } => {
             ConnectorError::internal(msg)
         }
-        _ if e.contains_label("RetryableReadError") || e.contains_label("ResumableChangeStreamError") => {
+        _ if e.contains_label("RetryableReadError")
+            || e.contains_label("ResumableChangeStreamError") =>
+        {
             ConnectorError::remote(msg, true)
         }
         _ => ConnectorError::remote(msg, false),

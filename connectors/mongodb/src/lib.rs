@@ -280,7 +280,11 @@ impl MongoConnector {
         Ok(info.fields.into_iter().map(|f| f.name).collect())
     }
 
-    async fn check_stream(&self, name: &str, stream: &Stream) -> Result<Vec<String>, ConnectorError> {
+    async fn check_stream(
+        &self,
+        name: &str,
+        stream: &Stream,
+    ) -> Result<Vec<String>, ConnectorError> {
         let at = format!("stream {name:?}");
         self.check_collection(name, stream).await?;
         let coll = self.collection(&stream.collection);
@@ -391,7 +395,9 @@ impl Connector for MongoConnector {
                 uri,
             )
         })?;
-        options.app_name.get_or_insert_with(|| "dossier".to_string());
+        options
+            .app_name
+            .get_or_insert_with(|| "dossier".to_string());
         options.connect_timeout.get_or_insert(timeout);
         options.server_selection_timeout.get_or_insert(timeout);
         let target = format!("{}/{}", hosts(&options), config.database);

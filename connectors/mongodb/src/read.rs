@@ -230,10 +230,7 @@ impl Reader {
                 match more {
                     Err(e) => {
                         return Err(error(
-                            format!(
-                                "{at}: cannot read collection {:?}",
-                                self.stream.collection
-                            ),
+                            format!("{at}: cannot read collection {:?}", self.stream.collection),
                             &e,
                             false,
                         ));

@@ -56,7 +56,11 @@ impl Sample {
             let mut seen = HashSet::new();
             self.walk(doc, "", Some(path), &mut seen);
             self.value(path, element, &mut seen);
-            self.value(&format!("{path}{INDEX_SUFFIX}"), RawBsonRef::Int64(i as i64), &mut seen);
+            self.value(
+                &format!("{path}{INDEX_SUFFIX}"),
+                RawBsonRef::Int64(i as i64),
+                &mut seen,
+            );
         }
     }
 
@@ -212,11 +216,7 @@ impl Sample {
             let p = p.to_ascii_lowercase();
             !(p.contains("updat") || p.contains("modif") || p.contains("changed"))
         };
-        dates.sort_by(|a, b| {
-            not_update_time(a)
-                .cmp(&not_update_time(b))
-                .then(a.cmp(b))
-        });
+        dates.sort_by(|a, b| not_update_time(a).cmp(&not_update_time(b)).then(a.cmp(b)));
         let mut out: Vec<String> = dates.into_iter().map(str::to_string).collect();
         if self.types("_id") == ["objectId"] {
             out.push("_id".into());
@@ -339,7 +339,10 @@ mod tests {
         assert_eq!(by("email").source_type, "string");
         assert_eq!(by("zip").source_type, "int 1, string 1");
         assert!(by("zip").unsupported.is_none());
-        assert_eq!(by("address.city").source_type, "string (in 1 of 2 sampled records)");
+        assert_eq!(
+            by("address.city").source_type,
+            "string (in 1 of 2 sampled records)"
+        );
         assert!(by("photo").unsupported.unwrap().contains("binary"));
         assert!(by("score").source_type.starts_with("unknown"));
         assert_eq!(s.cursor_candidates(), ["updated_at", "_id"]);
@@ -349,7 +352,10 @@ mod tests {
     fn maps_are_read_whole() {
         let mut s = Sample::default();
         for i in 0..=MAX_OBJECT_KEYS {
-            s.add(&raw(doc! {"_id": i as i32, "tiers": {format!("k{i}"): {"tier": "gold"}}}), None);
+            s.add(
+                &raw(doc! {"_id": i as i32, "tiers": {format!("k{i}"): {"tier": "gold"}}}),
+                None,
+            );
         }
         let names: Vec<String> = s.fields(&[]).into_iter().map(|f| f.name).collect();
         assert_eq!(names, ["_id", "tiers"]);
@@ -366,14 +372,30 @@ mod tests {
         let names: Vec<String> = s.fields(&[]).into_iter().map(|f| f.name).collect();
         assert_eq!(
             names,
-            ["_id", "address", "address.city", "address.zip", "name", "orders", "orders.$index", "orders.sku", "orders.total"]
+            [
+                "_id",
+                "address",
+                "address.city",
+                "address.zip",
+                "name",
+                "orders",
+                "orders.$index",
+                "orders.sku",
+                "orders.total"
+            ]
         );
         let layout = Layout::new(names);
         let records = layout.records(&d, Some("orders"));
         assert_eq!(records.len(), 2);
         let get = |r: &Vec<Value>, f: &str| r[layout.column(f).unwrap()].clone();
-        assert_eq!(get(&records[0], "address.city"), Value::Text("Paris".into()));
-        assert_eq!(get(&records[0], "address"), Value::Json(json!({"city": "Paris", "zip": "75001"})));
+        assert_eq!(
+            get(&records[0], "address.city"),
+            Value::Text("Paris".into())
+        );
+        assert_eq!(
+            get(&records[0], "address"),
+            Value::Json(json!({"city": "Paris", "zip": "75001"}))
+        );
         assert_eq!(get(&records[0], "orders.total"), Value::Float(10.5));
         assert_eq!(get(&records[1], "orders.total"), Value::Int(3));
         assert_eq!(get(&records[1], "orders.sku"), Value::Null);
@@ -382,7 +404,14 @@ mod tests {
         // Without `unwind` the array is kept whole.
         let layout = Layout::new(vec!["_id".into(), "orders".into()]);
         let records = layout.records(&d, None);
-        assert_eq!(records[0][1], Value::Json(json!([{"total": 10.5, "sku": "a"}, {"total": 3}])));
-        assert!(layout.records(&raw(doc! {"_id": 2}), Some("orders")).is_empty());
+        assert_eq!(
+            records[0][1],
+            Value::Json(json!([{"total": 10.5, "sku": "a"}, {"total": 3}]))
+        );
+        assert!(
+            layout
+                .records(&raw(doc! {"_id": 2}), Some("orders"))
+                .is_empty()
+        );
     }
 }
