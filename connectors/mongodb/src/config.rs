@@ -8,8 +8,6 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-/// Largest `batch_size` a stream may ask for.
-pub const MAX_BATCH_SIZE: usize = 100_000;
 /// Largest `sample_size`.
 pub const MAX_SAMPLE_SIZE: usize = 100_000;
 
@@ -176,12 +174,8 @@ impl TryFrom<StreamSettings> for Stream {
                 ));
             }
         }
-        if let Some(n) = s.batch_size
-            && !(1..=MAX_BATCH_SIZE).contains(&n)
-        {
-            return Err(format!(
-                "`batch_size` must be between 1 and {MAX_BATCH_SIZE} (got {n})"
-            ));
+        if let Some(n) = s.batch_size {
+            dossier_connector::check_batch_size(n)?;
         }
         let filter = s.filter.as_ref().map(parse_filter).transpose()?;
         let projection = s

@@ -91,7 +91,7 @@ use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Database};
 use secrecy::ExposeSecret as _;
 
-pub use config::{Config, MAX_BATCH_SIZE, MAX_SAMPLE_SIZE, Projection, Stream};
+pub use config::{Config, MAX_SAMPLE_SIZE, Projection, Stream};
 pub use convert::{decimal, to_json, to_value, type_name};
 use error::error;
 use schema::{INDEX_SUFFIX, Sample};

@@ -193,7 +193,7 @@ impl Sample {
         };
         let mut types: Vec<(&'static str, usize)> =
             stats.types.iter().map(|(t, n)| (*t, *n)).collect();
-        types.sort_by(|a, b| b.1.cmp(&a.1));
+        types.sort_by_key(|t| std::cmp::Reverse(t.1));
         types.into_iter().map(|(t, _)| t).collect()
     }
 
@@ -346,6 +346,32 @@ mod tests {
         assert!(by("photo").unsupported.unwrap().contains("binary"));
         assert!(by("score").source_type.starts_with("unknown"));
         assert_eq!(s.cursor_candidates(), ["updated_at", "_id"]);
+    }
+
+    #[test]
+    fn a_mapping_that_uses_an_unsupported_field_is_refused() {
+        let mut s = Sample::default();
+        let photo = Binary {
+            subtype: BinarySubtype::Generic,
+            bytes: vec![1],
+        };
+        s.add(&raw(doc! {"_id": 1, "email": "a@x", "photo": photo}), None);
+        let mapping = |field: &str| -> dossier_core::mapping::MappingConfig {
+            serde_json::from_value(json!({
+                "target": "contact", "id": "_id", "data": {"x": field}
+            }))
+            .unwrap()
+        };
+        let fields = s.fields(&[]);
+        assert!(mapping("email").compile("shop", "c", &fields).is_ok());
+        let e = mapping("photo")
+            .compile("shop", "c", &fields)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("has type binData which cannot be mapped: binary data is not read"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -46,10 +46,6 @@ async fn read(
         .await
 }
 
-fn rows(batches: &[Batch]) -> usize {
-    batches.iter().map(|b| b.rows.len()).sum()
-}
-
 /// A store in a temp dir and an engine over `config` (TOML with `{uri}` and `{db}`).
 async fn engine(db: &TestDb, toml: &str, dir: &Path) -> Arc<Engine> {
     let text = toml

@@ -324,7 +324,7 @@ impl Shop {
             shop.emails.push(email);
             for _ in 0..rng.below(orders_per_customer + 1) {
                 let cents = 500 + rng.below(30_000);
-                let total = if cents % 5 == 0 {
+                let total = if cents.is_multiple_of(5) {
                     (cents / 100) as f64
                 } else {
                     cents as f64 / 100.0
