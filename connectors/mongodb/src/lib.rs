@@ -103,8 +103,8 @@ pub struct MongoConnector {
     /// Where the source is, for messages: hosts and database, never credentials.
     target: String,
     sample_size: usize,
-    /// The fields `describe` gave each stream: a read of the same stream returns them, so a
-    /// mapping checked against them binds to every batch.
+    /// The fields `describe` gave each stream (by name and settings): a read of the same
+    /// stream returns them, so a mapping checked against them binds to every batch.
     described: Mutex<HashMap<String, Vec<String>>>,
 }
 
@@ -273,7 +273,12 @@ impl MongoConnector {
         name: &str,
         stream: &Stream,
     ) -> Result<Vec<String>, ConnectorError> {
-        if let Some(fields) = self.described.lock().expect("described").get(name) {
+        if let Some(fields) = self
+            .described
+            .lock()
+            .expect("described")
+            .get(&described_key(name, stream))
+        {
             return Ok(fields.clone());
         }
         let info = self.describe(name, stream).await?;
@@ -342,6 +347,10 @@ impl MongoConnector {
         }
         Ok(warnings)
     }
+}
+
+fn described_key(name: &str, stream: &Stream) -> String {
+    format!("{name}\0{stream:?}")
 }
 
 fn and_filter(a: Option<&Document>, b: Document) -> Document {
@@ -450,7 +459,7 @@ impl Connector for MongoConnector {
     async fn describe(&self, name: &str, stream: &Stream) -> Result<StreamInfo, ConnectorError> {
         let (info, _) = self.describe_stream(name, stream).await?;
         self.described.lock().expect("described").insert(
-            name.to_string(),
+            described_key(name, stream),
             info.fields.iter().map(|f| f.name.clone()).collect(),
         );
         Ok(info)

@@ -572,6 +572,73 @@ async fn a_server_killed_mid_read_fails_cleanly_and_the_read_resumes_without_los
     drop(db);
 }
 
+/// Kills the test's own server once the first batch of `stream` is committed.
+struct KillAfterFirstBatch<'a> {
+    server: &'a std::sync::Mutex<OwnServer>,
+    stream: &'static str,
+    committed: std::sync::atomic::AtomicU64,
+}
+
+impl dossier_sync::Progress for KillAfterFirstBatch<'_> {
+    fn batch_committed(&self, stream: &str, rows: u64) {
+        if stream == self.stream
+            && self
+                .committed
+                .fetch_add(rows, std::sync::atomic::Ordering::SeqCst)
+                == 0
+        {
+            self.server.lock().unwrap().kill();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_sync_fails_the_run_and_the_next_run_completes_it() {
+    let server = std::sync::Mutex::new(OwnServer::start());
+    let uri = server.lock().unwrap().uri.clone();
+    let db = TestDb::new(&uri).await;
+    let shop = Shop::generate(60, 5, 13);
+    db.insert("customers", shop.customers.clone()).await;
+    db.insert("orders", shop.order_docs()).await;
+    let toml = example().replace(
+        "connector = \"mongodb\"\n",
+        "connector = \"mongodb\"\nbatch_size = 25\n",
+    );
+    assert!(toml.contains("batch_size = 25"));
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&db, &toml, dir.path()).await;
+    let progress = KillAfterFirstBatch {
+        server: &server,
+        stream: "orders",
+        committed: Default::default(),
+    };
+    let e = engine
+        .sync("shop", None, "test", &progress)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("stream \"orders\""), "{e}");
+    let committed = progress.committed.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        committed, 25,
+        "one batch of orders was committed before the kill"
+    );
+
+    server.lock().unwrap().restart();
+    let summary = sync(&engine).await;
+    // Customers were all read by the failed run; the orders resume after the committed batch.
+    assert_eq!(summary.streams["customers"].read, 0);
+    assert_eq!(
+        summary.streams["orders"].read,
+        shop.orders.len() as u64 - committed
+    );
+    assert_eq!(summary.rows_rejected(), 0);
+    assert_aggregates(&shop.expected(), &aggregates(dir.path()).await);
+    let (_, sessions) = engine.store().counts(engine.workspace()).await.unwrap();
+    assert_eq!(sessions, shop.orders.len() as i64, "every order once");
+    drop(db);
+}
+
 #[tokio::test]
 async fn a_cursor_of_another_type_stops_the_read_and_check_reports_problems() {
     for uri in servers() {
