@@ -64,6 +64,11 @@
 //!   scalar) and its position `orders.$index` (primary key `["_id", "orders.$index"]`): an
 //!   embedded `orders` array maps to sessions like an `orders` collection. Elements removed
 //!   from an array are detected as deleted by a stream without cursor (full refresh).
+//! - **Logs**: each read ends with an `info` event `read finished` (stream, documents,
+//!   records, batches, `server_wait_ms`: time waiting for the server's batches,
+//!   `connector_ms`: time turning documents into records), which tells whether the server or
+//!   the connector is the bottleneck; and each sample (`describe`, `discover`, `check`) an
+//!   `info` event `sampled` with its time.
 //! - **Errors**: authentication failures, a missing collection and a filter the server
 //!   refuses are config errors naming the stream; an unreachable server, a lost connection or
 //!   cursor and a stepping-down or shutting-down server are retryable source errors; no
@@ -237,6 +242,7 @@ impl MongoConnector {
         stream: &Stream,
     ) -> Result<(StreamInfo, Sample), ConnectorError> {
         let at = format!("stream {name:?}");
+        let started = std::time::Instant::now();
         self.check_collection(name, stream).await?;
         let sample = self
             .sample(
@@ -264,6 +270,14 @@ impl MongoConnector {
             primary_key,
             cursor_candidates: sample.cursor_candidates(),
         };
+        tracing::info!(
+            stream = %name,
+            collection = %stream.collection,
+            records = sample.records(),
+            fields = info.fields.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "sampled"
+        );
         Ok((info, sample))
     }
 
