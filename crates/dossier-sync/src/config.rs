@@ -339,12 +339,7 @@ impl Config {
             let factory = registry
                 .get(&s.connector)
                 .map_err(|e| format!("{at}: {e}"))?;
-            if s.batch_size == 0 || s.batch_size > 100_000 {
-                return Err(format!(
-                    "{at}: batch_size must be between 1 and 100000 (got {})",
-                    s.batch_size
-                ));
-            }
+            dossier_connector::check_batch_size(s.batch_size).map_err(|e| format!("{at}: {e}"))?;
             if let Some(sched) = &s.schedule {
                 parse_interval(sched).map_err(|e| format!("{at}: schedule: {e}"))?;
             }
@@ -584,7 +579,7 @@ mod tests {
         unknown field `colour`, expected `url`
         "#);
         let connector = GOOD.replace("connector = \"sqlite\"", "connector = \"oracle\"");
-        insta::assert_snapshot!(parse(&connector).unwrap_err(), @r#"config file dossier.toml: source "shop": config error: unknown connector "oracle"; available: mysql, postgres, shopify, sqlite, woocommerce"#);
+        insta::assert_snapshot!(parse(&connector).unwrap_err(), @r#"config file dossier.toml: source "shop": config error: unknown connector "oracle"; available: mongodb, mysql, postgres, shopify, sqlite, woocommerce"#);
         let link = GOOD.replace("stream = \"customers\"", "stream = \"clients\"");
         insta::assert_snapshot!(parse(&link).unwrap_err(), @r#"config file dossier.toml: source "shop", stream "orders": mapping.contact.stream "clients" is not a stream of this source"#);
         let rule = GOOD.replace("op = \"count\"", "op = \"avg\"");
