@@ -8,22 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn dossier() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dossier"));
-    c.env("DOSSIER_LOG", "warn");
-    c
-}
-
-/// Peak resident memory of a process, read from /proc while it runs.
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
+mod common;
+use common::{dossier, vm_hwm_kib};
 
 /// Runs `dossier sync shop --json`, returning (seconds, rows read, peak RSS in MiB).
 fn timed_sync(config: &Path) -> (f64, u64, f64) {

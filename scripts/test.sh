@@ -77,6 +77,50 @@ ensure_mariadb() {
   ensure_mariadb_root
 }
 
+# MongoDB: NX-27017, a MongoDB wire-protocol server in Python over SQLite (no MongoDB server
+# package is available here), from PyPI in a venv under .cache/ (git-ignored), started by the
+# launcher scripts/nx27017.py. Set DOSSIER_TEST_MONGODB_URI to use another server (tests that
+# kill a server start their own NX-27017 with DOSSIER_TEST_NX_PYTHON).
+NX_DIR="$PWD/.cache/nx-27017"
+NX_PORT=27217
+NX_VERSIONS="nx-27017==0.8.1 neosqlite==1.17.2 pymongo==4.20.1"
+MONGODB_DEFAULT_URI="mongodb://127.0.0.1:$NX_PORT/?directConnection=true"
+MONGODB_TEST_URI="${DOSSIER_TEST_MONGODB_URI:-$MONGODB_DEFAULT_URI}"
+export DOSSIER_TEST_MONGODB_URI="$MONGODB_TEST_URI"
+export DOSSIER_TEST_NX_PYTHON="$NX_DIR/venv/bin/python"
+
+nx_up() {
+  "$NX_DIR/venv/bin/python" -c 'import sys, pymongo
+pymongo.MongoClient(sys.argv[1], serverSelectionTimeoutMS=1000).admin.command("ping")' \
+    "$MONGODB_DEFAULT_URI" >/dev/null 2>&1
+}
+
+ensure_nx27017() {
+  local marker="$NX_DIR/venv/.installed"
+  if [ "$(cat "$marker" 2>/dev/null)" != "$NX_VERSIONS" ]; then
+    log "installing NX-27017 ($NX_VERSIONS) in $NX_DIR/venv"
+    if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+      apt_install python3 python3-venv
+    fi
+    mkdir -p "$NX_DIR"
+    python3 -m venv "$NX_DIR/venv"
+    # shellcheck disable=SC2086
+    "$NX_DIR/venv/bin/pip" install -q --disable-pip-version-check $NX_VERSIONS
+    echo "$NX_VERSIONS" >"$marker"
+  fi
+  if nx_up; then
+    return
+  fi
+  log "starting NX-27017 on 127.0.0.1:$NX_PORT"
+  mkdir -p "$NX_DIR/data"
+  setsid "$NX_DIR/venv/bin/python" scripts/nx27017.py --host 127.0.0.1 --port "$NX_PORT" \
+    --data-dir "$NX_DIR/data" --pid-file "$NX_DIR/server.pid" --log-file "$NX_DIR/server.log" \
+    >>"$NX_DIR/server.out" 2>&1 </dev/null &
+  for _ in $(seq 1 30); do nx_up && return; sleep 1; done
+  echo "NX-27017 did not start on 127.0.0.1:$NX_PORT (see $NX_DIR/server.out)" >&2
+  exit 1
+}
+
 # The connector tests load the Pagila and Sakila fixtures with the servers' own clients.
 if ! command -v psql >/dev/null || ! command -v pg_isready >/dev/null; then
   log "installing the PostgreSQL client"
@@ -94,6 +138,9 @@ if [ "$MYSQL_URL" = "$MYSQL_DEFAULT_URL" ]; then
   ensure_mariadb
 fi
 log "MySQL/MariaDB ready at ${MYSQL_URL%%@*}@…"
+# The NX-27017 venv also holds the Python the kill test starts its own server with.
+ensure_nx27017
+log "MongoDB (NX-27017) ready at ${MONGODB_TEST_URI%%\?*}"
 
 if ! command -v cargo >/dev/null; then
   echo "cargo is not installed: install Rust (https://rustup.rs) and rerun" >&2

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::io::{Read as _, Write as _};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -261,10 +262,48 @@ async fn serve_answers_graphql_over_http() {
     let d = dir.path();
     demo(d, 200);
     let (mut child, addr) = serve(&["--config", config(d).to_str().unwrap()]);
-    let body = r#"{"query":"{ contacts(first: 2) { totalCount edges { node { email } } } }"}"#;
-    let resp = post_graphql(&addr, body);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let post = |auth: &str| {
+        let body = r#"{"query":"{ contacts(first: 2) { totalCount edges { node { email } } } }"}"#;
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp
+    };
+    // `serve` wants API keys: none, none answered.
+    let resp = post("");
+    assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
+    assert!(resp.contains("dossier keys create"), "{resp}");
+    // A key made with the CLI, shown once on stdout.
+    let o = run(&[
+        "keys",
+        "create",
+        "--role",
+        "read",
+        "--name",
+        "e2e",
+        "--config",
+        config(d).to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let key = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("dsk_"), "{key}");
+    let resp = post(&format!("Authorization: Bearer {key}\r\n"));
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.contains("\"totalCount\":200"), "{resp}");
+    // Revoked: refused at once.
+    let id = &key[4..16];
+    let o = run(&[
+        "keys",
+        "revoke",
+        id,
+        "--config",
+        config(d).to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resp = post(&format!("Authorization: Bearer {key}\r\n"));
+    assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
+    assert!(resp.contains("revoked"), "{resp}");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -186,13 +186,16 @@ fn serve_reports_and_skips_a_broken_plugin_and_keeps_serving() {
     std::fs::write(plugins.join("junk"), b"not the library that was installed").unwrap();
     std::fs::rename(plugins.join("junk"), &file).unwrap();
 
+    let key = api_key(&config(d), "admin");
     let (mut child, addr) = serve(&["--config", config(d).to_str().unwrap()]);
     let resp = post_graphql(
         &addr,
+        &key,
         r#"{"query":"{ connectors { name kind version } contacts(first: 1) { totalCount } }"}"#,
     );
     let install = post_graphql(
         &addr,
+        &key,
         r#"{"query":"mutation { installConnector(file: \"generator.so\") { name } }"}"#,
     );
     child.kill().unwrap();

@@ -168,6 +168,20 @@ pub async fn assert_store_matches_source(dir: &Path) {
 
 /// Starts `dossier serve` with `args` on a free port; returns the child and its address, once
 /// it printed it. Its stderr is returned with the child's output when it is waited on.
+/// A new API key of `role` for the config at `config`.
+pub fn api_key(config: &Path, role: &str) -> String {
+    let o = run(&[
+        "keys",
+        "create",
+        "--role",
+        role,
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
 pub fn serve(args: &[&str]) -> (Child, String) {
     let mut child = bin()
         .arg("serve")
@@ -198,9 +212,9 @@ pub fn serve(args: &[&str]) -> (Child, String) {
 }
 
 /// POSTs a GraphQL request body to `/graphql`; returns the raw HTTP response.
-pub fn post_graphql(addr: &str, body: &str) -> String {
+pub fn post_graphql(addr: &str, key: &str, body: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    write!(s, "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     resp

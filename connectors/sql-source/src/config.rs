@@ -10,8 +10,7 @@ use serde::Deserialize;
 
 use crate::sql;
 
-/// Largest `batch_size` a stream may ask for, the same bound the source's own setting has.
-pub const MAX_BATCH_SIZE: usize = 100_000;
+pub use dossier_connector::MAX_BATCH_SIZE;
 
 const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
 const DEFAULT_STATEMENT_TIMEOUT_SECS: u64 = 300;
@@ -349,12 +348,8 @@ impl Stream {
                 }
             }
         }
-        if let Some(n) = self.batch_size
-            && !(1..=MAX_BATCH_SIZE).contains(&n)
-        {
-            return Err(format!(
-                "`batch_size` must be between 1 and {MAX_BATCH_SIZE} (got {n})"
-            ));
+        if let Some(n) = self.batch_size {
+            dossier_connector::check_batch_size(n)?;
         }
         Ok(source)
     }

@@ -15,10 +15,14 @@
 //!
 //! - **Auth**: HTTP Basic with the consumer key and secret (both [`SecretString`]s, never logged
 //!   nor printed), over HTTPS; plain HTTP is refused except to a loopback address.
-//! - **customers** are read whole on every run (`orderby=id&order=asc`, `page`/`per_page`):
-//!   WooCommerce ignores `modified_after` on `/customers`. Every record is emitted again (the
-//!   store's upsert is idempotent); the state keeps the largest `date_modified_gmt` seen, for
-//!   information. Customers deleted in WooCommerce are not detected.
+//! - **customers** are scanned whole on every run (`orderby=id&order=asc`, `page`/`per_page`):
+//!   WooCommerce ignores `modified_after` on `/customers`. Only customers whose
+//!   `date_modified_gmt` is after the checkpoint (ids of its last second kept, as for orders)
+//!   are emitted, plus the customers of orders modified since the last run (an order changes
+//!   `is_paying_customer` without touching the customer's `date_modified_gmt`), found with the
+//!   same incremental order read. The scan goes by id, not time, so the checkpoint moves only
+//!   with the scan's last batch: a run stopped midway scans again from the start (the store's
+//!   upserts absorb the repeats). Customers deleted in WooCommerce are not detected.
 //! - **orders** are read incrementally: `modified_after=<checkpoint - 1s>&dates_are_gmt=true&
 //!   orderby=modified&order=asc`. Every request is anchored on the last checkpoint and starts at
 //!   page 1, so an order modified during the read moves past the anchor and is read again
@@ -82,7 +86,8 @@ fn default_per_page() -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Resource {
-    /// Customers (registered users with the `customer` role), read whole on every run.
+    /// Customers (registered users with the `customer` role), scanned on every run; only the
+    /// changed ones are emitted.
     Customers,
     /// Orders, read incrementally by modification time.
     Orders,

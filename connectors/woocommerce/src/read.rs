@@ -1,10 +1,12 @@
-//! Reading: customers whole, orders by modification time, one batch per page.
+//! Reading: orders by modification time, customers by a full scan that emits only what changed;
+//! one batch per page.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use dossier_connector::{Batch, BatchStream, ConnectorError, ReadRequest, StreamState};
-use futures::StreamExt as _;
+use dossier_connector::{Batch, BatchStream, ConnectorError, ReadRequest, StreamState, Value};
+use futures::{FutureExt as _, StreamExt as _};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -34,19 +36,27 @@ impl Checkpoint {
     }
 }
 
-struct Reader {
+/// Where an incremental read of customers stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomersCheckpoint {
+    /// The last customer modification read: customers modified after it are emitted.
+    pub customers: Option<Checkpoint>,
+    /// The last order modification looked at: the customers of orders modified after it are
+    /// emitted (an order changes a customer's `is_paying_customer` without touching its
+    /// `date_modified_gmt`).
+    pub orders: Checkpoint,
+}
+
+/// Reads orders by modification time.
+struct OrderReader {
     connector: Arc<WooConnector>,
-    resource: Resource,
     per_page: usize,
     fields: Arc<Vec<String>>,
     page: u64,
-    /// Orders: the checkpoint; customers: unused.
     checkpoint: Option<Checkpoint>,
-    /// Customers: the largest `date_modified_gmt` seen.
-    max_modified: Option<DateTime<Utc>>,
     done: bool,
-    /// Orders: whether each request is anchored on the last checkpoint (false once the store
-    /// shows it ignores `modified_after`).
+    /// Whether each request is anchored on the last checkpoint (false once the store shows it
+    /// ignores `modified_after`).
     reanchor: bool,
 }
 
@@ -54,7 +64,28 @@ fn gmt_param(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
-impl Reader {
+fn field_names(resource: Resource) -> Arc<Vec<String>> {
+    Arc::new(
+        fields::names(resource)
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect(),
+    )
+}
+
+impl OrderReader {
+    fn new(connector: Arc<WooConnector>, per_page: usize, checkpoint: Option<Checkpoint>) -> Self {
+        Self {
+            connector,
+            per_page,
+            fields: field_names(Resource::Orders),
+            page: 1,
+            checkpoint,
+            done: false,
+            reanchor: true,
+        }
+    }
+
     async fn next_batch(&mut self) -> Result<Option<Batch>, ConnectorError> {
         loop {
             if self.done {
@@ -64,148 +95,293 @@ impl Reader {
                 ("per_page", self.per_page.to_string()),
                 ("page", self.page.to_string()),
                 ("order", "asc".to_string()),
+                ("orderby", "modified".into()),
+                ("dates_are_gmt", "true".into()),
             ];
-            match self.resource {
-                Resource::Customers => params.push(("orderby", "id".into())),
-                Resource::Orders => {
-                    params.push(("orderby", "modified".into()));
-                    params.push(("dates_are_gmt", "true".into()));
-                    if let Some(cp) = &self.checkpoint {
-                        // `modified_after` is strict: start a second early, skip what was read.
-                        let after = cp.modified_after - TimeDelta::seconds(1);
-                        params.push(("modified_after", gmt_param(after)));
-                    }
-                }
+            if let Some(cp) = &self.checkpoint {
+                // `modified_after` is strict: start a second early, skip what was read.
+                let after = cp.modified_after - TimeDelta::seconds(1);
+                params.push(("modified_after", gmt_param(after)));
             }
-            let Some(page) = self.connector.get_page(self.resource, &params).await? else {
+            let Some(page) = self.connector.get_page(Resource::Orders, &params).await? else {
                 self.done = true;
                 return Ok(None);
             };
-            let last_page = page.records.len() < self.per_page
-                || page.total_pages.is_some_and(|t| self.page >= t);
-            if last_page {
+            if page.records.len() < self.per_page
+                || page.total_pages.is_some_and(|t| self.page >= t)
+            {
                 self.done = true;
             }
             let start = self.checkpoint.clone();
             let mut rows = vec![];
             for r in &page.records {
-                let fields::Record { row, id, modified } = fields::row(self.resource, r)?;
-                match self.resource {
-                    Resource::Customers => {
-                        self.max_modified = self.max_modified.max(modified);
-                    }
-                    Resource::Orders => {
-                        let modified = modified.ok_or_else(|| {
-                            ConnectorError::remote(
-                                format!(
-                                    "woocommerce returned order {id} without date_modified_gmt"
-                                ),
-                                false,
-                            )
-                        })?;
-                        // An order at or before the anchor: this store ignores `modified_after`
-                        // (older than WooCommerce 5.x); page on instead of re-anchoring.
-                        if start
-                            .as_ref()
-                            .is_some_and(|cp| modified <= cp.modified_after - TimeDelta::seconds(1))
-                        {
-                            self.reanchor = false;
-                        }
-                        if start
-                            .as_ref()
-                            .is_some_and(|cp| cp.read_before(id, modified))
-                        {
-                            continue;
-                        }
-                        match &mut self.checkpoint {
-                            Some(cp) => cp.advance(id, modified),
-                            None => {
-                                self.checkpoint = Some(Checkpoint {
-                                    modified_after: modified,
-                                    ids: vec![id],
-                                })
-                            }
-                        }
+                let fields::Record { row, id, modified } = fields::row(Resource::Orders, r)?;
+                let modified = modified.ok_or_else(|| {
+                    ConnectorError::remote(
+                        format!("woocommerce returned order {id} without date_modified_gmt"),
+                        false,
+                    )
+                })?;
+                // An order at or before the anchor: this store ignores `modified_after`
+                // (older than WooCommerce 5.x); page on instead of re-anchoring.
+                if start
+                    .as_ref()
+                    .is_some_and(|cp| modified <= cp.modified_after - TimeDelta::seconds(1))
+                {
+                    self.reanchor = false;
+                }
+                if start
+                    .as_ref()
+                    .is_some_and(|cp| cp.read_before(id, modified))
+                {
+                    continue;
+                }
+                match &mut self.checkpoint {
+                    Some(cp) => cp.advance(id, modified),
+                    None => {
+                        self.checkpoint = Some(Checkpoint {
+                            modified_after: modified,
+                            ids: vec![id],
+                        })
                     }
                 }
                 rows.push(row);
             }
-            let state = match self.resource {
-                Resource::Customers => {
-                    self.page += 1;
-                    StreamState(json!({ "max_date_modified_gmt": self.max_modified }))
-                }
-                Resource::Orders if rows.is_empty() => {
-                    // Everything on this page was read before (many orders share a second):
-                    // the next page, with the same anchor.
-                    self.page += 1;
-                    continue;
-                }
-                Resource::Orders => {
-                    // Re-anchor on the new checkpoint: orders modified meanwhile move past it
-                    // instead of shifting the pages.
-                    if self.reanchor {
-                        self.page = 1;
-                    } else {
-                        self.page += 1;
-                    }
-                    StreamState(json!(self.checkpoint))
-                }
-            };
             if rows.is_empty() {
+                // Everything on this page was read before (many orders share a second): the
+                // next page, with the same anchor.
+                self.page += 1;
                 continue;
+            }
+            // Re-anchor on the new checkpoint: orders modified meanwhile move past it instead
+            // of shifting the pages.
+            if self.reanchor {
+                self.page = 1;
+            } else {
+                self.page += 1;
             }
             return Ok(Some(Batch {
                 fields: self.fields.clone(),
                 rows,
-                state,
+                state: StreamState(json!(self.checkpoint)),
             }));
         }
     }
 }
 
-pub(crate) fn read(connector: Arc<WooConnector>, request: ReadRequest<Stream>) -> BatchStream {
-    let resource = request.stream.resource;
-    let checkpoint = match (resource, request.state.as_ref().filter(|s| !s.0.is_null())) {
-        (Resource::Orders, Some(s)) => {
-            serde_json::from_value::<Checkpoint>(s.0.clone()).map(Some).map_err(|e| {
-                ConnectorError::internal(format!(
-                    "stored stream state is not a woocommerce checkpoint ({e}); reset the stream's state to read it again"
-                ))
-            })
+/// Reads customers: WooCommerce ignores `modified_after` on `/customers`, so every run scans
+/// them by id and emits those modified after the checkpoint, plus the customers of orders
+/// modified since the last run. The checkpoint only moves at the end of the scan (the scan is
+/// in id order, not time order): until then every batch carries the previous one, so a run
+/// that stops midway scans again from the start, and the store's upserts absorb the repeats.
+struct CustomerReader {
+    connector: Arc<WooConnector>,
+    per_page: usize,
+    fields: Arc<Vec<String>>,
+    page: u64,
+    previous: Option<CustomersCheckpoint>,
+    /// The customers of orders modified since the previous run; `None` until looked up.
+    changed: Option<HashSet<i64>>,
+    next: Option<CustomersCheckpoint>,
+    done: bool,
+}
+
+impl CustomerReader {
+    /// The customers of orders modified after the previous run's order checkpoint, and the new
+    /// order checkpoint. On a first run (every customer is emitted anyway) only the anchor:
+    /// the latest order's modification time.
+    async fn changed_by_orders(&self) -> Result<(HashSet<i64>, Checkpoint), ConnectorError> {
+        let Some(previous) = &self.previous else {
+            let params = [
+                ("per_page", "1".to_string()),
+                ("order", "desc".to_string()),
+                ("orderby", "modified".to_string()),
+                ("dates_are_gmt", "true".to_string()),
+            ];
+            let latest = self
+                .connector
+                .get_page(Resource::Orders, &params)
+                .await?
+                .and_then(|p| {
+                    p.records
+                        .first()
+                        .and_then(|r| fields::gmt(&r["date_modified_gmt"]))
+                });
+            // No ids: orders of that very second are looked at again next time, harmlessly.
+            let anchor = Checkpoint {
+                modified_after: latest.unwrap_or(DateTime::UNIX_EPOCH),
+                ids: vec![],
+            };
+            return Ok((HashSet::new(), anchor));
+        };
+        let mut orders = OrderReader::new(
+            self.connector.clone(),
+            self.connector.per_page,
+            Some(previous.orders.clone()),
+        );
+        let customer_id = orders
+            .fields
+            .iter()
+            .position(|f| f == "customer_id")
+            .expect("orders have a customer_id field");
+        let mut changed = HashSet::new();
+        while let Some(batch) = orders.next_batch().await? {
+            changed.extend(batch.rows.iter().filter_map(|r| match r[customer_id] {
+                Value::Int(id) => Some(id),
+                _ => None,
+            }));
         }
-        _ => Ok(None),
-    };
-    let (checkpoint, error) = match checkpoint {
-        Ok(c) => (c, None),
-        Err(e) => (None, Some(e)),
-    };
-    let per_page = request.batch_size.clamp(1, connector.per_page);
-    let fields = fields::names(resource).iter().map(|(n, _)| n.to_string());
-    let reader = Reader {
-        connector,
-        resource,
-        per_page,
-        fields: Arc::new(fields.collect()),
-        page: 1,
-        checkpoint,
-        max_modified: None,
-        done: false,
-        reanchor: true,
-    };
-    futures::stream::unfold((reader, error), |(mut reader, error)| async move {
-        if let Some(e) = error {
-            reader.done = true;
-            return Some((Err(e), (reader, None)));
+        let checkpoint = orders.checkpoint.unwrap_or_else(|| previous.orders.clone());
+        Ok((changed, checkpoint))
+    }
+
+    async fn next_batch(&mut self) -> Result<Option<Batch>, ConnectorError> {
+        if self.changed.is_none() {
+            let (changed, orders) = self.changed_by_orders().await?;
+            tracing::debug!(
+                customers = changed.len(),
+                "woocommerce customers with orders modified since the last run"
+            );
+            self.changed = Some(changed);
+            self.next = Some(CustomersCheckpoint {
+                customers: self.previous.as_ref().and_then(|p| p.customers.clone()),
+                orders,
+            });
         }
-        match reader.next_batch().await {
-            Ok(Some(batch)) => Some((Ok(batch), (reader, None))),
-            Ok(None) => None,
-            Err(e) => {
-                reader.done = true;
-                Some((Err(e), (reader, None)))
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            let params = [
+                ("per_page", self.per_page.to_string()),
+                ("page", self.page.to_string()),
+                ("order", "asc".to_string()),
+                ("orderby", "id".to_string()),
+            ];
+            let page = self
+                .connector
+                .get_page(Resource::Customers, &params)
+                .await?;
+            let records = page.as_ref().map_or(&[][..], |p| &p.records[..]);
+            self.done = page.as_ref().is_none_or(|p| {
+                p.records.len() < self.per_page || p.total_pages.is_some_and(|t| self.page >= t)
+            });
+            self.page += 1;
+            let next = self.next.as_mut().expect("set above");
+            let changed = self.changed.as_ref().expect("set above");
+            let mut rows = vec![];
+            for r in records {
+                let fields::Record { row, id, modified } = fields::row(Resource::Customers, r)?;
+                let emit = match (&self.previous, modified) {
+                    (None, _) | (_, None) => true,
+                    (Some(p), Some(m)) => {
+                        changed.contains(&id)
+                            || !p.customers.as_ref().is_some_and(|cp| cp.read_before(id, m))
+                    }
+                };
+                if let Some(m) = modified {
+                    match &mut next.customers {
+                        Some(cp) => cp.advance(id, m),
+                        None => {
+                            next.customers = Some(Checkpoint {
+                                modified_after: m,
+                                ids: vec![id],
+                            })
+                        }
+                    }
+                }
+                if emit {
+                    rows.push(row);
+                }
+            }
+            if rows.is_empty() && !self.done {
+                continue;
+            }
+            // The last batch (even an empty one) commits the new checkpoint.
+            let state = if self.done {
+                json!(self.next)
+            } else {
+                json!(self.previous)
+            };
+            return Ok(Some(Batch {
+                fields: self.fields.clone(),
+                rows,
+                state: StreamState(state),
+            }));
+        }
+    }
+}
+
+fn stored<T: serde::de::DeserializeOwned>(
+    state: Option<&StreamState>,
+) -> Result<Option<T>, ConnectorError> {
+    let Some(state) = state.filter(|s| !s.0.is_null()) else {
+        return Ok(None);
+    };
+    serde_json::from_value::<T>(state.0.clone()).map(Some).map_err(|e| {
+        ConnectorError::internal(format!(
+            "stored stream state is not a woocommerce checkpoint ({e}); reset the stream's state to read it again"
+        ))
+    })
+}
+
+/// Turns a reader into a stream of batches that ends after the first error.
+fn batches<R, F>(reader: Result<R, ConnectorError>, next: F) -> BatchStream
+where
+    R: Send + 'static,
+    F: for<'a> Fn(
+            &'a mut R,
+        ) -> futures::future::BoxFuture<'a, Result<Option<Batch>, ConnectorError>>
+        + Send
+        + Sync
+        + 'static,
+{
+    let next = Arc::new(next);
+    futures::stream::unfold(Some(reader), move |reader| {
+        let next = next.clone();
+        async move {
+            match reader? {
+                Err(e) => Some((Err(e), None)),
+                Ok(mut r) => match next(&mut r).await {
+                    Ok(Some(batch)) => Some((Ok(batch), Some(Ok(r)))),
+                    Ok(None) => None,
+                    Err(e) => Some((Err(e), None)),
+                },
             }
         }
     })
     .boxed()
+}
+
+pub(crate) fn read(connector: Arc<WooConnector>, request: ReadRequest<Stream>) -> BatchStream {
+    let per_page = request.batch_size.clamp(1, connector.per_page);
+    let state = request.state.as_ref();
+    match request.stream.resource {
+        Resource::Orders => batches(
+            stored::<Checkpoint>(state).map(|cp| OrderReader::new(connector, per_page, cp)),
+            |r| r.next_batch().boxed(),
+        ),
+        Resource::Customers => {
+            // A state written before customers were read incrementally holds only
+            // `max_date_modified_gmt`: read everything once more.
+            let previous = if state.is_some_and(|s| s.0.get("max_date_modified_gmt").is_some()) {
+                Ok(None)
+            } else {
+                stored::<CustomersCheckpoint>(state)
+            };
+            batches(
+                previous.map(|previous| CustomerReader {
+                    connector,
+                    per_page,
+                    fields: field_names(Resource::Customers),
+                    page: 1,
+                    previous,
+                    changed: None,
+                    next: None,
+                    done: false,
+                }),
+                |r| r.next_batch().boxed(),
+            )
+        }
+    }
 }

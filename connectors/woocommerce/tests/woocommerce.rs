@@ -283,11 +283,15 @@ fn sorted(mut v: Vec<i64>) -> Vec<i64> {
 }
 
 #[tokio::test]
-async fn customers_are_read_whole_every_run() {
+async fn customers_are_scanned_and_only_changes_emitted() {
     let fake = Fake::start().await;
-    fake.state().customers = (1..=25)
-        .map(|i| customer(i, &format!("2024-05-01T10:{i:02}:00")))
-        .collect();
+    {
+        let mut s = fake.state();
+        s.customers = (1..=25)
+            .map(|i| customer(i, &format!("2024-05-01T10:{i:02}:00")))
+            .collect();
+        s.orders = vec![order(500, 3, "2024-05-02T08:00:00")];
+    }
     let c = fake.connect(10, SECRET).await;
     let (batches, err) = read(&c, Resource::Customers, None).await;
     assert!(err.is_none(), "{err:?}");
@@ -300,18 +304,108 @@ async fn customers_are_read_whole_every_run() {
     );
     assert_eq!(field(b, 0, "first_name"), &Value::Text("João".into()));
     assert_eq!(field(b, 0, "country"), &Value::Text("BR".into()));
+    // The checkpoint moves only with the last batch: a run stopped midway scans again.
+    assert_eq!(batches[0].state.0, Json::Null);
     let state = batches.last().unwrap().state.clone();
     assert_eq!(
         state.0,
-        json!({ "max_date_modified_gmt": "2024-05-01T10:25:00Z" })
+        json!({
+            "customers": { "modified_after": "2024-05-01T10:25:00Z", "ids": [25] },
+            "orders": { "modified_after": "2024-05-02T08:00:00Z", "ids": [] },
+        })
     );
-    // Three pages: X-WP-TotalPages says when to stop.
-    assert_eq!(fake.state().requests, 3);
+    // One request for the latest order, three pages of customers (X-WP-TotalPages says when
+    // to stop).
+    assert_eq!(fake.state().requests, 4);
 
-    // The next run reads everything again (modified_after is ignored by WooCommerce).
-    let (again, err) = read(&c, Resource::Customers, Some(state)).await;
-    assert!(err.is_none());
-    assert_eq!(ids(&again).len(), 25);
+    // Nothing changed. The order of the anchor's second is looked at again (the first run did
+    // not record its id): its customer comes again, harmlessly, once.
+    let (again, err) = read(&c, Resource::Customers, Some(state.clone())).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(ids(&again), vec![3]);
+    let state = again.last().unwrap().state.clone();
+    assert_eq!(state.0["orders"]["ids"], json!([500]));
+    // Then nothing at all: one empty batch, which keeps the checkpoint.
+    let (none, err) = read(&c, Resource::Customers, Some(state.clone())).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(none.len(), 1);
+    assert!(ids(&none).is_empty());
+    assert_eq!(none[0].state, state);
+
+    // A customer modified, one created in the checkpoint's own second, and an order paid by
+    // another customer (WooCommerce leaves that customer's date_modified_gmt alone).
+    {
+        let mut s = fake.state();
+        s.customers[6] = customer(7, "2024-05-03T09:00:00");
+        s.customers.push(customer(26, "2024-05-01T10:25:00"));
+        s.orders.push(order(501, 12, "2024-05-03T09:30:00"));
+        s.orders.push(order(502, 0, "2024-05-03T09:30:00"));
+    }
+    let (changed, err) = read(&c, Resource::Customers, Some(state)).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(ids(&changed), vec![7, 12, 26]);
+    let state = changed.last().unwrap().state.clone();
+    assert_eq!(
+        state.0,
+        json!({
+            "customers": { "modified_after": "2024-05-03T09:00:00Z", "ids": [7] },
+            "orders": { "modified_after": "2024-05-03T09:30:00Z", "ids": [502, 501] },
+        })
+    );
+    let (none, _) = read(&c, Resource::Customers, Some(state)).await;
+    assert!(ids(&none).is_empty());
+}
+
+#[tokio::test]
+async fn a_state_from_before_incremental_customers_reads_them_all_once() {
+    let fake = Fake::start().await;
+    fake.state().customers = (1..=5)
+        .map(|i| customer(i, "2024-05-01T10:00:00"))
+        .collect();
+    let c = fake.connect(10, SECRET).await;
+    let old = StreamState(json!({ "max_date_modified_gmt": "2024-05-01T10:00:00Z" }));
+    let (batches, err) = read(&c, Resource::Customers, Some(old)).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(ids(&batches), vec![1, 2, 3, 4, 5]);
+    // No orders at all: the order anchor is the epoch, so the first order made counts.
+    let state = batches.last().unwrap().state.clone();
+    assert_eq!(
+        state.0["orders"],
+        json!({ "modified_after": "1970-01-01T00:00:00Z", "ids": [] })
+    );
+    fake.state()
+        .orders
+        .push(order(900, 4, "2024-06-01T00:00:00"));
+    let (batches, _) = read(&c, Resource::Customers, Some(state)).await;
+    assert_eq!(ids(&batches), vec![4]);
+}
+
+#[tokio::test]
+async fn a_customer_scan_failing_midway_keeps_the_previous_checkpoint() {
+    let fake = Fake::start().await;
+    fake.state().customers = (1..=25)
+        .map(|i| customer(i, &format!("2024-05-01T10:{i:02}:00")))
+        .collect();
+    let c = fake.connect(10, SECRET).await;
+    let (first, _) = read(&c, Resource::Customers, None).await;
+    let state = first.last().unwrap().state.clone();
+    {
+        let mut s = fake.state();
+        for i in [3, 18] {
+            s.customers[i - 1] = customer(i as i64, "2024-05-09T00:00:00");
+        }
+        // The anchor's orders and the first page answer, then the store goes down.
+        s.served = 0;
+        s.storm_after = Some(2);
+    }
+    let (partial, err) = read(&c, Resource::Customers, Some(state.clone())).await;
+    assert!(err.is_some_and(|e| e.is_retryable()));
+    assert_eq!(ids(&partial), vec![3]);
+    assert!(partial.iter().all(|b| b.state == state), "{partial:?}");
+    fake.state().storm_after = None;
+    let (rest, err) = read(&c, Resource::Customers, Some(state)).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(ids(&rest), vec![3, 18]);
 }
 
 #[tokio::test]
@@ -673,12 +767,21 @@ async fn the_example_config_syncs_end_to_end() {
     let aggs = engine.store().aggregates(&ws, &[john.id]).await.unwrap();
     assert_eq!(aggs[&john.id]["transactions"].to_json(), json!(1));
 
-    // A second run reads the customers again and no order.
+    // A second run reads no order, and only the customer of the order of the anchor's second
+    // (order 800, customer 26: looked at again once, harmlessly).
     let run = engine
         .sync("woo", None, "test", &dossier_sync::NoProgress)
         .await
         .unwrap();
     assert!(run.error.is_none(), "{:?}", run.error);
     assert_eq!(run.streams["orders"].read, 0);
-    assert_eq!(run.streams["customers"].read, 2);
+    assert_eq!(run.streams["customers"].read, 1);
+    // A third run reads nothing at all.
+    let run = engine
+        .sync("woo", None, "test", &dossier_sync::NoProgress)
+        .await
+        .unwrap();
+    assert!(run.error.is_none(), "{:?}", run.error);
+    assert_eq!(run.streams["orders"].read, 0);
+    assert_eq!(run.streams["customers"].read, 0);
 }

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use dossier_gateway::{GatewayConfig, SyncTrigger};
+use dossier_gateway::{Access, Caller, GatewayConfig, PersistedQueries, RateLimit, SyncTrigger};
 use dossier_plugin_host::PluginDir;
-use dossier_store::SqlStore;
+use dossier_store::{Role, SqlStore};
+use dossier_sync::config::AccessMode;
 use dossier_sync::{Config, Engine, NoProgress, SyncError};
 
 use crate::connectors::PluginAdmin;
@@ -35,7 +36,12 @@ pub struct EngineTrigger(pub Arc<Engine>);
 
 #[async_trait::async_trait]
 impl SyncTrigger for EngineTrigger {
-    async fn trigger(&self, source: &str) -> Result<i64, String> {
+    async fn trigger(&self, workspace: &str, source: &str) -> Result<i64, String> {
+        // This process syncs its config's workspace only; to another workspace the source
+        // does not exist (and the answer says no more than that).
+        if workspace != self.0.workspace() {
+            return Err(format!("unknown source {source:?}"));
+        }
         match self.0.sync(source, None, "api", &NoProgress).await {
             Ok(s) => Ok(s.run_id),
             Err(e) => Err(e.to_string()),
@@ -51,13 +57,49 @@ fn admin(engine: &Engine, plugins: &PluginDir) -> Arc<PluginAdmin> {
     })
 }
 
-pub fn gateway_config(engine: &Engine) -> GatewayConfig {
-    GatewayConfig {
-        workspace: engine.workspace().to_string(),
-        max_page_size: engine.loaded().config.server.max_page_size,
-        allow_plugin_install: engine.loaded().config.server.allow_plugin_install,
+/// The gateway settings of the config's `[server]` table.
+pub fn gateway_config(engine: &Engine) -> anyhow::Result<GatewayConfig> {
+    let srv = &engine.loaded().config.server;
+    let access = match srv.access {
+        AccessMode::Keys => Access::Keys,
+        AccessMode::Open => Access::Open {
+            workspace: engine.workspace().to_string(),
+        },
+    };
+    let persisted_queries = match &srv.allow_list {
+        None => PersistedQueries::Automatic,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read server.allow_list {}", path.display()))?;
+            let docs: Vec<String> = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "server.allow_list {} must be a JSON list of GraphQL documents",
+                    path.display()
+                )
+            })?;
+            PersistedQueries::allow_list(docs)
+        }
+    };
+    Ok(GatewayConfig {
+        access,
+        max_page_size: srv.max_page_size,
+        max_depth: srv.max_depth,
+        max_complexity: srv.max_complexity,
+        max_aliases: srv.max_aliases,
+        max_root_fields: srv.max_root_fields,
+        max_body_bytes: srv.max_body_bytes,
+        request_timeout: dossier_sync::config::parse_interval(&srv.request_timeout)
+            .map_err(|e| anyhow::anyhow!("server.request_timeout: {e}"))?,
+        rate_limit: (srv.rate_limit_per_second > 0).then_some(RateLimit {
+            per_second: srv.rate_limit_per_second,
+            burst: srv.rate_limit_burst,
+        }),
+        introspection: srv.introspection,
+        persisted_queries,
+        cors_origins: srv.cors_origins.clone(),
+        allow_plugin_install: srv.allow_plugin_install,
         ..GatewayConfig::default()
-    }
+    })
 }
 
 pub async fn sync(
@@ -139,9 +181,17 @@ pub async fn query(
         engine.store().clone(),
         Some(Arc::new(EngineTrigger(engine.clone()))),
         Some(admin(&engine, plugins)),
-        gateway_config(&engine),
+        gateway_config(&engine)?,
     );
-    let out = dossier_gateway::execute(&schema, document, variables).await;
+    // The command line is the store's owner: an admin of the config's workspace.
+    let out = dossier_gateway::execute(
+        &schema,
+        engine.store(),
+        Caller::admin(engine.workspace()),
+        document,
+        variables,
+    )
+    .await;
     println!("{}", serde_json::to_string_pretty(&out)?);
     let failed = out
         .get("errors")
@@ -186,31 +236,46 @@ pub async fn serve_engine(
     engine: Arc<Engine>,
     plugins: &PluginDir,
     listen: &str,
-    open_note: bool,
+    force_open: bool,
 ) -> anyhow::Result<()> {
+    let mut config = gateway_config(&engine)?;
+    if force_open {
+        config.access = Access::Open {
+            workspace: engine.workspace().to_string(),
+        };
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}; is another server running there? pass --listen <addr:port>"))?;
+    let open = matches!(config.access, Access::Open { .. });
+    if open && !listener.local_addr()?.ip().is_loopback() {
+        anyhow::bail!(
+            "server.access = \"open\" serves everyone as admin, so it is allowed on a loopback address only (got {listen}); use access = \"keys\" and `dossier keys create`"
+        );
+    }
     let schema = dossier_gateway::build_schema(
         engine.store().clone(),
         Some(Arc::new(EngineTrigger(engine.clone()))),
         Some(admin(&engine, plugins)),
-        gateway_config(&engine),
+        config,
     );
     let app = dossier_gateway::router(schema, engine.store().clone());
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}; is another server running there? pass --listen <addr:port>"))?;
     spawn_schedules(&engine);
     let addr = listener.local_addr()?;
     println!("GraphQL: http://{addr}/graphql   (GraphiQL: http://{addr}/)");
-    if open_note {
+    if open {
         println!(
-            "note: this server has no API keys and is meant for local use; it listens on {addr}"
+            "note: this server is open (no API keys, every request is an admin) and meant for local use; it listens on {addr} only"
         );
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }
 
@@ -247,5 +312,98 @@ pub async fn serve(
     let engine = engine(config, plugins).await?;
     let listen = listen.unwrap_or_else(|| engine.loaded().config.server.listen.clone());
     serve_engine(engine, plugins, &listen, false).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dossier keys create`: prints the key once.
+pub async fn keys_create(
+    config: &Path,
+    plugins: &PluginDir,
+    workspace: Option<&str>,
+    role: &str,
+    name: &str,
+    expires_in: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let engine = engine(config, plugins).await?;
+    let role: Role = role
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--role: {e}"))?;
+    let ws = workspace.unwrap_or(engine.workspace());
+    dossier_core::DataKey::new(ws.to_string()).map_err(|e| anyhow::anyhow!("--workspace: {e}"))?;
+    let expires_at = expires_in
+        .map(|e| {
+            dossier_sync::config::parse_interval(e)
+                .map(|d| chrono::Utc::now().timestamp_micros() + d.as_micros() as i64)
+                .map_err(|e| anyhow::anyhow!("--expires-in: {e}"))
+        })
+        .transpose()?;
+    let (key, token) = engine
+        .store()
+        .create_key(ws, name, role, expires_at)
+        .await?;
+    println!("{token}");
+    eprintln!(
+        "created key {} ({} role in workspace {}{}); it is shown only this once: store it now",
+        key.id,
+        key.role,
+        key.workspace,
+        key.expires_at
+            .map(|e| format!(
+                ", expires {}",
+                dossier_core::value::from_micros(e).format("%Y-%m-%d %H:%M UTC")
+            ))
+            .unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dossier keys list`.
+pub async fn keys_list(
+    config: &Path,
+    plugins: &PluginDir,
+    workspace: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let engine = engine(config, plugins).await?;
+    let fmt = |t: Option<i64>| {
+        t.map(|t| {
+            dossier_core::value::from_micros(t)
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "{:<12}  {:<16} {:<6} {:<16} {:<16} {:<16} {:<16} name",
+        "id", "workspace", "role", "created", "expires", "revoked", "last used"
+    );
+    for k in engine.store().keys(workspace).await? {
+        println!(
+            "{:<12}  {:<16} {:<6} {:<16} {:<16} {:<16} {:<16} {}",
+            k.id,
+            k.workspace,
+            k.role,
+            fmt(Some(k.created_at)),
+            fmt(k.expires_at),
+            fmt(k.revoked_at),
+            fmt(k.last_used_at),
+            k.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dossier keys revoke`.
+pub async fn keys_revoke(config: &Path, plugins: &PluginDir, id: &str) -> anyhow::Result<ExitCode> {
+    let engine = engine(config, plugins).await?;
+    let key = engine.store().revoke_key(id).await.map_err(|e| match e {
+        dossier_store::StoreError::NotFound { .. } => {
+            anyhow::anyhow!("no API key {id:?}; `dossier keys list` shows the keys")
+        }
+        e => e.into(),
+    })?;
+    println!(
+        "revoked key {} ({} role in workspace {})",
+        key.id, key.role, key.workspace
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -90,6 +90,19 @@ enum Command {
         #[command(subcommand)]
         action: ConnectorsCommand,
     },
+    /// Create, list and revoke the gateway's API keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+        #[arg(
+            long,
+            short,
+            env = "DOSSIER_CONFIG",
+            default_value = "dossier.toml",
+            global = true
+        )]
+        config: PathBuf,
+    },
     /// List past sync runs.
     Runs {
         #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
@@ -129,6 +142,37 @@ enum ConnectorsCommand {
         name: String,
         #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (shown only once; the store keeps a hash).
+    Create {
+        /// The workspace the key sees (default: the config's).
+        #[arg(long)]
+        workspace: Option<String>,
+        /// `read` (contacts, sessions), `write` (also set data, trigger syncs) or `admin`
+        /// (also sources, connectors, rules, keys).
+        #[arg(long)]
+        role: String,
+        /// A label for lists, e.g. the tool that uses the key.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Expire the key after this long, e.g. `30d` or `12h`.
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Only keys of this workspace.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Revoke a key at once.
+    Revoke {
+        /// The key's id (as `keys list` shows) or the key itself.
+        id: String,
     },
 }
 
@@ -212,6 +256,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } => connectors::install(&plugins(&config), &path, sha256.as_deref()),
             ConnectorsCommand::Remove { name, config } => {
                 connectors::remove(&plugins(&config), &name)
+            }
+        },
+        Command::Keys { action, config } => match action {
+            KeysCommand::Create {
+                workspace,
+                role,
+                name,
+                expires_in,
+            } => {
+                commands::keys_create(
+                    &config,
+                    &plugins(&config),
+                    workspace.as_deref(),
+                    &role,
+                    &name,
+                    expires_in.as_deref(),
+                )
+                .await
+            }
+            KeysCommand::List { workspace } => {
+                commands::keys_list(&config, &plugins(&config), workspace.as_deref()).await
+            }
+            KeysCommand::Revoke { id } => {
+                commands::keys_revoke(&config, &plugins(&config), &id).await
             }
         },
     }

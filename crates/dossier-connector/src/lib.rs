@@ -24,6 +24,21 @@ use futures::stream::BoxStream;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
+/// Largest batch a source or a stream may ask for (records per batch and per store
+/// transaction).
+pub const MAX_BATCH_SIZE: usize = 100_000;
+
+/// Checks a `batch_size` setting: 1 to [`MAX_BATCH_SIZE`].
+pub fn check_batch_size(n: usize) -> Result<(), String> {
+    if (1..=MAX_BATCH_SIZE).contains(&n) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`batch_size` must be between 1 and {MAX_BATCH_SIZE} (got {n})"
+        ))
+    }
+}
+
 /// A stream of batches, each carrying the checkpoint to resume after it.
 pub type BatchStream = BoxStream<'static, Result<Batch, ConnectorError>>;
 

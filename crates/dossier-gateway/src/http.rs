@@ -1,54 +1,448 @@
-//! HTTP: `/graphql` (POST, and GET for queries), GraphiQL at `/`, `/healthz`.
+//! HTTP, as the GraphQL-over-HTTP specification describes it: `POST /graphql` (JSON), `GET
+//! /graphql` for queries only, `application/graphql-response+json` or `application/json` as
+//! the client accepts; API keys, a per-key rate limit, a body size limit and a per-request
+//! timeout in front; GraphiQL at `/`, `/healthz` (the process answers) and `/readyz` (the
+//! store answers).
+
+// An early answer is an `Err(Response)`, built at most once per request: boxing it would buy
+// nothing.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
-use async_graphql::{Response, ServerError};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
+use async_graphql::{ErrorExtensions as _, Request, Response, ServerError};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+use axum::{Extension, Router};
 use dossier_store::SqlStore;
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::DossierSchema;
+use crate::persisted::{self, Cache};
+use crate::{Access, Caller, DossierSchema, Gateway, GatewayConfig, prepare};
 
-#[derive(Clone)]
-struct AppState {
+/// How often a key's `last_used_at` is written, at most.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+struct App {
     schema: DossierSchema,
     store: SqlStore,
+    config: GatewayConfig,
+    limiter: Option<DefaultKeyedRateLimiter<String>>,
+    persisted: Cache,
+    touched: Mutex<HashMap<String, Instant>>,
 }
 
-/// The HTTP app: `POST /graphql`, `GET /graphql` (queries only, from the URL's `query`,
-/// `variables` and `operationName`), GraphiQL at `GET /` and `GET /healthz` (200 `ok` when
-/// the store answers, else 503 with the error).
+type AppState = Arc<App>;
+
+/// The HTTP app. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so that
+/// an open gateway rate-limits per client address (otherwise all clients share one budget).
 pub fn router(schema: DossierSchema, store: SqlStore) -> Router {
-    Router::new()
+    let config = schema
+        .data::<Gateway>()
+        .map(|g| g.config.clone())
+        .unwrap_or_default();
+    let limiter = config.rate_limit.map(|r| {
+        let per_second = NonZeroU32::new(r.per_second.max(1)).expect("non-zero");
+        let burst = NonZeroU32::new(r.burst.max(1)).expect("non-zero");
+        DefaultKeyedRateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
+    });
+    let cors = cors(&config.cors_origins);
+    let app = Arc::new(App {
+        schema,
+        store,
+        config,
+        limiter,
+        persisted: Cache::default(),
+        touched: Mutex::new(HashMap::new()),
+    });
+    let router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/", get(graphiql))
         .route("/healthz", get(healthz))
-        .with_state(AppState { schema, store })
+        .route("/readyz", get(readyz))
+        .with_state(app);
+    match cors {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
 }
 
-async fn graphql_post(State(app): State<AppState>, req: GraphQLRequest) -> GraphQLResponse {
-    app.schema.execute(req.into_inner()).await.into()
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
-async fn graphql_get(State(app): State<AppState>, req: GraphQLRequest) -> axum::response::Response {
-    let req = req.into_inner();
-    if !is_read_only(&req.query, req.operation_name.as_deref()) {
-        let refusal = Response::from_errors(vec![ServerError::new(
-            "only queries can be sent with GET; send mutations with POST",
-            None,
-        )]);
+/// The response media type the client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Media {
+    /// `application/graphql-response+json`: status codes tell request errors apart.
+    GraphqlResponse,
+    /// `application/json`: 200 for every well-formed request.
+    Json,
+}
+
+impl Media {
+    fn content_type(self) -> &'static str {
+        match self {
+            Media::GraphqlResponse => "application/graphql-response+json; charset=utf-8",
+            Media::Json => "application/json; charset=utf-8",
+        }
+    }
+}
+
+/// The first media type of `Accept` that we serve; no `Accept` means `application/json`.
+fn negotiate(headers: &HeaderMap) -> Option<Media> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Some(Media::Json);
+    };
+    if accept.trim().is_empty() {
+        return Some(Media::Json);
+    }
+    accept.split(',').find_map(|range| {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        // `q=0` means "not acceptable".
+        if parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000")) {
+            return None;
+        }
+        match media.as_str() {
+            "application/graphql-response+json" => Some(Media::GraphqlResponse),
+            "application/json" | "application/*" | "*/*" => Some(Media::Json),
+            _ => None,
+        }
+    })
+}
+
+/// An error answered before (or instead of) execution.
+fn refuse(
+    status: StatusCode,
+    media: Media,
+    message: impl Into<String>,
+    code: &str,
+) -> axum::response::Response {
+    let error = async_graphql::Error::new(message)
+        .extend_with(|_, e| e.set("code", code))
+        .into_server_error(async_graphql::Pos::default());
+    let body = serde_json::json!({ "errors": [error] });
+    (
+        status,
+        [(header::CONTENT_TYPE, media.content_type())],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A request error: nothing ran, so the response has no `data` entry.
+fn request_error(media: Media, error: ServerError) -> axum::response::Response {
+    let status = match media {
+        Media::GraphqlResponse => StatusCode::BAD_REQUEST,
+        Media::Json => StatusCode::OK,
+    };
+    let body = serde_json::json!({ "errors": [error] });
+    (
+        status,
+        [(header::CONTENT_TYPE, media.content_type())],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn respond(media: Media, response: Response) -> axum::response::Response {
+    // Errors without a path come from parsing or validation: the document did not run.
+    let not_run = response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    if not_run {
+        let status = match media {
+            Media::GraphqlResponse => StatusCode::BAD_REQUEST,
+            Media::Json => StatusCode::OK,
+        };
+        let body = serde_json::json!({ "errors": response.errors });
         return (
-            StatusCode::METHOD_NOT_ALLOWED,
-            [(axum::http::header::ALLOW, "POST")],
-            GraphQLResponse::from(refusal),
+            status,
+            [(header::CONTENT_TYPE, media.content_type())],
+            body.to_string(),
         )
             .into_response();
     }
-    GraphQLResponse::from(app.schema.execute(req).await).into_response()
+    match serde_json::to_string(&response) {
+        Ok(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, media.content_type())],
+            body,
+        )
+            .into_response(),
+        Err(e) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            media,
+            format!("cannot encode the response: {e}"),
+            "INTERNAL",
+        ),
+    }
+}
+
+impl App {
+    /// The caller of a request, or the answer refusing it.
+    async fn caller(
+        &self,
+        headers: &HeaderMap,
+        media: Media,
+    ) -> Result<(Caller, String), axum::response::Response> {
+        let unauthorized = |message: String| {
+            let mut r = refuse(StatusCode::UNAUTHORIZED, media, message, "UNAUTHENTICATED");
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        };
+        if let Access::Open { workspace } = &self.config.access {
+            return Ok((Caller::admin(workspace), String::new()));
+        }
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Err(unauthorized(
+                "no API key: send `Authorization: Bearer <key>` (an admin creates keys with `dossier keys create`)".into(),
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .unwrap_or_default();
+        let key = match self.store.authenticate(token).await {
+            Ok(Ok(key)) => key,
+            Ok(Err(refusal)) => return Err(unauthorized(refusal.to_string())),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot check an API key");
+                return Err(refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    media,
+                    "the store is not answering; try again shortly",
+                    "UNAVAILABLE",
+                ));
+            }
+        };
+        self.touch(&key.id).await;
+        Ok((
+            Caller {
+                workspace: key.workspace,
+                role: key.role,
+            },
+            key.id,
+        ))
+    }
+
+    /// Records a key's use, at most once a minute per key.
+    async fn touch(&self, id: &str) {
+        let due = {
+            let mut touched = self.touched.lock().expect("touch lock");
+            let now = Instant::now();
+            match touched.get(id) {
+                Some(at) if now.duration_since(*at) < TOUCH_EVERY => false,
+                _ => {
+                    touched.insert(id.to_string(), now);
+                    true
+                }
+            }
+        };
+        if due && let Err(e) = self.store.touch_key(id).await {
+            tracing::warn!(key = id, error = %e, "cannot record an API key's last use");
+        }
+    }
+
+    /// `Err` with a 429 answer when `who` is over its rate.
+    fn rate_limit(&self, who: &str, media: Media) -> Result<(), axum::response::Response> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        let Err(not_until) = limiter.check_key(&who.to_string()) else {
+            return Ok(());
+        };
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut r = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            media,
+            format!("too many requests for this key; retry in {}s", secs.max(1)),
+            "RATE_LIMITED",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        Err(r)
+    }
+
+    async fn run(
+        &self,
+        media: Media,
+        headers: &HeaderMap,
+        client: Option<SocketAddr>,
+        parse: impl FnOnce() -> Result<Request, axum::response::Response>,
+        queries_only: bool,
+    ) -> axum::response::Response {
+        let (caller, key_id) = match self.caller(headers, media).await {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        let who = if key_id.is_empty() {
+            client.map_or_else(|| "local".to_string(), |a| a.ip().to_string())
+        } else {
+            key_id
+        };
+        if let Err(r) = self.rate_limit(&who, media) {
+            return r;
+        }
+        let mut request = match parse() {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+        if let Err(e) = persisted::resolve(
+            &self.config.persisted_queries,
+            &self.persisted,
+            &mut request,
+        ) {
+            return request_error(media, e);
+        }
+        if queries_only && !is_read_only(&request.query, request.operation_name.as_deref()) {
+            let mut r = refuse(
+                StatusCode::METHOD_NOT_ALLOWED,
+                media,
+                "only queries can be sent with GET; send mutations with POST",
+                "BAD_REQUEST",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return r;
+        }
+        let limit = self.config.request_timeout;
+        let request = prepare(request, &self.store, caller);
+        match tokio::time::timeout(limit, self.schema.execute(request)).await {
+            Ok(response) => respond(media, response),
+            Err(_) => refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                media,
+                format!(
+                    "the request ran longer than {} ms and was stopped; ask for less (smaller pages, fewer fields)",
+                    limit.as_millis()
+                ),
+                "TIMEOUT",
+            ),
+        }
+    }
+}
+
+async fn graphql_post(
+    State(app): State<AppState>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> axum::response::Response {
+    let Some(media) = negotiate(&headers) else {
+        return refuse(
+            StatusCode::NOT_ACCEPTABLE,
+            Media::Json,
+            "accept application/graphql-response+json or application/json",
+            "BAD_REQUEST",
+        );
+    };
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if ctype != "application/json" {
+        return refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            media,
+            "send the request as JSON with `Content-Type: application/json`",
+            "BAD_REQUEST",
+        );
+    }
+    let max = app.config.max_body_bytes;
+    let bytes = match axum::body::to_bytes(body, max).await {
+        Ok(b) => b,
+        Err(_) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                media,
+                format!("the request body is larger than {max} bytes"),
+                "BAD_REQUEST",
+            );
+        }
+    };
+    let parse = || {
+        let request: Request = serde_json::from_slice(&bytes).map_err(|e| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                media,
+                format!(
+                    "the body is not a GraphQL request ({e}); send {{\"query\": \"...\", \"variables\": {{...}}}}"
+                ),
+                "BAD_REQUEST",
+            )
+        })?;
+        Ok(request)
+    };
+    app.run(media, &headers, client.map(|c| c.0.0), parse, false)
+        .await
+}
+
+async fn graphql_get(
+    State(app): State<AppState>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> axum::response::Response {
+    let Some(media) = negotiate(&headers) else {
+        return refuse(
+            StatusCode::NOT_ACCEPTABLE,
+            Media::Json,
+            "accept application/graphql-response+json or application/json",
+            "BAD_REQUEST",
+        );
+    };
+    let parse = || {
+        let qs = query.unwrap_or_default();
+        async_graphql::http::parse_query_string(&qs).map_err(|e| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                media,
+                format!("the URL is not a GraphQL request ({e}); pass ?query=..."),
+                "BAD_REQUEST",
+            )
+        })
+    };
+    app.run(media, &headers, client.map(|c| c.0.0), parse, true)
+        .await
 }
 
 /// Does the operation a GET would run only read? A document that does not parse is let
@@ -72,7 +466,11 @@ async fn graphiql() -> Html<String> {
     )
 }
 
-async fn healthz(State(app): State<AppState>) -> (StatusCode, String) {
+async fn healthz() -> (StatusCode, &'static str) {
+    (StatusCode::OK, "ok")
+}
+
+async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
     match app.store.ping().await {
         Ok(()) => (StatusCode::OK, "ok".into()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),

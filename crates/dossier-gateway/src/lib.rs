@@ -1,9 +1,12 @@
 //! Dossier's GraphQL gateway (async-graphql on axum): a thin layer over the store.
 //!
 //! [`build_schema`] assembles the GraphQL schema over a [`SqlStore`]; [`router`] serves it
-//! over HTTP (`/graphql`, GraphiQL at `/`, `/healthz`); [`execute`] runs one document without
-//! HTTP (the CLI's `query` command); [`sdl`] prints the schema for the checked-in
-//! `schema/dossier.graphql`.
+//! over HTTP (`/graphql`, GraphiQL at `/`, `/healthz`, `/readyz`) behind API keys, roles and
+//! limits; [`execute`] runs one document without HTTP (the CLI's `query` command); [`sdl`]
+//! prints the schema for the checked-in `schema/dossier.graphql`.
+//!
+//! Every request carries a [`Caller`]: the one workspace it sees and its [`Role`]. Roots
+//! read and write only that workspace; nested fields hang off what the roots returned.
 //!
 //! Every list is a keyset-paginated connection, and the per-contact fields of a page
 //! (`data`, `aggregates`, `identities`, `sessions`) load through data loaders: one store call
@@ -11,35 +14,86 @@
 
 #![warn(missing_docs)]
 
+mod auth;
 mod connectors;
 mod cursor;
 mod filter;
 mod http;
+mod limits;
 mod loaders;
+mod persisted;
 mod schema;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{EmptySubscription, Schema};
 use dossier_store::SqlStore;
 
 pub use connectors::{ConnectorAdmin, ConnectorInfo, ConnectorKind};
+pub use dossier_store::Role;
 pub use http::router;
 pub use schema::{Mutation, Query};
 
 /// Starts syncs for the gateway (implemented by the sync engine; the gateway does not know it).
 #[async_trait::async_trait]
 pub trait SyncTrigger: Send + Sync {
-    /// Runs (or starts) a sync of `source`; returns the run id. Err is a user-facing message.
-    async fn trigger(&self, source: &str) -> Result<i64, String>;
+    /// Runs (or starts) a sync of `source` in `workspace`; returns the run id. Err is a
+    /// user-facing message (a source of another workspace is reported as unknown).
+    async fn trigger(&self, workspace: &str, source: &str) -> Result<i64, String>;
+}
+
+/// Who may call the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Every request presents an API key (`Authorization: Bearer dsk_...`); it sees the key's
+    /// workspace with the key's role.
+    Keys,
+    /// No key: every request is an admin of this workspace. For local use on loopback only.
+    Open {
+        /// The workspace every request sees.
+        workspace: String,
+    },
+}
+
+/// How many requests one key may send: a sustained rate and a burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests per second, sustained.
+    pub per_second: u32,
+    /// Requests allowed at once above the sustained rate.
+    pub burst: u32,
+}
+
+/// Which documents the gateway runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PersistedQueries {
+    /// Any document; clients may also send only its sha256 once the gateway has seen it
+    /// (automatic persisted queries).
+    #[default]
+    Automatic,
+    /// Only the documents of this list, sha256 (hex) to document; by hash or in full.
+    AllowList(Arc<HashMap<String, String>>),
+}
+
+impl PersistedQueries {
+    /// Allow-list mode over these documents (each runs when sent in full or by its sha256).
+    pub fn allow_list(documents: impl IntoIterator<Item = String>) -> Self {
+        Self::AllowList(Arc::new(
+            documents
+                .into_iter()
+                .map(|d| (persisted::sha256_hex(&d), d))
+                .collect(),
+        ))
+    }
 }
 
 /// What the gateway serves and how much one request may ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayConfig {
-    /// The workspace every query reads and every mutation writes.
-    pub workspace: String,
+    /// Who may call.
+    pub access: Access,
     /// The largest `first` a connection accepts.
     pub max_page_size: usize,
     /// The page size when `first` is not given.
@@ -48,20 +102,78 @@ pub struct GatewayConfig {
     pub max_depth: usize,
     /// The largest complexity (number of selected fields) a document may have.
     pub max_complexity: usize,
-    /// Whether the `installConnector` mutation may install plugins. Off by default: there are
-    /// no API keys yet, so anyone who can reach the server could load code into it.
+    /// Whether the `installConnector` mutation (admin role) may install plugins. Off by
+    /// default: it lets an admin key load code into the server.
     pub allow_plugin_install: bool,
+    /// The most aliased fields a document may have.
+    pub max_aliases: usize,
+    /// The most fields an operation may select at its root.
+    pub max_root_fields: usize,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// How long one request may run before it is stopped.
+    pub request_timeout: Duration,
+    /// Requests per key (or per client address without keys); `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
+    /// Whether `__schema` and `__type` answer.
+    pub introspection: bool,
+    /// Which documents run.
+    pub persisted_queries: PersistedQueries,
+    /// Origins allowed to call from a browser (`*` for any); empty: no CORS headers.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
-            workspace: "default".into(),
+            access: Access::Keys,
             max_page_size: 100,
             default_page_size: 20,
             max_depth: 12,
             max_complexity: 5000,
             allow_plugin_install: false,
+            max_aliases: 30,
+            max_root_fields: 10,
+            max_body_bytes: 256 * 1024,
+            request_timeout: Duration::from_secs(10),
+            rate_limit: Some(RateLimit {
+                per_second: 50,
+                burst: 100,
+            }),
+            introspection: true,
+            persisted_queries: PersistedQueries::Automatic,
+            cors_origins: vec![],
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The defaults, open to everyone as admin of `workspace` (local use).
+    pub fn open(workspace: &str) -> Self {
+        Self {
+            access: Access::Open {
+                workspace: workspace.to_string(),
+            },
+            ..Self::default()
+        }
+    }
+}
+
+/// Who is asking: the workspace a request sees and what it may do there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The only workspace the request reads and writes.
+    pub workspace: String,
+    /// What the request may do.
+    pub role: Role,
+}
+
+impl Caller {
+    /// An admin of `workspace` (the CLI, or an open gateway).
+    pub fn admin(workspace: &str) -> Self {
+        Self {
+            workspace: workspace.to_string(),
+            role: Role::Admin,
         }
     }
 }
@@ -85,34 +197,18 @@ pub fn build_schema(
     connectors: Option<Arc<dyn ConnectorAdmin>>,
     config: GatewayConfig,
 ) -> DossierSchema {
-    let ws = config.workspace.clone();
-    let spawn = |fut| {
-        tokio::spawn(fut);
-    };
-    Schema::build(Query, Mutation, EmptySubscription)
+    let mut builder = Schema::build(Query, Mutation, EmptySubscription)
         .limit_depth(config.max_depth)
         .limit_complexity(config.max_complexity)
-        .extension(async_graphql::extensions::Tracing)
-        .data(DataLoader::new(
-            loaders::ContactDataLoader::new(store.clone()),
-            spawn,
-        ))
-        .data(DataLoader::new(
-            loaders::AggregatesLoader::new(store.clone(), ws.clone()),
-            spawn,
-        ))
-        .data(DataLoader::new(
-            loaders::IdentitiesLoader::new(store.clone()),
-            spawn,
-        ))
-        .data(DataLoader::new(
-            loaders::SessionsLoader::new(store.clone()),
-            spawn,
-        ))
-        .data(DataLoader::new(
-            loaders::ContactLoader::new(store.clone(), ws),
-            spawn,
-        ))
+        .extension(limits::DocumentLimits {
+            max_aliases: config.max_aliases,
+            max_root_fields: config.max_root_fields,
+        })
+        .extension(async_graphql::extensions::Tracing);
+    if !config.introspection {
+        builder = builder.disable_introspection();
+    }
+    builder
         .data(Gateway {
             store,
             config,
@@ -129,10 +225,22 @@ pub fn sdl() -> String {
         .sdl()
 }
 
-/// Runs one GraphQL document without HTTP; returns the full JSON response
+/// A request as `caller`: the caller and this request's data loaders travel with it.
+pub(crate) fn prepare(
+    request: async_graphql::Request,
+    store: &SqlStore,
+    caller: Caller,
+) -> async_graphql::Request {
+    let loaders = loaders::Loaders::new(store, &caller.workspace);
+    request.data(loaders).data(caller)
+}
+
+/// Runs one GraphQL document without HTTP as `caller`; returns the full JSON response
 /// (`data`, and `errors` when there are any).
 pub async fn execute(
     schema: &DossierSchema,
+    store: &SqlStore,
+    caller: Caller,
     query: &str,
     variables: Option<serde_json::Value>,
 ) -> serde_json::Value {
@@ -140,7 +248,7 @@ pub async fn execute(
     if let Some(v) = variables {
         request = request.variables(async_graphql::Variables::from_json(v));
     }
-    let response = schema.execute(request).await;
+    let response = schema.execute(prepare(request, store, caller)).await;
     serde_json::to_value(&response).unwrap_or_else(|e| {
         serde_json::json!({ "data": null, "errors": [{ "message": format!("cannot encode the response: {e}") }] })
     })

@@ -4,9 +4,10 @@
 //! keys requested while one level of a document resolves.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_graphql::dataloader::Loader;
+use async_graphql::dataloader::{DataLoader, Loader};
 use dossier_core::DataValue;
 use dossier_store::{ContactRow, IdentityRow, Page, SessionRow, SqlStore};
 
@@ -214,5 +215,32 @@ impl Loader<i64> for ContactLoader {
             .contacts_by_ids(&self.ws, keys)
             .await
             .map_err(store_error)
+    }
+}
+
+/// One request's data loaders (made per request: nothing batches or leaks across callers).
+pub(crate) struct Loaders {
+    pub(crate) data: DataLoader<ContactDataLoader>,
+    pub(crate) aggregates: DataLoader<AggregatesLoader>,
+    pub(crate) identities: DataLoader<IdentitiesLoader>,
+    pub(crate) sessions: DataLoader<SessionsLoader>,
+    pub(crate) contacts: DataLoader<ContactLoader>,
+}
+
+impl Loaders {
+    pub(crate) fn new(store: &SqlStore, ws: &str) -> Arc<Self> {
+        let spawn = |fut| {
+            tokio::spawn(fut);
+        };
+        Arc::new(Self {
+            data: DataLoader::new(ContactDataLoader::new(store.clone()), spawn),
+            aggregates: DataLoader::new(
+                AggregatesLoader::new(store.clone(), ws.to_string()),
+                spawn,
+            ),
+            identities: DataLoader::new(IdentitiesLoader::new(store.clone()), spawn),
+            sessions: DataLoader::new(SessionsLoader::new(store.clone()), spawn),
+            contacts: DataLoader::new(ContactLoader::new(store.clone(), ws.to_string()), spawn),
+        })
     }
 }

@@ -1,21 +1,19 @@
 //! The GraphQL types and their resolvers.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Error, ID, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use dossier_core::value::from_micros;
 use dossier_core::{DataKey, DataValue, Filter};
 use dossier_store::{ContactRow, IdentityRow, Page, RunRow, SessionRow, SourceRow};
 
+use crate::auth::RoleGuard;
 use crate::connectors::Connector;
 use crate::filter::ContactFilter;
-use crate::loaders::{
-    AggregatesLoader, ContactDataLoader, ContactLoader, IdentitiesLoader, SessionsKey,
-    SessionsLoader,
-};
-use crate::{Gateway, cursor};
+use crate::loaders::{Loaders, SessionsKey};
+use crate::{Caller, Gateway, Role, cursor};
 
 fn gateway<'a>(ctx: &Context<'a>) -> Result<&'a Gateway> {
     ctx.data::<Gateway>()
@@ -28,8 +26,13 @@ fn connector_admin<'a>(ctx: &Context<'a>) -> Result<&'a dyn crate::ConnectorAdmi
         .ok_or_else(|| Error::new("connectors are not available in this process"))
 }
 
-fn loader<'a, T: Send + Sync + 'static>(ctx: &Context<'a>) -> Result<&'a DataLoader<T>> {
-    ctx.data::<DataLoader<T>>()
+fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
+    Ok(ctx.data::<Arc<Loaders>>()?)
+}
+
+/// The workspace of the request's caller.
+fn ws<'a>(ctx: &Context<'a>) -> Result<&'a str> {
+    Ok(&ctx.data::<Caller>()?.workspace)
 }
 
 /// The page size a connection serves for `first`, within the configured bounds.
@@ -83,6 +86,7 @@ pub struct Query;
 impl Query {
     /// A contact by id or by email (give exactly one). A merged contact's id returns the
     /// contact it merged into.
+    #[graphql(guard = "RoleGuard(Role::Read)")]
     async fn contact(
         &self,
         ctx: &Context<'_>,
@@ -90,7 +94,7 @@ impl Query {
         email: Option<String>,
     ) -> Result<Option<Contact>> {
         let gw = gateway(ctx)?;
-        let ws = &gw.config.workspace;
+        let ws = ws(ctx)?;
         let row = match (id, email) {
             (Some(id), None) => gw.store.contact(ws, parse_id(&id, "contact")?).await?,
             (None, Some(email)) => gw.store.contact_by_email(ws, &email).await?,
@@ -100,6 +104,7 @@ impl Query {
     }
 
     /// Contacts matching `where`, in id order.
+    #[graphql(guard = "RoleGuard(Role::Read)")]
     async fn contacts(
         &self,
         ctx: &Context<'_>,
@@ -116,27 +121,29 @@ impl Query {
             .map_err(Error::new)?;
         let page = gw
             .store
-            .contacts(&gw.config.workspace, filter.as_ref(), first, after)
+            .contacts(ws(ctx)?, filter.as_ref(), first, after)
             .await?;
         Ok(ContactConnection { page, filter })
     }
 
     /// A session by id.
+    #[graphql(guard = "RoleGuard(Role::Read)")]
     async fn session(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Session>> {
         let gw = gateway(ctx)?;
         let row = gw
             .store
-            .session(&gw.config.workspace, parse_id(&id, "session")?)
+            .session(ws(ctx)?, parse_id(&id, "session")?)
             .await?;
         Ok(row.map(Session))
     }
 
-    /// The configured sources.
+    /// The configured sources, their configs with secrets redacted (admin role).
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn sources(&self, ctx: &Context<'_>) -> Result<Vec<Source>> {
         let gw = gateway(ctx)?;
         Ok(gw
             .store
-            .sources(&gw.config.workspace)
+            .sources(ws(ctx)?)
             .await?
             .into_iter()
             .map(Source)
@@ -144,7 +151,8 @@ impl Query {
     }
 
     /// The connectors this server knows: built in and installed plugins, with their versions
-    /// and config schemas.
+    /// and config schemas (admin role).
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn connectors(&self, ctx: &Context<'_>) -> Result<Vec<Connector>> {
         Ok(connector_admin(ctx)?
             .connectors()
@@ -153,7 +161,8 @@ impl Query {
             .collect())
     }
 
-    /// Sync runs, newest first, optionally of one source.
+    /// Sync runs, newest first, optionally of one source (write role).
+    #[graphql(guard = "RoleGuard(Role::Write)")]
     async fn sync_runs(
         &self,
         ctx: &Context<'_>,
@@ -166,7 +175,7 @@ impl Query {
         let before = parse_cursor(after.as_deref(), cursor::parse_run)?;
         let page = gw
             .store
-            .runs(&gw.config.workspace, source.as_deref(), first, before)
+            .runs(ws(ctx)?, source.as_deref(), first, before)
             .await?;
         Ok(SyncRunConnection(page))
     }
@@ -180,7 +189,9 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     /// Sets a data value on a contact itself; it takes precedence over its sessions' values.
-    /// Keys are lowercase `a-z`, `0-9`, `_` or `-`; values a string, number or boolean.
+    /// Keys are lowercase `a-z`, `0-9`, `_` or `-`; values a string, number or boolean
+    /// (write role).
+    #[graphql(guard = "RoleGuard(Role::Write)")]
     async fn set_contact_data(
         &self,
         ctx: &Context<'_>,
@@ -189,7 +200,7 @@ impl Mutation {
         value: Json<serde_json::Value>,
     ) -> Result<Contact> {
         let gw = gateway(ctx)?;
-        let ws = &gw.config.workspace;
+        let ws = ws(ctx)?;
         let id = parse_id(&id, "contact")?;
         let (key, value) = key_and_value(&key, &value)?;
         gw.store.set_contact_data(ws, id, &key, &value).await?;
@@ -200,7 +211,9 @@ impl Mutation {
             .ok_or_else(|| Error::new(format!("contact {id} not found")))
     }
 
-    /// Sets a data value on a session; its contact's data view and aggregates follow.
+    /// Sets a data value on a session; its contact's data view and aggregates follow (write
+    /// role).
+    #[graphql(guard = "RoleGuard(Role::Write)")]
     async fn set_session_data(
         &self,
         ctx: &Context<'_>,
@@ -209,7 +222,7 @@ impl Mutation {
         value: Json<serde_json::Value>,
     ) -> Result<Session> {
         let gw = gateway(ctx)?;
-        let ws = &gw.config.workspace;
+        let ws = ws(ctx)?;
         let id = parse_id(&id, "session")?;
         let (key, value) = key_and_value(&key, &value)?;
         gw.store.set_session_data(ws, id, &key, &value).await?;
@@ -220,9 +233,10 @@ impl Mutation {
             .ok_or_else(|| Error::new(format!("session {id} not found")))
     }
 
-    /// Admin: installs a connector plugin from the plugin directory (`file` is a file name
-    /// there), checking `sha256` when given, and returns it. Refused unless the server's config
-    /// sets `server.allow_plugin_install = true` (there are no API keys yet).
+    /// Installs a connector plugin from the plugin directory (`file` is a file name there),
+    /// checking `sha256` when given, and returns it (admin role). Refused unless the server's
+    /// config sets `server.allow_plugin_install = true`.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn install_connector(
         &self,
         ctx: &Context<'_>,
@@ -233,8 +247,8 @@ impl Mutation {
         if !gw.config.allow_plugin_install {
             return Err(Error::new(
                 "installing plugins over the API is disabled; set `server.allow_plugin_install = true` \
-                 in the config to allow it (there are no API keys yet: anyone who reaches the server \
-                 could load code into it), or use `dossier connectors install`",
+                 in the config to allow it (an admin key could then load code into the server), or \
+                 use `dossier connectors install`",
             ));
         }
         connector_admin(ctx)?
@@ -244,18 +258,16 @@ impl Mutation {
             .map_err(Error::new)
     }
 
-    /// Syncs a source now and returns its run.
+    /// Syncs a source now and returns its run (write role).
+    #[graphql(guard = "RoleGuard(Role::Write)")]
     async fn trigger_sync(&self, ctx: &Context<'_>, source: String) -> Result<SyncRun> {
         let gw = gateway(ctx)?;
         let sync = gw
             .sync
             .as_ref()
             .ok_or_else(|| Error::new("syncing is not available in this process"))?;
-        let run = sync.trigger(&source).await.map_err(Error::new)?;
-        let runs = gw
-            .store
-            .runs(&gw.config.workspace, Some(&source), 50, None)
-            .await?;
+        let run = sync.trigger(ws(ctx)?, &source).await.map_err(Error::new)?;
+        let runs = gw.store.runs(ws(ctx)?, Some(&source), 50, None).await?;
         runs.items
             .into_iter()
             .find(|r| r.id == run)
@@ -306,7 +318,7 @@ impl ContactConnection {
         let gw = gateway(ctx)?;
         Ok(gw
             .store
-            .count_contacts(&gw.config.workspace, self.filter.as_ref())
+            .count_contacts(ws(ctx)?, self.filter.as_ref())
             .await?)
     }
 }
@@ -369,7 +381,8 @@ impl Contact {
 
     /// Custom data, key to value: the contact's own values over its sessions' values.
     async fn data(&self, ctx: &Context<'_>) -> Result<Json<serde_json::Value>> {
-        let data = loader::<ContactDataLoader>(ctx)?
+        let data = loaders(ctx)?
+            .data
             .load_one(self.0.id)
             .await?
             .unwrap_or_default();
@@ -378,7 +391,8 @@ impl Contact {
 
     /// Aggregate values, rule name to value (absent when a rule has nothing to aggregate).
     async fn aggregates(&self, ctx: &Context<'_>) -> Result<Json<serde_json::Value>> {
-        let aggs = loader::<AggregatesLoader>(ctx)?
+        let aggs = loaders(ctx)?
+            .aggregates
             .load_one(self.0.id)
             .await?
             .unwrap_or_default();
@@ -387,7 +401,8 @@ impl Contact {
 
     /// The identities that resolve to this contact.
     async fn identities(&self, ctx: &Context<'_>) -> Result<Vec<Identity>> {
-        Ok(loader::<IdentitiesLoader>(ctx)?
+        Ok(loaders(ctx)?
+            .identities
             .load_one(self.0.id)
             .await?
             .unwrap_or_default()
@@ -412,13 +427,10 @@ impl Contact {
             first,
             before,
         };
-        let page = loader::<SessionsLoader>(ctx)?
-            .load_one(key)
-            .await?
-            .unwrap_or(Page {
-                items: vec![],
-                has_next: false,
-            });
+        let page = loaders(ctx)?.sessions.load_one(key).await?.unwrap_or(Page {
+            items: vec![],
+            has_next: false,
+        });
         Ok(SessionConnection(page))
     }
 }
@@ -529,10 +541,7 @@ impl Session {
         let Some(id) = self.0.contact_id else {
             return Ok(None);
         };
-        Ok(loader::<ContactLoader>(ctx)?
-            .load_one(id)
-            .await?
-            .map(Contact))
+        Ok(loaders(ctx)?.contacts.load_one(id).await?.map(Contact))
     }
 }
 

@@ -5,9 +5,7 @@ use dossier_core::{AggOp, AggregateRule, DataKey, DataValue, Identity, MappedRec
 use dossier_store::{BatchWrite, SqlStore};
 
 use super::*;
-use crate::loaders::{
-    AggregatesLoader, ContactDataLoader, ContactLoader, IdentitiesLoader, SessionsLoader,
-};
+use crate::loaders::Loaders;
 
 const WS: &str = "default";
 
@@ -72,16 +70,13 @@ async fn store(dir: &tempfile::TempDir) -> SqlStore {
     store
 }
 
-fn calls<T: Send + Sync + 'static>(schema: &DossierSchema, get: fn(&T) -> usize) -> usize {
-    get(schema.data::<DataLoader<T>>().unwrap().loader())
-}
-
 #[tokio::test]
 async fn a_page_loads_each_field_with_one_store_call() {
     let dir = tempfile::tempdir().unwrap();
-    let schema = build_schema(store(&dir).await, None, None, GatewayConfig::default());
-    let out = execute(
-        &schema,
+    let store = store(&dir).await;
+    let schema = build_schema(store.clone(), None, None, GatewayConfig::open(WS));
+    let loaders = Loaders::new(&store, WS);
+    let request = async_graphql::Request::new(
         r#"{ contacts(first: 10) {
             edges { node {
                 id data aggregates identities { kind value }
@@ -89,9 +84,10 @@ async fn a_page_loads_each_field_with_one_store_call() {
                 orders: sessions(kind: "order", first: 5) { edges { node { id } } }
             } }
         } }"#,
-        None,
     )
-    .await;
+    .data(loaders.clone())
+    .data(Caller::admin(WS));
+    let out = serde_json::to_value(schema.execute(request).await).unwrap();
     assert!(out.get("errors").is_none(), "{out:#}");
     let edges = out["data"]["contacts"]["edges"].as_array().unwrap();
     assert_eq!(edges.len(), 10);
@@ -106,13 +102,13 @@ async fn a_page_loads_each_field_with_one_store_call() {
             node["id"]
         );
     }
-    assert_eq!(calls::<ContactDataLoader>(&schema, |l| l.calls.get()), 1);
-    assert_eq!(calls::<AggregatesLoader>(&schema, |l| l.calls.get()), 1);
-    assert_eq!(calls::<IdentitiesLoader>(&schema, |l| l.calls.get()), 1);
+    assert_eq!(loaders.data.loader().calls.get(), 1);
+    assert_eq!(loaders.aggregates.loader().calls.get(), 1);
+    assert_eq!(loaders.identities.loader().calls.get(), 1);
     // Two differently-argued `sessions` fields: one call each.
-    assert_eq!(calls::<SessionsLoader>(&schema, |l| l.calls.get()), 2);
+    assert_eq!(loaders.sessions.loader().calls.get(), 2);
     // Session.contact: the page's contacts in one read too.
-    assert_eq!(calls::<ContactLoader>(&schema, |l| l.calls.get()), 1);
+    assert_eq!(loaders.contacts.loader().calls.get(), 1);
 }
 
 /// A connector admin that records installs.
@@ -158,37 +154,50 @@ async fn connectors_are_listed_and_installing_is_an_admin_switch() {
     let install = r#"mutation { installConnector(file: "stripe.so") { name kind version file } }"#;
     let list = "{ connectors { name kind version configSchema file } }";
 
+    let store = store(&dir).await;
+    let admin_caller = || Caller::admin(WS);
     let closed = build_schema(
-        store(&dir).await,
+        store.clone(),
         None,
         Some(admin.clone()),
-        GatewayConfig::default(),
+        GatewayConfig::open(WS),
     );
-    let out = execute(&closed, list, None).await;
+    let out = execute(&closed, &store, admin_caller(), list, None).await;
     assert_eq!(out["data"]["connectors"][0]["name"], "sqlite");
     assert_eq!(out["data"]["connectors"][0]["kind"], "BUILTIN");
     assert_eq!(
         out["data"]["connectors"][0]["configSchema"]["type"],
         "object"
     );
-    let out = execute(&closed, install, None).await;
+    let out = execute(&closed, &store, admin_caller(), install, None).await;
     let message = out["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("server.allow_plugin_install"), "{message}");
     assert!(admin.0.lock().unwrap().is_empty());
 
     let open = build_schema(
-        store(&dir).await,
+        store.clone(),
         None,
         Some(admin.clone()),
         GatewayConfig {
             allow_plugin_install: true,
-            ..GatewayConfig::default()
+            ..GatewayConfig::open(WS)
         },
     );
-    let out = execute(&open, install, None).await;
+    // Both are admin fields.
+    let reader = Caller {
+        workspace: WS.into(),
+        role: Role::Write,
+    };
+    for doc in [install, list] {
+        let out = execute(&open, &store, reader.clone(), doc, None).await;
+        let message = out["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains("needs the admin role"), "{message}");
+    }
+    assert!(admin.0.lock().unwrap().is_empty());
+    let out = execute(&open, &store, admin_caller(), install, None).await;
     assert!(out.get("errors").is_none(), "{out:#}");
     assert_eq!(out["data"]["installConnector"]["kind"], "PLUGIN");
-    let out = execute(&open, list, None).await;
+    let out = execute(&open, &store, admin_caller(), list, None).await;
     assert_eq!(out["data"]["connectors"][1]["name"], "stripe");
     assert_eq!(out["data"]["connectors"][1]["file"], "stripe.so");
 }

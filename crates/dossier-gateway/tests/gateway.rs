@@ -273,12 +273,10 @@ async fn graphiql_is_served() {
 async fn get_graphql_runs_queries_only() {
     let t = seeded().await;
     let q = url_encode(r#"{ contact(email: "user2@example.com") { email country } }"#);
+    // No Accept header: application/json, as the GraphQL-over-HTTP spec says.
     let (status, ctype, body) = t.get(&format!("/graphql?query={q}")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        ctype.starts_with("application/graphql-response+json"),
-        "{ctype}"
-    );
+    assert_eq!(ctype, "application/json; charset=utf-8");
     let out: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         out,
@@ -432,7 +430,7 @@ async fn default_and_configured_page_sizes() {
     let config = GatewayConfig {
         max_page_size: 5,
         default_page_size: 3,
-        ..GatewayConfig::default()
+        ..GatewayConfig::open(WS)
     };
     let t = seeded_with(config, |_| None).await;
     let d = t
@@ -448,18 +446,21 @@ async fn default_and_configured_page_sizes() {
 #[tokio::test]
 async fn malformed_query_is_a_json_error() {
     let t = seeded().await;
-    let req = Request::post("/graphql")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(r#"{"query": "{ contacts { edges "}"#))
-        .unwrap();
-    let (status, ctype, body) = t.send(req).await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(
-        ctype.starts_with("application/graphql-response+json"),
-        "{ctype}"
-    );
+    let post = |accept: &str| {
+        Request::post("/graphql")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, accept)
+            .body(Body::from(r#"{"query": "{ contacts { edges "}"#))
+            .unwrap()
+    };
+    // application/graphql-response+json: a document that cannot run is a 400, without `data`.
+    let (status, ctype, body) = t
+        .send(post("application/graphql-response+json, application/json"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(ctype, "application/graphql-response+json; charset=utf-8");
     let out: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(out["data"], Value::Null);
+    assert!(out.get("data").is_none(), "{out}");
     insta::assert_snapshot!(out["errors"][0]["message"].as_str().unwrap(), @r#"
      --> 1:20
       |
@@ -468,14 +469,39 @@ async fn malformed_query_is_a_json_error() {
       |
       = expected selection_set, selection, directive, or arguments
     "#);
+    // application/json: 200 for any well-formed request.
+    let (status, ctype, body) = t.send(post("application/json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ctype, "application/json; charset=utf-8");
+    assert!(body.contains("expected selection_set"), "{body}");
+    // Nothing we can produce.
+    let (status, _, _) = t.send(post("text/html")).await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
 
     // Not GraphQL at all: refused before execution.
-    let req = Request::post("/graphql")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from("not json"))
-        .unwrap();
-    let (status, _, _) = t.send(req).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for (ctype, body, want) in [
+        ("application/json", "not json", StatusCode::BAD_REQUEST),
+        (
+            "application/json",
+            r#"{"query": 42}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        ("application/json", "{}", StatusCode::OK),
+        (
+            "text/plain",
+            "{ contacts { totalCount } }",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ] {
+        let req = Request::post("/graphql")
+            .header(header::CONTENT_TYPE, ctype)
+            .body(Body::from(body))
+            .unwrap();
+        let (status, _, out) = t.send(req).await;
+        assert_eq!(status, want, "{ctype} {body}: {out}");
+        let out: Value = serde_json::from_str(&out).unwrap();
+        assert!(out["errors"][0]["message"].is_string(), "{out}");
+    }
 }
 
 #[tokio::test]
@@ -539,7 +565,7 @@ async fn forged_cursor() {
 async fn limits_refuse_deep_documents() {
     let config = GatewayConfig {
         max_depth: 4,
-        ..GatewayConfig::default()
+        ..GatewayConfig::open(WS)
     };
     let t = seeded_with(config, |_| None).await;
     let msg = t
@@ -555,8 +581,8 @@ struct FakeSync(SqlStore);
 
 #[async_trait::async_trait]
 impl SyncTrigger for FakeSync {
-    async fn trigger(&self, source: &str) -> Result<i64, String> {
-        if source != "shop" {
+    async fn trigger(&self, workspace: &str, source: &str) -> Result<i64, String> {
+        if workspace != WS || source != "shop" {
             return Err(format!("unknown source {source:?}"));
         }
         let run = self.0.start_run(WS, source, "api").await.unwrap();
@@ -584,11 +610,11 @@ mutation($source: String!) {
 
 #[tokio::test]
 async fn trigger_sync_and_runs() {
-    let t = seeded_with(GatewayConfig::default(), |store| {
+    let t = seeded_with(GatewayConfig::open(WS), |store| {
         Some(Arc::new(FakeSync(store)))
     })
     .await;
-    let run = |s: &str| dossier_gateway::execute(&t.schema, TRIGGER, Some(json!({ "source": s })));
+    let run = |s: &str| t.exec(TRIGGER, Some(json!({ "source": s })));
     let out = run("shop").await;
     let r = &out["data"]["triggerSync"];
     assert_eq!(out.get("errors"), None, "{out}");
@@ -618,11 +644,11 @@ async fn trigger_sync_and_runs() {
         run("shop").await;
     }
     let q = r#"query($after: String) { syncRuns(source: "shop", first: 2, after: $after) { edges { node { id } } pageInfo { hasNextPage endCursor } } }"#;
-    let first = dossier_gateway::execute(&t.schema, q, None).await;
+    let first = t.exec(q, None).await;
     let page = &first["data"]["syncRuns"];
     assert_eq!(page["pageInfo"]["hasNextPage"], json!(true));
     let after = page["pageInfo"]["endCursor"].clone();
-    let second = dossier_gateway::execute(&t.schema, q, Some(json!({ "after": after }))).await;
+    let second = t.exec(q, Some(json!({ "after": after }))).await;
     let ids: Vec<i64> = [page, &second["data"]["syncRuns"]]
         .iter()
         .flat_map(|p| p["edges"].as_array().unwrap().clone())
@@ -639,7 +665,7 @@ async fn trigger_sync_and_runs() {
 #[tokio::test]
 async fn trigger_sync_without_an_engine() {
     let t = seeded().await;
-    let out = dossier_gateway::execute(&t.schema, TRIGGER, Some(json!({ "source": "shop" }))).await;
+    let out = t.exec(TRIGGER, Some(json!({ "source": "shop" }))).await;
     insta::assert_snapshot!(out["errors"][0]["message"].as_str().unwrap(), @"syncing is not available in this process");
 }
 

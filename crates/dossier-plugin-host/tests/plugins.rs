@@ -84,10 +84,12 @@ async fn dump(engine: &Engine) -> Json {
         engine.store().clone(),
         None,
         None,
-        dossier_gateway::GatewayConfig::default(),
+        dossier_gateway::GatewayConfig::open(engine.workspace()),
     );
     let out = dossier_gateway::execute(
         &schema,
+        engine.store(),
+        dossier_gateway::Caller::admin(engine.workspace()),
         r#"{ contacts(first: 100) { totalCount edges { node {
             id email phone firstName lastName country city locale data aggregates
             identities { kind value }

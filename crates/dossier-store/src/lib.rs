@@ -10,10 +10,12 @@ mod backend;
 mod error;
 mod filter_sql;
 mod ingest;
+mod keys;
 mod read;
 mod runs;
 mod types;
 
 pub use backend::{Backend, SqlStore, redact_url};
 pub use error::{Result, StoreError};
+pub use keys::{ApiKey, KeyRefusal, Role};
 pub use types::*;

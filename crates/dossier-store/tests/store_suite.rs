@@ -10,7 +10,7 @@ use dossier_core::{
     AggOp, AggState, AggregateRule, CmpOp, DataKey, DataValue, Filter, FilterField, Identity,
     MappedRecord, ProfileField,
 };
-use dossier_store::{BatchWrite, SqlStore};
+use dossier_store::{BatchWrite, KeyRefusal, Role, SqlStore};
 use sqlx::{AssertSqlSafe, Connection};
 
 const WS: &str = "default";
@@ -663,6 +663,55 @@ async fn a_record_twice_in_one_batch_is_one_session(db: TestDb) {
     );
 }
 
+async fn api_keys_are_hashed_scoped_revocable_and_expire(db: TestDb) {
+    let s = &db.store;
+    let (key, token) = s
+        .create_key("acme", "dashboard", Role::Read, None)
+        .await
+        .unwrap();
+    assert!(token.starts_with(&format!("dsk_{}_", key.id)), "{token}");
+    let found = s.authenticate(&token).await.unwrap().unwrap();
+    assert_eq!((found.workspace.as_str(), found.role), ("acme", Role::Read));
+    // A wrong secret under a real id, a malformed key, an unknown id: all just "invalid".
+    let mut wrong = token.clone();
+    wrong.replace_range(
+        token.len() - 1..,
+        if token.ends_with('0') { "1" } else { "0" },
+    );
+    for bad in [wrong.as_str(), "dsk_nope", "", &token[..token.len() - 1]] {
+        assert_eq!(
+            s.authenticate(bad).await.unwrap(),
+            Err(KeyRefusal::Invalid),
+            "{bad}"
+        );
+    }
+    let (_, expired) = s
+        .create_key("acme", "old", Role::Admin, Some(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.authenticate(&expired).await.unwrap(),
+        Err(KeyRefusal::Expired)
+    );
+    let (other, _) = s
+        .create_key("globex", "ops", Role::Write, None)
+        .await
+        .unwrap();
+    assert_eq!(s.keys(Some("acme")).await.unwrap().len(), 2);
+    assert_eq!(s.keys(None).await.unwrap().len(), 3);
+    assert_eq!(s.keys(Some("globex")).await.unwrap(), vec![other]);
+    let revoked = s.revoke_key(&key.id).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(
+        s.authenticate(&token).await.unwrap(),
+        Err(KeyRefusal::Revoked)
+    );
+    assert!(matches!(
+        s.revoke_key("000000000000").await,
+        Err(dossier_store::StoreError::NotFound { .. })
+    ));
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -682,4 +731,5 @@ suite!(
     rules_backfill_and_runs,
     full_refresh_deletes_what_it_did_not_see,
     a_record_twice_in_one_batch_is_one_session,
+    api_keys_are_hashed_scoped_revocable_and_expire,
 );

@@ -56,22 +56,85 @@ pub struct ServerConfig {
     /// Address to listen on, e.g. `127.0.0.1:8080`.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Who may call: `keys` (every request sends `Authorization: Bearer <key>`; keys are made
+    /// with `dossier keys create`) or `open` (no keys, every request is an admin of this
+    /// config's workspace; refused unless `listen` is a loopback address).
+    #[serde(default)]
+    pub access: AccessMode,
     /// Largest `first` a client may ask for in one page.
     #[serde(default = "default_max_page")]
     pub max_page_size: usize,
-    /// Let the `installConnector` mutation install plugins from the plugin directory. Off by
-    /// default: there are no API keys yet, so anyone who can reach the server could load code
-    /// into it. `dossier connectors install` works either way.
+    /// Let the `installConnector` mutation (admin keys only) install plugins from the plugin
+    /// directory. Off by default: it lets an admin key load code into the server.
+    /// `dossier connectors install` works either way.
     #[serde(default)]
     pub allow_plugin_install: bool,
+    /// Deepest selection nesting a document may have.
+    #[serde(default = "default_max_depth")]
+    pub max_depth: usize,
+    /// Largest complexity (selected fields, weighted by nesting) a document may have.
+    #[serde(default = "default_max_complexity")]
+    pub max_complexity: usize,
+    /// Most aliased fields a document may have.
+    #[serde(default = "default_max_aliases")]
+    pub max_aliases: usize,
+    /// Most fields one operation may select at its root.
+    #[serde(default = "default_max_root_fields")]
+    pub max_root_fields: usize,
+    /// Largest request body, in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How long one request may run before it is stopped, e.g. `"10s"`.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: String,
+    /// Requests per second one key (or, with `access = "open"`, one client address) may
+    /// send, sustained; 0 turns the limit off.
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit_per_second: u32,
+    /// Requests one key may send at once above the sustained rate.
+    #[serde(default = "default_rate_burst")]
+    pub rate_limit_burst: u32,
+    /// Whether the schema answers introspection (`__schema`, `__type`).
+    #[serde(default = "default_true")]
+    pub introspection: bool,
+    /// A JSON file holding a list of GraphQL documents: when set, only these documents run
+    /// (sent in full or as automatic-persisted-query hashes). Relative to this file.
+    #[serde(default)]
+    pub allow_list: Option<PathBuf>,
+    /// Origins browsers may call from (`"*"` for any); empty: no CORS headers.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+}
+
+/// Who may call the gateway.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessMode {
+    /// Every request presents an API key.
+    #[default]
+    Keys,
+    /// No keys: for local use on a loopback address.
+    Open,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            access: AccessMode::default(),
             max_page_size: default_max_page(),
             allow_plugin_install: false,
+            max_depth: default_max_depth(),
+            max_complexity: default_max_complexity(),
+            max_aliases: default_max_aliases(),
+            max_root_fields: default_max_root_fields(),
+            max_body_bytes: default_max_body_bytes(),
+            request_timeout: default_request_timeout(),
+            rate_limit_per_second: default_rate_limit(),
+            rate_limit_burst: default_rate_burst(),
+            introspection: true,
+            allow_list: None,
+            cors_origins: vec![],
         }
     }
 }
@@ -82,6 +145,42 @@ fn default_listen() -> String {
 
 fn default_max_page() -> usize {
     100
+}
+
+fn default_max_depth() -> usize {
+    12
+}
+
+fn default_max_complexity() -> usize {
+    5000
+}
+
+fn default_max_aliases() -> usize {
+    30
+}
+
+fn default_max_root_fields() -> usize {
+    10
+}
+
+fn default_max_body_bytes() -> usize {
+    256 * 1024
+}
+
+fn default_request_timeout() -> String {
+    "10s".into()
+}
+
+fn default_rate_limit() -> u32 {
+    50
+}
+
+fn default_rate_burst() -> u32 {
+    100
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// One source: a connector, its connection config, and the streams to read.
@@ -202,11 +301,40 @@ impl Config {
                 *p = base.join(p.as_str()).display().to_string();
             }
         }
+        if let Some(p) = &mut self.server.allow_list
+            && p.is_relative()
+        {
+            *p = base.join(&*p);
+        }
+    }
+
+    fn validate_server(&self) -> Result<(), String> {
+        let srv = &self.server;
+        parse_interval(&srv.request_timeout).map_err(|e| format!("server.request_timeout: {e}"))?;
+        for (name, v) in [
+            ("max_page_size", srv.max_page_size),
+            ("max_depth", srv.max_depth),
+            ("max_complexity", srv.max_complexity),
+            ("max_root_fields", srv.max_root_fields),
+            ("max_body_bytes", srv.max_body_bytes),
+        ] {
+            if v == 0 {
+                return Err(format!("server.{name} must be at least 1"));
+            }
+        }
+        if srv.rate_limit_per_second > 0 && srv.rate_limit_burst == 0 {
+            return Err(
+                "server.rate_limit_burst must be at least 1 when rate_limit_per_second is set"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// Everything that can be checked without connecting to a source.
     fn validate(&self, registry: &Registry) -> Result<(), String> {
         DataKey::new(self.workspace.clone()).map_err(|e| format!("workspace: {e}"))?;
+        self.validate_server()?;
         let mut names = BTreeSet::new();
         for s in &self.sources {
             let at = format!("source {:?}", s.name);
@@ -217,12 +345,7 @@ impl Config {
             let factory = registry
                 .get(&s.connector)
                 .map_err(|e| format!("{at}: {e}"))?;
-            if s.batch_size == 0 || s.batch_size > 100_000 {
-                return Err(format!(
-                    "{at}: batch_size must be between 1 and 100000 (got {})",
-                    s.batch_size
-                ));
-            }
+            dossier_connector::check_batch_size(s.batch_size).map_err(|e| format!("{at}: {e}"))?;
             if let Some(sched) = &s.schedule {
                 parse_interval(sched).map_err(|e| format!("{at}: schedule: {e}"))?;
             }
@@ -462,7 +585,7 @@ mod tests {
         unknown field `colour`, expected `url`
         "#);
         let connector = GOOD.replace("connector = \"sqlite\"", "connector = \"oracle\"");
-        insta::assert_snapshot!(parse(&connector).unwrap_err(), @r#"config file dossier.toml: source "shop": config error: unknown connector "oracle"; available: mysql, postgres, shopify, sqlite, woocommerce"#);
+        insta::assert_snapshot!(parse(&connector).unwrap_err(), @r#"config file dossier.toml: source "shop": config error: unknown connector "oracle"; available: mongodb, mysql, postgres, shopify, sqlite, woocommerce"#);
         let link = GOOD.replace("stream = \"customers\"", "stream = \"clients\"");
         insta::assert_snapshot!(parse(&link).unwrap_err(), @r#"config file dossier.toml: source "shop", stream "orders": mapping.contact.stream "clients" is not a stream of this source"#);
         let rule = GOOD.replace("op = \"count\"", "op = \"avg\"");

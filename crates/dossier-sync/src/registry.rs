@@ -8,5 +8,6 @@ pub fn builtin_registry() -> Registry {
     registry.register::<dossier_connector_mysql::MySqlConnector>();
     registry.register::<dossier_connector_shopify::ShopifyConnector>();
     registry.register::<dossier_connector_woocommerce::WooConnector>();
+    registry.register::<dossier_connector_mongodb::MongoConnector>();
     registry
 }

@@ -12,7 +12,7 @@ use dossier_core::model::{ContactLink, ContactRecord, SessionRecord};
 use dossier_core::{
     AggOp, AggregateRule, DataKey, DataValue, Identity, MappedRecord, ProfileField,
 };
-use dossier_gateway::{DossierSchema, GatewayConfig, SyncTrigger};
+use dossier_gateway::{Caller, DossierSchema, GatewayConfig, SyncTrigger};
 use dossier_store::{BatchWrite, SqlStore};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -33,7 +33,7 @@ fn key(k: &str) -> DataKey {
     DataKey::new(k).unwrap()
 }
 
-fn customer(id: u32, email: &str, country: &str, plan: &str) -> MappedRecord {
+pub fn customer(id: u32, email: &str, country: &str, plan: &str) -> MappedRecord {
     MappedRecord::Contact(ContactRecord {
         external: Identity::external("shop", "customers", &id.to_string()),
         identities: vec![Identity::email(email).unwrap()],
@@ -48,7 +48,7 @@ fn customer(id: u32, email: &str, country: &str, plan: &str) -> MappedRecord {
     })
 }
 
-fn order(id: u32, customer: u32, total: f64, at: i64) -> MappedRecord {
+pub fn order(id: u32, customer: u32, total: f64, at: i64) -> MappedRecord {
     MappedRecord::Session(SessionRecord {
         external_id: id.to_string(),
         kind: "order".into(),
@@ -81,7 +81,7 @@ fn visit(id: u32, customer: u32, at: i64) -> MappedRecord {
     })
 }
 
-fn batch(stream: &str, records: Vec<MappedRecord>) -> BatchWrite {
+pub fn batch(stream: &str, records: Vec<MappedRecord>) -> BatchWrite {
     BatchWrite {
         source: "shop".into(),
         stream: stream.into(),
@@ -93,7 +93,7 @@ fn batch(stream: &str, records: Vec<MappedRecord>) -> BatchWrite {
     }
 }
 
-fn rules() -> Vec<AggregateRule> {
+pub fn rules() -> Vec<AggregateRule> {
     vec![
         AggregateRule::new("transactions", AggOp::Count, "order", None).unwrap(),
         AggregateRule::new("total_spent", AggOp::Sum, "order", Some("total")).unwrap(),
@@ -113,7 +113,7 @@ pub fn fr_basic_big() -> Vec<u32> {
 /// is on the `basic` plan when `i` is even (else `pro`) and has one order of `i * 10`.
 /// Customer 1 (`user1@example.com`) also has three older orders and two visits.
 pub async fn seeded() -> TestApp {
-    seeded_with(GatewayConfig::default(), |_| None).await
+    seeded_with(GatewayConfig::open(WS), |_| None).await
 }
 
 /// [`seeded`] with a config, and a sync trigger made over the seeded store.
@@ -175,6 +175,18 @@ pub fn url_encode(s: &str) -> String {
 }
 
 impl TestApp {
+    /// Runs a document in-process (no HTTP) as an admin of [`WS`].
+    pub async fn exec(&self, query: &str, variables: Option<Value>) -> Value {
+        dossier_gateway::execute(
+            &self.schema,
+            &self.store,
+            Caller::admin(WS),
+            query,
+            variables,
+        )
+        .await
+    }
+
     /// Sends a request to the router; returns the status, content type and body.
     pub async fn send(&self, req: Request<Body>) -> (StatusCode, String, String) {
         let resp = self.app.clone().oneshot(req).await.unwrap();

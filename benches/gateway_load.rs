@@ -1,0 +1,439 @@
+//! The gateway under load (issue #9): a store with many contacts and 5 sessions each, `dossier
+//! serve` behind an API key, and 8 keep-alive connections over loopback for a fixed time:
+//!
+//! (a) `contact(email:)` with data, aggregates and the last 5 sessions, for random emails;
+//! (b) a segment page of 50 (`country = FR and data.price_plan = basic`, after a random id);
+//!
+//! next to `pgbench` running the equivalent SQL with the same concurrency on the same database
+//! (the limit). Reports requests/s, p50/p99 latency, errors and the gateway's peak RSS.
+//!
+//! The store is filled with SQL (`generate_series`) in the store's own tables and encodings,
+//! not through a sync, so that a million contacts take a minute rather than an hour.
+//!
+//! Run: `cargo bench --bench gateway_load`. Settings:
+//! - `DOSSIER_GW_BENCH_CONTACTS` (default 1000000): contacts; sessions are 5×;
+//! - `DOSSIER_GW_BENCH_SECONDS` (default 20): each load phase;
+//! - `DOSSIER_BENCH_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
+//!
+//! Needs `psql` and `pgbench` on the PATH.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+mod common;
+use common::{BenchDb, dossier, psql, vm_hwm_kib};
+
+const CONNECTIONS: usize = 8;
+
+fn config_toml(url: &str) -> String {
+    format!(
+        r#"[store]
+url = "{url}"
+
+[server]
+rate_limit_per_second = 0
+max_page_size = 50
+
+[[aggregates]]
+name = "transactions"
+op = "count"
+kind = "order"
+
+[[aggregates]]
+name = "total_spent"
+op = "sum"
+kind = "order"
+field = "total"
+"#
+    )
+}
+
+/// The store's rows, in the encodings the store writes (`{"s": ..}` strings, `{"n": ..}`
+/// numbers, fixed-point sums with 9 decimals).
+fn fill_sql(n: u64) -> String {
+    let sessions = n * 5;
+    format!(
+        "
+INSERT INTO contacts (id, workspace, email, first_name, country, created_at, updated_at)
+  SELECT i, 'default', 'user' || i || '@example.com', 'User' || i,
+         (ARRAY['FR','DE','US','GB'])[1 + i % 4], 1700000000000000 + i, 1700000000000000 + i
+  FROM generate_series(1, {n}::bigint) i;
+INSERT INTO identities (workspace, kind, value, contact_id, created_at)
+  SELECT 'default', 'email', 'user' || i || '@example.com', i, 0 FROM generate_series(1, {n}::bigint) i;
+INSERT INTO identities (workspace, kind, value, contact_id, created_at)
+  SELECT 'default', 'external', 'shop:customers:' || i, i, 0 FROM generate_series(1, {n}::bigint) i;
+INSERT INTO contact_data (contact_id, key, value, num, txt, own, updated_at)
+  SELECT i, 'price_plan', '{{\"s\":\"' || p || '\"}}', NULL, p, 1, 0
+  FROM (SELECT i, (ARRAY['free','basic','pro'])[1 + i % 3] AS p FROM generate_series(1, {n}::bigint) i) x;
+INSERT INTO sessions (id, workspace, source, stream, external_id, kind, contact_id, started_at,
+                      data, created_at, updated_at)
+  SELECT s, 'default', 'shop', 'orders', s::text, 'order', 1 + (s - 1) / 5,
+         1700000000000000 + s * 1000000, '{{\"total\":{{\"n\":' || (s % 500) || '.5}}}}', 0, 0
+  FROM generate_series(1, {sessions}::bigint) s;
+INSERT INTO contact_aggregates (contact_id, name, state, value, num, txt)
+  SELECT c, 'transactions', '{{\"count\":5}}', '{{\"n\":5.0}}', 5, NULL FROM generate_series(1, {n}::bigint) c;
+INSERT INTO contact_aggregates (contact_id, name, state, value, num, txt)
+  SELECT contact_id, 'total_spent',
+         '{{\"count\":5,\"sum\":\"' || (sum(s % 500) * 1000000000 + 2500000000) || '\"}}',
+         '{{\"n\":' || (sum(s % 500) + 2.5) || '}}', sum(s % 500) + 2.5, NULL
+  FROM (SELECT s, 1 + (s - 1) / 5 AS contact_id FROM generate_series(1, {sessions}::bigint) s) x
+  GROUP BY contact_id;
+SELECT setval(pg_get_serial_sequence('contacts', 'id'), {n});
+SELECT setval(pg_get_serial_sequence('sessions', 'id'), {sessions});
+"
+    )
+}
+
+const CONTACT_QUERY: &str = r#"query($e: String) { contact(email: $e) { id email firstName country data aggregates sessions(first: 5) { edges { node { id kind startedAt data } } } } }"#;
+const SEGMENT_QUERY: &str = r#"query($a: String) { contacts(where: {and: [{field: "country", eq: "FR"}, {field: "data.price_plan", eq: "basic"}]}, first: 50, after: $a) { edges { node { id email } } pageInfo { endCursor } } }"#;
+
+/// The same reads in SQL, as the store issues them.
+fn pgbench_contact(n: u64) -> String {
+    format!(
+        "\\set i random(1, {n})
+SELECT contact_id FROM identities WHERE workspace = 'default' AND kind = 'email' AND value = 'user' || :i || '@example.com';
+SELECT * FROM contacts WHERE workspace = 'default' AND id = :i;
+SELECT key, value FROM contact_data WHERE contact_id = :i;
+SELECT name, value FROM contact_aggregates WHERE contact_id = :i;
+SELECT id, kind, started_at, data FROM sessions WHERE contact_id = :i AND deleted = 0 ORDER BY started_at DESC, id DESC LIMIT 6;
+"
+    )
+}
+
+fn pgbench_segment(n: u64) -> String {
+    format!(
+        "\\set a random(0, {n})
+SELECT c.id, c.email FROM contacts c WHERE c.workspace = 'default' AND c.merged_into IS NULL AND c.country = 'FR'
+  AND EXISTS (SELECT 1 FROM contact_data d WHERE d.contact_id = c.id AND d.key = 'price_plan' AND d.txt = 'basic')
+  AND c.id > :a ORDER BY c.id LIMIT 51;
+"
+    )
+}
+
+struct Load {
+    requests: u64,
+    errors: u64,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// One keep-alive HTTP/1.1 connection: POST a body, read the status and the body.
+struct Conn {
+    reader: BufReader<TcpStream>,
+    addr: String,
+    key: String,
+}
+
+impl Conn {
+    fn open(addr: &str, key: &str) -> anyhow::Result<Self> {
+        let s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
+        Ok(Self {
+            reader: BufReader::new(s),
+            addr: addr.to_string(),
+            key: key.to_string(),
+        })
+    }
+
+    fn post(&mut self, body: &str) -> anyhow::Result<(u16, String)> {
+        let req = format!(
+            "POST /graphql HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.addr,
+            self.key,
+            body.len()
+        );
+        self.reader.get_mut().write_all(req.as_bytes())?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("bad status line {line:?}"))?;
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse()?;
+            }
+        }
+        let mut buf = vec![0; len];
+        self.reader.read_exact(&mut buf)?;
+        Ok((status, String::from_utf8_lossy(&buf).into_owned()))
+    }
+}
+
+/// `CONNECTIONS` threads sending `make(i)` bodies for `secs` seconds.
+fn load(
+    addr: &str,
+    key: &str,
+    secs: u64,
+    make: impl Fn(u64) -> String + Send + Sync + 'static,
+) -> anyhow::Result<Load> {
+    let make = Arc::new(make);
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..CONNECTIONS)
+        .map(|w| {
+            let (addr, key, make, stop) = (
+                addr.to_string(),
+                key.to_string(),
+                make.clone(),
+                stop.clone(),
+            );
+            std::thread::spawn(move || -> anyhow::Result<(Vec<f64>, u64)> {
+                let mut conn = Conn::open(&addr, &key)?;
+                let mut lat = vec![];
+                let mut errors = 0;
+                // xorshift: cheap, deterministic per worker.
+                let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1);
+                while !stop.load(Ordering::Relaxed) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let body = make(x);
+                    let t = Instant::now();
+                    let (status, out) = conn.post(&body)?;
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    if status != 200 || out.contains("\"errors\"") {
+                        errors += 1;
+                        if errors == 1 {
+                            eprintln!("first error: HTTP {status}: {out}");
+                        }
+                    }
+                }
+                Ok((lat, errors))
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    let elapsed_at_stop = start.elapsed().as_secs_f64();
+    let mut all = vec![];
+    let mut errors = 0;
+    for w in workers {
+        let (lat, e) = w.join().expect("worker")?;
+        all.extend(lat);
+        errors += e;
+    }
+    all.sort_by(f64::total_cmp);
+    Ok(Load {
+        requests: all.len() as u64,
+        errors,
+        rps: all.len() as f64 / elapsed_at_stop,
+        p50_ms: percentile(&all, 0.50),
+        p99_ms: percentile(&all, 0.99),
+    })
+}
+
+/// `pgbench` with a custom script: (transactions/s, p50 ms, p99 ms) from its per-transaction
+/// log.
+fn pgbench(
+    url: &str,
+    script: &str,
+    secs: u64,
+    dir: &Path,
+    tag: &str,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let file = dir.join(format!("{tag}.sql"));
+    std::fs::write(&file, script)?;
+    let prefix = dir.join(format!("pgbench_{tag}"));
+    let out = Command::new("pgbench")
+        .args([
+            "-n",
+            "-c",
+            &CONNECTIONS.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &secs.to_string(),
+            "-l",
+        ])
+        .arg(format!("--log-prefix={}", prefix.display()))
+        .arg("-f")
+        .arg(&file)
+        .arg(url)
+        .current_dir(dir)
+        .stderr(Stdio::piped())
+        .output()
+        .context("cannot run pgbench (is the PostgreSQL client installed?)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "pgbench failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tps: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no tps in pgbench output: {text}"))?;
+    let mut lat = vec![];
+    for entry in std::fs::read_dir(dir)? {
+        let p = entry?.path();
+        if p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(&format!("pgbench_{tag}")))
+        {
+            for l in std::fs::read_to_string(&p)?.lines() {
+                // client_id transaction_no time(us) script_no time_epoch time_us
+                if let Some(us) = l
+                    .split_whitespace()
+                    .nth(2)
+                    .and_then(|v| v.parse::<f64>().ok())
+                {
+                    lat.push(us / 1000.0);
+                }
+            }
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    Ok((tps, percentile(&lat, 0.50), percentile(&lat, 0.99)))
+}
+
+fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--list") {
+        return Ok(());
+    }
+    let n: u64 = std::env::var("DOSSIER_GW_BENCH_CONTACTS").map_or(Ok(1_000_000), |v| v.parse())?;
+    let secs: u64 = std::env::var("DOSSIER_GW_BENCH_SECONDS").map_or(Ok(20), |v| v.parse())?;
+    let admin = std::env::var("DOSSIER_BENCH_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let db = BenchDb::create(&admin)?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("dossier.toml");
+    std::fs::write(&config, config_toml(&db.url))?;
+
+    // Migrates the store, registers the rules (nothing to backfill yet) and makes a key.
+    let out = dossier()
+        .args([
+            "keys", "create", "--role", "read", "--name", "bench", "--config",
+        ])
+        .arg(&config)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "keys create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let key = String::from_utf8(out.stdout)?.trim().to_string();
+
+    println!("filling the store: {n} contacts, {} sessions", n * 5);
+    let t = Instant::now();
+    psql(&db.url, &fill_sql(n))?;
+    psql(&db.url, "VACUUM ANALYZE")?;
+    println!("  filled in {:.1} s", t.elapsed().as_secs_f64());
+
+    let mut child = dossier()
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        if stdout.read_line(&mut line)? == 0 {
+            bail!("dossier serve exited before listening");
+        }
+        if let Some(rest) = line.split("http://").nth(1) {
+            break rest.split('/').next().unwrap_or_default().to_string();
+        }
+    };
+    let result = (|| -> anyhow::Result<()> {
+        let contact = load(&addr, &key, secs, move |x| {
+            serde_json::json!({ "query": CONTACT_QUERY, "variables": { "e": format!("user{}@example.com", 1 + x % n) } })
+                .to_string()
+        })?;
+        let segment = load(&addr, &key, secs, move |x| {
+            let after = x % n;
+            // The gateway's cursor for "after contact `after`".
+            let cursor = URL_SAFE_NO_PAD.encode(format!("contact:{after}"));
+            serde_json::json!({ "query": SEGMENT_QUERY, "variables": { "a": cursor } }).to_string()
+        })?;
+        let rss = vm_hwm_kib(pid).map_or(f64::NAN, |k| k as f64 / 1024.0);
+        let (pa_tps, pa_p50, pa_p99) =
+            pgbench(&db.url, &pgbench_contact(n), secs, dir.path(), "contact")?;
+        let (pb_tps, pb_p50, pb_p99) =
+            pgbench(&db.url, &pgbench_segment(n), secs, dir.path(), "segment")?;
+        println!(
+            "\n{n} contacts, {} sessions, PostgreSQL store, {CONNECTIONS} connections, {secs} s each",
+            n * 5
+        );
+        println!(
+            "| workload | gateway req/s | p50 ms | p99 ms | errors | pgbench tps | p50 ms | p99 ms | gateway / pgbench |"
+        );
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        for (name, l, tps, p50, p99) in [
+            (
+                "(a) contact by email + data + aggregates + 5 sessions",
+                &contact,
+                pa_tps,
+                pa_p50,
+                pa_p99,
+            ),
+            ("(b) segment page of 50", &segment, pb_tps, pb_p50, pb_p99),
+        ] {
+            println!(
+                "| {name} | {:.0} | {:.2} | {:.2} | {} of {} | {tps:.0} | {p50:.2} | {p99:.2} | {:.0}% |",
+                l.rps,
+                l.p50_ms,
+                l.p99_ms,
+                l.errors,
+                l.requests,
+                100.0 * l.rps / tps
+            );
+        }
+        println!("gateway peak RSS: {rss:.1} MiB");
+        println!(
+            "targets: (a) >= 50% of pgbench: {}; p99 < 10 ms: {}; no errors: {}",
+            if contact.rps >= 0.5 * pa_tps {
+                "met"
+            } else {
+                "NOT met"
+            },
+            if contact.p99_ms < 10.0 {
+                "met"
+            } else {
+                "NOT met"
+            },
+            if contact.errors + segment.errors == 0 {
+                "met"
+            } else {
+                "NOT met"
+            },
+        );
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
