@@ -88,6 +88,7 @@ use std::sync::{Arc, Mutex};
 
 use dossier_connector::{
     BatchStream, Catalog, Connector, ConnectorError, Problem, ReadRequest, StreamInfo,
+    problems_per_stream,
 };
 use futures::TryStreamExt as _;
 use mongodb::action::Action as _;
@@ -446,18 +447,7 @@ impl Connector for MongoConnector {
     }
 
     async fn check(&self, streams: &[(String, Stream)]) -> Vec<Problem> {
-        let mut problems = vec![];
-        for (name, stream) in streams {
-            let messages = match self.check_stream(name, stream).await {
-                Ok(warnings) => warnings,
-                Err(e) => vec![e.to_string()],
-            };
-            problems.extend(messages.into_iter().map(|message| Problem {
-                stream: Some(name.clone()),
-                message,
-            }));
-        }
-        problems
+        problems_per_stream(streams, |name, stream| self.check_stream(name, stream)).await
     }
 
     async fn discover(&self) -> Result<Catalog, ConnectorError> {

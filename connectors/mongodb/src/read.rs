@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dossier_connector::keyset::KeysetState;
-use dossier_connector::{Batch, BatchStream, ConnectorError, ReadRequest, StreamState, Value};
-use futures::StreamExt as _;
+use dossier_connector::{
+    Batch, BatchReader, BatchStream, ConnectorError, ReadRequest, StreamState, Value, batch_stream,
+};
 use mongodb::Cursor;
 use mongodb::action::Action as _;
 use mongodb::bson::raw::{RawBsonRef, RawDocument};
@@ -175,7 +176,83 @@ impl Reader {
         format!("stream {:?}", self.name)
     }
 
+    /// The key of a document, checking that keys keep one type (MongoDB compares values of
+    /// one type only: a key of another type would make the read skip documents).
+    fn key(&mut self, doc: &RawDocument, pos: &Position) -> Result<Key, ConnectorError> {
+        let at = self.at();
+        let id = match doc.get("_id") {
+            Ok(Some(id)) => id,
+            _ => {
+                return Err(ConnectorError::config(format!(
+                    "{at}: a document of collection {:?} has no `_id` (is it a view that \
+                     leaves it out?); every document needs one",
+                    self.stream.collection
+                )));
+            }
+        };
+        let id_text = || convert::to_json(id).to_string();
+        let check = |slot: &mut Option<u8>, v: RawBsonRef<'_>, what: &str| {
+            if matches!(v, RawBsonRef::Document(_) | RawBsonRef::Array(_)) {
+                return Err(ConnectorError::config(format!(
+                    "{at}: {what} is {} in the document with _id {}; it must be a single \
+                     value (a date, a number, a string, an ObjectId)",
+                    bracket_name(v),
+                    id_text()
+                )));
+            }
+            match *slot {
+                None => *slot = Some(bracket(v)),
+                Some(b) if b != bracket(v) => {
+                    return Err(ConnectorError::config(format!(
+                        "{at}: {what} is {} in the document with _id {} but of another type in \
+                         documents read before; MongoDB compares values of one type only, so \
+                         documents would be missed: give every document the same type, or \
+                         choose another cursor",
+                        bracket_name(v),
+                        id_text()
+                    )));
+                }
+                Some(_) => {}
+            }
+            Ok(())
+        };
+        check(&mut self.brackets.1, id, "`_id`")?;
+        let cursor = match (&self.order, pos) {
+            (Order::Cursor(c), Position::Keys(_)) => {
+                let v = convert::lookup(doc, c).unwrap_or(RawBsonRef::Null);
+                check(&mut self.brackets.0, v, &format!("the cursor {c:?}"))?;
+                Some(owned(v))
+            }
+            _ => None,
+        };
+        Ok(Key {
+            cursor,
+            id: owned(id),
+        })
+    }
+
+    fn log_finished(&self, error: Option<&ConnectorError>) {
+        let t = &self.timing;
+        tracing::info!(
+            stream = %self.name,
+            collection = %self.stream.collection,
+            documents = t.documents,
+            records = t.records,
+            batches = t.batches,
+            server_wait_ms = t.server.as_millis() as u64,
+            connector_ms = t.connector.as_millis() as u64,
+            error = error.map(tracing::field::display),
+            "read finished"
+        );
+    }
+}
+
+#[async_trait::async_trait]
+impl BatchReader for Reader {
     async fn next_batch(&mut self) -> Result<Option<Batch>, ConnectorError> {
+        if self.done {
+            return Ok(None);
+        }
         let at = self.at();
         if self.layout.is_none() {
             let fields = self.connector.fields(&self.name, &self.stream).await?;
@@ -300,74 +377,8 @@ impl Reader {
         }
     }
 
-    /// The key of a document, checking that keys keep one type (MongoDB compares values of
-    /// one type only: a key of another type would make the read skip documents).
-    fn key(&mut self, doc: &RawDocument, pos: &Position) -> Result<Key, ConnectorError> {
-        let at = self.at();
-        let id = match doc.get("_id") {
-            Ok(Some(id)) => id,
-            _ => {
-                return Err(ConnectorError::config(format!(
-                    "{at}: a document of collection {:?} has no `_id` (is it a view that \
-                     leaves it out?); every document needs one",
-                    self.stream.collection
-                )));
-            }
-        };
-        let id_text = || convert::to_json(id).to_string();
-        let check = |slot: &mut Option<u8>, v: RawBsonRef<'_>, what: &str| {
-            if matches!(v, RawBsonRef::Document(_) | RawBsonRef::Array(_)) {
-                return Err(ConnectorError::config(format!(
-                    "{at}: {what} is {} in the document with _id {}; it must be a single \
-                     value (a date, a number, a string, an ObjectId)",
-                    bracket_name(v),
-                    id_text()
-                )));
-            }
-            match *slot {
-                None => *slot = Some(bracket(v)),
-                Some(b) if b != bracket(v) => {
-                    return Err(ConnectorError::config(format!(
-                        "{at}: {what} is {} in the document with _id {} but of another type in \
-                         documents read before; MongoDB compares values of one type only, so \
-                         documents would be missed: give every document the same type, or \
-                         choose another cursor",
-                        bracket_name(v),
-                        id_text()
-                    )));
-                }
-                Some(_) => {}
-            }
-            Ok(())
-        };
-        check(&mut self.brackets.1, id, "`_id`")?;
-        let cursor = match (&self.order, pos) {
-            (Order::Cursor(c), Position::Keys(_)) => {
-                let v = convert::lookup(doc, c).unwrap_or(RawBsonRef::Null);
-                check(&mut self.brackets.0, v, &format!("the cursor {c:?}"))?;
-                Some(owned(v))
-            }
-            _ => None,
-        };
-        Ok(Key {
-            cursor,
-            id: owned(id),
-        })
-    }
-
-    fn finish(&self, error: Option<&ConnectorError>) {
-        let t = &self.timing;
-        tracing::info!(
-            stream = %self.name,
-            collection = %self.stream.collection,
-            documents = t.documents,
-            records = t.records,
-            batches = t.batches,
-            server_wait_ms = t.server.as_millis() as u64,
-            connector_ms = t.connector.as_millis() as u64,
-            error = error.map(tracing::field::display),
-            "read finished"
-        );
+    fn finished(&mut self, error: Option<&ConnectorError>) {
+        self.log_finished(error);
     }
 }
 
@@ -394,29 +405,7 @@ pub(crate) fn read(connector: Arc<MongoConnector>, request: ReadRequest<Stream>)
         timing: Timing::default(),
         done: false,
     };
-    futures::stream::unfold(reader, |mut reader| async move {
-        if reader.done {
-            return None;
-        }
-        match reader.next_batch().await {
-            Ok(Some(batch)) => {
-                if reader.done {
-                    reader.finish(None);
-                }
-                Some((Ok(batch), reader))
-            }
-            Ok(None) => {
-                reader.finish(None);
-                None
-            }
-            Err(e) => {
-                reader.finish(Some(&e));
-                reader.done = true;
-                Some((Err(e), reader))
-            }
-        }
-    })
-    .boxed()
+    batch_stream(Ok(reader))
 }
 
 #[cfg(test)]

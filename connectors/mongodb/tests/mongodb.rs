@@ -11,12 +11,12 @@ use std::sync::Arc;
 use common::{OwnServer, Shop, TestDb, at, order_doc, servers, stored, texts, values};
 use dossier_connector::{
     Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, Registry, StreamConfig,
-    StreamState, Value,
+    StreamState, Value, read_all,
 };
 use dossier_connector_mongodb::{Config, MongoConnector, Stream};
 use dossier_store::SqlStore;
 use dossier_sync::{Config as SyncConfig, Engine, NoProgress, RunSummary, builtin_registry};
-use futures::{StreamExt as _, TryStreamExt as _};
+use futures::StreamExt as _;
 use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
 use serde_json::json;
 use sqlx::sqlite::SqlitePoolOptions;
@@ -35,15 +35,16 @@ async fn read(
     state: Option<StreamState>,
     batch_size: usize,
 ) -> Result<Vec<Batch>, ConnectorError> {
-    c.clone()
-        .read(ReadRequest {
+    read_all(
+        c,
+        ReadRequest {
             name: "s".into(),
             stream,
             state,
             batch_size,
-        })
-        .try_collect()
-        .await
+        },
+    )
+    .await
 }
 
 /// A store in a temp dir and an engine over `config` (TOML with `{uri}` and `{db}`).

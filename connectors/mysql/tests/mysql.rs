@@ -9,10 +9,10 @@ use std::sync::Arc;
 use common::{TestDb, TestUser, admin_url, cents, ints, stored, values, with_database, with_user};
 use dossier_connector::keyset::KeysetState;
 use dossier_connector::{
-    Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, StreamState, Value,
+    Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, StreamState, Value, read_all,
 };
 use dossier_connector_mysql::{Config, MySqlConnector, Stream};
-use futures::{StreamExt as _, TryStreamExt as _};
+use futures::StreamExt as _;
 use serde_json::json;
 
 async fn connect(db: &TestDb) -> Arc<MySqlConnector> {
@@ -25,15 +25,16 @@ async fn read(
     state: Option<StreamState>,
     batch_size: usize,
 ) -> Result<Vec<Batch>, ConnectorError> {
-    c.clone()
-        .read(ReadRequest {
+    read_all(
+        c,
+        ReadRequest {
             name: "s".into(),
             stream,
             state,
             batch_size,
-        })
-        .try_collect()
-        .await
+        },
+    )
+    .await
 }
 
 fn config_error(e: ConnectorError) -> String {

@@ -10,10 +10,10 @@ use common::{TestDb, admin, admin_url, cents, ints, stored, values, with_databas
 use dossier_connector::keyset::KeysetState;
 use dossier_connector::{
     Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, Registry, StreamConfig,
-    StreamState, Value,
+    StreamState, Value, read_all,
 };
 use dossier_connector_postgres::{Config, PostgresConnector, Stream};
-use futures::{StreamExt as _, TryStreamExt as _};
+use futures::StreamExt as _;
 use serde_json::json;
 
 async fn connect(db: &TestDb) -> Arc<PostgresConnector> {
@@ -30,15 +30,16 @@ async fn read(
     state: Option<StreamState>,
     batch_size: usize,
 ) -> Result<Vec<Batch>, ConnectorError> {
-    c.clone()
-        .read(ReadRequest {
+    read_all(
+        c,
+        ReadRequest {
             name: "s".into(),
             stream,
             state,
             batch_size,
-        })
-        .try_collect()
-        .await
+        },
+    )
+    .await
 }
 
 fn config_error(e: ConnectorError) -> String {

@@ -1,7 +1,7 @@
 //! The fields of each stream, and how a GraphQL node becomes a row.
 
 use chrono::{DateTime, Utc};
-use dossier_connector::{ConnectorError, FieldInfo, StreamInfo, Value};
+use dossier_connector::{ConnectorError, StreamInfo, Value};
 use serde_json::Value as Json;
 
 use crate::Resource;
@@ -46,19 +46,7 @@ pub fn names(resource: Resource) -> &'static [(&'static str, &'static str)] {
 }
 
 pub fn info(name: &str, resource: Resource) -> StreamInfo {
-    StreamInfo {
-        name: name.to_string(),
-        fields: names(resource)
-            .iter()
-            .map(|(n, t)| FieldInfo {
-                name: n.to_string(),
-                source_type: t.to_string(),
-                unsupported: None,
-            })
-            .collect(),
-        primary_key: vec!["id".into()],
-        cursor_candidates: vec!["updated_at".into()],
-    }
+    StreamInfo::from_table(name, names(resource), &["id"], &["updated_at"])
 }
 
 /// The numeric part of a GID (`gid://shopify/Customer/42` → 42).

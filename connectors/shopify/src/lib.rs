@@ -48,6 +48,7 @@ use std::sync::Arc;
 
 use dossier_connector::{
     BatchStream, Catalog, Connector, ConnectorError, Problem, ReadRequest, StreamInfo,
+    problems_per_stream,
 };
 use dossier_http_source::{HttpClient, RetryConfig};
 use schemars::JsonSchema;
@@ -249,16 +250,13 @@ impl Connector for ShopifyConnector {
     }
 
     async fn check(&self, streams: &[(String, Stream)]) -> Vec<Problem> {
-        let mut problems = vec![];
-        for (name, stream) in streams {
-            if let Err(e) = self.fetch_page(stream.resource, 1, None, None).await {
-                problems.push(Problem {
-                    stream: Some(name.clone()),
-                    message: e.to_string(),
-                });
-            }
-        }
-        problems
+        // One record of each stream proves the credentials and the scope.
+        problems_per_stream(streams, |_, stream| async move {
+            self.fetch_page(stream.resource, 1, None, None)
+                .await
+                .map(|_| vec![])
+        })
+        .await
     }
 
     async fn discover(&self) -> Result<Catalog, ConnectorError> {

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use dossier_connector::{Batch, BatchStream, ConnectorError, ReadRequest, StreamState, Value};
-use futures::StreamExt as _;
+use dossier_connector::{
+    Batch, BatchReader, BatchStream, ConnectorError, ReadRequest, StreamState, Value, batch_stream,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
@@ -105,25 +106,6 @@ impl Reader {
         }
     }
 
-    async fn next_batch(&mut self) -> Result<Option<Batch>, ConnectorError> {
-        if !self.decided {
-            self.decided = true;
-            if self.after.is_none() && self.connector.use_bulk(self.resource).await? {
-                match self.connector.bulk_download(self.resource).await? {
-                    Some(d) => self.download = Some(d),
-                    None => {
-                        self.done = true;
-                        return Ok(None);
-                    }
-                }
-            }
-        }
-        if self.download.is_some() {
-            return self.next_bulk_batch().await;
-        }
-        self.next_page_batch().await
-    }
-
     /// The next batch of a bulk result. Its records are in no useful order: every batch but
     /// the last carries a checkpoint at the epoch (a resumed read pages through everything);
     /// the last one the operation's creation time.
@@ -202,6 +184,28 @@ impl Reader {
     }
 }
 
+#[async_trait::async_trait]
+impl BatchReader for Reader {
+    async fn next_batch(&mut self) -> Result<Option<Batch>, ConnectorError> {
+        if !self.decided {
+            self.decided = true;
+            if self.after.is_none() && self.connector.use_bulk(self.resource).await? {
+                match self.connector.bulk_download(self.resource).await? {
+                    Some(d) => self.download = Some(d),
+                    None => {
+                        self.done = true;
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        if self.download.is_some() {
+            return self.next_bulk_batch().await;
+        }
+        self.next_page_batch().await
+    }
+}
+
 pub(crate) fn read(connector: Arc<ShopifyConnector>, request: ReadRequest<Stream>) -> BatchStream {
     let resource = request.stream.resource;
     let start = match request.state.as_ref().filter(|s| !s.0.is_null()) {
@@ -212,11 +216,7 @@ pub(crate) fn read(connector: Arc<ShopifyConnector>, request: ReadRequest<Stream
         .batch_size
         .clamp(1, connector.page_size.min(crate::MAX_PAGE_SIZE));
     let fields = fields::names(resource).iter().map(|(n, _)| n.to_string());
-    let (start, error) = match start {
-        Ok(s) => (s, None),
-        Err(e) => (None, Some(e)),
-    };
-    let reader = Reader {
+    batch_stream(start.map(|start| Reader {
         connector,
         name: request.name,
         resource,
@@ -231,20 +231,5 @@ pub(crate) fn read(connector: Arc<ShopifyConnector>, request: ReadRequest<Stream
         download: None,
         pending: vec![],
         bulk_eof: false,
-    };
-    futures::stream::unfold((reader, error), |(mut reader, error)| async move {
-        if let Some(e) = error {
-            reader.done = true;
-            return Some((Err(e), (reader, None)));
-        }
-        match reader.next_batch().await {
-            Ok(Some(batch)) => Some((Ok(batch), (reader, None))),
-            Ok(None) => None,
-            Err(e) => {
-                reader.done = true;
-                Some((Err(e), (reader, None)))
-            }
-        }
-    })
-    .boxed()
+    }))
 }

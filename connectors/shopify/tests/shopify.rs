@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 use common::fake::{self, Fake, customer, order};
 use common::schema;
 use dossier_connector::{
-    Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, StreamState, Value,
+    Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, StreamState, Value, read_to_end,
 };
 use dossier_connector_shopify::{Config, Resource, ShopifyConnector, Stream, queries};
-use futures::StreamExt as _;
 use serde_json::json;
 
 async fn connect(fake: &Fake, page_size: usize, max_retries: usize) -> Arc<ShopifyConnector> {
@@ -55,20 +54,16 @@ async fn read_batches(
     state: Option<StreamState>,
     batch_size: usize,
 ) -> (Vec<Batch>, Option<ConnectorError>) {
-    let mut stream = c.clone().read(ReadRequest {
-        name: resource.name().to_string(),
-        stream: Stream { resource },
-        state,
-        batch_size,
-    });
-    let mut batches = vec![];
-    while let Some(b) = stream.next().await {
-        match b {
-            Ok(b) => batches.push(b),
-            Err(e) => return (batches, Some(e)),
-        }
-    }
-    (batches, None)
+    read_to_end(
+        c,
+        ReadRequest {
+            name: resource.name().to_string(),
+            stream: Stream { resource },
+            state,
+            batch_size,
+        },
+    )
+    .await
 }
 
 fn ids(batches: &[Batch]) -> Vec<i64> {

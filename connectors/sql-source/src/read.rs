@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use dossier_connector::keyset::KeysetState;
-use dossier_connector::{Batch, BatchStream, ConnectorError, ReadRequest, StreamState, Value};
-use futures::StreamExt as _;
+use dossier_connector::{
+    Batch, BatchReader, BatchStream, ConnectorError, ReadRequest, StreamState, Value, batch_stream,
+};
 
 use crate::catalog::Plan;
 use crate::dialect::{Dialect, state_param, to_state, to_value};
@@ -134,8 +135,12 @@ struct Reader<D> {
     done: bool,
 }
 
-impl<D: Driver> Reader<D> {
+#[async_trait::async_trait]
+impl<D: Driver> BatchReader for Reader<D> {
     async fn next_batch(&mut self) -> Result<Option<Batch>, ConnectorError> {
+        if self.done {
+            return Ok(None);
+        }
         let at = format!("stream {:?}", self.name);
         if self.plan.is_none() {
             let plan = self.connector.resolve(&self.name, &self.stream).await?;
@@ -253,18 +258,5 @@ pub(crate) fn read<D: Driver>(
         pos: None,
         done: false,
     };
-    futures::stream::unfold(reader, |mut reader| async move {
-        if reader.done {
-            return None;
-        }
-        match reader.next_batch().await {
-            Ok(Some(batch)) => Some((Ok(batch), reader)),
-            Ok(None) => None,
-            Err(e) => {
-                reader.done = true;
-                Some((Err(e), reader))
-            }
-        }
-    })
-    .boxed()
+    batch_stream(Ok(reader))
 }

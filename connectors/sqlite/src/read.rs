@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use dossier_connector::keyset::KeysetState;
-use dossier_connector::{Batch, BatchStream, ConnectorError, ReadRequest, StreamState, Value};
-use futures::{StreamExt as _, TryStreamExt as _};
+use dossier_connector::{
+    Batch, BatchReader, BatchStream, ConnectorError, ReadRequest, StreamState, Value, batch_stream,
+};
+use futures::TryStreamExt as _;
 use sqlx::sqlite::{Sqlite, SqliteRow};
 use sqlx::{AssertSqlSafe, Column as _, Row as _, TypeInfo as _, ValueRef as _};
 
@@ -255,8 +257,12 @@ struct Plan {
     after: Option<Vec<Cell>>,
 }
 
-impl Reader {
+#[async_trait::async_trait]
+impl BatchReader for Reader {
     async fn next_batch(&mut self) -> Result<Option<Batch>, ConnectorError> {
+        if self.done {
+            return Ok(None);
+        }
         let at = format!("stream {:?}", self.name);
         if self.plan.is_none() {
             let resolved = self.connector.resolve(&self.name, &self.stream).await?;
@@ -318,20 +324,7 @@ pub(crate) fn read(connector: Arc<SqliteConnector>, request: ReadRequest<Stream>
         plan: None,
         done: false,
     };
-    futures::stream::unfold(reader, |mut reader| async move {
-        if reader.done {
-            return None;
-        }
-        match reader.next_batch().await {
-            Ok(Some(batch)) => Some((Ok(batch), reader)),
-            Ok(None) => None,
-            Err(e) => {
-                reader.done = true;
-                Some((Err(e), reader))
-            }
-        }
-    })
-    .boxed()
+    batch_stream(Ok(reader))
 }
 
 #[cfg(test)]

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use dossier_connector::keyset::KeysetState;
 use dossier_connector::{
     Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, Registry, StreamConfig,
-    StreamState, Value,
+    StreamState, Value, read_all,
 };
 use dossier_connector_sqlite::{Config, SqliteConnector, Stream};
-use futures::TryStreamExt as _;
 use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use tempfile::TempDir;
@@ -88,15 +87,16 @@ async fn read(
     state: Option<StreamState>,
     batch_size: usize,
 ) -> Result<Vec<Batch>, ConnectorError> {
-    c.clone()
-        .read(ReadRequest {
+    read_all(
+        c,
+        ReadRequest {
             name: "s".into(),
             stream,
             state,
             batch_size,
-        })
-        .try_collect()
-        .await
+        },
+    )
+    .await
 }
 
 /// The integer values of `field` in every row, in read order.

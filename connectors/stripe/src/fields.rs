@@ -1,7 +1,7 @@
 //! The fields of each stream, and how a Stripe object becomes a row.
 
 use chrono::{DateTime, Utc};
-use dossier_connector::{ConnectorError, FieldInfo, StreamInfo, Value};
+use dossier_connector::{ConnectorError, StreamInfo, Value};
 use serde_json::Value as Json;
 
 use crate::Resource;
@@ -54,19 +54,7 @@ pub fn names(resource: Resource) -> &'static [(&'static str, &'static str)] {
 }
 
 pub fn info(name: &str, resource: Resource) -> StreamInfo {
-    StreamInfo {
-        name: name.to_string(),
-        fields: names(resource)
-            .iter()
-            .map(|(n, t)| FieldInfo {
-                name: n.to_string(),
-                source_type: t.to_string(),
-                unsupported: None,
-            })
-            .collect(),
-        primary_key: vec!["id".into()],
-        cursor_candidates: vec!["created".into()],
-    }
+    StreamInfo::from_table(name, names(resource), &["id"], &["created"])
 }
 
 /// Currencies without a minor unit (amounts are already whole units), per Stripe's docs.

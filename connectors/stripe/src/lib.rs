@@ -42,6 +42,7 @@ use std::sync::Arc;
 
 use dossier_connector::{
     BatchStream, Catalog, Connector, ConnectorError, Problem, ReadRequest, StreamInfo,
+    problems_per_stream,
 };
 use dossier_http_source::{HttpClient, HttpResponse, RetryConfig};
 use schemars::JsonSchema;
@@ -279,17 +280,16 @@ impl Connector for StripeConnector {
     }
 
     async fn check(&self, streams: &[(String, Stream)]) -> Vec<Problem> {
-        let mut problems = vec![];
-        for (name, stream) in streams {
-            let params = [("limit".to_string(), "1".to_string())];
-            if let Err(e) = self.list(stream.resource.name(), &params).await {
-                problems.push(Problem {
-                    stream: Some(name.clone()),
-                    message: e.to_string(),
-                });
-            }
-        }
-        problems
+        // One record of each stream proves the credentials and the scope.
+        problems_per_stream(streams, |_, stream| async move {
+            self.list(
+                stream.resource.name(),
+                &[("limit".to_string(), "1".to_string())],
+            )
+            .await
+            .map(|_| vec![])
+        })
+        .await
     }
 
     async fn discover(&self) -> Result<Catalog, ConnectorError> {

@@ -3,8 +3,9 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use dossier_connector::{Batch, BatchStream, ConnectorError, ReadRequest, StreamState, Value};
-use futures::StreamExt as _;
+use dossier_connector::{
+    Batch, BatchReader, BatchStream, ConnectorError, ReadRequest, StreamState, Value, batch_stream,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{Resource, Stream, StripeConnector, fields};
@@ -224,7 +225,10 @@ impl Reader {
         }
         Ok(Some(self.batch(rows)))
     }
+}
 
+#[async_trait::async_trait]
+impl BatchReader for Reader {
     async fn next_batch(&mut self) -> Result<Option<Batch>, ConnectorError> {
         loop {
             match self.phase {
@@ -262,17 +266,13 @@ pub(crate) fn read(connector: Arc<StripeConnector>, request: ReadRequest<Stream>
         }),
         None => Ok(Checkpoint::default()),
     };
-    let (checkpoint, error) = match checkpoint {
-        Ok(c) => (c, None),
-        Err(e) => (Checkpoint::default(), Some(e)),
-    };
-    let phase = if checkpoint.events_gte.is_some() {
-        Phase::Events
-    } else {
-        Phase::List
-    };
     let fields = fields::names(resource).iter().map(|(n, _)| n.to_string());
-    let reader = Reader {
+    batch_stream(checkpoint.map(|checkpoint| Reader {
+        phase: if checkpoint.events_gte.is_some() {
+            Phase::Events
+        } else {
+            Phase::List
+        },
         limit: request.batch_size.clamp(1, connector.page_size),
         batch_size: request.batch_size.max(1),
         connector,
@@ -280,23 +280,7 @@ pub(crate) fn read(connector: Arc<StripeConnector>, request: ReadRequest<Stream>
         fields: Arc::new(fields.collect()),
         stored: checkpoint.clone(),
         checkpoint,
-        phase,
         updates: VecDeque::new(),
         events_after: None,
-    };
-    futures::stream::unfold((reader, error), |(mut reader, error)| async move {
-        if let Some(e) = error {
-            reader.phase = Phase::Done;
-            return Some((Err(e), (reader, None)));
-        }
-        match reader.next_batch().await {
-            Ok(Some(batch)) => Some((Ok(batch), (reader, None))),
-            Ok(None) => None,
-            Err(e) => {
-                reader.phase = Phase::Done;
-                Some((Err(e), (reader, None)))
-            }
-        }
-    })
-    .boxed()
+    }))
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use dossier_connector::{
-    Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, StreamState, Value,
+    Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, StreamState, Value, read_all,
 };
 use dossier_connector_stripe::{
     CHARGE_FIELDS, CUSTOMER_FIELDS, Checkpoint, Resource, Stream, StripeConnector,
@@ -33,17 +33,16 @@ async fn read(
     resource: Resource,
     state: Option<StreamState>,
 ) -> Result<Vec<Batch>, ConnectorError> {
-    let mut s = c.clone().read(ReadRequest {
-        name: resource.name().into(),
-        stream: Stream { resource },
-        state,
-        batch_size: 1000,
-    });
-    let mut out = vec![];
-    while let Some(b) = s.next().await {
-        out.push(b?);
-    }
-    Ok(out)
+    read_all(
+        c,
+        ReadRequest {
+            name: resource.name().into(),
+            stream: Stream { resource },
+            state,
+            batch_size: 1000,
+        },
+    )
+    .await
 }
 
 fn ids(batches: &[Batch]) -> Vec<String> {

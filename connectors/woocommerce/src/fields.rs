@@ -1,7 +1,7 @@
 //! The fields of each stream, and how a WooCommerce record becomes a row.
 
 use chrono::{DateTime, Utc};
-use dossier_connector::{ConnectorError, FieldInfo, StreamInfo, Value};
+use dossier_connector::{ConnectorError, StreamInfo, Value};
 use dossier_core::value::parse_datetime;
 use serde_json::Value as Json;
 
@@ -49,22 +49,11 @@ pub fn names(resource: Resource) -> &'static [(&'static str, &'static str)] {
 }
 
 pub fn info(name: &str, resource: Resource) -> StreamInfo {
-    StreamInfo {
-        name: name.to_string(),
-        fields: names(resource)
-            .iter()
-            .map(|(n, t)| FieldInfo {
-                name: n.to_string(),
-                source_type: t.to_string(),
-                unsupported: None,
-            })
-            .collect(),
-        primary_key: vec!["id".into()],
-        cursor_candidates: match resource {
-            Resource::Customers => vec![],
-            Resource::Orders => vec!["date_modified".into()],
-        },
-    }
+    let cursors: &[&str] = match resource {
+        Resource::Customers => &[],
+        Resource::Orders => &["date_modified"],
+    };
+    StreamInfo::from_table(name, names(resource), &["id"], cursors)
 }
 
 /// A `*_gmt` date (written without a zone) as UTC.

@@ -5,8 +5,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use dossier_connector::{Batch, BatchStream, ConnectorError, ReadRequest, StreamState, Value};
-use futures::{FutureExt as _, StreamExt as _};
+use dossier_connector::{
+    Batch, BatchReader, BatchStream, ConnectorError, ReadRequest, StreamState, Value, batch_stream,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -85,7 +86,10 @@ impl OrderReader {
             reanchor: true,
         }
     }
+}
 
+#[async_trait::async_trait]
+impl BatchReader for OrderReader {
     async fn next_batch(&mut self) -> Result<Option<Batch>, ConnectorError> {
         loop {
             if self.done {
@@ -234,7 +238,10 @@ impl CustomerReader {
         let checkpoint = orders.checkpoint.unwrap_or_else(|| previous.orders.clone());
         Ok((changed, checkpoint))
     }
+}
 
+#[async_trait::async_trait]
+impl BatchReader for CustomerReader {
     async fn next_batch(&mut self) -> Result<Option<Batch>, ConnectorError> {
         if self.changed.is_none() {
             let (changed, orders) = self.changed_by_orders().await?;
@@ -325,41 +332,12 @@ fn stored<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Turns a reader into a stream of batches that ends after the first error.
-fn batches<R, F>(reader: Result<R, ConnectorError>, next: F) -> BatchStream
-where
-    R: Send + 'static,
-    F: for<'a> Fn(
-            &'a mut R,
-        ) -> futures::future::BoxFuture<'a, Result<Option<Batch>, ConnectorError>>
-        + Send
-        + Sync
-        + 'static,
-{
-    let next = Arc::new(next);
-    futures::stream::unfold(Some(reader), move |reader| {
-        let next = next.clone();
-        async move {
-            match reader? {
-                Err(e) => Some((Err(e), None)),
-                Ok(mut r) => match next(&mut r).await {
-                    Ok(Some(batch)) => Some((Ok(batch), Some(Ok(r)))),
-                    Ok(None) => None,
-                    Err(e) => Some((Err(e), None)),
-                },
-            }
-        }
-    })
-    .boxed()
-}
-
 pub(crate) fn read(connector: Arc<WooConnector>, request: ReadRequest<Stream>) -> BatchStream {
     let per_page = request.batch_size.clamp(1, connector.per_page);
     let state = request.state.as_ref();
     match request.stream.resource {
-        Resource::Orders => batches(
+        Resource::Orders => batch_stream(
             stored::<Checkpoint>(state).map(|cp| OrderReader::new(connector, per_page, cp)),
-            |r| r.next_batch().boxed(),
         ),
         Resource::Customers => {
             // A state written before customers were read incrementally holds only
@@ -369,19 +347,16 @@ pub(crate) fn read(connector: Arc<WooConnector>, request: ReadRequest<Stream>) -
             } else {
                 stored::<CustomersCheckpoint>(state)
             };
-            batches(
-                previous.map(|previous| CustomerReader {
-                    connector,
-                    per_page,
-                    fields: field_names(Resource::Customers),
-                    page: 1,
-                    previous,
-                    changed: None,
-                    next: None,
-                    done: false,
-                }),
-                |r| r.next_batch().boxed(),
-            )
+            batch_stream(previous.map(|previous| CustomerReader {
+                connector,
+                per_page,
+                fields: field_names(Resource::Customers),
+                page: 1,
+                previous,
+                changed: None,
+                next: None,
+                done: false,
+            }))
         }
     }
 }

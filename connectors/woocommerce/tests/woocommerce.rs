@@ -6,10 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use dossier_connector::{
-    Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, StreamState, Value,
+    Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, StreamState, Value, read_to_end,
 };
 use dossier_connector_woocommerce::{Config, Resource, Stream, WooConnector};
-use futures::StreamExt as _;
 use serde_json::{Value as Json, json};
 use wiremock::matchers::{basic_auth, method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -245,20 +244,16 @@ async fn read(
     resource: Resource,
     state: Option<StreamState>,
 ) -> (Vec<Batch>, Option<ConnectorError>) {
-    let mut stream = c.clone().read(ReadRequest {
-        name: resource.name().to_string(),
-        stream: Stream { resource },
-        state,
-        batch_size: 1000,
-    });
-    let mut batches = vec![];
-    while let Some(b) = stream.next().await {
-        match b {
-            Ok(b) => batches.push(b),
-            Err(e) => return (batches, Some(e)),
-        }
-    }
-    (batches, None)
+    read_to_end(
+        c,
+        ReadRequest {
+            name: resource.name().to_string(),
+            stream: Stream { resource },
+            state,
+            batch_size: 1000,
+        },
+    )
+    .await
 }
 
 fn ids(batches: &[Batch]) -> Vec<i64> {

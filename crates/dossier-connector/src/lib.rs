@@ -8,10 +8,12 @@
 
 mod error;
 pub mod keyset;
+mod reading;
 mod registry;
 mod types;
 
 pub use error::{ConnectorError, ErrorOrigin};
+pub use reading::{BatchReader, batch_stream, problems_per_stream, read_all, read_to_end};
 pub use registry::{ConnectorFactory, Registry, Source, StreamConfig, erase};
 pub use types::{Batch, Catalog, ConnectorKind, Problem, Spec, StreamInfo, StreamState};
 

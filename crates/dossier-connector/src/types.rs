@@ -46,6 +46,32 @@ pub struct StreamInfo {
     pub cursor_candidates: Vec<String>,
 }
 
+impl StreamInfo {
+    /// A stream whose fields are a fixed table of `(name, source type)`, as an API's
+    /// documented objects are.
+    pub fn from_table(
+        name: &str,
+        fields: &[(&str, &str)],
+        primary_key: &[&str],
+        cursor_candidates: &[&str],
+    ) -> Self {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        Self {
+            name: name.to_string(),
+            fields: fields
+                .iter()
+                .map(|(n, t)| FieldInfo {
+                    name: n.to_string(),
+                    source_type: t.to_string(),
+                    unsupported: None,
+                })
+                .collect(),
+            primary_key: strings(primary_key),
+            cursor_candidates: strings(cursor_candidates),
+        }
+    }
+}
+
 /// Everything a source offers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Catalog {
