@@ -4,6 +4,7 @@
 //! This crate knows no database and no HTTP: everything here is pure and testable alone.
 
 pub mod aggregate;
+pub mod digest;
 pub mod error;
 pub mod filter;
 pub mod identity;
@@ -13,6 +14,7 @@ pub mod model;
 pub mod value;
 
 pub use aggregate::{AggOp, AggState, AggregateRule, Contribution};
+pub use digest::sha256_hex;
 pub use error::CoreError;
 pub use filter::{CmpOp, Filter, FilterField};
 pub use identity::{Identity, IdentityKind};

@@ -83,7 +83,7 @@ impl PersistedQueries {
         Self::AllowList(Arc::new(
             documents
                 .into_iter()
-                .map(|d| (persisted::sha256_hex(&d), d))
+                .map(|d| (dossier_core::sha256_hex(&d), d))
                 .collect(),
         ))
     }

@@ -6,7 +6,7 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 use async_graphql::{ErrorExtensions as _, Request, ServerError};
-use sha2::{Digest as _, Sha256};
+use dossier_core::sha256_hex;
 
 use crate::PersistedQueries;
 
@@ -14,13 +14,6 @@ use crate::PersistedQueries;
 const CACHE_ENTRIES: usize = 1024;
 /// Larger documents run but are not remembered (the cache stays small whatever is sent).
 const CACHE_MAX_DOCUMENT: usize = 64 * 1024;
-
-pub(crate) fn sha256_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// The remembered documents, by sha256.
 pub(crate) struct Cache(Mutex<lru::LruCache<String, Arc<str>>>);

@@ -493,11 +493,7 @@ async fn introspection_can_be_turned_off() {
 }
 
 fn sha256(s: &str) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    dossier_core::sha256_hex(s)
 }
 
 async fn post_persisted(t: &TestApp, key: &str, query: Option<&str>, hash: &str) -> Value {

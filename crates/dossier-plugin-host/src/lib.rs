@@ -19,8 +19,9 @@ mod loader;
 mod source;
 
 pub use dir::{Installation, InstalledPlugin, LoadOutcome, PluginDir, RECORD_FILE};
+pub use dossier_core::sha256_hex;
 pub use error::PluginError;
-pub use loader::{Plugin, load, sha256_hex};
+pub use loader::{Plugin, load};
 pub use source::PluginConnector;
 
 #[doc(hidden)]

@@ -3,11 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use dossier_core::sha256_hex;
 use dossier_plugin_abi::{
     ABI_MAJOR, ABI_MINOR, Bytes, ENTRY_SYMBOL, EntryFn, HostApi, LOG_DEBUG, LOG_ERROR, LOG_INFO,
     LOG_TRACE, LOG_WARN, MIN_VTABLE_SIZE, PluginVtable, StaticStr,
 };
-use sha2::{Digest, Sha256};
 use tracing::level_filters::LevelFilter;
 
 use crate::PluginError;
@@ -30,11 +30,6 @@ pub struct Plugin {
     pub path: PathBuf,
     /// The file's sha256, lowercase hex.
     pub sha256: String,
-}
-
-/// The sha256 of `bytes`, lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
 }
 
 extern "C" fn host_log(level: u32, target: Bytes, message: Bytes) {

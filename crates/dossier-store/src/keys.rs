@@ -8,8 +8,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use dossier_core::sha256_hex;
 use rand::RngCore as _;
-use sha2::{Digest as _, Sha256};
 use sqlx::Row as _;
 
 use crate::backend::{SqlStore, now_micros};
@@ -97,10 +97,6 @@ impl fmt::Display for KeyRefusal {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn sha256_hex(s: &str) -> String {
-    hex(&Sha256::digest(s.as_bytes()))
 }
 
 /// Equal strings, in time independent of where they differ.
