@@ -156,13 +156,13 @@ fn refuse(
         .into_response()
 }
 
-/// A request error: nothing ran, so the response has no `data` entry.
-fn request_error(media: Media, error: ServerError) -> axum::response::Response {
+/// Request errors: nothing ran, so the response has no `data` entry.
+fn request_errors(media: Media, errors: &[ServerError]) -> axum::response::Response {
     let status = match media {
         Media::GraphqlResponse => StatusCode::BAD_REQUEST,
         Media::Json => StatusCode::OK,
     };
-    let body = serde_json::json!({ "errors": [error] });
+    let body = serde_json::json!({ "errors": errors });
     (
         status,
         [(header::CONTENT_TYPE, media.content_type())],
@@ -177,17 +177,7 @@ fn respond(media: Media, response: Response) -> axum::response::Response {
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty());
     if not_run {
-        let status = match media {
-            Media::GraphqlResponse => StatusCode::BAD_REQUEST,
-            Media::Json => StatusCode::OK,
-        };
-        let body = serde_json::json!({ "errors": response.errors });
-        return (
-            status,
-            [(header::CONTENT_TYPE, media.content_type())],
-            body.to_string(),
-        )
-            .into_response();
+        return request_errors(media, &response.errors);
     }
     match serde_json::to_string(&response) {
         Ok(body) => (
@@ -326,7 +316,7 @@ impl App {
             &self.persisted,
             &mut request,
         ) {
-            return request_error(media, e);
+            return request_errors(media, &[e]);
         }
         if queries_only && !is_read_only(&request.query, request.operation_name.as_deref()) {
             let mut r = refuse(
