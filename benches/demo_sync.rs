@@ -4,47 +4,10 @@
 //! Run: `cargo bench --bench demo_sync` (DOSSIER_BENCH_CUSTOMERS=10000 by default: 10k
 //! customers, 50k orders, 30k conversations).
 
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 mod common;
-use common::{dossier, vm_hwm_kib};
-
-/// Runs `dossier sync shop --json`, returning (seconds, rows read, peak RSS in MiB).
-fn timed_sync(config: &Path) -> (f64, u64, f64) {
-    let start = Instant::now();
-    let mut child = dossier()
-        .args([
-            "sync",
-            "shop",
-            "--json",
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("dossier runs");
-    let pid = child.id();
-    let mut peak = 0;
-    while child.try_wait().expect("wait").is_none() {
-        if let Some(kib) = vm_hwm_kib(pid) {
-            peak = peak.max(kib);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let out = child.wait_with_output().expect("output");
-    assert!(out.status.success(), "sync failed");
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
-    let rows = summary["streams"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|s| s["read"].as_u64().unwrap())
-        .sum();
-    (secs, rows, peak as f64 / 1024.0)
-}
+use common::{TimedSync, dossier, timed_sync};
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` would too: only run when benching.
@@ -74,7 +37,12 @@ fn main() {
         let _ = std::fs::remove_file(d.join(f));
     }
     let config = d.join("dossier.toml");
-    let (full_s, full_rows, full_mb) = timed_sync(&config);
+    let TimedSync {
+        secs: full_s,
+        rows: full_rows,
+        rss_mib: full_mb,
+        ..
+    } = timed_sync(&config, "shop", "warn").expect("full sync");
     println!(
         "full sync:        {full_rows} rows in {full_s:.2}s = {:.0} rows/s, peak RSS {full_mb:.1} MiB",
         full_rows as f64 / full_s
@@ -94,7 +62,12 @@ fn main() {
         );
         return;
     }
-    let (inc_s, inc_rows, inc_mb) = timed_sync(&config);
+    let TimedSync {
+        secs: inc_s,
+        rows: inc_rows,
+        rss_mib: inc_mb,
+        ..
+    } = timed_sync(&config, "shop", "warn").expect("incremental sync");
     println!(
         "incremental sync: {inc_rows} rows in {inc_s:.2}s = {:.0} rows/s, peak RSS {inc_mb:.1} MiB, {:.1}% of the full sync's time",
         inc_rows as f64 / inc_s,

@@ -18,32 +18,16 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context as _, ensure};
+
+mod common;
 use futures::TryStreamExt as _;
 use mongodb::bson::{Bson, DateTime, Document, RawDocumentBuf, doc, oid::ObjectId};
 use mongodb::{Client, Database};
 
 const BATCH: u32 = 2000;
-
-fn dossier() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dossier"));
-    c.env("DOSSIER_LOG", "warn,dossier_connector_mongodb=info");
-    c
-}
-
-/// Peak resident memory of a process, read from /proc while it runs.
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
 
 /// The bench database, dropped when this goes out of scope.
 struct BenchDb {
@@ -209,38 +193,8 @@ fn strip_ansi(s: &str) -> String {
 }
 
 fn timed_sync(config: &Path) -> anyhow::Result<Sync> {
-    let start = Instant::now();
-    let mut child = dossier()
-        .args(["sync", "shop", "--json", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run dossier")?;
-    let pid = child.id();
-    let mut peak = 0;
-    while child.try_wait()?.is_none() {
-        if let Some(kib) = vm_hwm_kib(pid) {
-            peak = peak.max(kib);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let out = child.wait_with_output()?;
-    let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
-    ensure!(
-        out.status.success(),
-        "dossier sync failed: {}\n{stderr}",
-        out.status
-    );
-    let summary: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("dossier sync printed no JSON summary")?;
-    let read = summary["streams"]
-        .as_object()
-        .context("no `streams` in the summary")?
-        .values()
-        .map(|s| s["read"].as_u64().unwrap_or(0))
-        .sum();
+    let run = common::timed_sync(config, "shop", "warn,dossier_connector_mongodb=info")?;
+    let stderr = strip_ansi(&run.stderr);
     // `... read finished stream=orders collection=orders documents=80000 ... server_wait_ms=1 connector_ms=2`
     // and `... sampled stream=orders ... elapsed_ms=3`
     let mut streams: HashMap<String, (u64, u64, u64)> = HashMap::new();
@@ -265,9 +219,9 @@ fn timed_sync(config: &Path) -> anyhow::Result<Sync> {
         }
     }
     Ok(Sync {
-        secs,
-        read,
-        rss_mib: peak as f64 / 1024.0,
+        secs: run.secs,
+        read: run.rows,
+        rss_mib: run.rss_mib,
         streams,
     })
 }

@@ -15,13 +15,13 @@
 //! Needs `psql` and `sqlite3` on the PATH.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{Context as _, ensure};
 
 mod common;
-use common::{BenchDb, dossier, psql, vm_hwm_kib};
+use common::{BenchDb, TimedSync, psql, timed_sync};
 
 /// Targets from issue #3.
 const TARGET_FULL_VS_LIMIT: f64 = 0.40;
@@ -250,52 +250,6 @@ fn limit(url: &str, dir: &Path) -> anyhow::Result<(f64, u64)> {
     Ok((secs, rows))
 }
 
-/// Runs `dossier sync shop --json`, returning (seconds, rows read, peak RSS in MiB).
-fn timed_sync(config: &Path) -> anyhow::Result<(f64, u64, f64)> {
-    let start = Instant::now();
-    let mut child = dossier()
-        .args([
-            "sync",
-            "shop",
-            "--json",
-            "--config",
-            config.to_str().context("non-UTF-8 temp path")?,
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot run dossier")?;
-    let pid = child.id();
-    println!("  dossier sync is pid {pid}");
-    let mut peak = 0;
-    let mut last_report = Instant::now();
-    while child.try_wait()?.is_none() {
-        if let Some(kib) = vm_hwm_kib(pid) {
-            peak = peak.max(kib);
-        }
-        if last_report.elapsed() >= Duration::from_secs(30) {
-            last_report = Instant::now();
-            println!(
-                "  ... {:.0}s, peak RSS so far {:.1} MiB",
-                start.elapsed().as_secs_f64(),
-                peak as f64 / 1024.0
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let out = child.wait_with_output()?;
-    ensure!(out.status.success(), "dossier sync failed: {}", out.status);
-    let summary: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("dossier sync printed no JSON summary")?;
-    let rows = summary["streams"]
-        .as_object()
-        .context("no `streams` in the summary")?
-        .values()
-        .map(|s| s["read"].as_u64().unwrap_or(0))
-        .sum();
-    Ok((secs, rows, peak as f64 / 1024.0))
-}
-
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT met" }
 }
@@ -326,7 +280,12 @@ fn run(customers: u64, admin_url: &str) -> anyhow::Result<()> {
     let config = dir.path().join("dossier.toml");
     std::fs::write(&config, config_toml(&db.url))?;
     println!("full sync ...");
-    let (full_s, full_rows, full_mb) = timed_sync(&config)?;
+    let TimedSync {
+        secs: full_s,
+        rows: full_rows,
+        rss_mib: full_mb,
+        ..
+    } = timed_sync(&config, "shop", "warn")?;
     ensure!(
         full_rows == total,
         "the full sync read {full_rows} rows, expected {total}"
@@ -345,7 +304,12 @@ fn run(customers: u64, admin_url: &str) -> anyhow::Result<()> {
     )?;
     psql(&db.url, "VACUUM ANALYZE customers, orders, conversations")?;
     println!("incremental sync ...");
-    let (inc_s, inc_rows, inc_mb) = timed_sync(&config)?;
+    let TimedSync {
+        secs: inc_s,
+        rows: inc_rows,
+        rss_mib: inc_mb,
+        ..
+    } = timed_sync(&config, "shop", "warn")?;
     println!(
         "incremental sync: {inc_rows} rows in {inc_s:.2}s = {:.0} rows/s, peak RSS {inc_mb:.1} MiB",
         inc_rows as f64 / inc_s

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dossier_connector::{Registry, StreamConfig};
-use dossier_plugin_host::testing::plugin_library;
+use dossier_connector::{BatchStream, Registry, StreamConfig};
+use dossier_plugin_host::testing::{generator_config, plugin_library};
 use dossier_plugin_host::{PluginConnector, load};
 use dossier_plugin_sdk::wire;
 use dossier_store::SqlStore;
@@ -17,32 +17,6 @@ use dossier_sync::{Config, Engine, NoProgress, builtin_registry};
 use futures::StreamExt as _;
 
 const BATCH: usize = 2000;
-
-fn config(records: u64) -> String {
-    format!(
-        r#"
-[store]
-url = "sqlite://dossier.db"
-
-[[sources]]
-name = "gen"
-connector = "generator"
-config = {{ customers = {records} }}
-batch_size = {BATCH}
-
-[[sources.streams]]
-name = "customers"
-read = {{ entity = "customers" }}
-[sources.streams.mapping]
-target = "contact"
-id = "id"
-identities = {{ email = "email" }}
-profile = {{ first_name = "first_name", country = "country" }}
-data = {{ plan = "plan" }}
-updated_at = "updated_at"
-"#
-    )
-}
 
 fn compiled_in() -> Registry {
     let mut r = builtin_registry();
@@ -62,10 +36,11 @@ fn through_plugin() -> Registry {
     r
 }
 
-/// Reads every record of the stream without storing them; returns (time, records).
-async fn drain(registry: &Registry, records: u64) -> (Duration, u64) {
-    let factory = registry.get("generator").unwrap();
-    let source = factory
+/// The generator's customers, read through `registry`'s `generator` connector.
+async fn generated(registry: &Registry, records: u64) -> BatchStream {
+    let source = registry
+        .get("generator")
+        .unwrap()
         .connect(serde_json::json!({ "customers": records }))
         .await
         .unwrap();
@@ -73,8 +48,13 @@ async fn drain(registry: &Registry, records: u64) -> (Duration, u64) {
         name: "customers".into(),
         settings: serde_json::json!({ "entity": "customers" }),
     };
+    source.read(&stream, None, BATCH).unwrap()
+}
+
+/// Reads every record of the stream without storing them; returns (time, records).
+async fn drain(registry: &Registry, records: u64) -> (Duration, u64) {
     let start = Instant::now();
-    let mut batches = source.read(&stream, None, BATCH).unwrap();
+    let mut batches = generated(registry, records).await;
     let mut n = 0;
     while let Some(b) = batches.next().await {
         n += b.unwrap().rows.len() as u64;
@@ -86,7 +66,7 @@ async fn drain(registry: &Registry, records: u64) -> (Duration, u64) {
 async fn sync(registry: Registry, records: u64) -> (Duration, u64) {
     let dir = tempfile::tempdir().unwrap();
     let loaded = Config::parse(
-        &config(records),
+        &generator_config(records, BATCH, None),
         "bench",
         dir.path().to_path_buf(),
         &registry,
@@ -103,17 +83,7 @@ async fn sync(registry: Registry, records: u64) -> (Duration, u64) {
 }
 
 async fn encodings(records: u64) {
-    let registry = compiled_in();
-    let factory = registry.get("generator").unwrap();
-    let source = factory
-        .connect(serde_json::json!({ "customers": records }))
-        .await
-        .unwrap();
-    let stream = StreamConfig {
-        name: "customers".into(),
-        settings: serde_json::json!({ "entity": "customers" }),
-    };
-    let mut batches = source.read(&stream, None, BATCH).unwrap();
+    let mut batches = generated(&compiled_in(), records).await;
     let (mut mp, mut js) = ((Duration::ZERO, 0usize), (Duration::ZERO, 0usize));
     while let Some(b) = batches.next().await {
         let b = b.unwrap();

@@ -93,3 +93,75 @@ impl Drop for BenchDb {
         }
     }
 }
+
+/// One `dossier sync <source> --json` as a child process.
+pub struct TimedSync {
+    pub secs: f64,
+    /// Records read, over every stream (from the JSON summary).
+    pub rows: u64,
+    /// Peak resident memory of the child, sampled from `/proc` while it ran.
+    pub rss_mib: f64,
+    /// What the child logged (`DOSSIER_LOG` decides how much).
+    pub stderr: String,
+}
+
+/// Runs `dossier sync <source> --json --config <config>` with `DOSSIER_LOG=<log>`, printing
+/// the peak memory so far every 30 s.
+pub fn timed_sync(config: &std::path::Path, source: &str, log: &str) -> anyhow::Result<TimedSync> {
+    use std::io::Read as _;
+    use std::time::{Duration, Instant};
+
+    let start = Instant::now();
+    let mut child = dossier()
+        .env("DOSSIER_LOG", log)
+        .args(["sync", source, "--json", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run dossier")?;
+    let pid = child.id();
+    // Drained as it comes, so that a chatty child never blocks on a full pipe.
+    let mut err_pipe = child.stderr.take().context("stderr")?;
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let mut peak = 0;
+    let mut last_report = Instant::now();
+    while child.try_wait()?.is_none() {
+        if let Some(kib) = vm_hwm_kib(pid) {
+            peak = peak.max(kib);
+        }
+        if last_report.elapsed() >= Duration::from_secs(30) {
+            last_report = Instant::now();
+            println!(
+                "  ... {:.0}s, peak RSS so far {:.1} MiB",
+                start.elapsed().as_secs_f64(),
+                peak as f64 / 1024.0
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let out = child.wait_with_output()?;
+    let stderr = stderr.join().unwrap_or_default();
+    if !out.status.success() {
+        bail!("dossier sync failed: {}\n{stderr}", out.status);
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("dossier sync printed no JSON summary")?;
+    let rows = summary["streams"]
+        .as_object()
+        .context("no `streams` in the summary")?
+        .values()
+        .map(|s| s["read"].as_u64().unwrap_or(0))
+        .sum();
+    Ok(TimedSync {
+        secs,
+        rows,
+        rss_mib: peak as f64 / 1024.0,
+        stderr,
+    })
+}

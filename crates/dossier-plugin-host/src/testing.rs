@@ -77,3 +77,33 @@ fn built_dir() -> &'static Path {
         dir
     })
 }
+
+/// A config syncing `customers` generated customers (source `gen`, `batch_size` per batch) to
+/// contacts in an embedded store beside the config; with `panic_at_batch`, the generator
+/// panics at that batch.
+pub fn generator_config(customers: u64, batch_size: usize, panic_at_batch: Option<u64>) -> String {
+    let panic = panic_at_batch.map_or(String::new(), |n| format!(", panic_at_batch = {n}"));
+    format!(
+        r#"
+[store]
+url = "sqlite://dossier.db"
+
+[[sources]]
+name = "gen"
+connector = "generator"
+config = {{ customers = {customers}{panic} }}
+batch_size = {batch_size}
+
+[[sources.streams]]
+name = "customers"
+read = {{ entity = "customers" }}
+[sources.streams.mapping]
+target = "contact"
+id = "id"
+identities = {{ email = "email" }}
+profile = {{ first_name = "first_name", country = "country" }}
+data = {{ plan = "plan" }}
+updated_at = "updated_at"
+"#
+    )
+}

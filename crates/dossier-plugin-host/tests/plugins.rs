@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use dossier_connector::Registry;
-use dossier_plugin_host::testing::plugin_library;
+use dossier_plugin_host::testing::{generator_config, plugin_library};
 use dossier_plugin_host::{PluginDir, PluginError, load};
 use dossier_store::SqlStore;
 use dossier_stripe_fake::{API_KEY, FakeStripe};
@@ -337,33 +337,6 @@ fn an_installed_file_changed_on_disk_is_skipped_at_start_and_the_rest_loads() {
     assert!(e.to_string().contains("installed: generator"), "{e}");
 }
 
-fn generator_config(panic_at: Option<u64>) -> String {
-    let panic = panic_at.map_or(String::new(), |n| format!(", panic_at_batch = {n}"));
-    format!(
-        r#"
-[store]
-url = "sqlite://dossier.db"
-
-[[sources]]
-name = "gen"
-connector = "generator"
-config = {{ customers = 500{panic} }}
-batch_size = 100
-
-[[sources.streams]]
-name = "customers"
-read = {{ entity = "customers" }}
-[sources.streams.mapping]
-target = "contact"
-id = "id"
-identities = {{ email = "email" }}
-profile = {{ first_name = "first_name", country = "country" }}
-data = {{ plan = "plan" }}
-updated_at = "updated_at"
-"#
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_read_next_is_an_error_and_the_host_keeps_working() {
     let registry = builtin_registry();
@@ -376,7 +349,12 @@ async fn a_panicking_read_next_is_an_error_and_the_host_keeps_working() {
         )
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let e = engine(dir.path(), registry.clone(), &generator_config(Some(2))).await;
+    let e = engine(
+        dir.path(),
+        registry.clone(),
+        &generator_config(500, 100, Some(2)),
+    )
+    .await;
     let err = e.sync("gen", None, "test", &NoProgress).await.unwrap_err();
     let message = err.to_string();
     assert!(
@@ -390,7 +368,7 @@ async fn a_panicking_read_next_is_an_error_and_the_host_keeps_working() {
 
     // The same host, the same plugin: a run that does not panic resumes and completes.
     drop(e);
-    let ok = engine(dir.path(), registry, &generator_config(None)).await;
+    let ok = engine(dir.path(), registry, &generator_config(500, 100, None)).await;
     let summary = ok.sync("gen", None, "test", &NoProgress).await.unwrap();
     assert_eq!(
         summary.rows_read(),
