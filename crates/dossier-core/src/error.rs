@@ -23,4 +23,27 @@ pub enum CoreError {
     Rule { name: String, reason: String },
     #[error("invalid filter at {path}: {reason}")]
     Filter { path: String, reason: String },
+    /// The segment text form (`country = "FR" and agg.avg_basket > 50`) could not be read.
+    #[error("syntax error at line {line}, column {column}: {reason}")]
+    FilterSyntax {
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+    /// A shortcut template (`Hello {{ name.first | "there" }}`) could not be read.
+    #[error("invalid template at line {line}, column {column}: {reason}")]
+    Template {
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+}
+
+/// The 1-based line and column (counted in characters) of byte offset `at` in `text`, so
+/// errors in user-written text point where an editor would.
+pub(crate) fn line_column(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
 }
