@@ -10,7 +10,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::condition::SessionCondition;
+use crate::value::from_micros;
 use crate::{CoreError, DataKey, DataValue};
+
+/// The field name that means the session's own start time rather than a data key.
+pub const STARTED_AT_FIELD: &str = "started_at";
+
+/// Microseconds in a second, for windows given in seconds.
+const MICROS: i64 = 1_000_000;
 
 /// Fixed-point scale for sums: 9 decimal places are kept exactly.
 const SUM_SCALE: f64 = 1e9;
@@ -35,15 +43,22 @@ impl AggOp {
     }
 }
 
-/// `name = op(kind.field)`, e.g. `avg_basket = avg(order.total)`.
+/// `name = op(kind.field) where condition within window`, e.g.
+/// `paid_90d = sum(order.total) where data.status = "paid" within 90 days`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AggregateRule {
     pub name: DataKey,
     pub op: AggOp,
     /// The session kind the rule rolls up.
     pub kind: String,
-    /// The session data key (absent for `count`).
+    /// The session data key (absent for `count`); `started_at` is the session's start time.
     pub field: Option<DataKey>,
+    /// Only sessions matching this condition count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<SessionCondition>,
+    /// Only sessions that started within this many seconds before now count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_secs: Option<i64>,
 }
 
 impl AggregateRule {
@@ -68,22 +83,72 @@ impl AggregateRule {
             op,
             kind: kind.to_string(),
             field,
+            condition: None,
+            window_secs: None,
         })
     }
 
-    /// What one session contributes to this rule, if anything.
+    /// Counts only sessions matching `condition` (segment text form over `data.<key>`).
+    pub fn with_condition(mut self, condition: &str) -> Result<Self, CoreError> {
+        self.condition = Some(
+            SessionCondition::parse(condition).map_err(|e| CoreError::Rule {
+                name: self.name.to_string(),
+                reason: e.to_string(),
+            })?,
+        );
+        Ok(self)
+    }
+
+    /// Counts only sessions that started within `secs` seconds before now.
+    pub fn with_window(mut self, secs: i64) -> Result<Self, CoreError> {
+        if secs <= 0 {
+            return Err(CoreError::Rule {
+                name: self.name.to_string(),
+                reason: format!("window must be positive, got {secs} seconds"),
+            });
+        }
+        self.window_secs = Some(secs);
+        Ok(self)
+    }
+
+    /// The earliest session start (epoch microseconds) that still counts at `now`.
+    pub fn window_start(&self, now: i64) -> Option<i64> {
+        self.window_secs
+            .map(|w| now.saturating_sub(w.saturating_mul(MICROS)))
+    }
+
+    /// When a contribution made at `at` leaves the window, if the rule has one.
+    pub fn expiry_of(&self, at: i64) -> Option<i64> {
+        self.window_secs
+            .map(|w| at.saturating_add(w.saturating_mul(MICROS)))
+    }
+
+    /// What one session contributes to this rule at time `now`, if anything.
     pub fn contribution(
         &self,
         session_id: i64,
         kind: &str,
         started_at: i64,
         data: &BTreeMap<String, DataValue>,
+        now: i64,
     ) -> Option<Contribution> {
         if kind != self.kind {
             return None;
         }
+        if self
+            .window_start(now)
+            .is_some_and(|start| started_at < start)
+        {
+            return None;
+        }
+        if self.condition.as_ref().is_some_and(|c| !c.matches(data)) {
+            return None;
+        }
         let value = match &self.field {
             None => None,
+            Some(f) if f.as_str() == STARTED_AT_FIELD => {
+                Some(DataValue::DateTime(from_micros(started_at)))
+            }
             Some(f) => Some(data.get(f.as_str())?.clone()),
         };
         if matches!(self.op, AggOp::Sum | AggOp::Avg)
@@ -100,13 +165,21 @@ impl AggregateRule {
 
     /// A stable text form, used to notice when a rule's definition changed.
     pub fn signature(&self) -> String {
-        format!(
+        let mut s = format!(
             "{:?}({}.{})",
             self.op,
             self.kind,
             self.field.as_ref().map_or("*", |f| f.as_str())
         )
-        .to_lowercase()
+        .to_lowercase();
+        if let Some(c) = &self.condition {
+            s.push_str(" where ");
+            s.push_str(&c.text());
+        }
+        if let Some(w) = self.window_secs {
+            s.push_str(&format!(" within {w}s"));
+        }
+        s
     }
 }
 
@@ -139,6 +212,11 @@ pub struct AggState {
     pub best: Option<Contribution>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub distinct: BTreeMap<String, u64>,
+    /// For windowed rules: no later than the first moment a counted session leaves the
+    /// window (epoch microseconds). Early is harmless (a recompute finds nothing changed);
+    /// late would be wrong, so removals never move it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -273,6 +351,28 @@ impl AggState {
             s.add(op, c);
         }
         s
+    }
+
+    /// Adds a contribution to a rule's state, keeping the window expiry.
+    pub fn add_for(&mut self, rule: &AggregateRule, c: &Contribution) {
+        self.add(rule.op, c);
+        if let Some(e) = rule.expiry_of(c.at) {
+            self.expires = Some(self.expires.map_or(e, |x| x.min(e)));
+        }
+    }
+
+    /// Folds a rule's contributions from scratch, with the window expiry.
+    pub fn fold<'a>(rule: &AggregateRule, all: impl IntoIterator<Item = &'a Contribution>) -> Self {
+        let mut s = AggState::default();
+        for c in all {
+            s.add_for(rule, c);
+        }
+        s
+    }
+
+    /// Whether a counted session may have left the window by `now`.
+    pub fn expired(&self, now: i64) -> bool {
+        self.expires.is_some_and(|e| e <= now)
     }
 }
 

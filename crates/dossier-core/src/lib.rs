@@ -4,7 +4,9 @@
 //! This crate knows no database and no HTTP: everything here is pure and testable alone.
 
 pub mod aggregate;
+pub mod condition;
 pub mod digest;
+pub mod duration;
 pub mod error;
 pub mod filter;
 pub mod filter_text;
@@ -12,10 +14,14 @@ pub mod identity;
 pub mod key;
 pub mod mapping;
 pub mod model;
+pub mod policy;
+pub mod template;
 pub mod value;
 
 pub use aggregate::{AggOp, AggState, AggregateRule, Contribution};
+pub use condition::SessionCondition;
 pub use digest::sha256_hex;
+pub use duration::parse_duration_secs;
 pub use error::CoreError;
 pub use filter::{CmpOp, Filter, FilterField, coerce_value};
 pub use filter_text::{format_filter, parse_filter};
@@ -23,4 +29,6 @@ pub use identity::{Identity, IdentityKind};
 pub use key::DataKey;
 pub use mapping::{CompiledMapping, MappedRecord, MappingConfig, Target};
 pub use model::{ProfileField, WorkspaceId};
+pub use policy::{FieldOrigin, IdentityPolicy, Provenance};
+pub use template::{Template, TemplateContext, TemplatePath};
 pub use value::{DataValue, Value};

@@ -35,6 +35,17 @@ pub(crate) fn parse_contact(cursor: &str) -> Result<i64, String> {
     int(decode(cursor, "contact", &mut buf)?)
 }
 
+/// The cursor of a change in a segment's feed.
+pub(crate) fn segment_change(id: i64) -> String {
+    encode(&format!("change:{id}"))
+}
+
+/// The change id a segment feed cursor points after.
+pub(crate) fn parse_segment_change(cursor: &str) -> Result<i64, String> {
+    let mut buf = String::new();
+    int(decode(cursor, "change", &mut buf)?)
+}
+
 /// The cursor of a session in a contact's `sessions` (newest first).
 pub(crate) fn session(started_at: i64, id: i64) -> String {
     encode(&format!("session:{started_at}:{id}"))

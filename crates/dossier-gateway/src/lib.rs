@@ -19,10 +19,13 @@ mod connectors;
 mod cursor;
 mod filter;
 mod http;
+mod identity;
 mod limits;
 mod loaders;
 mod persisted;
 mod schema;
+mod segments;
+mod shortcuts;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -197,7 +200,7 @@ pub fn build_schema(
     connectors: Option<Arc<dyn ConnectorAdmin>>,
     config: GatewayConfig,
 ) -> DossierSchema {
-    let mut builder = Schema::build(Query, Mutation, EmptySubscription)
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(config.max_depth)
         .limit_complexity(config.max_complexity)
         .extension(limits::DocumentLimits {
@@ -220,7 +223,7 @@ pub fn build_schema(
 
 /// The schema in SDL, as checked in at `schema/dossier.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query, Mutation, EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .finish()
         .sdl()
 }

@@ -15,7 +15,7 @@ use crate::filter::ContactFilter;
 use crate::loaders::{Loaders, SessionsKey};
 use crate::{Caller, Gateway, Role, cursor};
 
-fn gateway<'a>(ctx: &Context<'a>) -> Result<&'a Gateway> {
+pub(crate) fn gateway<'a>(ctx: &Context<'a>) -> Result<&'a Gateway> {
     ctx.data::<Gateway>()
 }
 
@@ -26,17 +26,17 @@ fn connector_admin<'a>(ctx: &Context<'a>) -> Result<&'a dyn crate::ConnectorAdmi
         .ok_or_else(|| Error::new("connectors are not available in this process"))
 }
 
-fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
+pub(crate) fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
     Ok(ctx.data::<Arc<Loaders>>()?)
 }
 
 /// The workspace of the request's caller.
-fn ws<'a>(ctx: &Context<'a>) -> Result<&'a str> {
+pub(crate) fn ws<'a>(ctx: &Context<'a>) -> Result<&'a str> {
     Ok(&ctx.data::<Caller>()?.workspace)
 }
 
 /// The page size a connection serves for `first`, within the configured bounds.
-fn page_size(gw: &Gateway, first: Option<i32>) -> Result<usize> {
+pub(crate) fn page_size(gw: &Gateway, first: Option<i32>) -> Result<usize> {
     let max = gw.config.max_page_size;
     match first {
         None => Ok(gw.config.default_page_size.clamp(1, max.max(1))),
@@ -47,12 +47,12 @@ fn page_size(gw: &Gateway, first: Option<i32>) -> Result<usize> {
     }
 }
 
-fn parse_id(id: &ID, what: &str) -> Result<i64> {
+pub(crate) fn parse_id(id: &ID, what: &str) -> Result<i64> {
     id.parse::<i64>()
         .map_err(|_| Error::new(format!("invalid {what} id")))
 }
 
-fn parse_cursor<T>(after: Option<&str>, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>> {
+pub(crate) fn parse_cursor<T>(after: Option<&str>, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>> {
     after.map(parse).transpose().map_err(Error::new)
 }
 
@@ -77,13 +77,39 @@ pub(crate) struct PageInfo {
     end_cursor: Option<String>,
 }
 
-/// The read queries.
+impl PageInfo {
+    pub(crate) fn new(has_next_page: bool, end_cursor: Option<String>) -> Self {
+        Self {
+            has_next_page,
+            end_cursor,
+        }
+    }
+}
+
+/// Every read, merged from the modules that serve them.
+#[derive(async_graphql::MergedObject, Default)]
+pub struct Query(
+    CoreQuery,
+    crate::segments::SegmentQuery,
+    crate::shortcuts::ShortcutQuery,
+    crate::identity::IdentityQuery,
+);
+
+/// Every write, merged from the modules that serve them.
+#[derive(async_graphql::MergedObject, Default)]
+pub struct Mutation(
+    CoreMutation,
+    crate::segments::SegmentMutation,
+    crate::shortcuts::ShortcutMutation,
+);
+
+/// The read queries on contacts, sessions, sources and runs.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Query;
+pub struct CoreQuery;
 
 /// Reads: contacts, sessions, sources and sync runs of the gateway's workspace.
 #[Object]
-impl Query {
+impl CoreQuery {
     /// A contact by id or by email (give exactly one). A merged contact's id returns the
     /// contact it merged into.
     #[graphql(guard = "RoleGuard(Role::Read)")]
@@ -103,27 +129,30 @@ impl Query {
         Ok(row.map(Contact))
     }
 
-    /// Contacts matching `where`, in id order.
+    /// Contacts matching `where` and `filter` (both when both are given), in id order.
+    /// `filter` is the text form, e.g. `country = "FR" and agg.avg_basket > 50`.
     #[graphql(guard = "RoleGuard(Role::Read)")]
     async fn contacts(
         &self,
         ctx: &Context<'_>,
-        #[graphql(name = "where")] filter: Option<ContactFilter>,
+        #[graphql(name = "where")] input: Option<ContactFilter>,
+        filter: Option<String>,
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<ContactConnection> {
-        let gw = gateway(ctx)?;
-        let first = page_size(gw, first)?;
-        let after = parse_cursor(after.as_deref(), cursor::parse_contact)?;
-        let filter = filter
-            .map(|f| f.to_filter())
-            .transpose()
-            .map_err(Error::new)?;
-        let page = gw
-            .store
-            .contacts(ws(ctx)?, filter.as_ref(), first, after)
-            .await?;
-        Ok(ContactConnection { page, filter })
+        let mut parts = vec![];
+        if let Some(f) = input {
+            parts.push(f.to_filter().map_err(Error::new)?);
+        }
+        if let Some(text) = filter {
+            parts.push(dossier_core::filter_text::parse_filter(&text)?);
+        }
+        let filter = match parts.len() {
+            0 => None,
+            1 => parts.pop(),
+            _ => Some(Filter::And(parts)),
+        };
+        ContactConnection::load(ctx, filter, first, after).await
     }
 
     /// A session by id.
@@ -183,11 +212,11 @@ impl Query {
 
 /// The writes.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Mutation;
+pub struct CoreMutation;
 
 /// Writes: custom data on contacts and sessions, and syncs.
 #[Object]
-impl Mutation {
+impl CoreMutation {
     /// Sets a data value on a contact itself; it takes precedence over its sessions' values.
     /// Keys are lowercase `a-z`, `0-9`, `_` or `-`; values a string, number or boolean
     /// (write role).
@@ -290,6 +319,25 @@ pub(crate) struct ContactEdge {
     node: Contact,
 }
 
+impl ContactConnection {
+    /// A page of the contacts matching `filter`.
+    pub(crate) async fn load(
+        ctx: &Context<'_>,
+        filter: Option<Filter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Self> {
+        let gw = gateway(ctx)?;
+        let first = page_size(gw, first)?;
+        let after = parse_cursor(after.as_deref(), cursor::parse_contact)?;
+        let page = gw
+            .store
+            .contacts(ws(ctx)?, filter.as_ref(), first, after)
+            .await?;
+        Ok(Self { page, filter })
+    }
+}
+
 /// A page of contacts.
 #[Object]
 impl ContactConnection {
@@ -324,7 +372,7 @@ impl ContactConnection {
 }
 
 /// A person: profile fields, identities, data, aggregates and sessions.
-pub(crate) struct Contact(ContactRow);
+pub(crate) struct Contact(pub(crate) ContactRow);
 
 /// A person: profile fields, identities, data, aggregates and sessions.
 #[Object]
@@ -397,6 +445,32 @@ impl Contact {
             .await?
             .unwrap_or_default();
         Ok(data_json(&aggs))
+    }
+
+    /// The saved segments this contact is in now.
+    async fn segments(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
+        Ok(gateway(ctx)?
+            .store
+            .segments_of_contact(ws(ctx)?, self.0.id)
+            .await?)
+    }
+
+    /// Where each profile field and data value came from (source, stream, record, time).
+    async fn origins(&self, ctx: &Context<'_>) -> Result<Vec<crate::identity::ValueOrigin>> {
+        let rows = gateway(ctx)?
+            .store
+            .value_origins(ws(ctx)?, self.0.id)
+            .await?;
+        Ok(rows.into_iter().map(crate::identity::ValueOrigin).collect())
+    }
+
+    /// Merges into or out of this contact, refused ones included, newest first.
+    async fn merges(&self, ctx: &Context<'_>) -> Result<Vec<crate::identity::Merge>> {
+        let rows = gateway(ctx)?
+            .store
+            .merges(ws(ctx)?, Some(self.0.id), 100)
+            .await?;
+        Ok(rows.into_iter().map(crate::identity::Merge).collect())
     }
 
     /// The identities that resolve to this contact.

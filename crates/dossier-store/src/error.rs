@@ -20,6 +20,8 @@ pub enum StoreError {
     NotFound { what: &'static str, id: String },
     #[error(transparent)]
     Invalid(#[from] CoreError),
+    #[error("{0}")]
+    Refused(String),
     #[error("corrupt stored {what}: {reason}")]
     Corrupt { what: &'static str, reason: String },
 }

@@ -50,6 +50,8 @@ impl SqlBuilder {
                     .join(" OR ")
             ),
             Filter::Not(c) => format!("NOT ({})", self.filter(c)),
+            // Relative dates are resolved against the clock when the SQL is built.
+            Filter::Ago { .. } => self.filter(&f.resolve(chrono::Utc::now())),
             Filter::Exists(field) => match field {
                 FilterField::Profile(p) => format!("c.{} IS NOT NULL", p.name()),
                 FilterField::CreatedAt | FilterField::UpdatedAt => "1 = 1".into(),

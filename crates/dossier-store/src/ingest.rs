@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use dossier_core::model::{ContactLink, ContactRecord, SessionRecord};
 use dossier_core::{
+    FieldOrigin, IdentityPolicy, Provenance,
     AggState, AggregateRule, DataKey, DataValue, Identity, IdentityKind, MappedRecord, ProfileField,
 };
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
@@ -14,6 +15,28 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use crate::backend::now_micros;
 use crate::error::{Result, StoreError};
 use crate::{Backend, BatchOutcome, BatchWrite, SqlStore};
+
+/// The workspace's identity policy (the default where none was registered).
+pub(crate) async fn load_policy(conn: &mut AnyConnection, ws: &str) -> Result<IdentityPolicy> {
+    let row = sqlx::query(
+        "SELECT value FROM workspace_settings WHERE workspace = $1 AND name = 'identity'",
+    )
+    .bind(ws)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        None => Ok(IdentityPolicy::default()),
+        Some(r) => serde_json::from_str(&r.try_get::<String, _>(0)?)
+            .map_err(|e| StoreError::corrupt("identity policy", e)),
+    }
+}
+
+pub(crate) fn decode_provenance(json: Option<String>) -> Result<Provenance> {
+    json.map_or_else(
+        || Ok(Provenance::new()),
+        |j| serde_json::from_str(&j).map_err(|e| StoreError::corrupt("provenance", e)),
+    )
+}
 
 pub(crate) async fn load_rules(conn: &mut AnyConnection, ws: &str) -> Result<Vec<AggregateRule>> {
     let rows =
@@ -48,6 +71,9 @@ pub(crate) fn decode_data(s: &str) -> Result<BTreeMap<String, DataValue>> {
 
 /// Rows per multi-row statement: well under SQLite's and PostgreSQL's parameter limits.
 const CHUNK: usize = 200;
+
+/// Contacts whose sessions a rule backfill reads at once.
+const BACKFILL_CONTACTS: i64 = 2_000;
 
 /// `($1, $2, ...), (...)` for `rows` rows of `cols` parameters, numbered from `first`;
 /// on SQLite plain `?`, so templates must use each row's parameters in order.
@@ -146,6 +172,9 @@ pub(crate) struct Ingest<'c> {
     /// The run to record on every session written (full-refresh deletion detection).
     seen_run: Option<i64>,
     sqlite: bool,
+    policy: IdentityPolicy,
+    /// The record being applied (source, stream, id), for merge explanations and provenance.
+    current: Option<(String, String, String)>,
 }
 
 impl<'c> Ingest<'c> {
@@ -155,6 +184,7 @@ impl<'c> Ingest<'c> {
         backend: Backend,
     ) -> Result<Self> {
         let rules = load_rules(conn, ws).await?;
+        let policy = load_policy(conn, ws).await?;
         Ok(Self {
             conn,
             ws,
@@ -172,6 +202,8 @@ impl<'c> Ingest<'c> {
             outcome: BatchOutcome::default(),
             seen_run: None,
             sqlite: backend == Backend::Sqlite,
+            policy,
+            current: None,
         })
     }
 
@@ -228,30 +260,25 @@ impl<'c> Ingest<'c> {
     }
 
     /// Finds or creates the contact a set of identities belongs to, merging contacts that
-    /// the identities tie together.
+    /// the identities tie together (within the workspace's identity policy).
     async fn resolve(&mut self, idents: &[Identity], created_at: Option<i64>) -> Result<i64> {
-        let mut found = BTreeSet::new();
+        // Contacts found, each with the first identity of the record that named it.
+        let mut found: Vec<(i64, Identity)> = vec![];
         let mut missing = vec![];
         for ident in idents {
+            if self.policy.is_blocked(ident) {
+                continue;
+            }
             match self.lookup(ident).await? {
-                Some(id) => {
-                    found.insert(id);
-                }
+                Some(id) if found.iter().any(|(c, _)| *c == id) => {}
+                Some(id) => found.push((id, ident.clone())),
                 None => missing.push(ident),
             }
         }
         let contact = match found.len() {
             0 => self.new_contact(created_at).await?,
-            1 => *found.first().expect("one"),
-            _ => {
-                let ids: Vec<i64> = found.into_iter().collect();
-                let reason = idents
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                self.merge(&ids, &reason).await?
-            }
+            1 => found[0].0,
+            _ => self.merge_or_refuse(&found).await?,
         };
         for ident in missing {
             self.attach(contact, ident).await?;
@@ -259,12 +286,111 @@ impl<'c> Ingest<'c> {
         Ok(contact)
     }
 
-    /// Merges contacts into the oldest one, which survives; the others keep resolving to it.
-    async fn merge(&mut self, ids: &[i64], reason: &str) -> Result<i64> {
+    /// Merges the contacts a record tied together, unless an identity involved has already
+    /// merged as many contacts as the policy allows; then the record stays with the first
+    /// contact it named and the refusal is logged.
+    async fn merge_or_refuse(&mut self, found: &[(i64, Identity)]) -> Result<i64> {
+        let extra = (found.len() - 1) as i64;
+        let mut over_limit = None;
+        for (_, ident) in found {
+            let row = sqlx::query(
+                "SELECT merges FROM identities WHERE workspace = $1 AND kind = $2 AND value = $3",
+            )
+            .bind(self.ws)
+            .bind(ident.kind.as_str())
+            .bind(&ident.value)
+            .fetch_optional(&mut *self.conn)
+            .await?;
+            let merges: i64 = row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+            if merges + extra > i64::from(self.policy.merge_limit) {
+                over_limit = Some(ident.clone());
+                break;
+            }
+        }
+        if let Some(ident) = over_limit {
+            let kept = found[0].0;
+            for (other, matched) in &found[1..] {
+                let reason = format!(
+                    "refused: {ident} has already merged {} contacts (identity.merge_limit)",
+                    self.policy.merge_limit
+                );
+                self.log_merge(kept, *other, "refused", matched, &reason)
+                    .await?;
+            }
+            self.outcome.refused_merges += extra as u64;
+            return Ok(kept);
+        }
+        // The survivor is the contact created first (by the source's own creation time where
+        // known), so the result does not depend on the order records arrive in.
+        let mut ranked = vec![];
+        for (id, ident) in found {
+            let row = sqlx::query("SELECT created_at FROM contacts WHERE id = $1")
+                .bind(*id)
+                .fetch_one(&mut *self.conn)
+                .await?;
+            ranked.push((row.try_get::<i64, _>(0)?, *id, ident.clone()));
+        }
+        ranked.sort();
+        for (_, ident) in found {
+            sqlx::query(
+                "UPDATE identities SET merges = merges + $1 WHERE workspace = $2 AND kind = $3 AND value = $4",
+            )
+            .bind(extra)
+            .bind(self.ws)
+            .bind(ident.kind.as_str())
+            .bind(&ident.value)
+            .execute(&mut *self.conn)
+            .await?;
+        }
+        let survivor = ranked[0].1;
+        let losers: Vec<(i64, Identity)> = ranked[1..]
+            .iter()
+            .map(|(_, id, ident)| (*id, ident.clone()))
+            .collect();
+        let names: Vec<String> = found.iter().map(|(c, i)| format!("{i} (contact {c})")).collect();
+        let reason = format!("one record carries {}", names.join(" and "));
+        self.merge(survivor, &losers, &reason).await?;
+        Ok(survivor)
+    }
+
+    async fn log_merge(
+        &mut self,
+        survivor: i64,
+        merged: i64,
+        outcome: &str,
+        identity: &Identity,
+        reason: &str,
+    ) -> Result<()> {
+        let (source, stream, record) = match &self.current {
+            Some((a, b, c)) => (Some(a.clone()), Some(b.clone()), Some(c.clone())),
+            None => (None, None, None),
+        };
+        sqlx::query(
+            "INSERT INTO contact_merges (workspace, survivor, merged, reason, at, outcome, source, stream, record_id, identity) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(self.ws)
+        .bind(survivor)
+        .bind(merged)
+        .bind(reason)
+        .bind(self.now)
+        .bind(outcome)
+        .bind(source)
+        .bind(stream)
+        .bind(record)
+        .bind(identity.to_string())
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Merges contacts into the survivor; the others keep resolving to it. Profile fields and
+    /// their origins follow the survivorship rule across all of them.
+    async fn merge(&mut self, survivor: i64, losers: &[(i64, Identity)], reason: &str) -> Result<()> {
         // Pending sessions must exist before their contact can move.
         self.flush_new_sessions().await?;
-        let survivor = ids[0];
-        for &loser in &ids[1..] {
+        for (loser, matched) in losers {
+            let loser = *loser;
             let c = &mut *self.conn;
             for sql in [
                 "UPDATE identities SET contact_id = $1 WHERE contact_id = $2",
@@ -280,21 +406,8 @@ impl<'c> Ingest<'c> {
                     .execute(&mut *c)
                     .await?;
             }
-            let fields = ProfileField::ALL.map(|f| {
-                format!(
-                    "{0} = COALESCE(s.{0}, (SELECT l.{0} FROM contacts l WHERE l.id = $2))",
-                    f.name()
-                )
-            });
-            let sql = format!(
-                "UPDATE contacts AS s SET {} WHERE s.id = $1",
-                fields.join(", ")
-            );
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(survivor)
-                .bind(loser)
-                .execute(&mut *c)
-                .await?;
+            self.merge_profiles(survivor, loser).await?;
+            let c = &mut *self.conn;
             sqlx::query("UPDATE contacts SET merged_into = $1, updated_at = $2 WHERE id = $3")
                 .bind(survivor)
                 .bind(self.now)
@@ -307,13 +420,7 @@ impl<'c> Ingest<'c> {
             ] {
                 sqlx::query(sql).bind(loser).execute(&mut *c).await?;
             }
-            sqlx::query("INSERT INTO contact_merges (workspace, survivor, merged, reason, at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(self.ws)
-                .bind(survivor)
-                .bind(loser)
-                .bind(reason)
-                .bind(self.now)
-                .execute(&mut *c)
+            self.log_merge(survivor, loser, "merged", matched, reason)
                 .await?;
             self.aggs.remove(&loser);
             self.dirty_aggs.remove(&loser);
@@ -328,8 +435,68 @@ impl<'c> Ingest<'c> {
         }
         self.recompute_aggs.insert(survivor);
         self.recompute_data.insert(survivor);
-        self.outcome.merges += (ids.len() - 1) as u64;
-        Ok(survivor)
+        self.outcome.merges += losers.len() as u64;
+        Ok(())
+    }
+
+    /// Each profile field of the survivor takes the winning value of the two contacts.
+    async fn merge_profiles(&mut self, survivor: i64, loser: i64) -> Result<()> {
+        let (mut keep, mut keep_origin) = self.profile_of(survivor).await?;
+        let (other, other_origin) = self.profile_of(loser).await?;
+        for (field, value) in other {
+            let origin = other_origin.get(&field);
+            let wins = match (keep.get(&field), origin) {
+                (None, _) => true,
+                (Some(_), Some(o)) => self.policy.wins(o, keep_origin.get(&field)),
+                (Some(_), None) => false,
+            };
+            if wins {
+                keep.insert(field.clone(), value);
+                match origin {
+                    Some(o) => keep_origin.insert(field, o.clone()),
+                    None => keep_origin.remove(&field),
+                };
+            }
+        }
+        for (key, origin) in other_origin.iter().filter(|(k, _)| k.starts_with("data.")) {
+            keep_origin.entry(key.clone()).or_insert_with(|| origin.clone());
+        }
+        let sets: Vec<String> = ProfileField::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, f)| format!("{} = ${}", f.name(), i + 2))
+            .collect();
+        let sql = format!(
+            "UPDATE contacts SET {}, provenance = ${} WHERE id = $1",
+            sets.join(", "),
+            ProfileField::ALL.len() + 2
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(survivor);
+        for f in ProfileField::ALL {
+            q = q.bind(keep.get(f.name()).cloned());
+        }
+        q.bind(serde_json::to_string(&keep_origin).expect("provenance serializes"))
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(())
+    }
+
+    /// A contact's profile fields (by name) and their origins.
+    async fn profile_of(&mut self, id: i64) -> Result<(BTreeMap<String, String>, Provenance)> {
+        let cols: Vec<&str> = ProfileField::ALL.iter().map(|f| f.name()).collect();
+        let sql = format!("SELECT {}, provenance FROM contacts WHERE id = $1", cols.join(", "));
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_one(&mut *self.conn)
+            .await?;
+        let mut fields = BTreeMap::new();
+        for f in ProfileField::ALL {
+            if let Some(v) = row.try_get::<Option<String>, _>(f.name())? {
+                fields.insert(f.name().to_string(), v);
+            }
+        }
+        let provenance = decode_provenance(row.try_get("provenance")?)?;
+        Ok((fields, provenance))
     }
 
     pub(crate) async fn apply(
@@ -338,10 +505,16 @@ impl<'c> Ingest<'c> {
         stream: &str,
         rec: &MappedRecord,
     ) -> Result<()> {
+        self.current = Some((
+            source.to_string(),
+            stream.to_string(),
+            rec.external_id().to_string(),
+        ));
         let changed = match rec {
             MappedRecord::Contact(c) => self.upsert_contact(c).await?,
             MappedRecord::Session(s) => self.upsert_session(source, stream, s).await?,
         };
+        self.current = None;
         if changed {
             self.outcome.written += 1;
         } else {
@@ -350,47 +523,69 @@ impl<'c> Ingest<'c> {
         Ok(())
     }
 
+    /// Writes the fields of a contact record that win against what the contact holds (source
+    /// priority, then the latest update), recording where each value came from.
     async fn upsert_contact(&mut self, rec: &ContactRecord) -> Result<bool> {
         let mut idents = vec![rec.external.clone()];
         idents.extend(rec.identities.iter().cloned());
         let id = self.resolve(&idents, rec.created_at).await?;
-        let row = sqlx::query("SELECT source_updated_at FROM contacts WHERE id = $1")
+        let row = sqlx::query("SELECT source_updated_at, provenance FROM contacts WHERE id = $1")
             .bind(id)
             .fetch_one(&mut *self.conn)
             .await?;
         let stored_at: Option<i64> = row.try_get(0)?;
-        // Survivorship: the latest update wins; a record older than what we hold changes nothing.
-        if let (Some(new), Some(old)) = (rec.updated_at, stored_at)
-            && new < old
-        {
-            return Ok(false);
-        }
+        let mut provenance = decode_provenance(row.try_get(1)?)?;
+        let (source, stream, record) = self.current.clone().unwrap_or_default();
+        let origin = FieldOrigin {
+            source,
+            stream,
+            record,
+            at: rec.updated_at.unwrap_or(self.now),
+        };
         let mut sets = vec![];
         let mut vals: Vec<&str> = vec![];
         for (field, value) in &rec.profile {
+            if !self.policy.wins(&origin, provenance.get(field.name())) {
+                continue;
+            }
+            provenance.insert(field.name().to_string(), origin.clone());
             vals.push(value);
             sets.push(format!("{} = ${}", field.name(), vals.len() + 1));
         }
+        let mut data = vec![];
+        for (k, v) in &rec.data {
+            let key = format!("data.{k}");
+            if self.policy.wins(&origin, provenance.get(&key)) {
+                provenance.insert(key, origin.clone());
+                data.push((k, v));
+            }
+        }
         let n = vals.len();
         let sql = format!(
-            "UPDATE contacts SET {}{}source_updated_at = ${}, updated_at = ${}, created_at = COALESCE(${}, created_at) WHERE id = $1",
+            "UPDATE contacts SET {}{}source_updated_at = ${}, updated_at = ${}, created_at = COALESCE(${}, created_at), provenance = ${} WHERE id = $1",
             sets.join(", "),
             if sets.is_empty() { "" } else { ", " },
             n + 2,
             n + 3,
-            n + 4
+            n + 4,
+            n + 5
         );
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(id);
         for v in vals {
             q = q.bind(v);
         }
         let unchanged = stored_at.is_some() && stored_at == rec.updated_at;
-        q.bind(rec.updated_at.or(stored_at))
+        let latest = match (rec.updated_at, stored_at) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        q.bind(latest)
             .bind(self.now)
             .bind(rec.created_at)
+            .bind(serde_json::to_string(&provenance).expect("provenance serializes"))
             .execute(&mut *self.conn)
             .await?;
-        for (k, v) in &rec.data {
+        for (k, v) in data {
             self.set_own_data(id, k, v).await?;
         }
         Ok(!unchanged)
@@ -763,7 +958,7 @@ impl<'c> Ingest<'c> {
         let rules = std::mem::take(&mut self.rules);
         for rule in &rules {
             if let Some((Some(cid), kind, at, data)) = &old
-                && let Some(c) = rule.contribution(id, kind, *at, data)
+                && let Some(c) = rule.contribution(id, kind, *at, data, self.now)
                 && !self.recompute_aggs.contains(cid)
             {
                 let state = self.agg_state(*cid, rule).await?;
@@ -772,10 +967,10 @@ impl<'c> Ingest<'c> {
                 }
             }
             if let Some((Some(cid), kind, at, data)) = &new
-                && let Some(c) = rule.contribution(id, kind, *at, data)
+                && let Some(c) = rule.contribution(id, kind, *at, data, self.now)
                 && !self.recompute_aggs.contains(cid)
             {
-                self.agg_state(*cid, rule).await?.add(rule.op, &c);
+                self.agg_state(*cid, rule).await?.add_for(rule, &c);
             }
         }
         self.rules = rules;
@@ -808,11 +1003,13 @@ impl<'c> Ingest<'c> {
             let mut states = HashMap::new();
             for r in rows {
                 let s: String = r.try_get("state")?;
-                states.insert(
-                    r.try_get("name")?,
-                    serde_json::from_str(&s)
-                        .map_err(|e| StoreError::corrupt("aggregate state", e))?,
-                );
+                let state: AggState = serde_json::from_str(&s)
+                    .map_err(|e| StoreError::corrupt("aggregate state", e))?;
+                if state.expired(self.now) {
+                    // A session may have left a window: fold this contact again at finish.
+                    self.recompute_aggs.insert(contact);
+                }
+                states.insert(r.try_get("name")?, state);
             }
             self.aggs.insert(contact, states);
         }
@@ -929,12 +1126,11 @@ impl<'c> Ingest<'c> {
             for rule in &self.rules {
                 let contributions: Vec<_> = sessions
                     .iter()
-                    .filter_map(|(id, kind, at, data)| rule.contribution(*id, kind, *at, data))
+                    .filter_map(|(id, kind, at, data)| {
+                        rule.contribution(*id, kind, *at, data, self.now)
+                    })
                     .collect();
-                states.insert(
-                    rule.name.to_string(),
-                    AggState::recompute(rule.op, &contributions),
-                );
+                states.insert(rule.name.to_string(), AggState::fold(rule, &contributions));
             }
             self.aggs.insert(cid, states);
             self.dirty_aggs.insert(cid);
@@ -964,16 +1160,16 @@ async fn write_aggs(
     rows: &[(i64, &AggregateRule, AggState)],
 ) -> Result<()> {
     for chunk in rows.chunks(CHUNK) {
-        let values = placeholders(sqlite, chunk.len(), 7, 1, |p| {
+        let values = placeholders(sqlite, chunk.len(), 8, 1, |p| {
             format!(
-                "({}, {}, {}, {}, CASE WHEN {} = 1 THEN CAST({} AS DOUBLE PRECISION) END, {})",
-                p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+                "({}, {}, {}, {}, CASE WHEN {} = 1 THEN CAST({} AS DOUBLE PRECISION) END, {}, {})",
+                p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
             )
         });
         let sql = format!(
-            "INSERT INTO contact_aggregates (contact_id, name, state, value, num, txt) VALUES {values} \
+            "INSERT INTO contact_aggregates (contact_id, name, state, value, num, txt, expires_at) VALUES {values} \
              ON CONFLICT (contact_id, name) DO UPDATE SET state = excluded.state, value = excluded.value, \
-             num = excluded.num, txt = excluded.txt"
+             num = excluded.num, txt = excluded.txt, expires_at = excluded.expires_at"
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (contact, rule, state) in chunk {
@@ -986,7 +1182,8 @@ async fn write_aggs(
                 .bind(value.as_ref().map(encode))
                 .bind(i64::from(num.is_some()))
                 .bind(num.unwrap_or_default())
-                .bind(txt);
+                .bind(txt)
+                .bind(state.expires);
         }
         q.execute(&mut *conn).await?;
     }
@@ -1086,6 +1283,36 @@ impl SqlStore {
         Ok(gone.len() as u64)
     }
 
+    /// Refolds the aggregates of contacts where a windowed rule may have let a session leave
+    /// its window since the last write (e.g. "orders in the last 90 days" a day later).
+    /// Cost follows the contacts that expire, not the store. Returns how many were refolded.
+    pub async fn refresh_windows(&self, ws: &str) -> Result<u64> {
+        let now = now_micros();
+        let mut total = 0;
+        loop {
+            let mut tx = self.write.begin().await?;
+            let rows = sqlx::query(
+                "SELECT DISTINCT a.contact_id FROM contact_aggregates a JOIN contacts c ON c.id = a.contact_id \
+                 WHERE a.expires_at <= $1 AND c.workspace = $2 LIMIT 500",
+            )
+            .bind(now)
+            .bind(ws)
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                return Ok(total);
+            }
+            let mut ing = Ingest::new(&mut tx, ws, self.backend).await?;
+            ing.now = now;
+            for r in &rows {
+                ing.recompute_aggs.insert(r.try_get(0)?);
+            }
+            total += rows.len() as u64;
+            ing.finish().await?;
+            tx.commit().await?;
+        }
+    }
+
     /// Sets a value on a contact itself (it takes precedence over session data).
     pub async fn set_contact_data(
         &self,
@@ -1104,6 +1331,7 @@ impl SqlStore {
             })?;
         let mut ing = Ingest::new(&mut tx, ws, self.backend).await?;
         ing.set_own_data(id, key, value).await?;
+        SqlStore::note_api_origin(&mut tx, id, &format!("data.{key}")).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1190,38 +1418,54 @@ impl SqlStore {
             .execute(&mut *tx)
             .await?;
         }
-        // Backfill: one ordered pass over the sessions of the rules' kinds.
+        // Backfill, a range of contact ids at a time so memory stays bounded on large stores.
+        let now = now_micros();
+        let max_contact: Option<i64> =
+            sqlx::query("SELECT MAX(id) FROM contacts WHERE workspace = $1")
+                .bind(ws)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
         let kinds: BTreeSet<&str> = changed.iter().map(|r| r.kind.as_str()).collect();
         for kind in kinds {
-            let rows = sqlx::query(
-                "SELECT s.id, s.contact_id, s.started_at, s.data FROM sessions s WHERE s.workspace = $1 AND s.kind = $2 \
-                 AND s.deleted = 0 AND s.contact_id IS NOT NULL ORDER BY s.contact_id",
-            )
-            .bind(ws)
-            .bind(kind)
-            .fetch_all(&mut *tx)
-            .await?;
-            let of_kind: Vec<&&AggregateRule> = changed.iter().filter(|r| r.kind == kind).collect();
-            let mut states: BTreeMap<i64, Vec<AggState>> = BTreeMap::new();
-            for r in &rows {
-                let (id, cid, at): (i64, i64, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-                let data = decode_data(&r.try_get::<String, _>(3)?)?;
-                let entry = states
-                    .entry(cid)
-                    .or_insert_with(|| vec![AggState::default(); of_kind.len()]);
-                for (i, rule) in of_kind.iter().enumerate() {
-                    if let Some(c) = rule.contribution(id, kind, at, &data) {
-                        entry[i].add(rule.op, &c);
+            let of_kind: Vec<&AggregateRule> =
+                changed.iter().copied().filter(|r| r.kind == kind).collect();
+            let mut lo = 0;
+            while lo <= max_contact.unwrap_or(-1) {
+                let hi = lo + BACKFILL_CONTACTS;
+                let rows = sqlx::query(
+                    "SELECT s.id, s.contact_id, s.started_at, s.data FROM sessions s WHERE s.workspace = $1 AND s.kind = $2 \
+                     AND s.deleted = 0 AND s.contact_id >= $3 AND s.contact_id < $4",
+                )
+                .bind(ws)
+                .bind(kind)
+                .bind(lo)
+                .bind(hi)
+                .fetch_all(&mut *tx)
+                .await?;
+                lo = hi;
+                let mut states: BTreeMap<i64, Vec<AggState>> = BTreeMap::new();
+                for r in &rows {
+                    let (id, cid, at): (i64, i64, i64) =
+                        (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+                    let data = decode_data(&r.try_get::<String, _>(3)?)?;
+                    let entry = states
+                        .entry(cid)
+                        .or_insert_with(|| vec![AggState::default(); of_kind.len()]);
+                    for (i, rule) in of_kind.iter().enumerate() {
+                        if let Some(c) = rule.contribution(id, kind, at, &data, now) {
+                            entry[i].add_for(rule, &c);
+                        }
                     }
                 }
-            }
-            let mut rows = vec![];
-            for (cid, st) in states {
-                for (i, rule) in of_kind.iter().enumerate() {
-                    rows.push((cid, **rule, st[i].clone()));
+                let mut out = vec![];
+                for (cid, st) in states {
+                    for (rule, state) in of_kind.iter().zip(st) {
+                        out.push((cid, *rule, state));
+                    }
                 }
+                write_aggs(&mut tx, self.backend == Backend::Sqlite, &out).await?;
             }
-            write_aggs(&mut tx, self.backend == Backend::Sqlite, &rows).await?;
         }
         tx.commit().await?;
         Ok(changed.len() + removed.len())

@@ -9,13 +9,19 @@
 mod backend;
 mod error;
 mod filter_sql;
+mod identity;
 mod ingest;
 mod keys;
 mod read;
 mod runs;
+mod segments;
+mod shortcuts;
 mod types;
 
 pub use backend::{Backend, SqlStore, redact_url};
 pub use error::{Result, StoreError};
+pub use identity::API_SOURCE;
 pub use keys::{ApiKey, KeyRefusal, Role};
+pub use segments::{SegmentChange, SegmentRow};
+pub use shortcuts::ShortcutRow;
 pub use types::*;

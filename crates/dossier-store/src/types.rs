@@ -76,6 +76,8 @@ pub struct BatchOutcome {
     /// Records identical to what was stored (a re-applied batch).
     pub unchanged: u64,
     pub merges: u64,
+    /// Merges the identity policy's merge limit refused (kept in the merge log).
+    pub refused_merges: u64,
 }
 
 /// Per-stream counters of a run.
@@ -111,4 +113,34 @@ pub struct RunRow {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub has_next: bool,
+}
+
+/// One entry of the merge log: a merge made, or refused by the identity policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MergeRow {
+    pub survivor: i64,
+    pub merged: i64,
+    /// `merged` or `refused`.
+    pub outcome: String,
+    /// Why, in words: the identities the record carried, or the rule that refused.
+    pub reason: String,
+    /// The record that tied the contacts together (absent for merges logged before 0003).
+    pub source: Option<String>,
+    pub stream: Option<String>,
+    pub record_id: Option<String>,
+    /// The identity through which the record named the merged contact.
+    pub identity: Option<String>,
+    pub at: i64,
+}
+
+/// Where one value of a contact came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValueOrigin {
+    /// A profile field (`email`) or a data key as `data.<key>`.
+    pub field: String,
+    pub source: String,
+    pub stream: String,
+    pub record_id: String,
+    /// Epoch microseconds: the source's update time, or when it was written.
+    pub at: i64,
 }

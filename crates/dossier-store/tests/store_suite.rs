@@ -3,160 +3,18 @@
 //! `DOSSIER_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`); when it is
 //! not reachable the Postgres tests fail: they never skip.
 
+#[macro_use]
+mod common;
+
 use std::collections::BTreeMap;
 
-use dossier_core::model::{ContactLink, ContactRecord, SessionRecord};
+use common::*;
+use dossier_core::model::ContactRecord;
 use dossier_core::{
-    AggOp, AggState, AggregateRule, CmpOp, DataKey, DataValue, Filter, FilterField, Identity,
-    MappedRecord, ProfileField,
+    AggOp, AggState, AggregateRule, CmpOp, DataValue, Filter, FilterField, Identity, MappedRecord,
+    ProfileField,
 };
-use dossier_store::{BatchWrite, KeyRefusal, Role, SqlStore};
-use sqlx::{AssertSqlSafe, Connection};
-
-const WS: &str = "default";
-
-struct TestDb {
-    store: SqlStore,
-    _dir: Option<tempfile::TempDir>,
-    pg_drop: Option<(String, String)>,
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some((admin, name)) = self.pg_drop.take() {
-            // Best effort: a leftover test database is harmless and has a unique name.
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                        let _ = sqlx::query(AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        )))
-                        .execute(&mut c)
-                        .await;
-                    }
-                });
-            })
-            .join()
-            .ok();
-        }
-    }
-}
-
-async fn sqlite() -> TestDb {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("store.db").display());
-    TestDb {
-        store: SqlStore::open(&url).await.unwrap(),
-        _dir: Some(dir),
-        pg_drop: None,
-    }
-}
-
-async fn postgres() -> TestDb {
-    let admin = std::env::var("DOSSIER_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("dossier_test_{}_{}", std::process::id(), rand_suffix());
-    let mut c = sqlx::PgConnection::connect(&admin)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("PostgreSQL is required for this test at {admin} (set DOSSIER_TEST_PG_URL): {e}")
-        });
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut c)
-        .await
-        .unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    let url = format!("{base}/{name}");
-    TestDb {
-        store: SqlStore::open(&url).await.unwrap(),
-        _dir: None,
-        pg_drop: Some((admin, name)),
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
-    t * 1000 + N.fetch_add(1, Ordering::SeqCst)
-}
-
-fn key(k: &str) -> DataKey {
-    DataKey::new(k).unwrap()
-}
-
-fn customer(id: u32, email: &str, country: &str, plan: &str) -> MappedRecord {
-    MappedRecord::Contact(ContactRecord {
-        external: Identity::external("shop", "customers", &id.to_string()),
-        identities: vec![Identity::email(email).unwrap()],
-        profile: vec![
-            (ProfileField::Email, email.to_lowercase()),
-            (ProfileField::Country, country.into()),
-        ],
-        data: vec![(key("price_plan"), DataValue::String(plan.into()))],
-        updated_at: Some(1_000 + id as i64),
-        created_at: Some(1_000),
-    })
-}
-
-fn order(id: u32, customer: u32, total: f64, at: i64) -> MappedRecord {
-    MappedRecord::Session(SessionRecord {
-        external_id: id.to_string(),
-        kind: "order".into(),
-        contact: Some(ContactLink::Identity(Identity::external(
-            "shop",
-            "customers",
-            &customer.to_string(),
-        ))),
-        started_at: Some(at),
-        ended_at: None,
-        data: vec![
-            (key("total"), DataValue::Number(total)),
-            (key("status"), DataValue::String("paid".into())),
-        ],
-    })
-}
-
-fn batch(stream: &str, records: Vec<MappedRecord>, state: i64) -> BatchWrite {
-    BatchWrite {
-        source: "shop".into(),
-        stream: stream.into(),
-        records,
-        rejected: vec![],
-        state: serde_json::json!({ "n": state }),
-        run_id: None,
-        mark_seen: false,
-    }
-}
-
-fn rules() -> Vec<AggregateRule> {
-    vec![
-        AggregateRule::new("transactions", AggOp::Count, "order", None).unwrap(),
-        AggregateRule::new("total_spent", AggOp::Sum, "order", Some("total")).unwrap(),
-        AggregateRule::new("avg_basket", AggOp::Avg, "order", Some("total")).unwrap(),
-        AggregateRule::new("biggest", AggOp::Max, "order", Some("total")).unwrap(),
-        AggregateRule::new("last_total", AggOp::Last, "order", Some("total")).unwrap(),
-    ]
-}
-
-async fn aggs(s: &SqlStore, id: i64) -> BTreeMap<String, DataValue> {
-    s.aggregates(WS, &[id])
-        .await
-        .unwrap()
-        .remove(&id)
-        .unwrap_or_default()
-}
-
-fn n(v: f64) -> DataValue {
-    DataValue::Number(v)
-}
+use dossier_store::{KeyRefusal, Role};
 
 async fn ingest_is_atomic_and_idempotent(db: TestDb) {
     let s = &db.store;
@@ -710,17 +568,6 @@ async fn api_keys_are_hashed_scoped_revocable_and_expire(db: TestDb) {
         s.revoke_key("000000000000").await,
         Err(dossier_store::StoreError::NotFound { .. })
     ));
-}
-
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $( #[tokio::test] async fn $name() { super::$name(super::sqlite().await).await } )*
-        }
-        mod on_postgres {
-            $( #[tokio::test] async fn $name() { super::$name(super::postgres().await).await } )*
-        }
-    };
 }
 
 suite!(

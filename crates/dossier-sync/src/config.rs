@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use dossier_connector::{Registry, StreamConfig};
-use dossier_core::{AggOp, AggregateRule, DataKey, MappingConfig, Target};
+use dossier_core::{
+    AggOp, AggregateRule, DataKey, IdentityPolicy, MappingConfig, Target, parse_duration_secs,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +36,9 @@ pub struct Config {
     /// Session data rolled up into contact data, e.g. `avg_basket = avg(order.total)`.
     #[serde(default)]
     pub aggregates: Vec<AggregateConfig>,
+    /// Identity safety and survivorship: blocked values, the merge limit, source priority.
+    #[serde(default)]
+    pub identity: IdentityPolicy,
 }
 
 fn default_workspace() -> String {
@@ -229,8 +234,14 @@ pub struct AggregateConfig {
     pub op: AggOp,
     /// The session kind rolled up, e.g. `order`.
     pub kind: String,
-    /// The session data key (not for `count`).
+    /// The session data key (not for `count`); `started_at` is the session's start time.
     pub field: Option<String>,
+    /// Only sessions matching this condition count, in the segment text form over the
+    /// session's data, e.g. `data.status = "paid"`.
+    #[serde(rename = "where")]
+    pub condition: Option<String>,
+    /// Only sessions that started within this duration before now count, e.g. `90d`.
+    pub window: Option<String>,
 }
 
 /// A loaded config: the typed settings and, per source, the config as written (for display).
@@ -384,6 +395,7 @@ impl Config {
                 }
             }
         }
+        self.identity.validate()?;
         self.rules().map(|_| ())
     }
 
@@ -396,8 +408,17 @@ impl Config {
                 if !seen.insert(&a.name) {
                     return Err(format!("aggregate {:?} is defined twice", a.name));
                 }
-                AggregateRule::new(&a.name, a.op, &a.kind, a.field.as_deref())
-                    .map_err(|e| e.to_string())
+                let mut rule = AggregateRule::new(&a.name, a.op, &a.kind, a.field.as_deref())
+                    .map_err(|e| e.to_string())?;
+                if let Some(c) = &a.condition {
+                    rule = rule.with_condition(c).map_err(|e| e.to_string())?;
+                }
+                if let Some(w) = &a.window {
+                    let secs = parse_duration_secs(w)
+                        .map_err(|e| format!("aggregate {:?}, window: {e}", a.name))?;
+                    rule = rule.with_window(secs).map_err(|e| e.to_string())?;
+                }
+                Ok(rule)
             })
             .collect()
     }

@@ -94,6 +94,9 @@ impl Engine {
                 )
                 .await?;
         }
+        store
+            .set_identity_policy(&ws, &loaded.config.identity)
+            .await?;
         let rules = loaded.config.rules().map_err(SyncError::Config)?;
         let changed = store.set_rules(&ws, &rules).await?;
         if changed > 0 {
@@ -105,6 +108,21 @@ impl Engine {
             loaded,
             running: Mutex::new(HashSet::new()),
         }))
+    }
+
+    /// Brings what depends on time and on the synced data up to date: windowed aggregates,
+    /// then saved segments' members and their change feed.
+    pub async fn refresh_derived(&self) -> Result<(), SyncError> {
+        let ws = self.workspace();
+        let refolded = self.store.refresh_windows(ws).await?;
+        if refolded > 0 {
+            tracing::info!(contacts = refolded, "windowed aggregates refolded");
+        }
+        let changes = self.store.refresh_segments(ws).await?;
+        if changes > 0 {
+            tracing::info!(changes, "segment membership changed");
+        }
+        Ok(())
     }
 
     pub fn store(&self) -> &SqlStore {
@@ -240,6 +258,7 @@ impl Engine {
         self.store
             .finish_run(run_id, error.as_deref(), &stats)
             .await?;
+        self.refresh_derived().await?;
         let summary = RunSummary {
             run_id,
             source: cfg.name.clone(),

@@ -1,0 +1,48 @@
+//! Durations as people write them in configs and filters: `90d`, `12h`, `30m`, `2w`, `45s`.
+
+/// Seconds per unit suffix.
+const UNITS: [(char, i64); 5] = [
+    ('s', 1),
+    ('m', 60),
+    ('h', 3_600),
+    ('d', 86_400),
+    ('w', 604_800),
+];
+
+/// Parses `<positive integer><unit>` (units s, m, h, d, w) into seconds.
+pub fn parse_duration_secs(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let bad = || {
+        format!(
+            "{text:?} is not a duration; write a positive whole number and a unit, e.g. 90d, 12h, 30m, 2w or 45s"
+        )
+    };
+    let unit = t.chars().last().ok_or_else(bad)?;
+    let per = UNITS
+        .iter()
+        .find(|(u, _)| *u == unit)
+        .map(|(_, n)| *n)
+        .ok_or_else(bad)?;
+    let n: i64 = t[..t.len() - 1].parse().map_err(|_| bad())?;
+    if n <= 0 {
+        return Err(bad());
+    }
+    n.checked_mul(per)
+        .ok_or_else(|| format!("duration {text:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units_and_refuses_the_rest() {
+        assert_eq!(parse_duration_secs("90d"), Ok(90 * 86_400));
+        assert_eq!(parse_duration_secs(" 2w "), Ok(1_209_600));
+        assert_eq!(parse_duration_secs("45s"), Ok(45));
+        for bad in ["", "d", "-3d", "0d", "3 days", "1.5h", "10y"] {
+            assert!(parse_duration_secs(bad).is_err(), "{bad}");
+        }
+        insta::assert_snapshot!(parse_duration_secs("3 days").unwrap_err(), @r#""3 days" is not a duration; write a positive whole number and a unit, e.g. 90d, 12h, 30m, 2w or 45s"#);
+    }
+}
