@@ -2,6 +2,7 @@ use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 
 use super::*;
+use crate::filter::MAX_AGO_SECONDS;
 use crate::{DataKey, ProfileField};
 
 fn field(path: &str) -> FilterField {
