@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use dossier_core::model::{ContactLink, ContactRecord, SessionRecord};
-use dossier_core::{AggOp, AggregateRule, DataKey, DataValue, Identity, MappedRecord, ProfileField};
+use dossier_core::{
+    AggOp, AggregateRule, DataKey, DataValue, Identity, MappedRecord, ProfileField,
+};
 use dossier_store::{BatchWrite, SqlStore};
 use sqlx::{AssertSqlSafe, Connection};
 
@@ -154,7 +156,6 @@ pub fn n(v: f64) -> DataValue {
     DataValue::Number(v)
 }
 
-
 /// Runs each named test once per backend.
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
@@ -166,4 +167,3 @@ macro_rules! suite {
         }
     };
 }
-
