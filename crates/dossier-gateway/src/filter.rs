@@ -1,8 +1,7 @@
 //! The `ContactFilter` input and its conversion to the core [`Filter`].
 
 use async_graphql::{InputObject, Json};
-use chrono::{DateTime, Utc};
-use dossier_core::{CmpOp, CoreError, DataValue, Filter, FilterField};
+use dossier_core::{CmpOp, CoreError, DataValue, Filter, FilterField, coerce_value};
 
 type JsonValue = Json<serde_json::Value>;
 
@@ -163,22 +162,8 @@ fn data_value(
     name: &str,
     json: &serde_json::Value,
 ) -> Result<DataValue, String> {
-    if matches!(field, FilterField::CreatedAt | FilterField::UpdatedAt) {
-        return json
-            .as_str()
-            .and_then(|s| DateTime::parse_from_rfc3339(s.trim()).ok())
-            .map(|t| DataValue::DateTime(t.with_timezone(&Utc)))
-            .ok_or_else(|| {
-                CoreError::InvalidValue {
-                    key: name.to_string(),
-                    reason: format!(
-                        "{json} is not an RFC 3339 date-time such as \"2024-03-01T10:30:00Z\""
-                    ),
-                }
-                .to_string()
-            });
-    }
-    DataValue::from_json(name, json).map_err(|e| e.to_string())
+    let value = DataValue::from_json(name, json).map_err(|e| e.to_string())?;
+    coerce_value(field, value).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -230,7 +215,9 @@ mod tests {
             gt: Some(Json(json!("2024-03-01T12:30:00+02:00"))),
             ..field("created_at")
         };
-        let want = "2024-03-01T10:30:00Z".parse::<DateTime<Utc>>().unwrap();
+        let want = "2024-03-01T10:30:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap();
         assert_eq!(
             f.to_filter().unwrap(),
             cmp("created_at", CmpOp::Gt, DataValue::DateTime(want))

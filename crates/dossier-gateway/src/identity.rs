@@ -18,7 +18,11 @@ impl IdentityQuery {
     /// The workspace's merge log, newest first: merges made and merges the identity policy
     /// refused, each with the record and identity that caused it.
     #[graphql(guard = "RoleGuard(Role::Read)")]
-    async fn merges(&self, ctx: &Context<'_>, #[graphql(default = 50)] first: i32) -> Result<Vec<Merge>> {
+    async fn merges(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+    ) -> Result<Vec<Merge>> {
         let max = gateway(ctx)?.config.max_page_size;
         if first < 1 || first as usize > max {
             return Err(format!("first must be between 1 and {max} (got {first})").into());

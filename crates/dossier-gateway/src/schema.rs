@@ -52,7 +52,10 @@ pub(crate) fn parse_id(id: &ID, what: &str) -> Result<i64> {
         .map_err(|_| Error::new(format!("invalid {what} id")))
 }
 
-pub(crate) fn parse_cursor<T>(after: Option<&str>, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>> {
+pub(crate) fn parse_cursor<T>(
+    after: Option<&str>,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>> {
     after.map(parse).transpose().map_err(Error::new)
 }
 

@@ -38,12 +38,13 @@ impl ShortcutQuery {
         let gw = gateway(ctx)?;
         let ws = ws(ctx)?;
         let source = match (name, template) {
-            (Some(name), None) => gw
-                .store
-                .shortcut(ws, &name)
-                .await?
-                .ok_or_else(|| Error::new(format!("no shortcut named {name:?}")))?
-                .template,
+            (Some(name), None) => {
+                gw.store
+                    .shortcut(ws, &name)
+                    .await?
+                    .ok_or_else(|| Error::new(format!("no shortcut named {name:?}")))?
+                    .template
+            }
             (None, Some(t)) => t,
             _ => return Err(Error::new("give either name or template")),
         };
@@ -66,7 +67,12 @@ impl ShortcutMutation {
     /// Creates or replaces a shortcut (write role). A template that does not parse is
     /// refused with its line and column.
     #[graphql(guard = "RoleGuard(Role::Write)")]
-    async fn save_shortcut(&self, ctx: &Context<'_>, name: String, template: String) -> Result<Shortcut> {
+    async fn save_shortcut(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        template: String,
+    ) -> Result<Shortcut> {
         let row = gateway(ctx)?
             .store
             .save_shortcut(ws(ctx)?, &name, &template)

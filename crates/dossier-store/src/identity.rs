@@ -29,7 +29,12 @@ impl SqlStore {
 
     /// The merge log of a contact (as survivor or as merged, refused merges included), or of
     /// the whole workspace, newest first.
-    pub async fn merges(&self, ws: &str, contact: Option<i64>, limit: usize) -> Result<Vec<MergeRow>> {
+    pub async fn merges(
+        &self,
+        ws: &str,
+        contact: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<MergeRow>> {
         let rows = sqlx::query(
             "SELECT survivor, merged, outcome, reason, source, stream, record_id, identity, at FROM contact_merges \
              WHERE workspace = $1 AND ($2 = 0 OR survivor = $3 OR merged = $3) ORDER BY at DESC, merged DESC LIMIT $4",

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use dossier_core::model::{ContactLink, ContactRecord, SessionRecord};
 use dossier_core::{
-    FieldOrigin, IdentityPolicy, Provenance,
-    AggState, AggregateRule, DataKey, DataValue, Identity, IdentityKind, MappedRecord, ProfileField,
+    AggState, AggregateRule, DataKey, DataValue, FieldOrigin, Identity, IdentityKind,
+    IdentityPolicy, MappedRecord, ProfileField, Provenance,
 };
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
@@ -347,7 +347,10 @@ impl<'c> Ingest<'c> {
             .iter()
             .map(|(_, id, ident)| (*id, ident.clone()))
             .collect();
-        let names: Vec<String> = found.iter().map(|(c, i)| format!("{i} (contact {c})")).collect();
+        let names: Vec<String> = found
+            .iter()
+            .map(|(c, i)| format!("{i} (contact {c})"))
+            .collect();
         let reason = format!("one record carries {}", names.join(" and "));
         self.merge(survivor, &losers, &reason).await?;
         Ok(survivor)
@@ -386,7 +389,12 @@ impl<'c> Ingest<'c> {
 
     /// Merges contacts into the survivor; the others keep resolving to it. Profile fields and
     /// their origins follow the survivorship rule across all of them.
-    async fn merge(&mut self, survivor: i64, losers: &[(i64, Identity)], reason: &str) -> Result<()> {
+    async fn merge(
+        &mut self,
+        survivor: i64,
+        losers: &[(i64, Identity)],
+        reason: &str,
+    ) -> Result<()> {
         // Pending sessions must exist before their contact can move.
         self.flush_new_sessions().await?;
         for (loser, matched) in losers {
@@ -459,7 +467,9 @@ impl<'c> Ingest<'c> {
             }
         }
         for (key, origin) in other_origin.iter().filter(|(k, _)| k.starts_with("data.")) {
-            keep_origin.entry(key.clone()).or_insert_with(|| origin.clone());
+            keep_origin
+                .entry(key.clone())
+                .or_insert_with(|| origin.clone());
         }
         let sets: Vec<String> = ProfileField::ALL
             .iter()
@@ -484,7 +494,10 @@ impl<'c> Ingest<'c> {
     /// A contact's profile fields (by name) and their origins.
     async fn profile_of(&mut self, id: i64) -> Result<(BTreeMap<String, String>, Provenance)> {
         let cols: Vec<&str> = ProfileField::ALL.iter().map(|f| f.name()).collect();
-        let sql = format!("SELECT {}, provenance FROM contacts WHERE id = $1", cols.join(", "));
+        let sql = format!(
+            "SELECT {}, provenance FROM contacts WHERE id = $1",
+            cols.join(", ")
+        );
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
             .fetch_one(&mut *self.conn)

@@ -113,7 +113,11 @@ impl SqlStore {
             "DELETE FROM segment_members WHERE workspace = $1 AND segment = $2",
             "DELETE FROM segment_changes WHERE workspace = $1 AND segment = $2",
         ] {
-            sqlx::query(sql).bind(ws).bind(name).execute(&mut *tx).await?;
+            sqlx::query(sql)
+                .bind(ws)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(n > 0)
@@ -131,9 +135,7 @@ impl SqlStore {
     }
 
     pub async fn segment(&self, ws: &str, name: &str) -> Result<Option<SegmentRow>> {
-        let sql = format!(
-            "SELECT {SEGMENT_COLS} FROM segments WHERE workspace = $1 AND name = $2"
-        );
+        let sql = format!("SELECT {SEGMENT_COLS} FROM segments WHERE workspace = $1 AND name = $2");
         sqlx::query(AssertSqlSafe(sql))
             .bind(ws)
             .bind(name)
@@ -164,9 +166,8 @@ impl SqlStore {
         } else {
             ""
         };
-        let sql = format!(
-            "SELECT {SEGMENT_COLS} FROM segments WHERE workspace = $1 AND name = $2{lock}"
-        );
+        let sql =
+            format!("SELECT {SEGMENT_COLS} FROM segments WHERE workspace = $1 AND name = $2{lock}");
         let Some(row) = sqlx::query(AssertSqlSafe(sql))
             .bind(ws)
             .bind(name)
