@@ -176,16 +176,32 @@ impl SqlStore {
     }
 
     pub async fn count_contacts(&self, ws: &str, filter: Option<&Filter>) -> Result<i64> {
-        let mut b = SqlBuilder::new(0);
-        let ws_p = b.param(Bind::Text(ws.into()));
-        let cond = filter.map_or_else(|| "1 = 1".to_string(), |f| b.filter(f));
-        let sql = format!(
-            "SELECT COUNT(*) FROM contacts c WHERE c.workspace = {ws_p} AND c.merged_into IS NULL AND {cond}"
-        );
-        let row = bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
+        let (sql, binds) = count_sql(ws, filter);
+        let row = bind_all(sqlx::query(AssertSqlSafe(sql)), &binds)
             .fetch_one(&self.read)
             .await?;
         Ok(row.try_get(0)?)
+    }
+
+    /// How the database plans [`SqlStore::count_contacts`] for `filter`, one line per step
+    /// (SQLite's `EXPLAIN QUERY PLAN`, PostgreSQL's `EXPLAIN`): to check that indexes are used.
+    pub async fn count_plan(&self, ws: &str, filter: Option<&Filter>) -> Result<Vec<String>> {
+        let (sql, binds) = count_sql(ws, filter);
+        let sqlite = self.backend == crate::Backend::Sqlite;
+        let explain = if sqlite {
+            "EXPLAIN QUERY PLAN"
+        } else {
+            "EXPLAIN"
+        };
+        let rows = bind_all(
+            sqlx::query(AssertSqlSafe(format!("{explain} {sql}"))),
+            &binds,
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(if sqlite { 3 } else { 0 })?))
+            .collect()
     }
 
     /// The merged data view (own values over session values) of several contacts at once.
@@ -352,4 +368,14 @@ impl SqlStore {
                 .try_get(0)?;
         Ok((c, s))
     }
+}
+
+fn count_sql(ws: &str, filter: Option<&Filter>) -> (String, Vec<Bind>) {
+    let mut b = SqlBuilder::new(0);
+    let ws_p = b.param(Bind::Text(ws.into()));
+    let cond = filter.map_or_else(|| "1 = 1".to_string(), |f| b.filter(f));
+    let sql = format!(
+        "SELECT COUNT(*) FROM contacts c WHERE c.workspace = {ws_p} AND c.merged_into IS NULL AND {cond}"
+    );
+    (sql, b.binds)
 }
