@@ -11,23 +11,26 @@ use dossier_store::SqlStore;
 use dossier_sync::{Config, Engine, NoProgress, builtin_registry};
 use sqlx::sqlite::SqlitePoolOptions;
 
-/// Per customer id: (sum of amounts, payments, rentals).
-type Expected = HashMap<i64, (f64, i64, i64)>;
+/// Per customer id: (sum of amounts, payments, rentals, payments of 5 or more).
+type Expected = HashMap<i64, (f64, i64, i64, i64)>;
 
 async fn expected(db: &TestDb) -> Expected {
-    let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+    let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
         "SELECT c.customer_id::int8,
                 (SELECT coalesce(sum(p.amount), 0)::text FROM payment p
                   WHERE p.customer_id = c.customer_id),
                 (SELECT count(*) FROM payment p WHERE p.customer_id = c.customer_id),
-                (SELECT count(*) FROM rental r WHERE r.customer_id = c.customer_id)
+                (SELECT count(*) FROM rental r WHERE r.customer_id = c.customer_id),
+                (SELECT count(*) FROM payment p WHERE p.customer_id = c.customer_id AND p.amount >= 5)
          FROM customer c",
     )
     .fetch_all(&db.pool)
     .await
     .unwrap();
     rows.into_iter()
-        .map(|(id, sum, payments, rentals)| (id, (sum.parse().unwrap(), payments, rentals)))
+        .map(|(id, sum, payments, rentals, big)| {
+            (id, (sum.parse().unwrap(), payments, rentals, big))
+        })
         .collect()
 }
 
@@ -61,7 +64,7 @@ async fn stored(store_path: &Path) -> HashMap<i64, HashMap<String, f64>> {
 
 fn assert_matches(want: &Expected, got: &HashMap<i64, HashMap<String, f64>>) {
     assert_eq!(want.len(), 599);
-    for (id, (sum, payments, rentals)) in want {
+    for (id, (sum, payments, rentals, big)) in want {
         let agg = got.get(id).cloned().unwrap_or_default();
         let get = |n: &str| agg.get(n).copied().unwrap_or(0.0);
         assert!(
@@ -71,6 +74,11 @@ fn assert_matches(want: &Expected, got: &HashMap<i64, HashMap<String, f64>>) {
         );
         assert_eq!(get("payments"), *payments as f64, "customer {id}: payments");
         assert_eq!(get("rentals"), *rentals as f64, "customer {id}: rentals");
+        assert_eq!(
+            get("big_payments"),
+            *big as f64,
+            "customer {id}: big_payments"
+        );
     }
 }
 

@@ -279,7 +279,21 @@ pub async fn serve_engine(
     Ok(())
 }
 
+/// How often `serve` refolds windowed aggregates and refreshes segment feeds between syncs.
+const DERIVED_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn spawn_schedules(engine: &Arc<Engine>) {
+    let derived = engine.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(DERIVED_REFRESH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            if let Err(e) = derived.refresh_derived().await {
+                tracing::warn!(error = %e, "refreshing windowed aggregates and segments failed");
+            }
+        }
+    });
     for s in &engine.loaded().config.sources {
         let Some(every) = s
             .schedule

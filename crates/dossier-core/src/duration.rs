@@ -1,12 +1,12 @@
 //! Durations as people write them in configs and filters: `90d`, `12h`, `30m`, `2w`, `45s`.
 
-/// Seconds per unit suffix.
-const UNITS: [(char, i64); 5] = [
-    ('s', 1),
-    ('m', 60),
-    ('h', 3_600),
-    ('d', 86_400),
-    ('w', 604_800),
+/// Seconds per unit suffix, largest first (canonical texts use the largest exact unit).
+pub const DURATION_UNITS: [(&str, i64); 5] = [
+    ("w", 7 * 86_400),
+    ("d", 86_400),
+    ("h", 3_600),
+    ("m", 60),
+    ("s", 1),
 ];
 
 /// Parses `<positive integer><unit>` (units s, m, h, d, w) into seconds.
@@ -17,13 +17,14 @@ pub fn parse_duration_secs(text: &str) -> Result<i64, String> {
             "{text:?} is not a duration; write a positive whole number and a unit, e.g. 90d, 12h, 30m, 2w or 45s"
         )
     };
-    let unit = t.chars().last().ok_or_else(bad)?;
-    let per = UNITS
+    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (num, unit) = t.split_at(split);
+    let per = DURATION_UNITS
         .iter()
         .find(|(u, _)| *u == unit)
         .map(|(_, n)| *n)
         .ok_or_else(bad)?;
-    let n: i64 = t[..t.len() - 1].parse().map_err(|_| bad())?;
+    let n: i64 = num.parse().map_err(|_| bad())?;
     if n <= 0 {
         return Err(bad());
     }

@@ -37,14 +37,8 @@ use crate::{CmpOp, CoreError, DataValue, Filter, FilterField};
 /// Longest accepted filter text, in bytes: a segment is a line or a paragraph, not a file.
 pub const MAX_FILTER_TEXT_BYTES: usize = 8 * 1024;
 
-/// Units of `ago(...)`, largest first (the canonical text uses the largest exact one).
-const UNITS: [(&str, i64); 5] = [
-    ("w", 7 * 86_400),
-    ("d", 86_400),
-    ("h", 3_600),
-    ("m", 60),
-    ("s", 1),
-];
+/// Units of `ago(...)`: the same as every duration in Dossier.
+use crate::duration::DURATION_UNITS as UNITS;
 
 /// Reads the text form of a filter. The result is within [`Filter::check_bounds`].
 pub fn parse_filter(text: &str) -> Result<Filter, CoreError> {

@@ -156,8 +156,12 @@ impl IdFields {
 pub struct IdentityFields {
     /// Field holding an email address (normalised: trimmed, lowercased).
     pub email: Option<FieldRef>,
-    /// Field holding a phone number in international form (normalised to E.164).
+    /// Field holding a phone number (normalised to E.164).
     pub phone: Option<FieldRef>,
+    /// The country (ISO 3166-1 alpha-2, e.g. `FR`) of phone numbers written without a
+    /// country code: `06 12 34 56 78` becomes `+33612345678`. Without it such numbers are
+    /// refused.
+    pub phone_country: Option<String>,
 }
 
 /// How a session finds its contact: a record of another stream of the same source
@@ -264,6 +268,10 @@ impl MappingConfig {
                 Some(_) => Ok(()),
             }
         };
+        if let Some(c) = &self.identities.phone_country {
+            crate::identity::check_phone_country(c)
+                .map_err(|e| err("identities.phone_country", e))?;
+        }
         for name in self.id.names() {
             check_field("id", name)?;
         }
@@ -540,8 +548,8 @@ impl BoundMapping<'_> {
                     identities.push(ident);
                 }
                 if let Some(p) = text(&self.phone, "identities.phone")? {
-                    let ident =
-                        Identity::phone(&p).map_err(|e| format!("identities.phone: {e}"))?;
+                    let ident = Identity::phone_in(&p, c.identities.phone_country.as_deref())
+                        .map_err(|e| format!("identities.phone: {e}"))?;
                     profile.push((ProfileField::Phone, ident.value.clone()));
                     identities.push(ident);
                 }

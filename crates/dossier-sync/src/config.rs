@@ -441,26 +441,8 @@ impl Config {
 
 /// Parses `30s`, `15m`, `1h`, `1d`.
 pub fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
-    let t = s.trim();
-    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not an interval such as \"15m\" or \"1h\""))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => {
-            return Err(format!(
-                "{s:?} is not an interval such as \"15m\" or \"1h\" (units: s, m, h, d)"
-            ));
-        }
-    };
-    if secs == 0 {
-        return Err("the interval must be positive".into());
-    }
-    Ok(std::time::Duration::from_secs(secs))
+    let secs = parse_duration_secs(s)?;
+    Ok(std::time::Duration::from_secs(secs.unsigned_abs()))
 }
 
 /// Expands `${VAR}` in every string, naming the key of a missing variable.
@@ -611,6 +593,31 @@ mod tests {
         insta::assert_snapshot!(parse(&link).unwrap_err(), @r#"config file dossier.toml: source "shop", stream "orders": mapping.contact.stream "clients" is not a stream of this source"#);
         let rule = GOOD.replace("op = \"count\"", "op = \"avg\"");
         insta::assert_snapshot!(parse(&rule).unwrap_err(), @r#"config file dossier.toml: invalid aggregate rule "transactions": avg needs a `field` (a session data key)"#);
+        let cond = GOOD.replace(
+            "op = \"count\"",
+            "op = \"count\"\nwhere = 'data.status = \"paid\" and'",
+        );
+        insta::assert_snapshot!(parse(&cond).unwrap_err(), @r#"config file dossier.toml: invalid aggregate rule "transactions": syntax error at line 1, column 25: expected a condition such as country = "FR", found end of input"#);
+        let window = GOOD.replace("op = \"count\"", "op = \"count\"\nwindow = \"90 days\"");
+        insta::assert_snapshot!(parse(&window).unwrap_err(), @r#"config file dossier.toml: aggregate "transactions", window: "90 days" is not a duration; write a positive whole number and a unit, e.g. 90d, 12h, 30m, 2w or 45s"#);
+        let blocked = format!("{GOOD}\n[identity]\nblocked = [\"*\"]\n");
+        insta::assert_snapshot!(parse(&blocked).unwrap_err(), @r#"config file dossier.toml: identity.blocked: pattern "*" would block every value; name the inbox or number"#);
+    }
+
+    #[test]
+    fn rules_take_conditions_and_windows_and_identity_its_policy() {
+        let text = GOOD.replace(
+            "op = \"count\"",
+            "op = \"count\"\nwhere = 'data.status = \"paid\"'\nwindow = \"90d\"",
+        ) + "\n[identity]\nblocked = [\"info@*\"]\nmerge_limit = 3\nsource_priority = [\"shop\"]\n";
+        let l = parse(&text).unwrap();
+        let rule = &l.config.rules().unwrap()[0];
+        assert_eq!(
+            rule.signature(),
+            r#"count(order.*) where data.status = "paid" within 7776000s"#
+        );
+        assert_eq!(l.config.identity.merge_limit, 3);
+        assert_eq!(l.config.identity.blocked, vec!["info@*"]);
     }
 
     #[test]
