@@ -10,14 +10,65 @@ use dossier_store::{BatchWrite, SourceRow, SqlStore, StreamStats};
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::SyncError;
 use crate::config::{Loaded, SourceConfig};
+use crate::{SyncError, SyncEvent, SyncEvents};
 
 /// Hears about a sync's progress (a terminal progress bar, a log line, a subscription).
 pub trait Progress: Send + Sync {
     fn stream_started(&self, _stream: &str) {}
     fn batch_committed(&self, _stream: &str, _rows: u64) {}
     fn stream_finished(&self, _stream: &str, _stats: &StreamStats) {}
+}
+
+/// Passes progress on and broadcasts it as [`SyncEvent`]s.
+struct Broadcasting<'a> {
+    inner: &'a dyn Progress,
+    events: &'a SyncEvents,
+    workspace: &'a str,
+    source: &'a str,
+    run_id: i64,
+    rows: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Progress for Broadcasting<'_> {
+    fn stream_started(&self, stream: &str) {
+        self.inner.stream_started(stream);
+        self.events.send(SyncEvent::StreamStarted {
+            workspace: self.workspace.into(),
+            source: self.source.into(),
+            run_id: self.run_id,
+            stream: stream.into(),
+        });
+    }
+
+    fn batch_committed(&self, stream: &str, rows: u64) {
+        self.inner.batch_committed(stream, rows);
+        let stream_rows = {
+            let mut all = self.rows.lock().expect("row counts");
+            let n = all.entry(stream.to_string()).or_default();
+            *n += rows;
+            *n
+        };
+        self.events.send(SyncEvent::BatchCommitted {
+            workspace: self.workspace.into(),
+            source: self.source.into(),
+            run_id: self.run_id,
+            stream: stream.into(),
+            rows,
+            stream_rows,
+        });
+    }
+
+    fn stream_finished(&self, stream: &str, stats: &StreamStats) {
+        self.inner.stream_finished(stream, stats);
+        self.events.send(SyncEvent::StreamFinished {
+            workspace: self.workspace.into(),
+            source: self.source.into(),
+            run_id: self.run_id,
+            stream: stream.into(),
+            stats: stats.clone(),
+        });
+    }
 }
 
 /// Progress that nobody watches.
@@ -53,6 +104,7 @@ pub struct Engine {
     registry: Registry,
     loaded: Loaded,
     running: Mutex<HashSet<String>>,
+    events: SyncEvents,
 }
 
 impl std::fmt::Debug for Engine {
@@ -107,6 +159,7 @@ impl Engine {
             registry,
             loaded,
             running: Mutex::new(HashSet::new()),
+            events: SyncEvents::default(),
         }))
     }
 
@@ -123,6 +176,11 @@ impl Engine {
             tracing::info!(changes, "segment membership changed");
         }
         Ok(())
+    }
+
+    /// Every run's progress, for metrics and subscriptions.
+    pub fn events(&self) -> &SyncEvents {
+        &self.events
     }
 
     pub fn store(&self) -> &SqlStore {
@@ -250,7 +308,21 @@ impl Engine {
         let run_id = self.store.start_run(&ws, &cfg.name, trigger).await?;
         let started = Instant::now();
         let mut stats = BTreeMap::new();
-        let result = self.run(&cfg, only, run_id, &mut stats, progress).await;
+        self.events.send(SyncEvent::RunStarted {
+            workspace: ws.clone(),
+            source: cfg.name.clone(),
+            run_id,
+            trigger: trigger.to_string(),
+        });
+        let progress = Broadcasting {
+            inner: progress,
+            events: &self.events,
+            workspace: &ws,
+            source: &cfg.name,
+            run_id,
+            rows: Mutex::new(BTreeMap::new()),
+        };
+        let result = self.run(&cfg, only, run_id, &mut stats, &progress).await;
         let error = result.as_ref().err().map(ToString::to_string);
         if let Some(e) = &error {
             tracing::warn!(source = %cfg.name, run_id, error = %e, "sync failed");
@@ -266,6 +338,13 @@ impl Engine {
             elapsed: started.elapsed(),
             error,
         };
+        self.events.send(SyncEvent::RunFinished {
+            workspace: ws.clone(),
+            source: cfg.name.clone(),
+            run_id,
+            error: summary.error.clone(),
+            elapsed: summary.elapsed,
+        });
         tracing::info!(source = %cfg.name, run_id, read = summary.rows_read(), written = summary.rows_written(), "sync finished");
         match result {
             Ok(()) => Ok(summary),

@@ -7,9 +7,11 @@
 pub mod config;
 mod engine;
 mod error;
+mod events;
 mod registry;
 
 pub use config::Config;
 pub use engine::{Engine, NoProgress, Progress, RunSummary};
 pub use error::SyncError;
+pub use events::{SyncEvent, SyncEvents};
 pub use registry::builtin_registry;
