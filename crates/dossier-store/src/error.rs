@@ -22,6 +22,10 @@ pub enum StoreError {
     Invalid(#[from] CoreError),
     #[error("{0}")]
     Refused(String),
+    #[error(
+        "this scheduler lost its lease on source {source_name:?} (another one took it over); nothing more was written"
+    )]
+    LeaseLost { source_name: String },
     #[error("corrupt stored {what}: {reason}")]
     Corrupt { what: &'static str, reason: String },
 }

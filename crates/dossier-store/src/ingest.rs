@@ -1208,6 +1208,28 @@ impl SqlStore {
     /// changes nothing (upserts are idempotent by source, stream and external id).
     pub async fn apply_batch(&self, ws: &str, batch: &BatchWrite) -> Result<BatchOutcome> {
         let mut tx = self.write.begin().await?;
+        if let Some(owner) = &batch.lease_owner {
+            let lock = if self.backend == Backend::Postgres {
+                " FOR UPDATE"
+            } else {
+                ""
+            };
+            let holder: Option<String> = sqlx::query(AssertSqlSafe(format!(
+                "SELECT lease_owner FROM source_schedules WHERE workspace = $1 AND source = $2{lock}"
+            )))
+            .bind(ws)
+            .bind(&batch.source)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?
+            .flatten();
+            if holder.as_deref() != Some(owner.as_str()) {
+                return Err(StoreError::LeaseLost {
+                    source_name: batch.source.clone(),
+                });
+            }
+        }
         let mut ing = Ingest::new(&mut tx, ws, self.backend).await?;
         if batch.mark_seen {
             ing.seen_run = batch.run_id;

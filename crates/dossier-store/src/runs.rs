@@ -10,13 +10,28 @@ use crate::{Page, RunRow, SqlStore, StreamStats};
 
 impl SqlStore {
     pub async fn start_run(&self, ws: &str, source: &str, trigger: &str) -> Result<i64> {
+        self.start_run_for(ws, source, trigger, None, None).await
+    }
+
+    /// Starts a run serving the schedule slot `due`, by the scheduler `owner`.
+    pub async fn start_run_for(
+        &self,
+        ws: &str,
+        source: &str,
+        trigger: &str,
+        due: Option<i64>,
+        owner: Option<&str>,
+    ) -> Result<i64> {
         let row = sqlx::query(
-            "INSERT INTO sync_runs (workspace, source, trigger, status, started_at) VALUES ($1, $2, $3, 'running', $4) RETURNING id",
+            "INSERT INTO sync_runs (workspace, source, trigger, status, started_at, due_at, owner) \
+             VALUES ($1, $2, $3, 'running', $4, $5, $6) RETURNING id",
         )
         .bind(ws)
         .bind(source)
         .bind(trigger)
         .bind(now_micros())
+        .bind(due)
+        .bind(owner)
         .fetch_one(&self.write)
         .await?;
         Ok(row.try_get(0)?)
@@ -44,12 +59,45 @@ impl SqlStore {
         error: Option<&str>,
         streams: &BTreeMap<String, StreamStats>,
     ) -> Result<()> {
+        let status = if error.is_some() {
+            "failed"
+        } else {
+            "succeeded"
+        };
+        self.finish_run_as(run, status, error, streams).await
+    }
+
+    /// Ends a run with `status` (`succeeded`, `failed`, `cancelled`), its counters, and the
+    /// stream states it ended at. A run already marked `interrupted` (its lease was taken
+    /// over) keeps that status.
+    pub async fn finish_run_as(
+        &self,
+        run: i64,
+        status: &str,
+        error: Option<&str>,
+        streams: &BTreeMap<String, StreamStats>,
+    ) -> Result<()> {
         let sum = |f: fn(&StreamStats) -> u64| streams.values().map(f).sum::<u64>() as i64;
+        let states = sqlx::query(
+            "SELECT st.stream, st.state FROM stream_states st JOIN sync_runs r ON r.workspace = st.workspace \
+             AND r.source = st.source WHERE r.id = $1 ORDER BY st.stream",
+        )
+        .bind(run)
+        .fetch_all(&self.read)
+        .await?;
+        let mut end_state = serde_json::Map::new();
+        for r in &states {
+            let state: String = r.try_get(1)?;
+            end_state.insert(
+                r.try_get(0)?,
+                serde_json::from_str(&state).unwrap_or(serde_json::Value::String(state)),
+            );
+        }
         sqlx::query(
             "UPDATE sync_runs SET status = $1, finished_at = $2, rows_read = $3, rows_written = $4, rows_rejected = $5, \
-             error = $6, streams = $7 WHERE id = $8",
+             error = $6, streams = $7, end_state = $9 WHERE id = $8 AND status = 'running'",
         )
-        .bind(if error.is_some() { "failed" } else { "succeeded" })
+        .bind(status)
         .bind(now_micros())
         .bind(sum(|s| s.read))
         .bind(sum(|s| s.written))
@@ -57,6 +105,7 @@ impl SqlStore {
         .bind(error)
         .bind(serde_json::to_string(streams).expect("stats serialize"))
         .bind(run)
+        .bind(serde_json::Value::Object(end_state).to_string())
         .execute(&self.write)
         .await?;
         Ok(())
@@ -71,8 +120,8 @@ impl SqlStore {
         before: Option<i64>,
     ) -> Result<Page<RunRow>> {
         let rows = sqlx::query(
-            "SELECT id, source, trigger, status, started_at, finished_at, rows_read, rows_written, rows_rejected, error, streams \
-             FROM sync_runs WHERE workspace = $1 AND ($2 = '' OR source = $3) AND id < $4 ORDER BY id DESC LIMIT $5",
+            "SELECT id, source, trigger, status, started_at, finished_at, rows_read, rows_written, rows_rejected, error, streams, \
+             due_at, owner, end_state FROM sync_runs WHERE workspace = $1 AND ($2 = '' OR source = $3) AND id < $4 ORDER BY id DESC LIMIT $5",
         )
         .bind(ws)
         .bind(source.unwrap_or(""))
@@ -97,6 +146,13 @@ impl SqlStore {
                     error: r.try_get("error")?,
                     streams: serde_json::from_str(&r.try_get::<String, _>("streams")?)
                         .map_err(|e| StoreError::corrupt("run stats", e))?,
+                    due_at: r.try_get("due_at")?,
+                    owner: r.try_get("owner")?,
+                    end_state: r
+                        .try_get::<Option<String>, _>("end_state")?
+                        .map(|s| serde_json::from_str(&s))
+                        .transpose()
+                        .map_err(|e| StoreError::corrupt("run end state", e))?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

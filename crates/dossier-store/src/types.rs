@@ -63,6 +63,9 @@ pub struct BatchWrite {
     /// The connector's checkpoint after this batch.
     pub state: serde_json::Value,
     pub run_id: Option<i64>,
+    /// The scheduler that must still hold the source's lease for this batch to commit
+    /// (fencing: a scheduler that lost its lease cannot overwrite its successor's checkpoint).
+    pub lease_owner: Option<String>,
     /// A full-refresh read: mark every session seen by this run, so that those it did not
     /// see can be marked deleted when the read completes.
     pub mark_seen: bool,
@@ -89,6 +92,16 @@ pub struct StreamStats {
     /// Records a full-refresh read no longer found, marked deleted.
     #[serde(default)]
     pub deleted: u64,
+    /// Times a retryable error made the stream wait and read again from its checkpoint.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u64,
+    /// The errors retried (the first few).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retry_errors: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One sync run.
@@ -106,6 +119,12 @@ pub struct RunRow {
     pub rows_rejected: i64,
     pub error: Option<String>,
     pub streams: BTreeMap<String, StreamStats>,
+    /// The schedule slot it served (epoch microseconds), for scheduled runs.
+    pub due_at: Option<i64>,
+    /// The scheduler that ran it.
+    pub owner: Option<String>,
+    /// The stream states (checkpoints) it ended at.
+    pub end_state: Option<serde_json::Value>,
 }
 
 /// A page of rows and whether more follow.

@@ -199,8 +199,16 @@ pub struct SourceConfig {
     /// Connection settings and secrets, as the connector's config schema describes.
     #[serde(default)]
     pub config: serde_json::Value,
-    /// When to sync by itself: an interval such as `15m` or `1h`.
+    /// When to sync by itself: an interval such as `15m` or `1h`, or a cron expression such
+    /// as `"0 3 * * *"` (minute hour day month weekday, optionally seconds first).
     pub schedule: Option<String>,
+    /// The IANA time zone of a cron `schedule`, e.g. `Europe/Paris` (default UTC).
+    pub timezone: Option<String>,
+    /// The longest a run may take, e.g. `30m`; a run over it fails (its committed batches stay).
+    pub timeout: Option<String>,
+    /// How a run retries errors that may pass (network, throttling, a database restarting).
+    #[serde(default)]
+    pub retry: RetryConfig,
     /// Records per batch (and per store transaction).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
@@ -210,6 +218,75 @@ pub struct SourceConfig {
 
 fn default_batch_size() -> usize {
     2000
+}
+
+/// Retries within a run: each retryable error waits (exponential backoff with jitter), then
+/// the stream reads again from its last committed checkpoint.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Retries per run before it fails (0: fail at the first error).
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// The first wait, e.g. `1s`; each next one doubles.
+    #[serde(default = "default_initial")]
+    pub initial: String,
+    /// The longest wait, e.g. `1m`.
+    #[serde(default = "default_max_wait")]
+    pub max: String,
+}
+
+fn default_attempts() -> u32 {
+    5
+}
+fn default_initial() -> String {
+    "1s".into()
+}
+fn default_max_wait() -> String {
+    "1m".into()
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: default_attempts(),
+            initial: default_initial(),
+            max: default_max_wait(),
+        }
+    }
+}
+
+impl RetryConfig {
+    /// The waits, checked: (first, longest).
+    pub fn waits(&self) -> Result<(std::time::Duration, std::time::Duration), String> {
+        let initial = parse_interval(&self.initial).map_err(|e| format!("retry.initial: {e}"))?;
+        let max = parse_interval(&self.max).map_err(|e| format!("retry.max: {e}"))?;
+        if max < initial {
+            return Err(format!(
+                "retry.max ({}) is shorter than retry.initial ({})",
+                self.max, self.initial
+            ));
+        }
+        Ok((initial, max))
+    }
+}
+
+impl SourceConfig {
+    /// The source's schedule, if it has one.
+    pub fn parsed_schedule(&self) -> Result<Option<crate::schedule::Schedule>, String> {
+        match &self.schedule {
+            None if self.timezone.is_some() => {
+                Err("timezone is set but there is no schedule".into())
+            }
+            None => Ok(None),
+            Some(s) => crate::schedule::Schedule::parse(s, self.timezone.as_deref()).map(Some),
+        }
+    }
+
+    /// The run time limit, if any.
+    pub fn parsed_timeout(&self) -> Result<Option<std::time::Duration>, String> {
+        self.timeout.as_deref().map(parse_interval).transpose()
+    }
 }
 
 /// One stream of a source.
@@ -357,9 +434,11 @@ impl Config {
                 .get(&s.connector)
                 .map_err(|e| format!("{at}: {e}"))?;
             dossier_connector::check_batch_size(s.batch_size).map_err(|e| format!("{at}: {e}"))?;
-            if let Some(sched) = &s.schedule {
-                parse_interval(sched).map_err(|e| format!("{at}: schedule: {e}"))?;
-            }
+            s.parsed_schedule()
+                .map_err(|e| format!("{at}: schedule: {e}"))?;
+            s.parsed_timeout()
+                .map_err(|e| format!("{at}: timeout: {e}"))?;
+            s.retry.waits().map_err(|e| format!("{at}: {e}"))?;
             if s.streams.is_empty() {
                 return Err(format!(
                     "{at} has no streams; add at least one [[sources.streams]]"

@@ -1,6 +1,7 @@
 //! Running a sync: read → map → resolve → upsert → commit, one transaction per batch.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -278,6 +279,21 @@ impl Engine {
         trigger: &str,
         progress: &dyn Progress,
     ) -> Result<RunSummary, SyncError> {
+        self.sync_with(source, only, trigger, progress, &RunControl::default())
+            .await
+    }
+
+    /// Like [`Engine::sync`], driven by a scheduler: under its lease (every batch checks it
+    /// still holds it), for a schedule slot, and stoppable through `control.cancel` at the
+    /// next batch.
+    pub async fn sync_with(
+        &self,
+        source: &str,
+        only: Option<&[String]>,
+        trigger: &str,
+        progress: &dyn Progress,
+        control: &RunControl,
+    ) -> Result<RunSummary, SyncError> {
         let cfg = self.loaded.config.source(source)?.clone();
         if !self
             .running
@@ -305,7 +321,21 @@ impl Engine {
                 tracing::warn!(source = %cfg.name, runs = stale, "earlier runs never finished; marked interrupted");
             }
         }
-        let run_id = self.store.start_run(&ws, &cfg.name, trigger).await?;
+        let run_id = self
+            .store
+            .start_run_for(
+                &ws,
+                &cfg.name,
+                trigger,
+                control.due,
+                control.lease_owner.as_deref(),
+            )
+            .await?;
+        if let Some(owner) = &control.lease_owner {
+            self.store
+                .set_lease_run(&ws, &cfg.name, owner, run_id)
+                .await?;
+        }
         let started = Instant::now();
         let mut stats = BTreeMap::new();
         self.events.send(SyncEvent::RunStarted {
@@ -322,13 +352,26 @@ impl Engine {
             run_id,
             rows: Mutex::new(BTreeMap::new()),
         };
-        let result = self.run(&cfg, only, run_id, &mut stats, &progress).await;
+        let limit = cfg.parsed_timeout().map_err(SyncError::Config)?;
+        let run = self.run(&cfg, only, run_id, &mut stats, &progress, control);
+        let result = match limit {
+            None => run.await,
+            Some(limit) => match tokio::time::timeout(limit, run).await {
+                Ok(r) => r,
+                Err(_) => Err(SyncError::TimedOut(limit)),
+            },
+        };
         let error = result.as_ref().err().map(ToString::to_string);
         if let Some(e) = &error {
             tracing::warn!(source = %cfg.name, run_id, error = %e, "sync failed");
         }
+        let status = match &result {
+            Ok(()) => "succeeded",
+            Err(SyncError::Cancelled) => "cancelled",
+            Err(_) => "failed",
+        };
         self.store
-            .finish_run(run_id, error.as_deref(), &stats)
+            .finish_run_as(run_id, status, error.as_deref(), &stats)
             .await?;
         self.refresh_derived().await?;
         let summary = RunSummary {
@@ -359,77 +402,208 @@ impl Engine {
         run_id: i64,
         stats: &mut BTreeMap<String, StreamStats>,
         progress: &dyn Progress,
+        control: &RunControl,
     ) -> Result<(), SyncError> {
-        let ws = self.workspace();
-        let conn = self.connect(cfg).await?;
-        let mut mappings = self.compile(cfg, conn.as_ref()).await?;
+        let mut retry = Retry::new(cfg)?;
+        let (conn, mut mappings) = loop {
+            let attempt = async {
+                let conn = self.connect(cfg).await?;
+                let mappings = self.compile(cfg, conn.as_ref()).await?;
+                Ok::<_, SyncError>((conn, mappings))
+            };
+            match attempt.await {
+                Ok(ok) => break ok,
+                Err(e) => retry.wait_or_fail(cfg, "", e, None, control).await?,
+            }
+        };
         // Contacts first, so sessions find their contact's record already there.
         mappings.sort_by_key(|(_, m)| m.target() != Target::Contact);
         for (name, mapping) in &mappings {
             if only.is_some_and(|o| !o.contains(name)) {
                 continue;
             }
-            let st = cfg
-                .streams
-                .iter()
-                .find(|s| &s.name == name)
-                .expect("compiled from config");
-            let state = self
-                .store
-                .stream_state(ws, &cfg.name, name)
-                .await?
-                .map(StreamState);
             progress.stream_started(name);
-            let stat = stats.entry(name.clone()).or_default();
-            let mut batches = conn
-                .read(&Self::stream_config(st), state, cfg.batch_size)
-                .map_err(|error| SyncError::Connector {
-                    source_name: cfg.name.clone(),
-                    error,
-                })?;
-            let mut full_refresh = false;
-            while let Some(batch) = batches.next().await {
-                let batch = batch.map_err(|error| SyncError::Connector {
-                    source_name: cfg.name.clone(),
-                    error,
-                })?;
-                let bound = mapping.bind(&batch.fields)?;
-                let mut records: Vec<MappedRecord> = Vec::with_capacity(batch.rows.len());
-                let mut rejected = vec![];
-                for row in &batch.rows {
-                    match bound.apply(row) {
-                        Ok(r) => records.push(r),
-                        Err(e) => {
-                            let id = bound.record_id(row).ok();
-                            tracing::debug!(source = %cfg.name, stream = %name, record = ?id, error = %e, "record rejected");
-                            rejected.push((id, e));
+            let mut stat = stats.remove(name).unwrap_or_default();
+            let result = loop {
+                match self
+                    .read_stream(
+                        cfg,
+                        conn.as_ref(),
+                        name,
+                        mapping,
+                        run_id,
+                        &mut stat,
+                        progress,
+                        control,
+                    )
+                    .await
+                {
+                    Ok(()) => break Ok(()),
+                    Err(e) => {
+                        if let Err(e) = retry
+                            .wait_or_fail(cfg, name, e, Some(&mut stat), control)
+                            .await
+                        {
+                            break Err(e);
                         }
                     }
                 }
-                full_refresh = batch.state.is_full_refresh();
-                let write = BatchWrite {
-                    source: cfg.name.clone(),
-                    stream: name.clone(),
-                    records,
-                    rejected,
-                    state: batch.state.0,
-                    run_id: Some(run_id),
-                    mark_seen: full_refresh,
-                };
-                let outcome = self.store.apply_batch(ws, &write).await?;
-                stat.read += batch.rows.len() as u64;
-                stat.written += outcome.written;
-                stat.rejected += write.rejected.len() as u64;
-                progress.batch_committed(name, batch.rows.len() as u64);
+            };
+            stats.insert(name.clone(), stat.clone());
+            result?;
+            progress.stream_finished(name, &stat);
+        }
+        Ok(())
+    }
+
+    /// Reads one stream from its committed checkpoint to its end, a batch per transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_stream(
+        &self,
+        cfg: &SourceConfig,
+        conn: &dyn Source,
+        name: &str,
+        mapping: &CompiledMapping,
+        run_id: i64,
+        stat: &mut StreamStats,
+        progress: &dyn Progress,
+        control: &RunControl,
+    ) -> Result<(), SyncError> {
+        let ws = self.workspace();
+        let st = cfg
+            .streams
+            .iter()
+            .find(|s| s.name == name)
+            .expect("compiled from config");
+        let state = self
+            .store
+            .stream_state(ws, &cfg.name, name)
+            .await?
+            .map(StreamState);
+        let mut batches = conn
+            .read(&Self::stream_config(st), state, cfg.batch_size)
+            .map_err(|error| SyncError::Connector {
+                source_name: cfg.name.clone(),
+                error,
+            })?;
+        let mut full_refresh = false;
+        while let Some(batch) = batches.next().await {
+            if control.cancelled() {
+                return Err(SyncError::Cancelled);
             }
-            // Only a read that returned rows detects deletions: an empty read never wipes a stream.
-            if full_refresh {
-                stat.deleted = self
-                    .store
-                    .mark_unseen_deleted(ws, &cfg.name, name, run_id)
-                    .await?;
+            let batch = batch.map_err(|error| SyncError::Connector {
+                source_name: cfg.name.clone(),
+                error,
+            })?;
+            let bound = mapping.bind(&batch.fields)?;
+            let mut records: Vec<MappedRecord> = Vec::with_capacity(batch.rows.len());
+            let mut rejected = vec![];
+            for row in &batch.rows {
+                match bound.apply(row) {
+                    Ok(r) => records.push(r),
+                    Err(e) => {
+                        let id = bound.record_id(row).ok();
+                        tracing::debug!(source = %cfg.name, stream = %name, record = ?id, error = %e, "record rejected");
+                        rejected.push((id, e));
+                    }
+                }
             }
-            progress.stream_finished(name, stat);
+            full_refresh = batch.state.is_full_refresh();
+            let write = BatchWrite {
+                source: cfg.name.clone(),
+                stream: name.to_string(),
+                records,
+                rejected,
+                state: batch.state.0,
+                run_id: Some(run_id),
+                mark_seen: full_refresh,
+                lease_owner: control.lease_owner.clone(),
+            };
+            let outcome = self.store.apply_batch(ws, &write).await?;
+            stat.read += batch.rows.len() as u64;
+            stat.written += outcome.written;
+            stat.rejected += write.rejected.len() as u64;
+            progress.batch_committed(name, batch.rows.len() as u64);
+        }
+        // Only a read that returned rows detects deletions: an empty read never wipes a stream.
+        if full_refresh {
+            stat.deleted = self
+                .store
+                .mark_unseen_deleted(ws, &cfg.name, name, run_id)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// How a run is driven from outside: the scheduler's lease, the slot it serves, a cancel flag.
+#[derive(Debug, Clone, Default)]
+pub struct RunControl {
+    /// Set to stop the run at the next batch (its committed batches stay).
+    pub cancel: Arc<AtomicBool>,
+    /// The scheduler whose lease every batch checks before committing.
+    pub lease_owner: Option<String>,
+    /// The schedule slot served (epoch microseconds).
+    pub due: Option<i64>,
+}
+
+impl RunControl {
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// Retries within one run: exponential backoff with jitter, up to the source's attempts.
+struct Retry {
+    waits: backon::ExponentialBackoff,
+}
+
+/// The retried errors a run keeps in its history, per stream.
+const RETRY_ERRORS_KEPT: usize = 5;
+
+impl Retry {
+    fn new(cfg: &SourceConfig) -> Result<Self, SyncError> {
+        use backon::BackoffBuilder as _;
+        let (initial, max) = cfg.retry.waits().map_err(SyncError::Config)?;
+        Ok(Self {
+            waits: backon::ExponentialBuilder::default()
+                .with_min_delay(initial)
+                .with_max_delay(max)
+                .with_max_times(cfg.retry.attempts as usize)
+                .with_jitter()
+                .build(),
+        })
+    }
+
+    /// Waits before another attempt if `error` may pass and attempts remain; else gives it back.
+    async fn wait_or_fail(
+        &mut self,
+        cfg: &SourceConfig,
+        stream: &str,
+        error: SyncError,
+        stat: Option<&mut StreamStats>,
+        control: &RunControl,
+    ) -> Result<(), SyncError> {
+        if !error.is_retryable() || control.cancelled() {
+            return Err(error);
+        }
+        let Some(wait) = self.waits.next() else {
+            return Err(error);
+        };
+        tracing::warn!(source = %cfg.name, stream, error = %error, wait_ms = wait.as_millis() as u64, "retrying after a retryable error");
+        if let Some(stat) = stat {
+            stat.retries += 1;
+            if stat.retry_errors.len() < RETRY_ERRORS_KEPT {
+                stat.retry_errors.push(error.to_string());
+            }
+        }
+        // Sleep in short steps so a cancel does not wait out a long backoff.
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            if control.cancelled() {
+                return Err(SyncError::Cancelled);
+            }
+            tokio::time::sleep((until - Instant::now()).min(Duration::from_millis(100))).await;
         }
         Ok(())
     }

@@ -24,6 +24,10 @@ pub enum SyncError {
     UnknownSource { name: String, known: String },
     #[error("source {0:?} is already syncing; wait for that run to finish")]
     AlreadyRunning(String),
+    #[error("cancelled; the batches committed before stay, and the next run resumes from there")]
+    Cancelled,
+    #[error("timed out after {0:?} (the source's `timeout`); the batches committed before stay")]
+    TimedOut(std::time::Duration),
 }
 
 impl SyncError {
@@ -31,7 +35,8 @@ impl SyncError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SyncError::Connector { error, .. } => error.is_retryable(),
-            SyncError::Store(StoreError::Db(_)) | SyncError::AlreadyRunning(_) => true,
+            SyncError::Store(StoreError::Db(_)) => true,
+            SyncError::AlreadyRunning(_) => true,
             _ => false,
         }
     }

@@ -9,9 +9,11 @@ mod engine;
 mod error;
 mod events;
 mod registry;
+pub mod schedule;
+pub mod scheduler;
 
 pub use config::Config;
-pub use engine::{Engine, NoProgress, Progress, RunSummary};
+pub use engine::{Engine, NoProgress, Progress, RunControl, RunSummary};
 pub use error::SyncError;
 pub use events::{SyncEvent, SyncEvents};
 pub use registry::builtin_registry;
