@@ -155,9 +155,12 @@ impl SqlStore {
         } else {
             ""
         };
+        // Due, triggered, or left behind by a scheduler whose lease expired mid-run.
         let sql = format!(
-            "SELECT source, triggered, next_due, lease_run FROM source_schedules WHERE workspace = $1 AND paused = 0 \
-             AND (triggered = 1 OR next_due <= $2) AND (lease_expires IS NULL OR lease_expires <= $2) \
+            "SELECT source, triggered, next_due, lease_run, lease_owner, lease_due FROM source_schedules \
+             WHERE workspace = $1 AND paused = 0 \
+             AND (triggered = 1 OR next_due <= $2 OR lease_owner IS NOT NULL) \
+             AND (lease_expires IS NULL OR lease_expires <= $2) \
              ORDER BY triggered DESC, next_due, source LIMIT $3{skip_locked}"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -172,17 +175,27 @@ impl SqlStore {
             let triggered = r.try_get::<i64, _>(1)? == 1;
             let next_due: Option<i64> = r.try_get(2)?;
             let old_run: Option<i64> = r.try_get(3)?;
-            let due = next_due.filter(|d| *d <= now);
-            // A manual trigger runs now; a due slot it overlaps is served by the same run.
+            let abandoned = r.try_get::<Option<String>, _>(4)?.is_some();
+            let old_due: Option<i64> = r.try_get(5)?;
+            let (trigger, due) = if abandoned {
+                // Finish the abandoned run's work, for the slot it was serving.
+                ("resume", old_due)
+            } else if triggered {
+                ("manual", None)
+            } else {
+                ("schedule", next_due.filter(|d| *d <= now))
+            };
             sqlx::query(
                 "UPDATE source_schedules SET lease_owner = $1, lease_expires = $2, lease_run = NULL, lease_due = $3, \
-                 triggered = 0, cancel_requested = 0 WHERE workspace = $4 AND source = $5",
+                 triggered = CASE WHEN $6 = 1 THEN triggered ELSE 0 END, cancel_requested = 0 \
+                 WHERE workspace = $4 AND source = $5",
             )
             .bind(owner)
             .bind(now + lease)
             .bind(due)
             .bind(ws)
             .bind(&source)
+            .bind(i64::from(abandoned))
             .execute(&mut *tx)
             .await?;
             let interrupted_run = match old_run {
@@ -191,8 +204,8 @@ impl SqlStore {
             };
             out.push(Claim {
                 source,
-                trigger: if triggered { "manual" } else { "schedule" }.into(),
-                due: if triggered { None } else { due },
+                trigger: trigger.into(),
+                due,
                 interrupted_run,
             });
         }

@@ -39,6 +39,45 @@ pub struct Config {
     /// Identity safety and survivorship: blocked values, the merge limit, source priority.
     #[serde(default)]
     pub identity: IdentityPolicy,
+    /// How `serve` and `worker` schedule syncs.
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+}
+
+/// The scheduler's settings (`[scheduler]`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// How long a claimed source stays claimed without renewal, e.g. `30s`: after a worker
+    /// dies, its sources wait this long before another worker resumes them.
+    #[serde(default = "default_lease")]
+    pub lease: String,
+    /// How often due sources are looked for and cancels noticed, e.g. `1s`.
+    #[serde(default = "default_poll")]
+    pub poll: String,
+    /// Sources one scheduler runs at once.
+    #[serde(default = "default_parallel")]
+    pub max_parallel: usize,
+}
+
+fn default_lease() -> String {
+    "30s".into()
+}
+fn default_poll() -> String {
+    "1s".into()
+}
+fn default_parallel() -> usize {
+    4
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            lease: default_lease(),
+            poll: default_poll(),
+            max_parallel: default_parallel(),
+        }
+    }
 }
 
 fn default_workspace() -> String {
@@ -475,6 +514,8 @@ impl Config {
             }
         }
         self.identity.validate()?;
+        parse_interval(&self.scheduler.lease).map_err(|e| format!("scheduler.lease: {e}"))?;
+        parse_interval(&self.scheduler.poll).map_err(|e| format!("scheduler.poll: {e}"))?;
         self.rules().map(|_| ())
     }
 

@@ -18,7 +18,7 @@ use dossier_core::value::to_micros;
 use dossier_store::{Claim, LeaseStatus};
 use tokio::task::JoinHandle;
 
-use crate::{Engine, NoProgress, RunControl, RunSummary, SyncError};
+use crate::{Engine, NoProgress, Progress, RunControl, RunSummary, SyncError};
 
 /// Where the scheduler reads the time: the system clock, or a clock tests move by hand.
 pub trait Clock: Send + Sync + 'static {
@@ -187,8 +187,16 @@ impl Scheduler {
             let me = self.clone();
             let source = claim.source.clone();
             let handle = tokio::spawn(async move {
-                if let Err(e) =
-                    run_under_lease(&me.engine, &me.clock, &me.owner, &me.options, claim).await
+                if let Err(e) = run_under_lease(
+                    &me.engine,
+                    &me.clock,
+                    &me.owner,
+                    &me.options,
+                    claim,
+                    None,
+                    &NoProgress,
+                )
+                .await
                 {
                     tracing::warn!(error = %e, "scheduled run failed");
                 }
@@ -247,6 +255,16 @@ impl Scheduler {
     }
 }
 
+/// Stops the lease renewal however the run ends (also when its task is aborted, as when the
+/// process dies: then the lease must expire).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs a claimed source while renewing its lease (cancelling when asked or when the lease
 /// is lost), then gives the lease back with the next due time and the run's outcome.
 pub async fn run_under_lease(
@@ -255,6 +273,8 @@ pub async fn run_under_lease(
     owner: &str,
     options: &SchedulerOptions,
     claim: Claim,
+    only: Option<&[String]>,
+    progress: &dyn Progress,
 ) -> Result<RunSummary, SyncError> {
     let ws = engine.workspace().to_string();
     let store = engine.store().clone();
@@ -277,7 +297,7 @@ pub async fn run_under_lease(
         let (cancel, lost, lease) = (control.cancel.clone(), lost.clone(), micros(options.lease));
         let clock = clock.clone();
         let now = move || to_micros(clock.now());
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(renew_every).await;
                 match store.renew_lease(&ws, &source, &owner, now(), lease).await {
@@ -293,12 +313,12 @@ pub async fn run_under_lease(
                     }
                 }
             }
-        })
+        }))
     };
     let result = engine
-        .sync_with(&claim.source, None, &claim.trigger, &NoProgress, &control)
+        .sync_with(&claim.source, only, &claim.trigger, progress, &control)
         .await;
-    renewer.abort();
+    drop(renewer);
     let now = clock.now();
     if lost.load(Ordering::Relaxed) {
         tracing::warn!(source = %claim.source, "lost the lease during the run; another scheduler carries on");
@@ -328,4 +348,37 @@ pub async fn run_under_lease(
         )
         .await?;
     result
+}
+
+/// Syncs a source now in this process (the CLI's `dossier sync`, the API's `triggerSync`),
+/// under a lease like a scheduled run, so it never overlaps a run elsewhere. When another
+/// scheduler is running the source, a run is requested for when it finishes (coalesced with
+/// other requests) and `AlreadyRunning` returned.
+pub async fn sync_now(
+    engine: &Engine,
+    source: &str,
+    only: Option<&[String]>,
+    trigger: &str,
+    progress: &dyn Progress,
+) -> Result<RunSummary, SyncError> {
+    let cfg = engine.loaded().config.source(source)?;
+    let options = SchedulerOptions::default();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let owner = scheduler_name(trigger);
+    let ws = engine.workspace();
+    let claim = engine
+        .store()
+        .claim_now(
+            ws,
+            &cfg.name,
+            &owner,
+            to_micros(clock.now()),
+            micros(options.lease),
+        )
+        .await?;
+    let Some(mut claim) = claim else {
+        return Err(SyncError::AlreadyRunning(cfg.name.clone()));
+    };
+    claim.trigger = trigger.to_string();
+    run_under_lease(engine, &clock, &owner, &options, claim, only, progress).await
 }

@@ -1,0 +1,543 @@
+//! The scheduler against real stores: a controllable clock for schedules (no real minutes),
+//! coalesced triggers, pause, cancel at the next batch, retries of a source that fails for a
+//! while, a non-retryable error failing at once, and a scheduler that dies mid-run being taken
+//! over on PostgreSQL by another one that finishes the source exactly.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use dossier_connector::{
+    BatchStream, Catalog, ConnectorError, ConnectorFactory, Problem, Registry, Source, Spec,
+    StreamConfig, StreamInfo, StreamState,
+};
+use dossier_core::value::to_micros;
+use dossier_store::{RunRow, SqlStore};
+use dossier_sync::scheduler::{ManualClock, Scheduler, SchedulerOptions, sync_now};
+use dossier_sync::{Config, Engine, Progress, RunControl, SyncError, builtin_registry};
+use sqlx::{AssertSqlSafe, Connection as _};
+
+const PEOPLE: i64 = 3_000;
+
+/// A SQLite source file with `PEOPLE` people.
+async fn source_db(dir: &Path) -> String {
+    let path = dir.join("source.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("CREATE TABLE people (id INTEGER PRIMARY KEY, email TEXT NOT NULL, updated_at TEXT NOT NULL)")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {PEOPLE}) \
+         INSERT INTO people SELECT i, 'p' || i || '@example.com', '2024-01-01 00:00:00' FROM s"
+    )))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    path.display().to_string()
+}
+
+fn config(store_url: &str, sources: &[(&str, &str, &str)], extra: &str) -> String {
+    let mut out = format!("[store]\nurl = \"{store_url}\"\n\n{extra}\n");
+    for (name, connector, settings) in sources {
+        out += &format!(
+            r#"
+[[sources]]
+name = "{name}"
+connector = "{connector}"
+config = {settings}
+batch_size = 100
+retry = {{ attempts = 3, initial = "1s", max = "2s" }}
+
+[[sources.streams]]
+name = "people"
+read = {{ table = "people", cursor = "id" }}
+
+[sources.streams.mapping]
+target = "contact"
+id = "id"
+identities = {{ email = "email" }}
+"#
+        );
+    }
+    out
+}
+
+async fn engine(dir: &Path, registry: Registry, text: &str) -> Arc<Engine> {
+    let loaded = Config::parse(text, "test config", dir.to_path_buf(), &registry).unwrap();
+    let store = SqlStore::open(&loaded.config.store.url).await.unwrap();
+    Engine::new(store, registry, loaded).await.unwrap()
+}
+
+async fn runs(e: &Engine, source: &str) -> Vec<RunRow> {
+    let mut r = e
+        .store()
+        .runs(e.workspace(), Some(source), 100, None)
+        .await
+        .unwrap()
+        .items;
+    r.reverse();
+    r
+}
+
+/// Waits (real time, bounded) until no run of `source` is `running` and there are `n` runs.
+async fn settled(e: &Engine, source: &str, n: usize) -> Vec<RunRow> {
+    for _ in 0..300 {
+        let r = runs(e, source).await;
+        if r.len() >= n && r.iter().all(|r| r.status != "running") {
+            // Give the lease back its moment (release follows the run's end).
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return runs(e, source).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "runs of {source} did not settle: {:?}",
+        runs(e, source).await
+    );
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn schedules_follow_a_controllable_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source_db(dir.path()).await;
+    let store = format!("sqlite://{}", dir.path().join("store.db").display());
+    let text = config(
+        &store,
+        &[("shop", "sqlite", &format!("{{ path = \"{src}\" }}"))],
+        "",
+    )
+    .replace("batch_size = 100", "batch_size = 1000\nschedule = \"15m\"");
+    let e = engine(dir.path(), builtin_registry(), &text).await;
+    let clock = Arc::new(ManualClock::new(at("2026-01-01T00:00:00Z")));
+    let s = Scheduler::start(
+        e.clone(),
+        clock.clone(),
+        "a".into(),
+        SchedulerOptions::default(),
+    )
+    .await
+    .unwrap();
+    // Nothing is due before the first slot.
+    assert_eq!(s.tick().await.unwrap(), 0);
+    clock.advance(chrono::Duration::minutes(15));
+    assert_eq!(s.tick().await.unwrap(), 1);
+    let r = settled(&e, "shop", 1).await;
+    assert_eq!(
+        (r[0].status.as_str(), r[0].trigger.as_str()),
+        ("succeeded", "schedule")
+    );
+    assert_eq!(r[0].due_at, Some(to_micros(at("2026-01-01T00:15:00Z"))));
+    assert_eq!(r[0].rows_read, PEOPLE);
+    // The machine sleeps an hour: one run for the late slot, not four catch-ups.
+    clock.advance(chrono::Duration::hours(1));
+    assert_eq!(s.tick().await.unwrap(), 1);
+    let r = settled(&e, "shop", 2).await;
+    assert_eq!(r[1].due_at, Some(to_micros(at("2026-01-01T00:30:00Z"))));
+    assert_eq!(r[1].rows_read, 0, "incremental: nothing changed");
+    assert_eq!(s.tick().await.unwrap(), 0);
+    let sched = e
+        .store()
+        .schedules(e.workspace(), to_micros(clock.now_for_test()))
+        .await
+        .unwrap();
+    assert_eq!(
+        sched[0].next_due,
+        Some(to_micros(at("2026-01-01T01:30:00Z")))
+    );
+    assert_eq!(sched[0].consecutive_failures, 0);
+    // A second scheduler on the same SQLite store is refused.
+    let err = Scheduler::start(
+        e.clone(),
+        clock.clone(),
+        "b".into(),
+        SchedulerOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("another scheduler (a on"), "{err}");
+}
+
+trait NowForTest {
+    fn now_for_test(&self) -> DateTime<Utc>;
+}
+impl NowForTest for ManualClock {
+    fn now_for_test(&self) -> DateTime<Utc> {
+        dossier_sync::scheduler::Clock::now(self)
+    }
+}
+
+#[tokio::test]
+async fn triggers_coalesce_and_pause_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source_db(dir.path()).await;
+    let store = format!("sqlite://{}", dir.path().join("store.db").display());
+    let text = config(
+        &store,
+        &[("shop", "sqlite", &format!("{{ path = \"{src}\" }}"))],
+        "",
+    );
+    let e = engine(dir.path(), builtin_registry(), &text).await;
+    let clock = Arc::new(ManualClock::new(at("2026-01-01T00:00:00Z")));
+    let s = Scheduler::start(
+        e.clone(),
+        clock.clone(),
+        "a".into(),
+        SchedulerOptions::default(),
+    )
+    .await
+    .unwrap();
+    let ws = e.workspace();
+    for _ in 0..3 {
+        e.store().request_trigger(ws, "shop").await.unwrap();
+    }
+    assert_eq!(s.tick().await.unwrap(), 1);
+    assert_eq!(settled(&e, "shop", 1).await[0].trigger, "manual");
+    assert_eq!(s.tick().await.unwrap(), 0, "three triggers were one run");
+    e.store().set_paused(ws, "shop", true).await.unwrap();
+    e.store().request_trigger(ws, "shop").await.unwrap();
+    assert_eq!(s.tick().await.unwrap(), 0, "paused");
+    let err = sync_now(&e, "shop", None, "manual", &dossier_sync::NoProgress)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "source \"shop\" is paused; resume it first"
+    );
+    e.store().set_paused(ws, "shop", false).await.unwrap();
+    assert_eq!(
+        s.tick().await.unwrap(),
+        1,
+        "the trigger waited for the resume"
+    );
+    settled(&e, "shop", 2).await;
+}
+
+/// Sets the cancel flag after `after` batches.
+struct CancelAfter(Arc<std::sync::atomic::AtomicBool>, usize, AtomicUsize);
+impl Progress for CancelAfter {
+    fn batch_committed(&self, _: &str, _: u64) {
+        if self.2.fetch_add(1, Ordering::SeqCst) + 1 == self.1 {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_run_keeps_its_batches_and_the_next_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source_db(dir.path()).await;
+    let store = format!("sqlite://{}", dir.path().join("store.db").display());
+    let text = config(
+        &store,
+        &[("shop", "sqlite", &format!("{{ path = \"{src}\" }}"))],
+        "",
+    );
+    let e = engine(dir.path(), builtin_registry(), &text).await;
+    let control = RunControl::default();
+    let progress = CancelAfter(control.cancel.clone(), 3, AtomicUsize::new(0));
+    let err = e
+        .sync_with("shop", None, "manual", &progress, &control)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SyncError::Cancelled), "{err}");
+    let r = runs(&e, "shop").await;
+    assert_eq!(r[0].status, "cancelled");
+    assert_eq!(r[0].rows_read, 300);
+    assert_eq!(
+        r[0].end_state.as_ref().unwrap()["people"]["cursor"],
+        serde_json::json!({ "int": 300 })
+    );
+    assert_eq!(e.store().counts(e.workspace()).await.unwrap().0, 300);
+    let done = e
+        .sync("shop", None, "manual", &dossier_sync::NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(done.rows_read(), (PEOPLE - 300) as u64);
+    assert_eq!(e.store().counts(e.workspace()).await.unwrap().0, PEOPLE);
+}
+
+/// Wraps the SQLite connector: its first `fail` reads fail with a retryable remote error.
+struct Flaky {
+    inner: Arc<dyn ConnectorFactory>,
+    fail: Arc<AtomicUsize>,
+}
+
+struct FlakySource {
+    inner: Box<dyn Source>,
+    fail: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl ConnectorFactory for Flaky {
+    fn spec(&self) -> Spec {
+        self.inner.spec()
+    }
+    fn validate_stream(&self, s: &StreamConfig) -> Result<(), ConnectorError> {
+        self.inner.validate_stream(s)
+    }
+    async fn connect(&self, config: serde_json::Value) -> Result<Box<dyn Source>, ConnectorError> {
+        Ok(Box::new(FlakySource {
+            inner: self.inner.connect(config).await?,
+            fail: self.fail.clone(),
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for FlakySource {
+    async fn check(&self, s: &[StreamConfig]) -> Vec<Problem> {
+        self.inner.check(s).await
+    }
+    async fn discover(&self) -> Result<Catalog, ConnectorError> {
+        self.inner.discover().await
+    }
+    async fn describe(&self, s: &StreamConfig) -> Result<StreamInfo, ConnectorError> {
+        self.inner.describe(s).await
+    }
+    fn read(
+        &self,
+        s: &StreamConfig,
+        state: Option<StreamState>,
+        batch: usize,
+    ) -> Result<BatchStream, ConnectorError> {
+        if self
+            .fail
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(ConnectorError::remote("connection reset by peer", true));
+        }
+        self.inner.read(s, state, batch)
+    }
+}
+
+#[tokio::test]
+async fn retryable_errors_back_off_then_succeed_and_a_bad_password_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source_db(dir.path()).await;
+    let store = format!("sqlite://{}", dir.path().join("store.db").display());
+    let registry = builtin_registry();
+    let fail = Arc::new(AtomicUsize::new(2));
+    registry
+        .register_factory(
+            "flaky",
+            Arc::new(Flaky {
+                inner: registry.get("sqlite").unwrap(),
+                fail: fail.clone(),
+            }),
+        )
+        .unwrap();
+    let text = config(
+        &store,
+        &[
+            ("shop", "flaky", &format!("{{ path = \"{src}\" }}")),
+            (
+                "crm",
+                "postgres",
+                "{ url = \"postgres://dossier_nobody:wrong@127.0.0.1:5432/postgres\", connect_timeout_secs = 5 }",
+            ),
+        ],
+        "",
+    );
+    let e = engine(dir.path(), registry, &text).await;
+    let started = std::time::Instant::now();
+    let ok = sync_now(&e, "shop", None, "manual", &dossier_sync::NoProgress)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "it waited between attempts"
+    );
+    let r = runs(&e, "shop").await;
+    assert_eq!(r[0].status, "succeeded");
+    assert_eq!(ok.rows_read(), PEOPLE as u64);
+    let people = &r[0].streams["people"];
+    assert_eq!(people.retries, 2);
+    assert_eq!(people.retry_errors.len(), 2);
+    assert!(
+        people.retry_errors[0].contains("connection reset by peer"),
+        "{:?}",
+        people.retry_errors
+    );
+
+    // A wrong password is not going to pass: no retries.
+    let started = std::time::Instant::now();
+    let err = sync_now(&e, "crm", None, "manual", &dossier_sync::NoProgress)
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "no backoff: {:?}",
+        started.elapsed()
+    );
+    let r = runs(&e, "crm").await;
+    assert_eq!(r[0].status, "failed");
+    assert!(
+        r[0].error.as_deref().unwrap().contains("dossier_nobody"),
+        "{:?}",
+        r[0].error
+    );
+    let health = e
+        .store()
+        .schedules(e.workspace(), to_micros(Utc::now()))
+        .await
+        .unwrap();
+    let crm = health.iter().find(|h| h.source == "crm").unwrap();
+    assert_eq!(crm.consecutive_failures, 1);
+    assert!(crm.last_error.is_some());
+}
+
+/// A PostgreSQL database for one test, dropped after.
+struct PgDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl PgDb {
+    async fn create() -> Self {
+        let admin = std::env::var("DOSSIER_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!(
+            "dossier_sched_{}_{}",
+            std::process::id(),
+            Utc::now().timestamp_subsec_nanos()
+        );
+        let mut c = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is required for this test at {admin} (set DOSSIER_TEST_PG_URL): {e}"
+                )
+            });
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        Self { admin, name, url }
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut c)
+                    .await;
+                }
+            });
+        })
+        .join()
+        .ok();
+    }
+}
+
+/// Slows every batch a little, so a run can be caught in the middle.
+struct Slow;
+impl Progress for Slow {
+    fn batch_committed(&self, _: &str, _: u64) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn a_dead_scheduler_is_taken_over_and_the_source_finishes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source_db(dir.path()).await;
+    let pg = PgDb::create().await;
+    let text = config(
+        &pg.url,
+        &[("shop", "sqlite", &format!("{{ path = \"{src}\" }}"))],
+        "",
+    );
+    let e = engine(dir.path(), builtin_registry(), &text).await;
+    let clock: Arc<dyn dossier_sync::scheduler::Clock> =
+        Arc::new(dossier_sync::scheduler::SystemClock);
+    let options = SchedulerOptions {
+        lease: Duration::from_millis(1500),
+        poll: Duration::from_millis(100),
+        max_parallel: 2,
+    };
+    let a = Scheduler::start(e.clone(), clock.clone(), "a".into(), options.clone())
+        .await
+        .unwrap();
+    // Two schedulers on PostgreSQL are fine.
+    let b = Scheduler::start(e.clone(), clock.clone(), "b".into(), options.clone())
+        .await
+        .unwrap();
+    let ws = e.workspace();
+    e.store().request_trigger(ws, "shop").await.unwrap();
+    // Run A slowly by hand under its claim, then kill it mid-way.
+    let claims = e
+        .store()
+        .claim_due(ws, "a", to_micros(Utc::now()), 1_500_000, 1)
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 1);
+    let engine = e.clone();
+    let (clock_a, options_a) = (clock.clone(), options.clone());
+    let run_a = tokio::spawn(async move {
+        dossier_sync::scheduler::run_under_lease(
+            &engine,
+            &clock_a,
+            "a",
+            &options_a,
+            claims[0].clone(),
+            None,
+            &Slow,
+        )
+        .await
+    });
+    // While A holds the lease, B finds nothing to do.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(b.tick().await.unwrap(), 0);
+    run_a.abort();
+    a.abandon();
+    let partial = e.store().counts(ws).await.unwrap().0;
+    assert!(
+        partial > 0 && partial < PEOPLE,
+        "A stopped mid-way ({partial} contacts)"
+    );
+    // After the lease expires, B takes the source over and resumes from the checkpoint.
+    let mut took = 0;
+    for _ in 0..100 {
+        took += b.tick().await.unwrap();
+        if took > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(took, 1, "B took the source over");
+    let r = settled(&e, "shop", 2).await;
+    assert_eq!(r[0].status, "interrupted", "{:?}", r[0]);
+    assert_eq!(r[1].trigger, "resume");
+    assert_eq!(r[0].owner.as_deref(), Some("a"));
+    assert_eq!(r[1].status, "succeeded", "{:?}", r[1]);
+    assert_eq!(r[1].owner.as_deref(), Some("b"));
+    assert_eq!(
+        r[1].rows_read,
+        PEOPLE - partial,
+        "resumed, nothing read twice"
+    );
+    assert_eq!(e.store().counts(ws).await.unwrap().0, PEOPLE);
+    b.stop().await.unwrap();
+}
