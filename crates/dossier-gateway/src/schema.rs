@@ -290,6 +290,29 @@ impl CoreMutation {
             .map_err(Error::new)
     }
 
+    /// Pauses a source: no scheduled or manual runs until `resumeSource` (write role).
+    #[graphql(guard = "RoleGuard(Role::Write)")]
+    async fn pause_source(&self, ctx: &Context<'_>, name: String) -> Result<Source> {
+        set_paused(ctx, &name, true).await
+    }
+
+    /// Resumes a paused source (write role).
+    #[graphql(guard = "RoleGuard(Role::Write)")]
+    async fn resume_source(&self, ctx: &Context<'_>, name: String) -> Result<Source> {
+        set_paused(ctx, &name, false).await
+    }
+
+    /// Asks the scheduler running a source to stop at its next batch (committed batches
+    /// stay; the next run resumes from them). False when it is not running (write role).
+    #[graphql(guard = "RoleGuard(Role::Write)")]
+    async fn cancel_sync(&self, ctx: &Context<'_>, source: String) -> Result<bool> {
+        let s = known_source(ctx, &source).await?;
+        Ok(gateway(ctx)?
+            .store
+            .request_cancel(ws(ctx)?, &s.name, Utc::now().timestamp_micros())
+            .await?)
+    }
+
     /// Syncs a source now and returns its run (write role).
     #[graphql(guard = "RoleGuard(Role::Write)")]
     async fn trigger_sync(&self, ctx: &Context<'_>, source: String) -> Result<SyncRun> {
@@ -306,6 +329,27 @@ impl CoreMutation {
             .map(SyncRun)
             .ok_or_else(|| Error::new(format!("sync run {run} not found")))
     }
+}
+
+/// A source of the caller's workspace, or an error naming the ones that exist.
+async fn known_source(ctx: &Context<'_>, name: &str) -> Result<SourceRow> {
+    let sources = gateway(ctx)?.store.sources(ws(ctx)?).await?;
+    let names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
+    sources.into_iter().find(|s| s.name == name).ok_or_else(|| {
+        Error::new(format!(
+            "unknown source {name:?}; sources: {}",
+            names.join(", ")
+        ))
+    })
+}
+
+async fn set_paused(ctx: &Context<'_>, name: &str, paused: bool) -> Result<Source> {
+    let s = known_source(ctx, name).await?;
+    gateway(ctx)?
+        .store
+        .set_paused(ws(ctx)?, &s.name, paused)
+        .await?;
+    Ok(Source(s))
 }
 
 /// A page of contacts.
@@ -652,6 +696,60 @@ impl Source {
     async fn schedule(&self) -> Option<&str> {
         self.0.schedule.as_deref()
     }
+
+    /// Scheduling state and health: paused, running, next due time, failures in a row and
+    /// the last error (so a source that keeps failing shows without reading logs).
+    async fn health(&self, ctx: &Context<'_>) -> Result<SourceHealth> {
+        let now = Utc::now().timestamp_micros();
+        let rows = gateway(ctx)?.store.schedules(ws(ctx)?, now).await?;
+        Ok(SourceHealth(
+            rows.into_iter().find(|r| r.source == self.0.name),
+        ))
+    }
+}
+
+/// A source's scheduling state and health.
+pub(crate) struct SourceHealth(Option<dossier_store::ScheduleRow>);
+
+#[Object]
+impl SourceHealth {
+    /// Paused: no scheduled or manual runs until resumed.
+    async fn paused(&self) -> bool {
+        self.0.as_ref().is_some_and(|r| r.paused)
+    }
+
+    /// A run is in progress (some scheduler holds the source's lease).
+    async fn running(&self) -> bool {
+        self.0.as_ref().is_some_and(|r| r.running_by.is_some())
+    }
+
+    /// The scheduler running it now.
+    async fn running_by(&self) -> Option<&str> {
+        self.0.as_ref().and_then(|r| r.running_by.as_deref())
+    }
+
+    /// When it is next due (none: manual triggers only).
+    async fn next_due_at(&self) -> Option<DateTime<Utc>> {
+        self.0.as_ref().and_then(|r| r.next_due).map(from_micros)
+    }
+
+    /// Failed runs in a row (0 after a success).
+    async fn consecutive_failures(&self) -> i64 {
+        self.0.as_ref().map_or(0, |r| r.consecutive_failures)
+    }
+
+    /// The error of the last failed run.
+    async fn last_error(&self) -> Option<&str> {
+        self.0.as_ref().and_then(|r| r.last_error.as_deref())
+    }
+
+    /// When a run last succeeded.
+    async fn last_success_at(&self) -> Option<DateTime<Utc>> {
+        self.0
+            .as_ref()
+            .and_then(|r| r.last_success_at)
+            .map(from_micros)
+    }
 }
 
 /// A page of sync runs.
@@ -743,8 +841,24 @@ impl SyncRun {
         self.0.error.as_deref()
     }
 
-    /// Per-stream counters: stream to `{read, written, rejected, deleted}`.
+    /// Per-stream counters: stream to `{read, written, rejected, deleted}`, and `retries`
+    /// with `retry_errors` when retryable errors were retried.
     async fn streams(&self) -> Json<serde_json::Value> {
         Json(serde_json::to_value(&self.0.streams).unwrap_or_default())
+    }
+
+    /// The schedule slot this run served (scheduled runs).
+    async fn due_at(&self) -> Option<DateTime<Utc>> {
+        self.0.due_at.map(from_micros)
+    }
+
+    /// The scheduler (`serve`/`worker` process) that ran it.
+    async fn owner(&self) -> Option<&str> {
+        self.0.owner.as_deref()
+    }
+
+    /// The stream checkpoints it ended at: stream to connector state.
+    async fn end_state(&self) -> Option<Json<serde_json::Value>> {
+        self.0.end_state.clone().map(Json)
     }
 }

@@ -1,0 +1,180 @@
+//! Scheduling from the command line: the scheduler that `serve` and `worker` run, and the
+//! commands that pause, resume and cancel sources and show their health.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use dossier_core::value::from_micros;
+use dossier_plugin_host::PluginDir;
+use dossier_sync::Engine;
+use dossier_sync::scheduler::{Scheduler, SchedulerOptions, SystemClock, scheduler_name};
+
+use crate::commands::engine;
+
+/// How often the scheduler refolds windowed aggregates and refreshes segment feeds between
+/// syncs (each sync also does it when it ends).
+const DERIVED_REFRESH: Duration = Duration::from_secs(60);
+
+fn options(engine: &Engine) -> anyhow::Result<SchedulerOptions> {
+    let s = &engine.loaded().config.scheduler;
+    Ok(SchedulerOptions {
+        lease: dossier_sync::config::parse_interval(&s.lease)
+            .map_err(|e| anyhow::anyhow!("scheduler.lease: {e}"))?,
+        poll: dossier_sync::config::parse_interval(&s.poll)
+            .map_err(|e| anyhow::anyhow!("scheduler.poll: {e}"))?,
+        max_parallel: s.max_parallel.max(1),
+    })
+}
+
+/// Starts the scheduler in the background (and the periodic refresh of what depends on
+/// time). Refused on a SQLite store that another live scheduler already runs.
+pub async fn start_scheduler(engine: &Arc<Engine>) -> anyhow::Result<Arc<Scheduler>> {
+    let scheduler = Scheduler::start(
+        engine.clone(),
+        Arc::new(SystemClock),
+        scheduler_name("serve"),
+        options(engine)?,
+    )
+    .await?;
+    let s = scheduler.clone();
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        if let Err(e) = s.run_until(shutdown).await {
+            tracing::warn!(error = %e, "the scheduler stopped");
+        }
+    });
+    spawn_derived_refresh(engine);
+    Ok(scheduler)
+}
+
+fn spawn_derived_refresh(engine: &Arc<Engine>) {
+    let derived = engine.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(DERIVED_REFRESH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            if let Err(e) = derived.refresh_derived().await {
+                tracing::warn!(error = %e, "refreshing windowed aggregates and segments failed");
+            }
+        }
+    });
+}
+
+/// `dossier worker`: the scheduler alone, until interrupted (then runs in progress stop at
+/// their next batch and their leases are given back).
+pub async fn worker(config: &Path, plugins: &PluginDir) -> anyhow::Result<ExitCode> {
+    let engine = engine(config, plugins).await?;
+    let owner = scheduler_name("worker");
+    let scheduler = Scheduler::start(
+        engine.clone(),
+        Arc::new(SystemClock),
+        owner.clone(),
+        options(&engine)?,
+    )
+    .await?;
+    spawn_derived_refresh(&engine);
+    eprintln!(
+        "worker {owner} scheduling {} sources; Ctrl-C stops it",
+        engine.loaded().config.sources.len()
+    );
+    scheduler
+        .run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `pause`, `resume` and `cancel` do.
+#[derive(Debug, Clone, Copy)]
+pub enum SourceAction {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+pub async fn source_action(
+    config: &Path,
+    plugins: &PluginDir,
+    source: &str,
+    action: SourceAction,
+) -> anyhow::Result<ExitCode> {
+    let engine = engine(config, plugins).await?;
+    let name = &engine.loaded().config.source(source)?.name;
+    let (store, ws) = (engine.store(), engine.workspace());
+    match action {
+        SourceAction::Pause => {
+            store.set_paused(ws, name, true).await?;
+            println!(
+                "paused {name}: no scheduled or manual runs until `dossier resume {name}` (a run in progress finishes; `dossier cancel {name}` stops it)"
+            );
+        }
+        SourceAction::Resume => {
+            store.set_paused(ws, name, false).await?;
+            println!("resumed {name}");
+        }
+        SourceAction::Cancel => {
+            if store
+                .request_cancel(ws, name, Utc::now().timestamp_micros())
+                .await?
+            {
+                println!(
+                    "asked the scheduler running {name} to stop at its next batch; committed batches stay"
+                );
+            } else {
+                println!("{name} is not running");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dossier sources`: each source's schedule and health.
+pub async fn sources(config: &Path, plugins: &PluginDir) -> anyhow::Result<ExitCode> {
+    let engine = engine(config, plugins).await?;
+    let now = Utc::now().timestamp_micros();
+    let rows = engine.store().schedules(engine.workspace(), now).await?;
+    let time = |t: Option<i64>| {
+        t.map_or_else(
+            || "-".to_string(),
+            |t| from_micros(t).format("%Y-%m-%d %H:%M:%S").to_string(),
+        )
+    };
+    for s in &engine.loaded().config.sources {
+        let row = rows.iter().find(|r| r.source == s.name);
+        let state = match row {
+            Some(r) if r.paused => "paused".to_string(),
+            Some(r) if r.running_by.is_some() => format!(
+                "running (run {}, by {})",
+                r.running_run.map_or("?".into(), |n| n.to_string()),
+                r.running_by.clone().unwrap_or_default()
+            ),
+            Some(r) if r.consecutive_failures > 0 => {
+                format!("failing ({} in a row)", r.consecutive_failures)
+            }
+            _ => "ok".into(),
+        };
+        println!(
+            "{:<20} {:<40} schedule {:<14} next {}  last success {}",
+            s.name,
+            state,
+            s.schedule.as_deref().unwrap_or("manual"),
+            time(row.and_then(|r| r.next_due)),
+            time(row.and_then(|r| r.last_success_at)),
+        );
+        if let Some(e) = row
+            .and_then(|r| r.last_error.as_ref())
+            .filter(|_| row.is_some_and(|r| r.consecutive_failures > 0))
+        {
+            println!("{:<20} last error: {e}", "");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
