@@ -49,6 +49,90 @@ impl SyncTrigger for EngineTrigger {
     }
 }
 
+/// The engine's run events as the gateway's progress feed (the `syncProgress`
+/// subscription): a task forwards each one as the gateway's event type.
+pub(crate) fn progress_feed(engine: &Engine) -> Arc<dossier_gateway::ProgressChannel> {
+    let feed = Arc::new(dossier_gateway::ProgressChannel::new(1024));
+    let mut events = engine.events().subscribe();
+    let tx = feed.clone();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(e) => tx.send(progress_event(e)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "the progress feed fell behind the engine's events");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    feed
+}
+
+/// A run event of the engine as the gateway's progress event.
+pub(crate) fn progress_event(event: dossier_sync::SyncEvent) -> dossier_gateway::ProgressEvent {
+    use dossier_gateway::{ProgressEvent, ProgressKind};
+    use dossier_sync::SyncEvent;
+    match event {
+        SyncEvent::RunStarted {
+            workspace,
+            source,
+            run_id,
+            trigger,
+        } => ProgressEvent {
+            trigger: Some(trigger),
+            ..ProgressEvent::new(ProgressKind::RunStarted, &workspace, &source, run_id)
+        },
+        SyncEvent::StreamStarted {
+            workspace,
+            source,
+            run_id,
+            stream,
+        } => ProgressEvent {
+            stream: Some(stream),
+            ..ProgressEvent::new(ProgressKind::StreamStarted, &workspace, &source, run_id)
+        },
+        SyncEvent::BatchCommitted {
+            workspace,
+            source,
+            run_id,
+            stream,
+            rows,
+            stream_rows,
+        } => ProgressEvent {
+            stream: Some(stream),
+            rows: Some(rows),
+            stream_rows: Some(stream_rows),
+            ..ProgressEvent::new(ProgressKind::BatchCommitted, &workspace, &source, run_id)
+        },
+        SyncEvent::StreamFinished {
+            workspace,
+            source,
+            run_id,
+            stream,
+            stats,
+        } => ProgressEvent {
+            stream: Some(stream),
+            read: Some(stats.read),
+            written: Some(stats.written),
+            rejected: Some(stats.rejected),
+            deleted: Some(stats.deleted),
+            ..ProgressEvent::new(ProgressKind::StreamFinished, &workspace, &source, run_id)
+        },
+        SyncEvent::RunFinished {
+            workspace,
+            source,
+            run_id,
+            error,
+            elapsed,
+        } => ProgressEvent {
+            error,
+            elapsed: Some(elapsed),
+            ..ProgressEvent::new(ProgressKind::RunFinished, &workspace, &source, run_id)
+        },
+    }
+}
+
 /// The gateway's view of the engine's connectors and of the plugin directory.
 fn admin(engine: &Engine, plugins: &PluginDir) -> Arc<PluginAdmin> {
     Arc::new(PluginAdmin {
@@ -181,6 +265,7 @@ pub async fn query(
         engine.store().clone(),
         Some(Arc::new(EngineTrigger(engine.clone()))),
         Some(admin(&engine, plugins)),
+        None,
         gateway_config(&engine)?,
     );
     // The command line is the store's owner: an admin of the config's workspace.
@@ -231,6 +316,25 @@ pub async fn runs(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The gateway over the engine: GraphQL with `triggerSync`, the `syncProgress`
+/// subscription fed by the engine's events, and `/metrics` with the engine's metrics.
+pub(crate) async fn gateway_app(
+    engine: &Arc<Engine>,
+    plugins: &PluginDir,
+    config: GatewayConfig,
+) -> (dossier_gateway::DossierSchema, axum::Router) {
+    let schema = dossier_gateway::build_schema(
+        engine.store().clone(),
+        Some(Arc::new(EngineTrigger(engine.clone()))),
+        Some(admin(engine, plugins)),
+        Some(progress_feed(engine)),
+        config,
+    );
+    crate::metrics::start(engine, &dossier_gateway::metrics(&schema)).await;
+    let app = dossier_gateway::router(schema.clone(), engine.store().clone());
+    (schema, app)
+}
+
 /// Serves GraphQL until interrupted, running scheduled syncs.
 pub async fn serve_engine(
     engine: Arc<Engine>,
@@ -253,16 +357,12 @@ pub async fn serve_engine(
             "server.access = \"open\" serves everyone as admin, so it is allowed on a loopback address only (got {listen}); use access = \"keys\" and `dossier keys create`"
         );
     }
-    let schema = dossier_gateway::build_schema(
-        engine.store().clone(),
-        Some(Arc::new(EngineTrigger(engine.clone()))),
-        Some(admin(&engine, plugins)),
-        config,
-    );
-    let app = dossier_gateway::router(schema, engine.store().clone());
+    let (_, app) = gateway_app(&engine, plugins, config).await;
     spawn_schedules(&engine);
     let addr = listener.local_addr()?;
-    println!("GraphQL: http://{addr}/graphql   (GraphiQL: http://{addr}/)");
+    println!(
+        "GraphQL: http://{addr}/graphql   (GraphiQL: http://{addr}/, subscriptions: ws://{addr}/graphql, metrics: http://{addr}/metrics)"
+    );
     if open {
         println!(
             "note: this server is open (no API keys, every request is an admin) and meant for local use; it listens on {addr} only"

@@ -3,6 +3,7 @@
 mod commands;
 mod connectors;
 mod demo;
+mod metrics;
 mod progress;
 
 use std::path::PathBuf;

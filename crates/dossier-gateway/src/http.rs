@@ -2,7 +2,8 @@
 //! /graphql` for queries only, `application/graphql-response+json` or `application/json` as
 //! the client accepts; API keys, a per-key rate limit, a body size limit and a per-request
 //! timeout in front; GraphiQL at `/`, `/healthz` (the process answers) and `/readyz` (the
-//! store answers).
+//! store answers). A WebSocket upgrade of `GET /graphql` serves subscriptions (see
+//! [`crate::subscription`]); `/metrics` the Prometheus metrics.
 
 // An early answer is an `Err(Response)`, built at most once per request: boxing it would buy
 // nothing.
@@ -18,6 +19,7 @@ use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use async_graphql::{ErrorExtensions as _, Request, Response, ServerError};
 use axum::body::Body;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse};
@@ -28,29 +30,31 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::metrics::{self, Metrics, Outcome, Status};
 use crate::persisted::{self, Cache};
 use crate::{Access, Caller, DossierSchema, Gateway, GatewayConfig, prepare};
 
 /// How often a key's `last_used_at` is written, at most.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
-struct App {
-    schema: DossierSchema,
-    store: SqlStore,
-    config: GatewayConfig,
+pub(crate) struct App {
+    pub(crate) schema: DossierSchema,
+    pub(crate) store: SqlStore,
+    pub(crate) config: GatewayConfig,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
-    persisted: Cache,
+    pub(crate) persisted: Cache,
     touched: Mutex<HashMap<String, Instant>>,
+    pub(crate) metrics: Metrics,
 }
 
-type AppState = Arc<App>;
+pub(crate) type AppState = Arc<App>;
 
 /// The HTTP app. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so that
 /// an open gateway rate-limits per client address (otherwise all clients share one budget).
 pub fn router(schema: DossierSchema, store: SqlStore) -> Router {
-    let config = schema
+    let (config, metrics) = schema
         .data::<Gateway>()
-        .map(|g| g.config.clone())
+        .map(|g| (g.config.clone(), g.metrics.clone()))
         .unwrap_or_default();
     let limiter = config.rate_limit.map(|r| {
         let per_second = NonZeroU32::new(r.per_second.max(1)).expect("non-zero");
@@ -65,9 +69,15 @@ pub fn router(schema: DossierSchema, store: SqlStore) -> Router {
         limiter,
         persisted: Cache::default(),
         touched: Mutex::new(HashMap::new()),
+        metrics: metrics.clone(),
     });
     let router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
+        .route_layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
+        .route("/metrics", get(metrics_text))
         .route("/", get(graphiql))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -195,6 +205,33 @@ fn respond(media: Media, response: Response) -> axum::response::Response {
     }
 }
 
+/// Why a caller was not let in.
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
+    code: &'static str,
+}
+
+impl Refusal {
+    fn respond(self, media: Media) -> axum::response::Response {
+        let mut r = refuse(self.status, media, self.message, self.code);
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+/// Whom the rate limit counts: the key, or the client's address without keys.
+pub(crate) fn who(key_id: String, client: Option<SocketAddr>) -> String {
+    if key_id.is_empty() {
+        client.map_or_else(|| "local".to_string(), |a| a.ip().to_string())
+    } else {
+        key_id
+    }
+}
+
 impl App {
     /// The caller of a request, or the answer refusing it.
     async fn caller(
@@ -202,16 +239,26 @@ impl App {
         headers: &HeaderMap,
         media: Media,
     ) -> Result<(Caller, String), axum::response::Response> {
-        let unauthorized = |message: String| {
-            let mut r = refuse(StatusCode::UNAUTHORIZED, media, message, "UNAUTHENTICATED");
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            r
+        self.identify(headers.get(header::AUTHORIZATION))
+            .await
+            .map_err(|r| r.respond(media))
+    }
+
+    /// The caller presenting this `Authorization` value (`Bearer <key>`), and its key's id
+    /// (empty on an open gateway); `None`: no key was sent.
+    pub(crate) async fn identify(
+        &self,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<(Caller, String), Refusal> {
+        let unauthorized = |message: String| Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            message,
+            code: "UNAUTHENTICATED",
         };
         if let Access::Open { workspace } = &self.config.access {
             return Ok((Caller::admin(workspace), String::new()));
         }
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
+        let Some(value) = authorization else {
             return Err(unauthorized(
                 "no API key: send `Authorization: Bearer <key>` (an admin creates keys with `dossier keys create`)".into(),
             ));
@@ -230,12 +277,11 @@ impl App {
             Ok(Err(refusal)) => return Err(unauthorized(refusal.to_string())),
             Err(e) => {
                 tracing::error!(error = %e, "cannot check an API key");
-                return Err(refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    media,
-                    "the store is not answering; try again shortly",
-                    "UNAVAILABLE",
-                ));
+                return Err(Refusal {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    message: "the store is not answering; try again shortly".into(),
+                    code: "UNAVAILABLE",
+                });
             }
         };
         self.touch(&key.id).await;
@@ -266,24 +312,28 @@ impl App {
         }
     }
 
-    /// `Err` with a 429 answer when `who` is over its rate.
-    fn rate_limit(&self, who: &str, media: Media) -> Result<(), axum::response::Response> {
-        let Some(limiter) = &self.limiter else {
-            return Ok(());
-        };
-        let Err(not_until) = limiter.check_key(&who.to_string()) else {
-            return Ok(());
-        };
+    /// `Some(seconds to wait)` when `who` is over its rate; else counts one request.
+    pub(crate) fn over_rate(&self, who: &str) -> Option<u64> {
+        let limiter = self.limiter.as_ref()?;
+        let not_until = limiter.check_key(&who.to_string()).err()?;
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Some(secs.max(1))
+    }
+
+    /// `Err` with a 429 answer when `who` is over its rate.
+    fn rate_limit(&self, who: &str, media: Media) -> Result<(), axum::response::Response> {
+        let Some(secs) = self.over_rate(who) else {
+            return Ok(());
+        };
         let mut r = refuse(
             StatusCode::TOO_MANY_REQUESTS,
             media,
-            format!("too many requests for this key; retry in {}s", secs.max(1)),
+            format!("too many requests for this key; retry in {secs}s"),
             "RATE_LIMITED",
         );
         r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         Err(r)
     }
 
@@ -299,11 +349,7 @@ impl App {
             Ok(c) => c,
             Err(r) => return r,
         };
-        let who = if key_id.is_empty() {
-            client.map_or_else(|| "local".to_string(), |a| a.ip().to_string())
-        } else {
-            key_id
-        };
+        let who = who(key_id, client);
         if let Err(r) = self.rate_limit(&who, media) {
             return r;
         }
@@ -311,13 +357,24 @@ impl App {
             Ok(r) => r,
             Err(r) => return r,
         };
+        let outcome = |operation_type, status, mut r: axum::response::Response| {
+            r.extensions_mut().insert(Outcome {
+                operation_type,
+                status,
+            });
+            r
+        };
         if let Err(e) = persisted::resolve(
             &self.config.persisted_queries,
             &self.persisted,
             &mut request,
         ) {
-            return request_errors(media, &[e]);
+            return outcome("unknown", Status::Error, request_errors(media, &[e]));
         }
+        let operation_type = metrics::operation_label(operation_type(
+            &request.query,
+            request.operation_name.as_deref(),
+        ));
         if queries_only && !is_read_only(&request.query, request.operation_name.as_deref()) {
             let mut r = refuse(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -327,20 +384,43 @@ impl App {
             );
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
-            return r;
+            return outcome(operation_type, Status::Rejected, r);
+        }
+        if operation_type == "subscription" {
+            let error = async_graphql::Error::new(
+                "subscriptions are served over WebSocket (graphql-transport-ws) at /graphql",
+            )
+            .extend_with(|_, e| e.set("code", "BAD_REQUEST"))
+            .into_server_error(async_graphql::Pos::default());
+            return outcome(
+                operation_type,
+                Status::Rejected,
+                request_errors(media, &[error]),
+            );
         }
         let limit = self.config.request_timeout;
         let request = prepare(request, &self.store, caller);
         match tokio::time::timeout(limit, self.schema.execute(request)).await {
-            Ok(response) => respond(media, response),
-            Err(_) => refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                media,
-                format!(
-                    "the request ran longer than {} ms and was stopped; ask for less (smaller pages, fewer fields)",
-                    limit.as_millis()
+            Ok(response) => {
+                let status = if response.errors.is_empty() {
+                    Status::Ok
+                } else {
+                    Status::Error
+                };
+                outcome(operation_type, status, respond(media, response))
+            }
+            Err(_) => outcome(
+                operation_type,
+                Status::Timeout,
+                refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    media,
+                    format!(
+                        "the request ran longer than {} ms and was stopped; ask for less (smaller pages, fewer fields)",
+                        limit.as_millis()
+                    ),
+                    "TIMEOUT",
                 ),
-                "TIMEOUT",
             ),
         }
     }
@@ -411,7 +491,20 @@ async fn graphql_get(
     client: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> axum::response::Response {
+    let wants_upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if wants_upgrade {
+        return match upgrade {
+            Ok(upgrade) => {
+                crate::subscription::upgrade(app, upgrade, &headers, client.map(|c| c.0.0)).await
+            }
+            Err(rejection) => rejection.into_response(),
+        };
+    }
     let Some(media) = negotiate(&headers) else {
         return refuse(
             StatusCode::NOT_ACCEPTABLE,
@@ -435,6 +528,21 @@ async fn graphql_get(
         .await
 }
 
+/// The type of the operation a request runs: the one named, or the document's only one.
+/// `None` when the document does not parse or the operation is not found.
+pub(crate) fn operation_type(query: &str, operation: Option<&str>) -> Option<OperationType> {
+    let doc = async_graphql::parser::parse_query(query).ok()?;
+    let mut ops = doc
+        .operations
+        .iter()
+        .filter(|(name, _)| operation.is_none() || name.map(|n| n.as_str()) == operation);
+    let (_, op) = ops.next()?;
+    if ops.next().is_some() {
+        return None;
+    }
+    Some(op.node.ty)
+}
+
 /// Does the operation a GET would run only read? A document that does not parse is let
 /// through: executing it answers with the syntax error.
 fn is_read_only(query: &str, operation: Option<&str>) -> bool {
@@ -451,9 +559,14 @@ async fn graphiql() -> Html<String> {
     Html(
         GraphiQLSource::build()
             .endpoint("/graphql")
+            .subscription_endpoint("/graphql")
             .title("Dossier GraphiQL")
             .finish(),
     )
+}
+
+async fn metrics_text(State(app): State<AppState>) -> axum::response::Response {
+    metrics::exposition(&app.metrics)
 }
 
 async fn healthz() -> (StatusCode, &'static str) {

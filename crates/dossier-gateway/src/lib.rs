@@ -1,8 +1,9 @@
 //! Dossier's GraphQL gateway (async-graphql on axum): a thin layer over the store.
 //!
 //! [`build_schema`] assembles the GraphQL schema over a [`SqlStore`]; [`router`] serves it
-//! over HTTP (`/graphql`, GraphiQL at `/`, `/healthz`, `/readyz`) behind API keys, roles and
-//! limits; [`execute`] runs one document without HTTP (the CLI's `query` command); [`sdl`]
+//! over HTTP (`/graphql`, GraphiQL at `/`, `/healthz`, `/readyz`, `/metrics`) behind API
+//! keys, roles and limits, and its subscriptions over WebSocket (graphql-transport-ws, same
+//! path); [`execute`] runs one document without HTTP (the CLI's `query` command); [`sdl`]
 //! prints the schema for the checked-in `schema/dossier.graphql`.
 //!
 //! Every request carries a [`Caller`]: the one workspace it sees and its [`Role`]. Roots
@@ -22,22 +23,28 @@ mod http;
 mod identity;
 mod limits;
 mod loaders;
+mod metrics;
 mod persisted;
 mod schema;
 mod segments;
 mod shortcuts;
+mod subscription;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::{EmptySubscription, Schema};
+use async_graphql::Schema;
 use dossier_store::SqlStore;
 
 pub use connectors::{ConnectorAdmin, ConnectorInfo, ConnectorKind};
 pub use dossier_store::Role;
 pub use http::router;
+pub use metrics::Metrics;
 pub use schema::{Mutation, Query};
+pub use subscription::{
+    MAX_SUBSCRIPTIONS, ProgressChannel, ProgressEvent, ProgressFeed, ProgressKind, Subscription,
+};
 
 /// Starts syncs for the gateway (implemented by the sync engine; the gateway does not know it).
 #[async_trait::async_trait]
@@ -182,7 +189,7 @@ impl Caller {
 }
 
 /// The gateway's GraphQL schema.
-pub type DossierSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type DossierSchema = Schema<Query, Mutation, Subscription>;
 
 /// What resolvers reach through the schema data.
 pub(crate) struct Gateway {
@@ -190,17 +197,21 @@ pub(crate) struct Gateway {
     pub(crate) config: GatewayConfig,
     pub(crate) sync: Option<Arc<dyn SyncTrigger>>,
     pub(crate) connectors: Option<Arc<dyn ConnectorAdmin>>,
+    pub(crate) progress: Option<Arc<dyn ProgressFeed>>,
+    pub(crate) metrics: Metrics,
 }
 
 /// Builds the schema over `store`; `sync` enables the `triggerSync` mutation, `connectors`
-/// the `connectors` query and (with `allow_plugin_install`) the `installConnector` mutation.
+/// the `connectors` query and (with `allow_plugin_install`) the `installConnector` mutation,
+/// `progress` the `syncProgress` subscription.
 pub fn build_schema(
     store: SqlStore,
     sync: Option<Arc<dyn SyncTrigger>>,
     connectors: Option<Arc<dyn ConnectorAdmin>>,
+    progress: Option<Arc<dyn ProgressFeed>>,
     config: GatewayConfig,
 ) -> DossierSchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription)
         .limit_depth(config.max_depth)
         .limit_complexity(config.max_complexity)
         .extension(limits::DocumentLimits {
@@ -217,13 +228,23 @@ pub fn build_schema(
             config,
             sync,
             connectors,
+            progress,
+            metrics: Metrics::new(),
         })
         .finish()
 }
 
+/// The metrics the [`router`] of `schema` serves at `/metrics`: register more there.
+pub fn metrics(schema: &DossierSchema) -> Metrics {
+    schema
+        .data::<Gateway>()
+        .map(|g| g.metrics.clone())
+        .unwrap_or_default()
+}
+
 /// The schema in SDL, as checked in at `schema/dossier.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), Subscription)
         .finish()
         .sdl()
 }

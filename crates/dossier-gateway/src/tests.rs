@@ -75,7 +75,7 @@ async fn store(dir: &tempfile::TempDir) -> SqlStore {
 async fn a_page_loads_each_field_with_one_store_call() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir).await;
-    let schema = build_schema(store.clone(), None, None, GatewayConfig::open(WS));
+    let schema = build_schema(store.clone(), None, None, None, GatewayConfig::open(WS));
     let loaders = Loaders::new(&store, WS);
     let request = async_graphql::Request::new(
         r#"{ contacts(first: 10) {
@@ -161,6 +161,7 @@ async fn connectors_are_listed_and_installing_is_an_admin_switch() {
         store.clone(),
         None,
         Some(admin.clone()),
+        None,
         GatewayConfig::open(WS),
     );
     let out = execute(&closed, &store, admin_caller(), list, None).await;
@@ -179,6 +180,7 @@ async fn connectors_are_listed_and_installing_is_an_admin_switch() {
         store.clone(),
         None,
         Some(admin.clone()),
+        None,
         GatewayConfig {
             allow_plugin_install: true,
             ..GatewayConfig::open(WS)

@@ -84,6 +84,7 @@ async fn dump(engine: &Engine) -> Json {
         engine.store().clone(),
         None,
         None,
+        None,
         dossier_gateway::GatewayConfig::open(engine.workspace()),
     );
     let out = dossier_gateway::execute(

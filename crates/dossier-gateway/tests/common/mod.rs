@@ -153,7 +153,8 @@ pub async fn seeded_with(
         )
         .await
         .unwrap();
-    let schema = dossier_gateway::build_schema(store.clone(), sync(store.clone()), None, config);
+    let schema =
+        dossier_gateway::build_schema(store.clone(), sync(store.clone()), None, None, config);
     let app = dossier_gateway::router(schema.clone(), store.clone());
     TestApp {
         store,
