@@ -42,7 +42,7 @@ impl SyncTrigger for EngineTrigger {
         if workspace != self.0.workspace() {
             return Err(format!("unknown source {source:?}"));
         }
-        match self.0.sync(source, None, "api", &NoProgress).await {
+        match dossier_sync::scheduler::sync_now(&self.0, source, None, "api", &NoProgress).await {
             Ok(s) => Ok(s.run_id),
             Err(e) => Err(e.to_string()),
         }
@@ -196,7 +196,7 @@ pub async fn sync(
     let engine = engine(config, plugins).await?;
     let only = (!streams.is_empty()).then_some(streams);
     let bars = Bars::new(source);
-    let result = engine.sync(source, only, "manual", &bars).await;
+    let result = dossier_sync::scheduler::sync_now(&engine, source, only, "manual", &bars).await;
     match result {
         Ok(s) => {
             if json {
@@ -219,7 +219,7 @@ pub async fn sync(
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e @ (SyncError::UnknownSource { .. } | SyncError::AlreadyRunning(_) | SyncError::Config(_))) => Err(e.into()),
+        Err(e @ (SyncError::UnknownSource { .. } | SyncError::AlreadyRunning(_) | SyncError::RunningElsewhere { .. } | SyncError::Config(_))) => Err(e.into()),
         Err(e) => Err(anyhow::anyhow!(e).context(format!(
             "sync of {source:?} failed; committed batches are kept and the next run resumes from them"
         ))),
@@ -358,7 +358,7 @@ pub async fn serve_engine(
         );
     }
     let (_, app) = gateway_app(&engine, plugins, config).await;
-    spawn_schedules(&engine);
+    crate::scheduling::start_scheduler(&engine).await?;
     let addr = listener.local_addr()?;
     println!(
         "GraphQL: http://{addr}/graphql   (GraphiQL: http://{addr}/, subscriptions: ws://{addr}/graphql, metrics: http://{addr}/metrics)"
@@ -377,45 +377,6 @@ pub async fn serve_engine(
     })
     .await?;
     Ok(())
-}
-
-/// How often `serve` refolds windowed aggregates and refreshes segment feeds between syncs.
-const DERIVED_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
-
-fn spawn_schedules(engine: &Arc<Engine>) {
-    let derived = engine.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(DERIVED_REFRESH);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tick.tick().await;
-            if let Err(e) = derived.refresh_derived().await {
-                tracing::warn!(error = %e, "refreshing windowed aggregates and segments failed");
-            }
-        }
-    });
-    for s in &engine.loaded().config.sources {
-        let Some(every) = s
-            .schedule
-            .as_deref()
-            .and_then(|s| dossier_sync::config::parse_interval(s).ok())
-        else {
-            continue;
-        };
-        let engine = engine.clone();
-        let name = s.name.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if let Err(e) = engine.sync(&name, None, "schedule", &NoProgress).await {
-                    tracing::warn!(source = %name, error = %e, "scheduled sync failed");
-                }
-            }
-        });
-    }
 }
 
 pub async fn serve(

@@ -5,6 +5,7 @@ mod connectors;
 mod demo;
 mod metrics;
 mod progress;
+mod scheduling;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +49,35 @@ enum Command {
         /// Overrides `server.listen` from the config.
         #[arg(long)]
         listen: Option<String>,
+    },
+    /// Run the scheduler alone (no GraphQL): with a PostgreSQL store, any number of workers
+    /// on any number of machines share the schedule.
+    Worker {
+        #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
+        config: PathBuf,
+    },
+    /// Show each source's schedule and health (paused, running, failing, last error).
+    Sources {
+        #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
+        config: PathBuf,
+    },
+    /// Pause a source: no scheduled or manual runs until it is resumed.
+    Pause {
+        source: String,
+        #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
+        config: PathBuf,
+    },
+    /// Resume a paused source.
+    Resume {
+        source: String,
+        #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
+        config: PathBuf,
+    },
+    /// Stop a source's running sync at its next batch (committed batches stay).
+    Cancel {
+        source: String,
+        #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
+        config: PathBuf,
     },
     /// Sync one source now.
     Sync {
@@ -228,6 +258,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             streams,
             json,
         } => commands::sync(&config, &plugins(&config), &source, &streams, json).await,
+        Command::Worker { config } => scheduling::worker(&config, &plugins(&config)).await,
+        Command::Sources { config } => scheduling::sources(&config, &plugins(&config)).await,
+        Command::Pause { source, config } => {
+            scheduling::source_action(
+                &config,
+                &plugins(&config),
+                &source,
+                scheduling::SourceAction::Pause,
+            )
+            .await
+        }
+        Command::Resume { source, config } => {
+            scheduling::source_action(
+                &config,
+                &plugins(&config),
+                &source,
+                scheduling::SourceAction::Resume,
+            )
+            .await
+        }
+        Command::Cancel { source, config } => {
+            scheduling::source_action(
+                &config,
+                &plugins(&config),
+                &source,
+                scheduling::SourceAction::Cancel,
+            )
+            .await
+        }
         Command::Check { source, config } => {
             commands::check(&config, &plugins(&config), &source).await
         }

@@ -41,15 +41,28 @@ pub async fn start_scheduler(engine: &Arc<Engine>) -> anyhow::Result<Arc<Schedul
     .await?;
     let s = scheduler.clone();
     tokio::spawn(async move {
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        if let Err(e) = s.run_until(shutdown).await {
+        if let Err(e) = s.run_until(shutdown_signal()).await {
             tracing::warn!(error = %e, "the scheduler stopped");
         }
     });
     spawn_derived_refresh(engine);
     Ok(scheduler)
+}
+
+/// Ctrl-C or SIGTERM (what service managers send).
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
 }
 
 fn spawn_derived_refresh(engine: &Arc<Engine>) {
@@ -83,11 +96,7 @@ pub async fn worker(config: &Path, plugins: &PluginDir) -> anyhow::Result<ExitCo
         "worker {owner} scheduling {} sources; Ctrl-C stops it",
         engine.loaded().config.sources.len()
     );
-    scheduler
-        .run_until(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    scheduler.run_until(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1445,7 +1445,9 @@ impl SqlStore {
         }
         for r in &changed {
             sqlx::query(
-                "INSERT INTO aggregate_rules (workspace, name, definition) VALUES ($1, $2, $3)",
+                // Several workers may start at once: the same registration twice is fine.
+                "INSERT INTO aggregate_rules (workspace, name, definition) VALUES ($1, $2, $3) \
+                 ON CONFLICT (workspace, name) DO UPDATE SET definition = excluded.definition",
             )
             .bind(ws)
             .bind(r.name.as_str())

@@ -126,6 +126,31 @@ impl SqlStore {
         Ok(())
     }
 
+    /// The registered schedulers: (owner, host, heartbeat).
+    pub async fn schedulers(&self, ws: &str) -> Result<Vec<(String, String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT owner, host, heartbeat FROM schedulers WHERE workspace = $1 ORDER BY owner",
+        )
+        .bind(ws)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    /// Forgets a scheduler known to be dead and lets its leases expire now, so its sources
+    /// are taken over at once instead of after the lease time.
+    pub async fn reap_scheduler(&self, ws: &str, owner: &str) -> Result<()> {
+        self.unregister_scheduler(ws, owner).await?;
+        sqlx::query("UPDATE source_schedules SET lease_expires = 0 WHERE workspace = $1 AND lease_owner = $2")
+            .bind(ws)
+            .bind(owner)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
     pub async fn unregister_scheduler(&self, ws: &str, owner: &str) -> Result<()> {
         sqlx::query("DELETE FROM schedulers WHERE workspace = $1 AND owner = $2")
             .bind(ws)
@@ -224,13 +249,15 @@ impl SqlStore {
         lease: i64,
     ) -> Result<Option<Claim>> {
         self.ensure_schedule(ws, source, None).await?;
-        let paused: i64 =
-            sqlx::query("SELECT paused FROM source_schedules WHERE workspace = $1 AND source = $2")
-                .bind(ws)
-                .bind(source)
-                .fetch_one(&self.write)
-                .await?
-                .try_get(0)?;
+        let row = sqlx::query(
+            "SELECT paused, lease_run FROM source_schedules WHERE workspace = $1 AND source = $2",
+        )
+        .bind(ws)
+        .bind(source)
+        .fetch_one(&self.write)
+        .await?;
+        let paused: i64 = row.try_get(0)?;
+        let old_run: Option<i64> = row.try_get(1)?;
         if paused == 1 {
             return Err(StoreError::Refused(format!(
                 "source {source:?} is paused; resume it first"
@@ -252,11 +279,16 @@ impl SqlStore {
             self.request_trigger(ws, source).await?;
             return Ok(None);
         }
+        let mut conn = self.write.acquire().await?;
+        let interrupted_run = match old_run {
+            Some(run) => interrupt_run(&mut conn, run, now).await?.then_some(run),
+            None => None,
+        };
         Ok(Some(Claim {
             source: source.into(),
             trigger: "manual".into(),
             due: None,
-            interrupted_run: None,
+            interrupted_run,
         }))
     }
 

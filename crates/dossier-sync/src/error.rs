@@ -24,6 +24,10 @@ pub enum SyncError {
     UnknownSource { name: String, known: String },
     #[error("source {0:?} is already syncing; wait for that run to finish")]
     AlreadyRunning(String),
+    #[error(
+        "source {source_name:?} is being synced by {holder}; a run was requested for when that one ends"
+    )]
+    RunningElsewhere { source_name: String, holder: String },
     #[error("cancelled; the batches committed before stay, and the next run resumes from there")]
     Cancelled,
     #[error("timed out after {0:?} (the source's `timeout`); the batches committed before stay")]
@@ -36,7 +40,7 @@ impl SyncError {
         match self {
             SyncError::Connector { error, .. } => error.is_retryable(),
             SyncError::Store(StoreError::Db(_)) => true,
-            SyncError::AlreadyRunning(_) => true,
+            SyncError::AlreadyRunning(_) | SyncError::RunningElsewhere { .. } => true,
             _ => false,
         }
     }

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -101,6 +102,45 @@ fn rand_u32() -> u32 {
     t.subsec_nanos() ^ std::process::id().rotate_left(16)
 }
 
+/// Whether `owner` (as [`scheduler_name`] makes them) was a process of this machine that no
+/// longer exists: its leases can be taken over at once.
+fn dead_here(owner: &str) -> bool {
+    let Some((_, rest)) = owner.split_once('@') else {
+        return false;
+    };
+    let mut parts = rest.rsplitn(3, ':');
+    let (_rand, pid, host) = (parts.next(), parts.next(), parts.next());
+    let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
+        return false;
+    };
+    host == Some(hostname().as_str())
+        && pid != std::process::id()
+        && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Reaps the schedulers (and manual runs) of this machine whose process died, so a restart
+/// after a crash neither waits for their leases nor is refused as a second scheduler.
+async fn reap_dead(engine: &Engine) -> Result<(), SyncError> {
+    let ws = engine.workspace();
+    for (owner, _, _) in engine.store().schedulers(ws).await? {
+        if dead_here(&owner) {
+            tracing::warn!(owner = %owner, "a scheduler of this machine died; taking its sources over");
+            engine.store().reap_scheduler(ws, &owner).await?;
+        }
+    }
+    for row in engine.store().schedules(ws, to_micros(Utc::now())).await? {
+        if let Some(owner) = row.running_by {
+            let dead = dead_here(&owner);
+            tracing::debug!(source = %row.source, owner = %owner, dead, "source leased");
+            if dead {
+                tracing::warn!(source = %row.source, owner = %owner, "the process running this source died; taking it over");
+                engine.store().reap_scheduler(ws, &owner).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs due sources of one engine's workspace.
 pub struct Scheduler {
     engine: Arc<Engine>,
@@ -129,6 +169,7 @@ impl Scheduler {
         options: SchedulerOptions,
     ) -> Result<Arc<Self>, SyncError> {
         let ws = engine.workspace().to_string();
+        reap_dead(&engine).await?;
         let now = clock.now();
         let store = engine.store();
         store
@@ -366,6 +407,7 @@ pub async fn sync_now(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let owner = scheduler_name(trigger);
     let ws = engine.workspace();
+    reap_dead(engine).await?;
     let claim = engine
         .store()
         .claim_now(
@@ -377,7 +419,18 @@ pub async fn sync_now(
         )
         .await?;
     let Some(mut claim) = claim else {
-        return Err(SyncError::AlreadyRunning(cfg.name.clone()));
+        let now = to_micros(clock.now());
+        let holder = engine
+            .store()
+            .schedules(ws, now)
+            .await?
+            .into_iter()
+            .find(|r| r.source == cfg.name)
+            .and_then(|r| r.running_by);
+        return Err(SyncError::RunningElsewhere {
+            source_name: cfg.name.clone(),
+            holder: holder.unwrap_or_else(|| "another scheduler".into()),
+        });
     };
     claim.trigger = trigger.to_string();
     run_under_lease(engine, &clock, &owner, &options, claim, only, progress).await
