@@ -147,9 +147,14 @@ field = "total"
 
 /// A `dossier worker`; its stderr goes to `<config dir>/worker-<n>.log`.
 fn worker(config: &Path, n: usize) -> Child {
+    worker_with(config, n, &[])
+}
+
+fn worker_with(config: &Path, n: usize, extra: &[&str]) -> Child {
     let log = std::fs::File::create(config.with_file_name(format!("worker-{n}.log"))).unwrap();
     bin()
         .args(["worker", "--config", config.to_str().unwrap()])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -178,8 +183,41 @@ async fn three_workers_share_twenty_sources_each_slot_once_never_overlapping() {
         sources += &source_toml(&format!("s{i:02}"), &file, "2s", 100);
     }
     let cfg = config(dir.path(), &pg.url, &sources);
-    let mut workers: Vec<Child> = (0..3).map(|n| worker(&cfg, n)).collect();
+    let mut workers: Vec<Child> = (0..3)
+        .map(|n| match n {
+            0 => worker_with(&cfg, n, &["--metrics-listen", "127.0.0.1:0"]),
+            _ => worker(&cfg, n),
+        })
+        .collect();
     tokio::time::sleep(Duration::from_secs(14)).await;
+    // A worker serves its sync metrics.
+    let log = worker_log(&cfg, 0);
+    let addr = log
+        .split("metrics: http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap_or_else(|| panic!("no metrics address in {log:?}"))
+        .to_string();
+    let metrics = {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(
+        metrics.contains("dossier_sync_runs_total{source=\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dossier_sync_consecutive_failures{source=\"s00\"} 0"),
+        "{metrics}"
+    );
     for w in &workers {
         signal(w, "-INT");
     }

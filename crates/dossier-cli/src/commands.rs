@@ -125,6 +125,7 @@ pub(crate) fn progress_event(event: dossier_sync::SyncEvent) -> dossier_gateway:
             run_id,
             error,
             elapsed,
+            ..
         } => ProgressEvent {
             error,
             elapsed: Some(elapsed),

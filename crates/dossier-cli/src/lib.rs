@@ -55,6 +55,9 @@ enum Command {
     Worker {
         #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
         config: PathBuf,
+        /// Also serve Prometheus `/metrics` on this address, e.g. `127.0.0.1:9187`.
+        #[arg(long)]
+        metrics_listen: Option<String>,
     },
     /// Show each source's schedule and health (paused, running, failing, last error).
     Sources {
@@ -258,7 +261,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             streams,
             json,
         } => commands::sync(&config, &plugins(&config), &source, &streams, json).await,
-        Command::Worker { config } => scheduling::worker(&config, &plugins(&config)).await,
+        Command::Worker {
+            config,
+            metrics_listen,
+        } => scheduling::worker(&config, &plugins(&config), metrics_listen.as_deref()).await,
         Command::Sources { config } => scheduling::sources(&config, &plugins(&config)).await,
         Command::Pause { source, config } => {
             scheduling::source_action(

@@ -2,7 +2,8 @@
 //! `/metrics`):
 //!
 //! - `dossier_rows_synced_total{source,stream}`: records committed, from the engine's batches;
-//! - `dossier_sync_runs_total{source,status}`: runs that ended, `succeeded` or `failed`;
+//! - `dossier_sync_runs_total{source,status}`: runs that ended, `succeeded`, `failed` or
+//!   `cancelled`;
 //! - `dossier_sync_run_duration_seconds{source}`: how long runs took (histogram);
 //! - `dossier_sync_consecutive_failures{source}`: failed runs since the last success;
 //! - `dossier_sync_seconds_since_success{source}`: computed at each scrape from the last
@@ -224,14 +225,15 @@ impl SyncMetrics {
             }
             SyncEvent::RunFinished {
                 source,
+                status,
                 error,
                 elapsed,
                 ..
             } => {
-                let status = if error.is_none() {
-                    "succeeded"
-                } else {
-                    "failed"
+                let status = match status.as_str() {
+                    "succeeded" => "succeeded",
+                    "cancelled" => "cancelled",
+                    _ => "failed",
                 };
                 self.runs
                     .get_or_create(&RunLabels {
@@ -349,6 +351,12 @@ mod tests {
             workspace: "default".into(),
             source: source.into(),
             run_id: 1,
+            status: if error.is_some() {
+                "failed"
+            } else {
+                "succeeded"
+            }
+            .into(),
             error: error.map(Into::into),
             elapsed: Duration::from_secs_f64(secs),
         }

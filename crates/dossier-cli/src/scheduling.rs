@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use chrono::Utc;
 use dossier_core::value::from_micros;
 use dossier_plugin_host::PluginDir;
@@ -80,9 +81,42 @@ fn spawn_derived_refresh(engine: &Arc<Engine>) {
 }
 
 /// `dossier worker`: the scheduler alone, until interrupted (then runs in progress stop at
-/// their next batch and their leases are given back).
-pub async fn worker(config: &Path, plugins: &PluginDir) -> anyhow::Result<ExitCode> {
+/// their next batch and their leases are given back). With `metrics_listen`, it also serves
+/// Prometheus `/metrics` (the sync series) there.
+pub async fn worker(
+    config: &Path,
+    plugins: &PluginDir,
+    metrics_listen: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let engine = engine(config, plugins).await?;
+    if let Some(addr) = metrics_listen {
+        let metrics = dossier_gateway::Metrics::new();
+        crate::metrics::start(&engine, &metrics).await;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} for metrics; pass another --metrics-listen")
+        })?;
+        eprintln!("metrics: http://{}/metrics", listener.local_addr()?);
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let body = metrics.encode();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        body,
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::warn!(error = %e, "the metrics endpoint stopped");
+            }
+        });
+    }
     let owner = scheduler_name("worker");
     let scheduler = Scheduler::start(
         engine.clone(),

@@ -385,6 +385,7 @@ impl Engine {
             workspace: ws.clone(),
             source: cfg.name.clone(),
             run_id,
+            status: status.to_string(),
             error: summary.error.clone(),
             elapsed: summary.elapsed,
         });

@@ -39,11 +39,13 @@ pub enum SyncEvent {
         stream: String,
         stats: StreamStats,
     },
-    /// The run ended: `error` is `None` when it succeeded.
+    /// The run ended: `status` is `succeeded`, `failed` or `cancelled`; `error` says why
+    /// when it did not succeed.
     RunFinished {
         workspace: String,
         source: String,
         run_id: i64,
+        status: String,
         error: Option<String>,
         #[serde(with = "secs")]
         elapsed: Duration,

@@ -541,3 +541,41 @@ async fn a_dead_scheduler_is_taken_over_and_the_source_finishes_exactly() {
     assert_eq!(e.store().counts(ws).await.unwrap().0, PEOPLE);
     b.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_run_over_its_timeout_fails_and_keeps_its_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source_db(dir.path()).await;
+    let store = format!("sqlite://{}", dir.path().join("store.db").display());
+    let text = config(
+        &store,
+        &[("shop", "sqlite", &format!("{{ path = \"{src}\" }}"))],
+        "",
+    )
+    .replace("batch_size = 100", "batch_size = 100\ntimeout = \"1s\"");
+    let e = engine(dir.path(), builtin_registry(), &text).await;
+    // 30 batches at 50 ms each cannot finish in a second.
+    struct Slower;
+    impl Progress for Slower {
+        fn batch_committed(&self, _: &str, _: u64) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let err = sync_now(&e, "shop", None, "manual", &Slower)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "timed out after 1s (the source's `timeout`); the batches committed before stay"
+    );
+    let r = runs(&e, "shop").await;
+    assert_eq!(r[0].status, "failed");
+    let kept = e.store().counts(e.workspace()).await.unwrap().0;
+    assert!(kept > 0 && kept < PEOPLE, "{kept}");
+    // The next run (no timeout pressure) finishes from there.
+    let done = e
+        .sync("shop", None, "manual", &dossier_sync::NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(done.rows_read(), (PEOPLE - kept) as u64);
+}
