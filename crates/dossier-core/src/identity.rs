@@ -182,9 +182,10 @@ pub fn normalise_phone_in(raw: &str, country: Option<&str>) -> Result<String, St
     {
         return Err(format!("{raw:?} is not a phone number"));
     }
-    if *trunk_zero && national.starts_with('0') {
-        national.remove(0);
-    } else if *code == "1" && national.len() == 11 && national.starts_with('1') {
+    // The national trunk prefix is not part of the international number.
+    let trunk = (*trunk_zero && national.starts_with('0'))
+        || (*code == "1" && national.len() == 11 && national.starts_with('1'));
+    if trunk {
         national.remove(0);
     }
     normalise_phone(&format!("+{code}{national}"))
