@@ -389,7 +389,7 @@ async fn rules_backfill_and_runs(db: TestDb) {
             read: 2,
             written: 2,
             rejected: 0,
-            deleted: 0,
+            ..Default::default()
         },
     );
     s.finish_run(run, Some("source error: boom"), &stats)
