@@ -63,7 +63,7 @@ impl SqlStore {
             SQLITE_MIGRATIONS.run(&write).await?;
             let read = AnyPoolOptions::new()
                 .max_connections(4)
-                .after_connect(pragmas)
+                .after_connect(sqlite_read_pragmas)
                 .connect_with(opts)
                 .await
                 .map_err(open_err)?;
@@ -205,6 +205,20 @@ fn sqlite_pragmas(
              PRAGMA cache_size = -32000; PRAGMA temp_store = MEMORY;",
         )
         .await?;
+        Ok(())
+    })
+}
+
+/// Readers also map the file into memory: the four read connections then share the OS page
+/// cache instead of each warming a private 32 MB cache, which keeps large segment counts
+/// steady. (The writer does not: a sync's memory stays what it needs.)
+fn sqlite_read_pragmas(
+    conn: &mut sqlx::AnyConnection,
+    meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        sqlite_pragmas(conn, meta).await?;
+        conn.execute("PRAGMA mmap_size = 1073741824;").await?;
         Ok(())
     })
 }
