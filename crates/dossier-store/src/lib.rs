@@ -12,6 +12,7 @@ mod filter_sql;
 mod identity;
 mod ingest;
 mod keys;
+mod names;
 mod read;
 mod runs;
 mod schedule;

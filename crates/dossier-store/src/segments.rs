@@ -10,6 +10,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row as _};
 
 use crate::backend::{Backend, SqlStore, now_micros};
 use crate::filter_sql::{Bind, SqlBuilder, bind_all};
+use crate::names::check_name;
 use crate::{Page, Result, StoreError};
 
 /// A saved segment.
@@ -40,22 +41,6 @@ pub struct SegmentChange {
     pub at: i64,
 }
 
-/// Segment names: 1 to 64 characters of `a-z`, `0-9`, `_` and `-`, starting with a letter.
-fn check_name(name: &str) -> Result<()> {
-    let ok = (1..=64).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::Refused(format!(
-            "invalid segment name {name:?}: use 1 to 64 characters of a-z, 0-9, _ and -, starting with a letter"
-        )))
-    }
-}
-
 fn segment_row(r: &sqlx::any::AnyRow) -> Result<SegmentRow> {
     Ok(SegmentRow {
         name: r.try_get("name")?,
@@ -78,7 +63,7 @@ impl SqlStore {
         definition: &str,
         description: Option<&str>,
     ) -> Result<SegmentRow> {
-        check_name(name)?;
+        check_name("segment", name)?;
         let filter = filter_text::parse_filter(definition)?;
         let canonical = filter_text::format_filter(&filter);
         let now = now_micros();

@@ -10,6 +10,7 @@ use dossier_core::{DataValue, ProfileField};
 use sqlx::Row as _;
 
 use crate::backend::{SqlStore, now_micros};
+use crate::names::check_name;
 use crate::{ContactRow, Result, SessionRow, StoreError};
 
 /// A saved shortcut.
@@ -28,22 +29,6 @@ fn shortcut_row(r: &sqlx::any::AnyRow) -> Result<ShortcutRow> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
-}
-
-/// Shortcut names: 1 to 64 characters of `a-z`, `0-9`, `_` and `-`, starting with a letter.
-fn check_name(name: &str) -> Result<()> {
-    let ok = (1..=64).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::Refused(format!(
-            "invalid shortcut name {name:?}: use 1 to 64 characters of a-z, 0-9, _ and -, starting with a letter"
-        )))
-    }
 }
 
 /// What a template can see: one contact, its data and aggregates, and maybe a session.
@@ -108,7 +93,7 @@ impl SqlStore {
     /// Creates or replaces a shortcut; a template that does not parse is refused with its
     /// position.
     pub async fn save_shortcut(&self, ws: &str, name: &str, template: &str) -> Result<ShortcutRow> {
-        check_name(name)?;
+        check_name("shortcut", name)?;
         Template::parse(template)?;
         let now = now_micros();
         sqlx::query(
