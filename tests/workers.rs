@@ -244,7 +244,7 @@ async fn three_workers_share_twenty_sources_each_slot_once_never_overlapping() {
             .iter()
             .filter(|r| r.get::<String, _>(0) == name)
             .collect();
-        // Every slot served once: due times are distinct and follow each other by 2 s.
+        // Every slot served once: due times are distinct and on the 2 s grid.
         let dues: Vec<i64> = runs
             .iter()
             .filter(|r| r.get::<String, _>(1) == "succeeded")
@@ -258,8 +258,11 @@ async fn three_workers_share_twenty_sources_each_slot_once_never_overlapping() {
             "{name}: only {} slots ran: {dues:?}",
             dues.len()
         );
+        // A slot runs once; one missed while the machine was starved is skipped, not replayed,
+        // so consecutive slots are a whole number of periods apart (almost always one).
         for pair in dues.windows(2) {
-            assert_eq!(pair[1] - pair[0], 2_000_000, "{name}: slots {dues:?}");
+            let gap = pair[1] - pair[0];
+            assert!(gap > 0 && gap % 2_000_000 == 0, "{name}: slots {dues:?}");
         }
         // No two runs of a source at once.
         for pair in runs.windows(2) {
