@@ -165,6 +165,25 @@ fn worker_log(config: &Path, n: usize) -> String {
     std::fs::read_to_string(config.with_file_name(format!("worker-{n}.log"))).unwrap_or_default()
 }
 
+/// Kills the workers of one config still running when a test ends, also when it fails
+/// half-way. A pid is only killed while it still runs `dossier worker` on that config (a
+/// waited-for pid may be reused by another process).
+struct Reaper(Vec<u32>, String);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if cmdline.contains("worker") && cmdline.contains(&self.1) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
 fn signal(child: &Child, sig: &str) {
     std::process::Command::new("kill")
         .args([sig, &child.id().to_string()])
@@ -189,6 +208,10 @@ async fn three_workers_share_twenty_sources_each_slot_once_never_overlapping() {
             _ => worker(&cfg, n),
         })
         .collect();
+    let _reaper = Reaper(
+        workers.iter().map(Child::id).collect(),
+        cfg.display().to_string(),
+    );
     tokio::time::sleep(Duration::from_secs(14)).await;
     // A worker serves its sync metrics.
     let log = worker_log(&cfg, 0);
@@ -306,6 +329,7 @@ async fn a_worker_killed_mid_sync_is_taken_over_with_nothing_lost_or_doubled() {
         &source_toml("big", &file, "1h", 100).replace("schedule = \"1h\"", "schedule = \"2s\""),
     );
     let mut first = worker(&cfg, 0);
+    let _first_reaper = Reaper(vec![first.id()], cfg.display().to_string());
     let mut c = pg.conn().await;
     let start = Instant::now();
     let mut killed_at = 0;
@@ -328,6 +352,7 @@ async fn a_worker_killed_mid_sync_is_taken_over_with_nothing_lost_or_doubled() {
     first.wait().unwrap();
     assert!(killed_at > 0, "the worker never got to the orders");
     let mut second = worker(&cfg, 1);
+    let _second_reaper = Reaper(vec![second.id()], cfg.display().to_string());
     let start = Instant::now();
     let done = loop {
         if start.elapsed() > Duration::from_secs(90) {
