@@ -159,7 +159,7 @@ pub async fn run(
     }
     let engine = commands::engine(&config, plugins).await?;
     let bars = Bars::new("shop");
-    let s = engine.sync("shop", None, "demo", &bars).await?;
+    let s = dossier_sync::scheduler::sync_now(&engine, "shop", None, "demo", &bars).await?;
     println!(
         "synced shop: {} rows read, {} written in {:.1}s",
         s.rows_read(),
