@@ -118,7 +118,7 @@ impl Segment {
 
     /// Who entered or left since `after`, oldest first. A campaign keeps the last `endCursor`
     /// it handled and asks again from there, so it sees each change exactly once. Membership
-    /// is refreshed after every sync and when the segment is saved.
+    /// is refreshed after every sync that wrote something, every minute, and when the segment is saved.
     async fn changes(
         &self,
         ctx: &Context<'_>,

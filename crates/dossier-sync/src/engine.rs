@@ -373,7 +373,12 @@ impl Engine {
         self.store
             .finish_run_as(run_id, status, error.as_deref(), &stats)
             .await?;
-        self.refresh_derived().await?;
+        // Segments and windows follow what the run wrote; time alone is the periodic sweep's
+        // job. A failure here is logged: the run itself is recorded and stands.
+        let changed = stats.values().any(|s| s.written > 0 || s.deleted > 0);
+        if changed && let Err(e) = self.refresh_derived().await {
+            tracing::warn!(source = %cfg.name, run_id, error = %e, "refreshing segments and windowed aggregates after the run failed");
+        }
         let summary = RunSummary {
             run_id,
             source: cfg.name.clone(),
