@@ -701,10 +701,11 @@ impl Source {
     /// the last error (so a source that keeps failing shows without reading logs).
     async fn health(&self, ctx: &Context<'_>) -> Result<SourceHealth> {
         let now = Utc::now().timestamp_micros();
-        let rows = gateway(ctx)?.store.schedules(ws(ctx)?, now).await?;
-        Ok(SourceHealth(
-            rows.into_iter().find(|r| r.source == self.0.name),
-        ))
+        let row = gateway(ctx)?
+            .store
+            .schedule(ws(ctx)?, &self.0.name, now)
+            .await?;
+        Ok(SourceHealth(row))
     }
 }
 

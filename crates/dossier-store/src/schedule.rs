@@ -41,34 +41,40 @@ pub struct ScheduleRow {
 }
 
 impl SqlStore {
-    /// Makes sure a source has a schedule row; `first_due` is used only when it is new, or
-    /// when the row has no due time yet.
-    pub async fn ensure_schedule(
-        &self,
-        ws: &str,
-        source: &str,
-        first_due: Option<i64>,
-    ) -> Result<()> {
+    /// Makes sure a source has a schedule row (with no due time when it is new).
+    pub async fn ensure_schedule(&self, ws: &str, source: &str) -> Result<()> {
         sqlx::query(
-            "INSERT INTO source_schedules (workspace, source, next_due) VALUES ($1, $2, $3) \
-             ON CONFLICT (workspace, source) DO UPDATE SET next_due = COALESCE(source_schedules.next_due, excluded.next_due)",
+            "INSERT INTO source_schedules (workspace, source) VALUES ($1, $2) \
+             ON CONFLICT (workspace, source) DO NOTHING",
         )
         .bind(ws)
         .bind(source)
-        .bind(first_due)
         .execute(&self.write)
         .await?;
         Ok(())
     }
 
-    /// Sets when a source is next due (`None`: only manual triggers).
-    pub async fn set_next_due(&self, ws: &str, source: &str, due: Option<i64>) -> Result<()> {
+    /// Records a source's schedule as configured (`None`: manual triggers only). The due time
+    /// becomes `first_due` when the schedule is new or changed (or none was set); an unchanged
+    /// schedule keeps its pending slot across restarts.
+    pub async fn set_schedule(
+        &self,
+        ws: &str,
+        source: &str,
+        schedule: Option<&str>,
+        first_due: Option<i64>,
+    ) -> Result<()> {
         sqlx::query(
-            "UPDATE source_schedules SET next_due = $1 WHERE workspace = $2 AND source = $3",
+            "INSERT INTO source_schedules (workspace, source, schedule, next_due) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (workspace, source) DO UPDATE SET \
+             next_due = CASE WHEN COALESCE(source_schedules.schedule, '') <> COALESCE(excluded.schedule, '') \
+             OR source_schedules.next_due IS NULL THEN excluded.next_due ELSE source_schedules.next_due END, \
+             schedule = excluded.schedule",
         )
-        .bind(due)
         .bind(ws)
         .bind(source)
+        .bind(schedule)
+        .bind(first_due)
         .execute(&self.write)
         .await?;
         Ok(())
@@ -248,7 +254,7 @@ impl SqlStore {
         now: i64,
         lease: i64,
     ) -> Result<Option<Claim>> {
-        self.ensure_schedule(ws, source, None).await?;
+        self.ensure_schedule(ws, source).await?;
         let row = sqlx::query(
             "SELECT paused, lease_run FROM source_schedules WHERE workspace = $1 AND source = $2",
         )
@@ -363,7 +369,7 @@ impl SqlStore {
 
     /// Asks for a run as soon as possible. Several requests before it starts are one run.
     pub async fn request_trigger(&self, ws: &str, source: &str) -> Result<()> {
-        self.ensure_schedule(ws, source, None).await?;
+        self.ensure_schedule(ws, source).await?;
         sqlx::query(
             "UPDATE source_schedules SET triggered = 1 WHERE workspace = $1 AND source = $2",
         )
@@ -391,7 +397,7 @@ impl SqlStore {
 
     /// Pauses (no scheduled or manual runs) or resumes a source.
     pub async fn set_paused(&self, ws: &str, source: &str, paused: bool) -> Result<()> {
-        self.ensure_schedule(ws, source, None).await?;
+        self.ensure_schedule(ws, source).await?;
         sqlx::query("UPDATE source_schedules SET paused = $1 WHERE workspace = $2 AND source = $3")
             .bind(i64::from(paused))
             .bind(ws)
@@ -403,12 +409,28 @@ impl SqlStore {
 
     /// Every source's scheduling state, by name.
     pub async fn schedules(&self, ws: &str, now: i64) -> Result<Vec<ScheduleRow>> {
+        self.schedule_rows(ws, None, now).await
+    }
+
+    /// One source's scheduling state and health (none before it was first scheduled or run).
+    pub async fn schedule(&self, ws: &str, source: &str, now: i64) -> Result<Option<ScheduleRow>> {
+        Ok(self.schedule_rows(ws, Some(source), now).await?.pop())
+    }
+
+    async fn schedule_rows(
+        &self,
+        ws: &str,
+        source: Option<&str>,
+        now: i64,
+    ) -> Result<Vec<ScheduleRow>> {
         let rows = sqlx::query(
             "SELECT source, paused, next_due, triggered, cancel_requested, lease_owner, lease_expires, lease_run, \
              consecutive_failures, last_error, last_success_at, last_run_at FROM source_schedules \
-             WHERE workspace = $1 ORDER BY source",
+             WHERE workspace = $1 AND ($2 = '' OR source = $3) ORDER BY source",
         )
         .bind(ws)
+        .bind(source.unwrap_or(""))
+        .bind(source.unwrap_or(""))
         .fetch_all(&self.read)
         .await?;
         rows.iter()

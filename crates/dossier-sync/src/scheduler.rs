@@ -186,11 +186,13 @@ impl Scheduler {
                 .parsed_schedule()
                 .map_err(SyncError::Config)?
                 .map(|sched| to_micros(sched.next_after(now)));
-            store.ensure_schedule(&ws, &s.name, first).await?;
-            if first.is_none() {
-                // No schedule (any more): only manual triggers run it.
-                store.set_next_due(&ws, &s.name, None).await?;
-            }
+            let written = s
+                .schedule
+                .as_ref()
+                .map(|sched| format!("{sched} {}", s.timezone.as_deref().unwrap_or("UTC")));
+            store
+                .set_schedule(&ws, &s.name, written.as_deref(), first)
+                .await?;
         }
         tracing::info!(owner = %owner, lease_ms = options.lease.as_millis() as u64, "scheduler started");
         Ok(Arc::new(Self {
@@ -422,10 +424,8 @@ pub async fn sync_now(
         let now = to_micros(clock.now());
         let holder = engine
             .store()
-            .schedules(ws, now)
+            .schedule(ws, &cfg.name, now)
             .await?
-            .into_iter()
-            .find(|r| r.source == cfg.name)
             .and_then(|r| r.running_by);
         return Err(SyncError::RunningElsewhere {
             source_name: cfg.name.clone(),

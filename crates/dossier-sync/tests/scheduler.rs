@@ -153,6 +153,47 @@ async fn schedules_follow_a_controllable_clock() {
         Some(to_micros(at("2026-01-01T01:30:00Z")))
     );
     assert_eq!(sched[0].consecutive_failures, 0);
+    // Restarting with the same schedule keeps the pending slot; a changed one starts afresh.
+    let again = Scheduler::start(
+        e.clone(),
+        clock.clone(),
+        "a".into(),
+        SchedulerOptions::default(),
+    )
+    .await
+    .unwrap();
+    drop(again);
+    let due = |e: Arc<Engine>| async move {
+        e.store()
+            .schedule(e.workspace(), "shop", 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .next_due
+    };
+    assert_eq!(
+        due(e.clone()).await,
+        Some(to_micros(at("2026-01-01T01:30:00Z")))
+    );
+    let every_5m = engine(
+        dir.path(),
+        builtin_registry(),
+        &text.replace("schedule = \"15m\"", "schedule = \"5m\""),
+    )
+    .await;
+    Scheduler::start(
+        hourly.clone(),
+        clock.clone(),
+        "a".into(),
+        SchedulerOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        due(every_5m).await,
+        Some(to_micros(at("2026-01-01T01:20:00Z"))),
+        "now (01:15) + 5m"
+    );
     // A second scheduler on the same SQLite store is refused.
     let err = Scheduler::start(
         e.clone(),

@@ -1,8 +1,10 @@
--- The schedule of each source, shared by every scheduler on the store: when it is next due,
+-- The schedule of each source, shared by every scheduler on the store: the schedule as
+-- configured (a change resets the due time), when it is next due,
 -- whether it is paused, a pending manual trigger (a flag, so triggers coalesce), a cancel
 -- request, who holds its lease and until when, and its health.
 CREATE TABLE source_schedules (
     workspace TEXT NOT NULL, source TEXT NOT NULL,
+    schedule TEXT,
     paused SMALLINT NOT NULL DEFAULT 0,
     next_due BIGINT,
     triggered SMALLINT NOT NULL DEFAULT 0,
