@@ -720,6 +720,18 @@ mod tests {
         insta::assert_snapshot!(parse(&cond).unwrap_err(), @r#"config file dossier.toml: invalid aggregate rule "transactions": syntax error at line 1, column 25: expected a condition such as country = "FR", found end of input"#);
         let window = GOOD.replace("op = \"count\"", "op = \"count\"\nwindow = \"90 days\"");
         insta::assert_snapshot!(parse(&window).unwrap_err(), @r#"config file dossier.toml: aggregate "transactions", window: "90 days" is not a duration; write a positive whole number and a unit, e.g. 90d, 12h, 30m, 2w or 45s"#);
+        let retry = GOOD.replace(
+            "connector = \"sqlite\"",
+            "connector = \"sqlite\"\nretry = { initial = \"1m\", max = \"5s\" }",
+        );
+        insta::assert_snapshot!(parse(&retry).unwrap_err(), @r#"config file dossier.toml: source "shop": retry.max (5s) is shorter than retry.initial (1m)"#);
+        let cron = GOOD.replace(
+            "connector = \"sqlite\"",
+            "connector = \"sqlite\"\nschedule = \"0 3 * *\"\ntimezone = \"Europe/Paris\"",
+        );
+        insta::assert_snapshot!(parse(&cron).unwrap_err(), @r#"config file dossier.toml: source "shop": schedule: "0 3 * *" is neither an interval (15m, 1h) nor a cron expression ("0 3 * * *"): invalid pattern: pattern must have between 5 and 7 fields"#);
+        let lease = format!("{GOOD}\n[scheduler]\nlease = \"30\"\n");
+        insta::assert_snapshot!(parse(&lease).unwrap_err(), @r#"config file dossier.toml: scheduler.lease: "30" is not a duration; write a positive whole number and a unit, e.g. 90d, 12h, 30m, 2w or 45s"#);
         let blocked = format!("{GOOD}\n[identity]\nblocked = [\"*\"]\n");
         insta::assert_snapshot!(parse(&blocked).unwrap_err(), @r#"config file dossier.toml: identity.blocked: pattern "*" would block every value; name the inbox or number"#);
     }

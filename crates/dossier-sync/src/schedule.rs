@@ -38,8 +38,10 @@ impl Schedule {
             return Ok(Schedule::Every(Duration::seconds(secs)));
         }
         let cron = Cron::from_str(schedule.trim()).map_err(|e| {
+            // croner's messages are sentences; ours are lowercase with no final period.
+            let why = e.to_string().trim_end_matches('.').to_lowercase();
             format!(
-                "{schedule:?} is neither an interval (15m, 1h) nor a cron expression (\"0 3 * * *\"): {e}"
+                "{schedule:?} is neither an interval (15m, 1h) nor a cron expression (\"0 3 * * *\"): {why}"
             )
         })?;
         Ok(Schedule::Cron {
@@ -132,8 +134,8 @@ mod tests {
 
     #[test]
     fn bad_schedules_say_why() {
-        insta::assert_snapshot!(Schedule::parse("15 minutes", None).unwrap_err(), @r#""15 minutes" is neither an interval (15m, 1h) nor a cron expression ("0 3 * * *"): Invalid pattern: Pattern must have between 5 and 7 fields."#);
-        insta::assert_snapshot!(Schedule::parse("0 3 * *", None).unwrap_err(), @r#""0 3 * *" is neither an interval (15m, 1h) nor a cron expression ("0 3 * * *"): Invalid pattern: Pattern must have between 5 and 7 fields."#);
+        insta::assert_snapshot!(Schedule::parse("15 minutes", None).unwrap_err(), @r#""15 minutes" is neither an interval (15m, 1h) nor a cron expression ("0 3 * * *"): invalid pattern: pattern must have between 5 and 7 fields"#);
+        insta::assert_snapshot!(Schedule::parse("0 3 * *", None).unwrap_err(), @r#""0 3 * *" is neither an interval (15m, 1h) nor a cron expression ("0 3 * * *"): invalid pattern: pattern must have between 5 and 7 fields"#);
         insta::assert_snapshot!(Schedule::parse("0 3 * * *", Some("Paris")).unwrap_err(), @r#"timezone "Paris" is not an IANA time zone such as "Europe/Paris" or "UTC""#);
         insta::assert_snapshot!(Schedule::parse("1h", Some("UTC")).unwrap_err(), @r#"timezone only applies to cron schedules, and "1h" is an interval"#);
     }
