@@ -182,7 +182,7 @@ async fn schedules_follow_a_controllable_clock() {
     )
     .await;
     Scheduler::start(
-        hourly.clone(),
+        every_5m.clone(),
         clock.clone(),
         "a".into(),
         SchedulerOptions::default(),
