@@ -52,4 +52,35 @@ impl Progress for Bars {
             b.finish_with_message(format!("{} read, {} written", stats.read, stats.written));
         }
     }
+
+    fn settle_started(&self, contacts: u64) {
+        let bar = self.multi.add(ProgressBar::new(contacts));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {prefix:.bold} {human_pos}/{human_len} contacts ({per_sec}) {elapsed}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(format!("{}: aggregates and session data", self.source));
+        bar.enable_steady_tick(Duration::from_millis(120));
+        self.bars
+            .lock()
+            .expect("bars")
+            .insert(SETTLE.to_string(), bar);
+    }
+
+    fn settled(&self, done: u64) {
+        if let Some(b) = self.bars.lock().expect("bars").get(SETTLE) {
+            b.set_position(done);
+        }
+    }
+
+    fn settle_finished(&self, _contacts: u64) {
+        if let Some(b) = self.bars.lock().expect("bars").remove(SETTLE) {
+            b.finish();
+        }
+    }
 }
+
+/// The settle bar's key among the stream bars (no stream name starts with a space).
+const SETTLE: &str = " settle";

@@ -18,6 +18,7 @@ fn batch(stream: &str, records: Vec<MappedRecord>) -> BatchWrite {
         state: serde_json::json!({}),
         run_id: None,
         mark_seen: false,
+        defer_derived: false,
         lease_owner: None,
     }
 }

@@ -107,6 +107,9 @@ fn param(sqlite: bool, n: usize) -> String {
     }
 }
 
+/// A live session as aggregates and session data need it: (id, kind, start, data).
+type LiveSession = (i64, String, i64, BTreeMap<String, DataValue>);
+
 /// A session value waiting to show on its contact: (session start, session id, value).
 type PendingValue = (i64, i64, DataValue);
 
@@ -175,6 +178,18 @@ pub(crate) struct Ingest<'c> {
     policy: IdentityPolicy,
     /// The record being applied (source, stream, id), for merge explanations and provenance.
     current: Option<(String, String, String)>,
+    /// A bulk load: session changes only note their contacts in `deferred`, whose aggregates
+    /// and session data are computed once by [`SqlStore::settle_deferred`].
+    defer: bool,
+    deferred: BTreeSet<i64>,
+    /// Identities found missing and attached to a contact, inserted many per statement
+    /// before anything reads the identities table (merges) and at `finish`.
+    new_idents: Vec<(i64, Identity)>,
+    /// Own values of contact records, the last per (contact, key), written with `new_idents`.
+    own_data: HashMap<(i64, DataKey), DataValue>,
+    /// What this batch knows of contacts it wrote: the source's latest update and where
+    /// each field came from, so a contact written twice (or just created) is not read back.
+    profiles: HashMap<i64, (Option<i64>, Provenance)>,
 }
 
 impl<'c> Ingest<'c> {
@@ -204,6 +219,11 @@ impl<'c> Ingest<'c> {
             sqlite: backend == Backend::Sqlite,
             policy,
             current: None,
+            defer: false,
+            deferred: BTreeSet::new(),
+            new_idents: Vec::new(),
+            own_data: HashMap::new(),
+            profiles: HashMap::new(),
         })
     }
 
@@ -239,23 +259,65 @@ impl<'c> Ingest<'c> {
         let id = row.try_get(0)?;
         // A new contact has no aggregate state yet: nothing to load.
         self.aggs.insert(id, HashMap::new());
+        self.profiles.insert(id, (None, Provenance::default()));
         Ok(id)
     }
 
-    async fn attach(&mut self, contact: i64, ident: &Identity) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO identities (workspace, kind, value, contact_id, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (workspace, kind, value) DO NOTHING",
-        )
-        .bind(self.ws)
-        .bind(ident.kind.as_str())
-        .bind(&ident.value)
-        .bind(contact)
-        .bind(self.now)
-        .execute(&mut *self.conn)
-        .await?;
+    fn attach(&mut self, contact: i64, ident: &Identity) {
         self.missing.remove(ident);
         self.idents.insert(ident.clone(), contact);
+        self.new_idents.push((contact, ident.clone()));
+    }
+
+    /// Writes the identities and own values this batch queued (before a merge reads or
+    /// moves them, and at `finish`).
+    async fn flush_contact_writes(&mut self) -> Result<()> {
+        let idents = std::mem::take(&mut self.new_idents);
+        for chunk in idents.chunks(CHUNK) {
+            let values = placeholders(self.sqlite, chunk.len(), 5, 1, |p| {
+                format!("({})", p.join(", "))
+            });
+            let mut q = sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO identities (workspace, kind, value, contact_id, created_at) VALUES {values} \
+                 ON CONFLICT (workspace, kind, value) DO NOTHING"
+            )));
+            for (contact, ident) in chunk {
+                q = q
+                    .bind(self.ws)
+                    .bind(ident.kind.as_str())
+                    .bind(ident.value.clone())
+                    .bind(*contact)
+                    .bind(self.now);
+            }
+            q.execute(&mut *self.conn).await?;
+        }
+        let own: Vec<_> = self.own_data.drain().collect();
+        for chunk in own.chunks(CHUNK) {
+            let values = placeholders(self.sqlite, chunk.len(), 7, 1, |p| {
+                format!(
+                    "({}, {}, {}, CASE WHEN {} = 1 THEN CAST({} AS DOUBLE PRECISION) END, {}, 1, NULL, NULL, {})",
+                    p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+                )
+            });
+            let mut q = sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO contact_data (contact_id, key, value, num, txt, own, session_id, session_at, updated_at) \
+                 VALUES {values} ON CONFLICT (contact_id, key) DO UPDATE SET \
+                 value = excluded.value, num = excluded.num, txt = excluded.txt, own = 1, session_id = NULL, \
+                 session_at = NULL, updated_at = excluded.updated_at"
+            )));
+            for ((contact, key), v) in chunk {
+                let (num, txt) = projections(v);
+                q = q
+                    .bind(*contact)
+                    .bind(key.as_str().to_string())
+                    .bind(encode(v))
+                    .bind(i64::from(num.is_some()))
+                    .bind(num.unwrap_or_default())
+                    .bind(txt)
+                    .bind(self.now);
+            }
+            q.execute(&mut *self.conn).await?;
+        }
         Ok(())
     }
 
@@ -281,7 +343,7 @@ impl<'c> Ingest<'c> {
             _ => self.merge_or_refuse(&found).await?,
         };
         for ident in missing {
-            self.attach(contact, ident).await?;
+            self.attach(contact, ident);
         }
         Ok(contact)
     }
@@ -290,6 +352,7 @@ impl<'c> Ingest<'c> {
     /// merged as many contacts as the policy allows; then the record stays with the first
     /// contact it named and the refusal is logged.
     async fn merge_or_refuse(&mut self, found: &[(i64, Identity)]) -> Result<i64> {
+        self.flush_contact_writes().await?;
         let extra = (found.len() - 1) as i64;
         let mut over_limit = None;
         for (_, ident) in found {
@@ -395,8 +458,13 @@ impl<'c> Ingest<'c> {
         losers: &[(i64, Identity)],
         reason: &str,
     ) -> Result<()> {
-        // Pending sessions must exist before their contact can move.
+        // Pending sessions, identities and values must exist before their contact can move.
         self.flush_new_sessions().await?;
+        self.flush_contact_writes().await?;
+        self.profiles.remove(&survivor);
+        for (loser, _) in losers {
+            self.profiles.remove(loser);
+        }
         for (loser, matched) in losers {
             let loser = *loser;
             let c = &mut *self.conn;
@@ -542,12 +610,17 @@ impl<'c> Ingest<'c> {
         let mut idents = vec![rec.external.clone()];
         idents.extend(rec.identities.iter().cloned());
         let id = self.resolve(&idents, rec.created_at).await?;
-        let row = sqlx::query("SELECT source_updated_at, provenance FROM contacts WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *self.conn)
-            .await?;
-        let stored_at: Option<i64> = row.try_get(0)?;
-        let mut provenance = decode_provenance(row.try_get(1)?)?;
+        let (stored_at, mut provenance) = match self.profiles.remove(&id) {
+            Some(known) => known,
+            None => {
+                let row =
+                    sqlx::query("SELECT source_updated_at, provenance FROM contacts WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *self.conn)
+                        .await?;
+                (row.try_get(0)?, decode_provenance(row.try_get(1)?)?)
+            }
+        };
         let (source, stream, record) = self.current.clone().unwrap_or_default();
         let origin = FieldOrigin {
             source,
@@ -598,8 +671,9 @@ impl<'c> Ingest<'c> {
             .bind(serde_json::to_string(&provenance).expect("provenance serializes"))
             .execute(&mut *self.conn)
             .await?;
+        self.profiles.insert(id, (latest, provenance));
         for (k, v) in data {
-            self.set_own_data(id, k, v).await?;
+            self.own_data.insert((id, k.clone()), v.clone());
         }
         Ok(!unchanged)
     }
@@ -786,7 +860,7 @@ impl<'c> Ingest<'c> {
                 );
             }
         }
-        if !self.rules.is_empty() {
+        if !self.rules.is_empty() && !self.defer {
             let ids: Vec<i64> = contacts
                 .into_iter()
                 .filter(|c| !self.aggs.contains_key(c))
@@ -968,6 +1042,11 @@ impl<'c> Ingest<'c> {
         old: Option<(Option<i64>, String, i64, BTreeMap<String, DataValue>)>,
         new: Option<(Option<i64>, String, i64, BTreeMap<String, DataValue>)>,
     ) -> Result<()> {
+        if self.defer {
+            let contacts = [&old, &new].into_iter().flatten().filter_map(|s| s.0);
+            self.deferred.extend(contacts);
+            return Ok(());
+        }
         let rules = std::mem::take(&mut self.rules);
         for rule in &rules {
             if let Some((Some(cid), kind, at, data)) = &old
@@ -1034,26 +1113,32 @@ impl<'c> Ingest<'c> {
             .or_default())
     }
 
-    async fn live_sessions(
+    /// The live sessions of many contacts, each contact's in start order, a few queries.
+    async fn live_sessions_of(
         &mut self,
-        contact: i64,
-    ) -> Result<Vec<(i64, String, i64, BTreeMap<String, DataValue>)>> {
-        let rows = sqlx::query(
-            "SELECT id, kind, started_at, data FROM sessions WHERE contact_id = $1 AND deleted = 0 ORDER BY started_at, id",
-        )
-        .bind(contact)
-        .fetch_all(&mut *self.conn)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
+        contacts: &[i64],
+    ) -> Result<HashMap<i64, Vec<LiveSession>>> {
+        let mut out: HashMap<i64, Vec<LiveSession>> = HashMap::with_capacity(contacts.len());
+        for chunk in contacts.chunks(CHUNK) {
+            let list = placeholders(self.sqlite, chunk.len(), 1, 1, |p| p[0].clone());
+            let sql = format!(
+                "SELECT contact_id, id, kind, started_at, data FROM sessions \
+                 WHERE contact_id IN ({list}) AND deleted = 0 ORDER BY contact_id, started_at, id"
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&mut *self.conn).await? {
+                out.entry(r.try_get("contact_id")?).or_default().push((
                     r.try_get("id")?,
                     r.try_get("kind")?,
                     r.try_get("started_at")?,
                     decode_data(&r.try_get::<String, _>("data")?)?,
-                ))
-            })
-            .collect()
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// Inserts the pending new sessions, many per statement, then applies their effects in
@@ -1112,42 +1197,79 @@ impl<'c> Ingest<'c> {
         Ok(())
     }
 
+    /// Notes the contacts a deferring batch touched, in the batch's transaction.
+    async fn write_deferred(&mut self) -> Result<()> {
+        let ids: Vec<i64> = std::mem::take(&mut self.deferred).into_iter().collect();
+        for chunk in ids.chunks(CHUNK) {
+            let values = placeholders(self.sqlite, chunk.len(), 2, 1, |p| {
+                format!("({}, {})", p[0], p[1])
+            });
+            let mut q = sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO derived_pending (workspace, contact_id) VALUES {values} \
+                 ON CONFLICT (workspace, contact_id) DO NOTHING"
+            )));
+            for id in chunk {
+                q = q.bind(self.ws).bind(*id);
+            }
+            q.execute(&mut *self.conn).await?;
+        }
+        Ok(())
+    }
+
     /// Recomputes what must be, then writes aggregate states. Called once per batch.
     pub(crate) async fn finish(&mut self) -> Result<()> {
         self.flush_new_sessions().await?;
-        for cid in std::mem::take(&mut self.recompute_data) {
-            self.pending_data.retain(|(c, _), _| *c != cid);
-            sqlx::query("DELETE FROM contact_data WHERE contact_id = $1 AND own = 0")
-                .bind(cid)
-                .execute(&mut *self.conn)
-                .await?;
-            let sessions = self.live_sessions(cid).await?;
-            let mut latest: BTreeMap<&str, (i64, i64, &DataValue)> = BTreeMap::new();
-            for (id, _, at, data) in &sessions {
-                for (k, v) in data {
-                    latest.insert(k, (*id, *at, v));
+        self.flush_contact_writes().await?;
+        self.write_deferred().await?;
+        let data = std::mem::take(&mut self.recompute_data);
+        let aggs = std::mem::take(&mut self.recompute_aggs);
+        if !data.is_empty() {
+            self.pending_data.retain(|(c, _), _| !data.contains(c));
+        }
+        let all: Vec<i64> = data.union(&aggs).copied().collect();
+        for chunk in all.chunks(CHUNK) {
+            let sessions = self.live_sessions_of(chunk).await?;
+            let redo: Vec<i64> = chunk.iter().copied().filter(|c| data.contains(c)).collect();
+            if !redo.is_empty() {
+                let list = placeholders(self.sqlite, redo.len(), 1, 1, |p| p[0].clone());
+                let mut q = sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM contact_data WHERE own = 0 AND contact_id IN ({list})"
+                )));
+                for id in &redo {
+                    q = q.bind(*id);
                 }
+                q.execute(&mut *self.conn).await?;
             }
-            for (k, (id, at, v)) in latest {
-                self.set_session_data(cid, id, at, k, v);
+            for cid in chunk {
+                let live = sessions.get(cid).map(Vec::as_slice).unwrap_or_default();
+                if data.contains(cid) {
+                    let mut latest: BTreeMap<&str, (i64, i64, &DataValue)> = BTreeMap::new();
+                    for (id, _, at, values) in live {
+                        for (k, v) in values {
+                            latest.insert(k, (*id, *at, v));
+                        }
+                    }
+                    for (k, (id, at, v)) in latest {
+                        self.set_session_data(*cid, id, at, k, v);
+                    }
+                }
+                if aggs.contains(cid) {
+                    let mut states = HashMap::new();
+                    for rule in &self.rules {
+                        let contributions: Vec<_> = live
+                            .iter()
+                            .filter_map(|(id, kind, at, values)| {
+                                rule.contribution(*id, kind, *at, values, self.now)
+                            })
+                            .collect();
+                        states.insert(rule.name.to_string(), AggState::fold(rule, &contributions));
+                    }
+                    self.aggs.insert(*cid, states);
+                    self.dirty_aggs.insert(*cid);
+                }
             }
         }
         self.flush_session_data().await?;
-        for cid in std::mem::take(&mut self.recompute_aggs) {
-            let sessions = self.live_sessions(cid).await?;
-            let mut states = HashMap::new();
-            for rule in &self.rules {
-                let contributions: Vec<_> = sessions
-                    .iter()
-                    .filter_map(|(id, kind, at, data)| {
-                        rule.contribution(*id, kind, *at, data, self.now)
-                    })
-                    .collect();
-                states.insert(rule.name.to_string(), AggState::fold(rule, &contributions));
-            }
-            self.aggs.insert(cid, states);
-            self.dirty_aggs.insert(cid);
-        }
         let mut rows = vec![];
         let dirty = std::mem::take(&mut self.dirty_aggs);
         for (cid, states) in std::mem::take(&mut self.aggs)
@@ -1234,6 +1356,7 @@ impl SqlStore {
         if batch.mark_seen {
             ing.seen_run = batch.run_id;
         }
+        ing.defer = batch.defer_derived;
         ing.prefetch(&batch.source, &batch.stream, &batch.records)
             .await?;
         for rec in &batch.records {
@@ -1345,6 +1468,78 @@ impl SqlStore {
             total += rows.len() as u64;
             ing.finish().await?;
             tx.commit().await?;
+        }
+    }
+
+    /// Contacts whose aggregates and session data deferring batches left to compute.
+    pub async fn deferred_contacts(&self, ws: &str) -> Result<u64> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM derived_pending WHERE workspace = $1")
+            .bind(ws)
+            .fetch_one(&self.read)
+            .await?
+            .try_get(0)?;
+        Ok(n as u64)
+    }
+
+    /// Computes the aggregates and session data of the contacts deferring batches touched,
+    /// each from its live sessions, a few hundred contacts per transaction in id order (so
+    /// the writes are sequential), and reports progress after each. A crash keeps what is
+    /// left pending. Returns how many contacts were settled.
+    pub async fn settle_deferred(
+        &self,
+        ws: &str,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<u64> {
+        let mut done = 0;
+        let mut after = i64::MIN;
+        loop {
+            let mut tx = self.write.begin().await?;
+            // Locked on Postgres: a batch noting one of these contacts meanwhile waits, then
+            // notes it again for the next settle.
+            let lock = if self.backend == Backend::Postgres {
+                " FOR UPDATE OF p"
+            } else {
+                ""
+            };
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT p.contact_id, c.merged_into FROM derived_pending p \
+                 JOIN contacts c ON c.id = p.contact_id \
+                 WHERE p.workspace = $1 AND p.contact_id > $2 ORDER BY p.contact_id LIMIT 500{lock}"
+            )))
+            .bind(ws)
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await?;
+            let Some(last) = rows.last() else {
+                return Ok(done);
+            };
+            after = last.try_get(0)?;
+            let mut ing = Ingest::new(&mut tx, ws, self.backend).await?;
+            for r in &rows {
+                // A merged-away contact's sessions and values moved to its survivor.
+                if r.try_get::<Option<i64>, _>(1)?.is_none() {
+                    let id: i64 = r.try_get(0)?;
+                    ing.recompute_aggs.insert(id);
+                    ing.recompute_data.insert(id);
+                }
+            }
+            ing.finish().await?;
+            let sqlite = self.backend == Backend::Sqlite;
+            for chunk in rows.chunks(CHUNK) {
+                let list = placeholders(sqlite, chunk.len(), 1, 2, |p| p[0].clone());
+                let mut q = sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM derived_pending WHERE workspace = {} AND contact_id IN ({list})",
+                    param(sqlite, 1)
+                )))
+                .bind(ws);
+                for r in chunk {
+                    q = q.bind(r.try_get::<i64, _>(0)?);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            done += rows.len() as u64;
+            progress(done);
         }
     }
 

@@ -69,6 +69,10 @@ pub struct BatchWrite {
     /// A full-refresh read: mark every session seen by this run, so that those it did not
     /// see can be marked deleted when the read completes.
     pub mark_seen: bool,
+    /// A bulk load (a stream's first read): leave aggregates and session data of the
+    /// contacts touched to [`SqlStore::settle_deferred`](crate::SqlStore::settle_deferred),
+    /// which computes each once, instead of maintaining them batch by batch.
+    pub defer_derived: bool,
 }
 
 /// What committing a batch changed.

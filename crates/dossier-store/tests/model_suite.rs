@@ -233,10 +233,48 @@ async fn stored(s: &SqlStore, ids: &[i64]) -> BTreeMap<i64, BTreeMap<String, Opt
         .collect()
 }
 
+/// Every live contact's data view recomputed from its live sessions (the latest session
+/// by start, then id, sets a key) under its own values (here the shop's `price_plan`).
+async fn recomputed_data(s: &SqlStore) -> BTreeMap<i64, BTreeMap<String, DataValue>> {
+    let contacts = s.contacts(WS, None, 1_000, None).await.unwrap().items;
+    let ids: Vec<i64> = contacts.iter().map(|c| c.id).collect();
+    let sessions = s.sessions_of(&ids, None, 1_000, None).await.unwrap();
+    let stored = s.contact_data(&ids).await.unwrap();
+    let mut out = BTreeMap::new();
+    for id in ids {
+        let mut mine = sessions
+            .get(&id)
+            .map(|p| p.items.clone())
+            .unwrap_or_default();
+        mine.sort_by_key(|x| (x.started_at, x.id));
+        let mut values = BTreeMap::new();
+        for session in mine {
+            values.extend(session.data);
+        }
+        if let Some(plan) = stored.get(&id).and_then(|d| d.get("price_plan")) {
+            values.insert("price_plan".to_string(), plan.clone());
+        }
+        out.insert(id, values);
+    }
+    out
+}
+
 /// Random inserts, updates, deletes (full-refresh reads that miss a session) and merges
-/// (CRM records tying two customers' emails): after every step each stored aggregate equals
-/// a recompute from the live sessions.
+/// (CRM records tying two customers' emails): after every step each stored aggregate and
+/// each contact's data view equals a recompute from the live sessions.
 async fn aggregates_equal_a_recompute_after_random_changes(db: TestDb) {
+    random_changes(db, false).await;
+}
+
+/// The same with about half of the batches deferring their contacts' aggregates and session
+/// data as a bulk load does: pending until settled, then equal to the recompute; deferring
+/// and incremental batches mix (the settle recomputes from the sessions whatever the
+/// incremental ones did meanwhile).
+async fn deferred_batches_settle_to_a_recompute(db: TestDb) {
+    random_changes(db, true).await;
+}
+
+async fn random_changes(db: TestDb, defer_some: bool) {
     let s = &db.store;
     s.ensure_workspace(WS).await.unwrap();
     let rules = model_rules();
@@ -261,6 +299,7 @@ async fn aggregates_equal_a_recompute_after_random_changes(db: TestDb) {
     let steps = 40;
     for step in 0..steps {
         let what = rng.below(10);
+        let defer = defer_some && rng.below(2) == 0;
         if what < 5 {
             // Inserts and updates, one to four orders in a batch.
             let mut records = vec![];
@@ -276,9 +315,9 @@ async fn aggregates_equal_a_recompute_after_random_changes(db: TestDb) {
                 live.insert(id, rec.clone());
                 records.push(rec);
             }
-            s.apply_batch(WS, &batch("orders", records, step))
-                .await
-                .unwrap();
+            let mut b = batch("orders", records, step);
+            b.defer_derived = defer;
+            s.apply_batch(WS, &b).await.unwrap();
         } else if what < 8 && !live.is_empty() {
             // A full-refresh read that no longer sees one order.
             let gone = *live
@@ -290,6 +329,7 @@ async fn aggregates_equal_a_recompute_after_random_changes(db: TestDb) {
             let mut b = batch("orders", live.values().cloned().collect(), step);
             b.run_id = Some(run);
             b.mark_seen = true;
+            b.defer_derived = defer;
             s.apply_batch(WS, &b).await.unwrap();
             assert_eq!(
                 s.mark_unseen_deleted(WS, "shop", "orders", run)
@@ -306,12 +346,39 @@ async fn aggregates_equal_a_recompute_after_random_changes(db: TestDb) {
                 "Lyon",
                 step,
             );
-            s.apply_batch(WS, &crm_batch(vec![person])).await.unwrap();
+            let mut b = crm_batch(vec![person]);
+            b.defer_derived = defer;
+            s.apply_batch(WS, &b).await.unwrap();
+        }
+        let pending = s.deferred_contacts(WS).await.unwrap();
+        if defer && what < 5 {
+            assert!(
+                pending > 0,
+                "step {step}: a deferring batch left nothing pending"
+            );
+        }
+        if pending > 0 {
+            let mut seen = vec![];
+            let settled = s
+                .settle_deferred(WS, &mut |done| seen.push(done))
+                .await
+                .unwrap();
+            assert!(settled <= pending && seen.last() == Some(&settled));
+            assert_eq!(s.deferred_contacts(WS).await.unwrap(), 0);
         }
         let want = recomputed(s, &rules).await;
         let ids: Vec<i64> = want.keys().copied().collect();
         let got = stored(s, &ids).await;
         assert_eq!(got, want, "step {step} (operation {what})");
+        let data = s.contact_data(&ids).await.unwrap();
+        let want_data = recomputed_data(s).await;
+        for (id, want) in want_data {
+            let got = data.get(&id).cloned().unwrap_or_default();
+            assert_eq!(
+                got, want,
+                "step {step} (operation {what}): data of contact {id}"
+            );
+        }
     }
     // Every order is on exactly one live contact.
     let want = recomputed(s, &rules).await;
@@ -668,6 +735,7 @@ async fn shortcuts_render_for_a_contact_and_session(db: TestDb) {
 suite!(
     conditional_and_windowed_aggregates,
     aggregates_equal_a_recompute_after_random_changes,
+    deferred_batches_settle_to_a_recompute,
     identity_safety_and_survivorship,
     survivor_is_order_independent,
     segments_and_their_feed,

@@ -19,6 +19,11 @@ pub trait Progress: Send + Sync {
     fn stream_started(&self, _stream: &str) {}
     fn batch_committed(&self, _stream: &str, _rows: u64) {}
     fn stream_finished(&self, _stream: &str, _stats: &StreamStats) {}
+    /// A bulk load left `contacts` contacts' aggregates and session data to compute.
+    fn settle_started(&self, _contacts: u64) {}
+    /// `done` of them are computed.
+    fn settled(&self, _done: u64) {}
+    fn settle_finished(&self, _contacts: u64) {}
 }
 
 /// Passes progress on and broadcasts it as [`SyncEvent`]s.
@@ -69,6 +74,18 @@ impl Progress for Broadcasting<'_> {
             stream: stream.into(),
             stats: stats.clone(),
         });
+    }
+
+    fn settle_started(&self, contacts: u64) {
+        self.inner.settle_started(contacts);
+    }
+
+    fn settled(&self, done: u64) {
+        self.inner.settled(done);
+    }
+
+    fn settle_finished(&self, contacts: u64) {
+        self.inner.settle_finished(contacts);
     }
 }
 
@@ -168,6 +185,11 @@ impl Engine {
     /// then saved segments' members and their change feed.
     pub async fn refresh_derived(&self) -> Result<(), SyncError> {
         let ws = self.workspace();
+        // What a crashed bulk load left; not while a load runs here, which settles its own
+        // contacts once at its end rather than minute by minute.
+        if self.running.lock().expect("running set").is_empty() {
+            self.settle(ws, &NoProgress).await?;
+        }
         let refolded = self.store.refresh_windows(ws).await?;
         if refolded > 0 {
             tracing::info!(contacts = refolded, "windowed aggregates refolded");
@@ -176,6 +198,28 @@ impl Engine {
         if changes > 0 {
             tracing::info!(changes, "segment membership changed");
         }
+        Ok(())
+    }
+
+    /// Computes the aggregates and session data that bulk loads deferred (see
+    /// [`BatchWrite::defer_derived`]), with progress.
+    async fn settle(&self, ws: &str, progress: &dyn Progress) -> Result<(), SyncError> {
+        let total = self.store.deferred_contacts(ws).await?;
+        if total == 0 {
+            return Ok(());
+        }
+        let started = Instant::now();
+        progress.settle_started(total);
+        let n = self
+            .store
+            .settle_deferred(ws, &mut |done| progress.settled(done))
+            .await?;
+        progress.settle_finished(n);
+        tracing::info!(
+            contacts = n,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "aggregates and session data computed for the contacts a bulk load touched"
+        );
         Ok(())
     }
 
@@ -361,6 +405,16 @@ impl Engine {
                 Err(_) => Err(SyncError::TimedOut(limit)),
             },
         };
+        // Batches committed, even by a run that failed or was cancelled, count: what they
+        // deferred is computed now (or, if this fails, by the next run or sweep).
+        let result = match self.settle(&ws, &progress).await {
+            Ok(()) => result,
+            Err(e) if result.is_ok() => Err(e),
+            Err(e) => {
+                tracing::warn!(source = %cfg.name, run_id, error = %e, "computing deferred aggregates failed; the next run does it");
+                result
+            }
+        };
         let error = result.as_ref().err().map(ToString::to_string);
         if let Some(e) = &error {
             tracing::warn!(source = %cfg.name, run_id, error = %e, "sync failed");
@@ -486,6 +540,10 @@ impl Engine {
             .stream_state(ws, &cfg.name, name)
             .await?
             .map(StreamState);
+        // A first read is a bulk load: its contacts' aggregates and session data are
+        // computed once at the end of the run rather than batch by batch; so is the rest of
+        // a bulk load that a crash interrupted.
+        let defer_derived = state.is_none() || self.store.deferred_contacts(ws).await? > 0;
         let mut batches = conn
             .read(&Self::stream_config(st), state, cfg.batch_size)
             .map_err(|error| SyncError::Connector {
@@ -523,6 +581,7 @@ impl Engine {
                 state: batch.state.0,
                 run_id: Some(run_id),
                 mark_seen: full_refresh,
+                defer_derived,
                 lease_owner: control.lease_owner.clone(),
             };
             let outcome = self.store.apply_batch(ws, &write).await?;

@@ -90,6 +90,7 @@ pub fn batch(stream: &str, records: Vec<MappedRecord>) -> BatchWrite {
         state: json!({ "n": 1 }),
         run_id: None,
         mark_seen: false,
+        defer_derived: false,
         lease_owner: None,
     }
 }

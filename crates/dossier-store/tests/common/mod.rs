@@ -131,6 +131,7 @@ pub fn batch(stream: &str, records: Vec<MappedRecord>, state: i64) -> BatchWrite
         state: serde_json::json!({ "n": state }),
         run_id: None,
         mark_seen: false,
+        defer_derived: false,
         lease_owner: None,
     }
 }
