@@ -249,17 +249,39 @@ impl<'c> Ingest<'c> {
         Ok(id)
     }
 
-    async fn new_contact(&mut self, created_at: Option<i64>) -> Result<i64> {
-        let row = sqlx::query("INSERT INTO contacts (workspace, created_at, updated_at) VALUES ($1, $2, $3) RETURNING id")
+    /// Creates a contact, with its record's profile when a contact record creates it (one
+    /// statement, rather than an insert and an update of the same row and its indexes).
+    async fn new_contact(
+        &mut self,
+        created_at: Option<i64>,
+        profile: Option<(&[(&'static str, &str)], Option<i64>, Provenance)>,
+    ) -> Result<i64> {
+        let (fields, source_updated_at, provenance) = match profile {
+            Some((fields, at, provenance)) => (fields, at, provenance),
+            None => (&[][..], None, Provenance::default()),
+        };
+        let columns: String = fields.iter().map(|(name, _)| format!(", {name}")).collect();
+        let params: String = (0..fields.len()).map(|i| format!(", ${}", i + 6)).collect();
+        let sql = format!(
+            "INSERT INTO contacts (workspace, created_at, updated_at, source_updated_at, provenance{columns}) \
+             VALUES ($1, $2, $3, $4, $5{params}) RETURNING id"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql))
             .bind(self.ws)
             .bind(created_at.unwrap_or(self.now))
             .bind(self.now)
-            .fetch_one(&mut *self.conn)
-            .await?;
-        let id = row.try_get(0)?;
+            .bind(source_updated_at)
+            .bind(
+                (!provenance.is_empty())
+                    .then(|| serde_json::to_string(&provenance).expect("provenance serializes")),
+            );
+        for (_, value) in fields {
+            q = q.bind(*value);
+        }
+        let id = q.fetch_one(&mut *self.conn).await?.try_get(0)?;
         // A new contact has no aggregate state yet: nothing to load.
         self.aggs.insert(id, HashMap::new());
-        self.profiles.insert(id, (None, Provenance::default()));
+        self.profiles.insert(id, (source_updated_at, provenance));
         Ok(id)
     }
 
@@ -324,7 +346,22 @@ impl<'c> Ingest<'c> {
     /// Finds or creates the contact a set of identities belongs to, merging contacts that
     /// the identities tie together (within the workspace's identity policy).
     async fn resolve(&mut self, idents: &[Identity], created_at: Option<i64>) -> Result<i64> {
-        // Contacts found, each with the first identity of the record that named it.
+        let (found, missing) = self.find(idents).await?;
+        let contact = match found.len() {
+            0 => self.new_contact(created_at, None).await?,
+            1 => found[0].0,
+            _ => self.merge_or_refuse(&found).await?,
+        };
+        for ident in &missing {
+            self.attach(contact, ident);
+        }
+        Ok(contact)
+    }
+
+    /// The contacts a record's identities name, each with the first identity naming it, and
+    /// the identities no contact holds yet (blocked identities are neither).
+    #[allow(clippy::type_complexity)]
+    async fn find(&mut self, idents: &[Identity]) -> Result<(Vec<(i64, Identity)>, Vec<Identity>)> {
         let mut found: Vec<(i64, Identity)> = vec![];
         let mut missing = vec![];
         for ident in idents {
@@ -334,18 +371,10 @@ impl<'c> Ingest<'c> {
             match self.lookup(ident).await? {
                 Some(id) if found.iter().any(|(c, _)| *c == id) => {}
                 Some(id) => found.push((id, ident.clone())),
-                None => missing.push(ident),
+                None => missing.push(ident.clone()),
             }
         }
-        let contact = match found.len() {
-            0 => self.new_contact(created_at).await?,
-            1 => found[0].0,
-            _ => self.merge_or_refuse(&found).await?,
-        };
-        for ident in missing {
-            self.attach(contact, ident);
-        }
-        Ok(contact)
+        Ok((found, missing))
     }
 
     /// Merges the contacts a record tied together, unless an identity involved has already
@@ -609,7 +638,35 @@ impl<'c> Ingest<'c> {
     async fn upsert_contact(&mut self, rec: &ContactRecord) -> Result<bool> {
         let mut idents = vec![rec.external.clone()];
         idents.extend(rec.identities.iter().cloned());
-        let id = self.resolve(&idents, rec.created_at).await?;
+        let (found, missing) = self.find(&idents).await?;
+        let (source, stream, record) = self.current.clone().unwrap_or_default();
+        let origin = FieldOrigin {
+            source,
+            stream,
+            record,
+            at: rec.updated_at.unwrap_or(self.now),
+        };
+        if found.is_empty() {
+            let mut provenance = Provenance::default();
+            let (fields, data) = self.winning(rec, &origin, &mut provenance);
+            let id = self
+                .new_contact(rec.created_at, Some((&fields, rec.updated_at, provenance)))
+                .await?;
+            for ident in &missing {
+                self.attach(id, ident);
+            }
+            for (k, v) in data {
+                self.own_data.insert((id, k.clone()), v.clone());
+            }
+            return Ok(true);
+        }
+        let id = match found.len() {
+            1 => found[0].0,
+            _ => self.merge_or_refuse(&found).await?,
+        };
+        for ident in &missing {
+            self.attach(id, ident);
+        }
         let (stored_at, mut provenance) = match self.profiles.remove(&id) {
             Some(known) => known,
             None => {
@@ -621,32 +678,13 @@ impl<'c> Ingest<'c> {
                 (row.try_get(0)?, decode_provenance(row.try_get(1)?)?)
             }
         };
-        let (source, stream, record) = self.current.clone().unwrap_or_default();
-        let origin = FieldOrigin {
-            source,
-            stream,
-            record,
-            at: rec.updated_at.unwrap_or(self.now),
-        };
-        let mut sets = vec![];
-        let mut vals: Vec<&str> = vec![];
-        for (field, value) in &rec.profile {
-            if !self.policy.wins(&origin, provenance.get(field.name())) {
-                continue;
-            }
-            provenance.insert(field.name().to_string(), origin.clone());
-            vals.push(value);
-            sets.push(format!("{} = ${}", field.name(), vals.len() + 1));
-        }
-        let mut data = vec![];
-        for (k, v) in &rec.data {
-            let key = format!("data.{k}");
-            if self.policy.wins(&origin, provenance.get(&key)) {
-                provenance.insert(key, origin.clone());
-                data.push((k, v));
-            }
-        }
-        let n = vals.len();
+        let (fields, data) = self.winning(rec, &origin, &mut provenance);
+        let sets: Vec<String> = fields
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| format!("{name} = ${}", i + 2))
+            .collect();
+        let n = fields.len();
         let sql = format!(
             "UPDATE contacts SET {}{}source_updated_at = ${}, updated_at = ${}, created_at = COALESCE(${}, created_at), provenance = ${} WHERE id = $1",
             sets.join(", "),
@@ -657,8 +695,8 @@ impl<'c> Ingest<'c> {
             n + 5
         );
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(id);
-        for v in vals {
-            q = q.bind(v);
+        for (_, v) in &fields {
+            q = q.bind(*v);
         }
         let unchanged = stored_at.is_some() && stored_at == rec.updated_at;
         let latest = match (rec.updated_at, stored_at) {
@@ -676,6 +714,38 @@ impl<'c> Ingest<'c> {
             self.own_data.insert((id, k.clone()), v.clone());
         }
         Ok(!unchanged)
+    }
+
+    /// The profile fields and own values of a record that win against what the contact
+    /// holds (source priority, then the latest update); their origin goes in `provenance`.
+    #[allow(clippy::type_complexity)]
+    fn winning<'r>(
+        &self,
+        rec: &'r ContactRecord,
+        origin: &FieldOrigin,
+        provenance: &mut Provenance,
+    ) -> (
+        Vec<(&'static str, &'r str)>,
+        Vec<(&'r DataKey, &'r DataValue)>,
+    ) {
+        let mut fields = vec![];
+        for (field, value) in &rec.profile {
+            if self.policy.wins(origin, provenance.get(field.name())) {
+                provenance.insert(field.name().to_string(), origin.clone());
+                // A column named twice is an error in an insert: the last value wins.
+                fields.retain(|(name, _)| *name != field.name());
+                fields.push((field.name(), value.as_str()));
+            }
+        }
+        let mut data = vec![];
+        for (k, v) in &rec.data {
+            let key = format!("data.{k}");
+            if self.policy.wins(origin, provenance.get(&key)) {
+                provenance.insert(key, origin.clone());
+                data.push((k, v));
+            }
+        }
+        (fields, data)
     }
 
     /// A value set on the contact itself: it takes precedence over session data.
