@@ -25,7 +25,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Extension, Router};
-use dossier_store::SqlStore;
+use dossier_store::{KeyCache, SqlStore};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -43,6 +43,9 @@ pub(crate) struct App {
     pub(crate) config: GatewayConfig,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
     pub(crate) persisted: Cache,
+    /// Keys read in the last second: most requests then check their key without a store
+    /// read (revocations through this process still apply at once; see [`KeyCache`]).
+    keys: KeyCache,
     touched: Mutex<HashMap<String, Instant>>,
     pub(crate) metrics: Metrics,
 }
@@ -68,6 +71,7 @@ pub fn router(schema: DossierSchema, store: SqlStore) -> Router {
         config,
         limiter,
         persisted: Cache::default(),
+        keys: KeyCache::default(),
         touched: Mutex::new(HashMap::new()),
         metrics: metrics.clone(),
     });
@@ -272,7 +276,7 @@ impl App {
             })
             .map(str::trim)
             .unwrap_or_default();
-        let key = match self.store.authenticate(token).await {
+        let key = match self.store.authenticate_cached(&self.keys, token).await {
             Ok(Ok(key)) => key,
             Ok(Err(refusal)) => return Err(unauthorized(refusal.to_string())),
             Err(e) => {

@@ -148,6 +148,46 @@ async fn requests_without_a_valid_key_get_401() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
+/// Keys are cached for a second (a request then needs no store read to check its key); what
+/// the cache may never do is let a wrong secret, a revoked key or an expired key through.
+#[tokio::test]
+async fn a_cached_key_refuses_a_wrong_secret_and_a_revocation_at_once() {
+    let t = app(GatewayConfig::default()).await;
+    let q = "{ contacts { totalCount } }";
+    let k = key(&t, WS, Role::Read).await;
+    let ok = |(status, out): (StatusCode, Value)| {
+        assert_eq!(status, StatusCode::OK, "{out:#}");
+        assert_eq!(out["data"]["contacts"]["totalCount"], json!(30));
+    };
+    ok(post_as(&t, Some(&k), q, json!({})).await);
+    // The same id, another secret: refused although the id's row is cached.
+    let last = if k.ends_with('0') { "1" } else { "0" };
+    let wrong = format!("{}{last}", &k[..k.len() - 1]);
+    let (status, out) = post_as(&t, Some(&wrong), q, json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(first_error(&out), "invalid API key");
+    ok(post_as(&t, Some(&k), q, json!({})).await);
+    // A key expiring while cached is refused from then on.
+    let soon = chrono::Utc::now().timestamp_micros() + 1_500_000;
+    let (_, expiring) = t
+        .store
+        .create_key(WS, "soon", Role::Read, Some(soon))
+        .await
+        .unwrap();
+    ok(post_as(&t, Some(&expiring), q, json!({})).await);
+    let left = soon - chrono::Utc::now().timestamp_micros();
+    tokio::time::sleep(Duration::from_micros(left.max(0) as u64 + 50_000)).await;
+    let (status, out) = post_as(&t, Some(&expiring), q, json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(first_error(&out), "this API key has expired");
+    // Revoked through the store the gateway serves: the very next request is refused.
+    ok(post_as(&t, Some(&k), q, json!({})).await);
+    t.store.revoke_key(&k).await.unwrap();
+    let (status, out) = post_as(&t, Some(&k), q, json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(first_error(&out), "this API key was revoked");
+}
+
 #[tokio::test]
 async fn a_role_too_low_gets_an_error_naming_the_role() {
     let t = app(GatewayConfig::default()).await;

@@ -23,7 +23,7 @@ mod types;
 pub use backend::{Backend, SqlStore, redact_url};
 pub use error::{Result, StoreError};
 pub use identity::API_SOURCE;
-pub use keys::{ApiKey, KeyRefusal, Role};
+pub use keys::{ApiKey, KeyCache, KeyRefusal, Role};
 pub use schedule::{Claim, LeaseStatus, ScheduleRow};
 pub use segments::{SegmentChange, SegmentRow};
 pub use shortcuts::ShortcutRow;
