@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use dossier_core::{AggState, DataValue, Filter};
+use dossier_core::{AggState, AggregateRule, DataValue, Filter};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
@@ -87,8 +87,28 @@ fn in_list(b: &mut SqlBuilder, ids: &[i64]) -> String {
 impl SqlStore {
     /// A contact by id; a merged id returns the contact it merged into.
     pub async fn contact(&self, ws: &str, id: i64) -> Result<Option<ContactRow>> {
+        // The contact and whether it was merged in one read: merged ids are the rare case.
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLS}, c.merged_into FROM contacts c WHERE c.id = $1 AND c.workspace = $2"
+        )))
+        .bind(id)
+        .bind(ws)
+        .fetch_optional(&self.read)
+        .await?;
+        self.live_contact(ws, row).await
+    }
+
+    /// A contact read with its `merged_into`: itself when live, else the contact its merge
+    /// chain ends at.
+    async fn live_contact(&self, ws: &str, row: Option<AnyRow>) -> Result<Option<ContactRow>> {
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let Some(next) = row.try_get::<Option<i64>, _>("merged_into")? else {
+            return contact(&row).map(Some);
+        };
         let mut conn = self.read.acquire().await?;
-        let Some(id) = resolve_contact_id(&mut conn, ws, id).await? else {
+        let Some(id) = resolve_contact_id(&mut conn, ws, next).await? else {
             return Ok(None);
         };
         let row = sqlx::query(AssertSqlSafe(format!(
@@ -138,15 +158,16 @@ impl SqlStore {
         let Ok(email) = dossier_core::identity::normalise_email(email) else {
             return Ok(None);
         };
-        let row = sqlx::query("SELECT contact_id FROM identities WHERE workspace = $1 AND kind = 'email' AND value = $2")
-            .bind(ws)
-            .bind(email)
-            .fetch_optional(&self.read)
-            .await?;
-        match row {
-            Some(r) => self.contact(ws, r.try_get(0)?).await,
-            None => Ok(None),
-        }
+        // Identity and contact in one read (a round trip less on the busiest lookup).
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLS}, c.merged_into FROM identities i JOIN contacts c ON c.id = i.contact_id \
+             WHERE i.workspace = $1 AND i.kind = 'email' AND i.value = $2 AND c.workspace = $1"
+        )))
+        .bind(ws)
+        .bind(email)
+        .fetch_optional(&self.read)
+        .await?;
+        self.live_contact(ws, row).await
     }
 
     /// Contacts matching `filter`, in id order, after the contact id `after`.
@@ -239,7 +260,36 @@ impl SqlStore {
         if ids.is_empty() {
             return Ok(out);
         }
-        let rules = self.rules(ws).await?;
+        // The rules and the values in one read: a rule's row comes back once per contact
+        // that has a value for it, or once with a NULL contact when none has.
+        let mut b = SqlBuilder::new(0);
+        let ws_p = b.param(Bind::Text(ws.into()));
+        let list = in_list(&mut b, ids);
+        let sql = format!(
+            "SELECT r.name, r.definition, a.contact_id, a.value FROM aggregate_rules r \
+             LEFT JOIN contact_aggregates a ON a.name = r.name AND a.contact_id IN ({list}) \
+             WHERE r.workspace = {ws_p} ORDER BY r.name"
+        );
+        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
+            .fetch_all(&self.read)
+            .await?;
+        let mut rules: Vec<AggregateRule> = vec![];
+        let mut values = vec![];
+        let mut last_rule = None;
+        for r in &rows {
+            let name: String = r.try_get(0)?;
+            if last_rule.as_ref() != Some(&name) {
+                last_rule = Some(name.clone());
+                let definition: String = r.try_get(1)?;
+                rules.push(
+                    serde_json::from_str(&definition)
+                        .map_err(|e| StoreError::corrupt("aggregate rule", e))?,
+                );
+            }
+            if let Some(contact) = r.try_get::<Option<i64>, _>(2)? {
+                values.push((contact, name, r.try_get::<Option<String>, _>(3)?));
+            }
+        }
         for id in ids {
             let defaults = out.entry(*id).or_default();
             for r in &rules {
@@ -248,21 +298,9 @@ impl SqlStore {
                 }
             }
         }
-        let mut b = SqlBuilder::new(0);
-        let list = in_list(&mut b, ids);
-        let sql = format!(
-            "SELECT contact_id, name, value FROM contact_aggregates WHERE contact_id IN ({list})"
-        );
-        for r in bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
-            .fetch_all(&self.read)
-            .await?
-        {
-            let name: String = r.try_get(1)?;
-            if !rules.iter().any(|rule| rule.name.as_str() == name) {
-                continue;
-            }
-            let entry = out.entry(r.try_get(0)?).or_default();
-            match r.try_get::<Option<String>, _>(2)? {
+        for (contact, name, value) in values {
+            let entry = out.entry(contact).or_default();
+            match value {
                 Some(v) => entry.insert(name, decode_value(&v)?),
                 None => entry.remove(&name),
             };
@@ -320,10 +358,19 @@ impl SqlStore {
             cond += &format!(" AND (s.started_at < {p1} OR (s.started_at = {p2} AND s.id < {p3}))");
         }
         let limit = b.param(Bind::Int(first as i64 + 1));
-        let sql = format!(
-            "SELECT * FROM (SELECT {SESSION_COLS}, ROW_NUMBER() OVER (PARTITION BY s.contact_id ORDER BY s.started_at DESC, s.id DESC) AS rn \
-             FROM sessions s WHERE s.contact_id IN ({list}) AND s.deleted = 0{cond}) s WHERE s.rn <= {limit} ORDER BY s.contact_id, s.rn"
-        );
+        let sql = if ids.len() == 1 {
+            // One contact (a contact looked up by id or email) needs no window: a plain
+            // LIMIT reads just the newest entries of the (contact_id, started_at, id) index.
+            format!(
+                "SELECT {SESSION_COLS} FROM sessions s WHERE s.contact_id IN ({list}) AND s.deleted = 0{cond} \
+                 ORDER BY s.started_at DESC, s.id DESC LIMIT {limit}"
+            )
+        } else {
+            format!(
+                "SELECT * FROM (SELECT {SESSION_COLS}, ROW_NUMBER() OVER (PARTITION BY s.contact_id ORDER BY s.started_at DESC, s.id DESC) AS rn \
+                 FROM sessions s WHERE s.contact_id IN ({list}) AND s.deleted = 0{cond}) s WHERE s.rn <= {limit} ORDER BY s.contact_id, s.rn"
+            )
+        };
         for r in bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
             .fetch_all(&self.read)
             .await?
