@@ -284,8 +284,15 @@ fn run(customers: u64, admin_url: &str) -> anyhow::Result<()> {
         secs: full_s,
         rows: full_rows,
         rss_mib: full_mb,
-        ..
-    } = timed_sync(&config, "shop", "warn")?;
+        stderr: full_log,
+    } = timed_sync(&config, "shop", "info")?;
+    // Where the time went: each stream's read and the end-of-load pass over contacts.
+    for line in full_log
+        .lines()
+        .filter(|l| l.contains("stream read") || l.contains("bulk load touched"))
+    {
+        println!("  {}", line.trim());
+    }
     ensure!(
         full_rows == total,
         "the full sync read {full_rows} rows, expected {total}"

@@ -167,6 +167,8 @@ pub(crate) struct Ingest<'c> {
     aggs: HashMap<i64, HashMap<String, AggState>>,
     /// New sessions of this batch, inserted many per statement before their effects apply.
     new_sessions: Vec<NewSession>,
+    /// The keys of `new_sessions`, to find a record repeated within the batch.
+    new_session_keys: HashSet<(String, String, String)>,
     /// Contacts whose aggregate states changed and must be written.
     dirty_aggs: HashSet<i64>,
     recompute_aggs: BTreeSet<i64>,
@@ -212,6 +214,7 @@ impl<'c> Ingest<'c> {
             aggs: HashMap::new(),
             dirty_aggs: HashSet::new(),
             new_sessions: Vec::new(),
+            new_session_keys: HashSet::new(),
             recompute_aggs: BTreeSet::new(),
             recompute_data: BTreeSet::new(),
             outcome: BatchOutcome::default(),
@@ -1016,7 +1019,7 @@ impl<'c> Ingest<'c> {
             .stored_session(source, stream, &rec.external_id)
             .await?;
         if old.is_none() {
-            if !self.new_sessions.iter().any(|n| n.key == key) {
+            if self.new_session_keys.insert(key.clone()) {
                 self.new_sessions.push(NewSession {
                     key,
                     kind: rec.kind.clone(),
@@ -1215,6 +1218,7 @@ impl<'c> Ingest<'c> {
     /// the order the records came.
     async fn flush_new_sessions(&mut self) -> Result<()> {
         let pending = std::mem::take(&mut self.new_sessions);
+        self.new_session_keys.clear();
         let mut ids: HashMap<(String, String, String), i64> = HashMap::with_capacity(pending.len());
         for chunk in pending.chunks(CHUNK) {
             let values = placeholders(self.sqlite, chunk.len(), 12, 1, |p| {

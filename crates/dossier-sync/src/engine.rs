@@ -483,6 +483,7 @@ impl Engine {
                 continue;
             }
             progress.stream_started(name);
+            let stream_started = Instant::now();
             let mut stat = stats.remove(name).unwrap_or_default();
             let result = loop {
                 match self
@@ -511,6 +512,14 @@ impl Engine {
             };
             stats.insert(name.clone(), stat.clone());
             result?;
+            tracing::info!(
+                source = %cfg.name,
+                stream = %name,
+                read = stat.read,
+                written = stat.written,
+                elapsed_ms = stream_started.elapsed().as_millis() as u64,
+                "stream read"
+            );
             progress.stream_finished(name, &stat);
         }
         Ok(())
