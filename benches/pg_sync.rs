@@ -254,6 +254,16 @@ fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT met" }
 }
 
+/// Where a sync's time went: each stream's read and the end-of-load pass over contacts.
+fn print_phases(log: &str) {
+    for line in log
+        .lines()
+        .filter(|l| l.contains("stream read") || l.contains("bulk load touched"))
+    {
+        println!("  {}", line.trim());
+    }
+}
+
 fn run(customers: u64, admin_url: &str) -> anyhow::Result<()> {
     let total = customers * 8;
     println!(
@@ -286,13 +296,7 @@ fn run(customers: u64, admin_url: &str) -> anyhow::Result<()> {
         rss_mib: full_mb,
         stderr: full_log,
     } = timed_sync(&config, "shop", "info")?;
-    // Where the time went: each stream's read and the end-of-load pass over contacts.
-    for line in full_log
-        .lines()
-        .filter(|l| l.contains("stream read") || l.contains("bulk load touched"))
-    {
-        println!("  {}", line.trim());
-    }
+    print_phases(&full_log);
     ensure!(
         full_rows == total,
         "the full sync read {full_rows} rows, expected {total}"
@@ -315,8 +319,9 @@ fn run(customers: u64, admin_url: &str) -> anyhow::Result<()> {
         secs: inc_s,
         rows: inc_rows,
         rss_mib: inc_mb,
-        ..
-    } = timed_sync(&config, "shop", "warn")?;
+        stderr: inc_log,
+    } = timed_sync(&config, "shop", "info")?;
+    print_phases(&inc_log);
     println!(
         "incremental sync: {inc_rows} rows in {inc_s:.2}s = {:.0} rows/s, peak RSS {inc_mb:.1} MiB",
         inc_rows as f64 / inc_s
