@@ -129,7 +129,7 @@ impl CoreQuery {
             (None, Some(email)) => gw.store.contact_by_email(ws, &email).await?,
             _ => return Err(Error::new("give either id or email")),
         };
-        Ok(row.map(Contact))
+        Ok(row.map(Contact::alone))
     }
 
     /// Contacts matching `where` and `filter` (both when both are given), in id order.
@@ -239,7 +239,7 @@ impl CoreMutation {
         gw.store
             .contact(ws, id)
             .await?
-            .map(Contact)
+            .map(Contact::alone)
             .ok_or_else(|| Error::new(format!("contact {id} not found")))
     }
 
@@ -395,7 +395,7 @@ impl ContactConnection {
             .iter()
             .map(|c| ContactEdge {
                 cursor: cursor::contact(c.id),
-                node: Contact(c.clone()),
+                node: Contact::listed(c.clone()),
             })
             .collect()
     }
@@ -419,7 +419,31 @@ impl ContactConnection {
 }
 
 /// A person: profile fields, identities, data, aggregates and sessions.
-pub(crate) struct Contact(pub(crate) ContactRow);
+pub(crate) struct Contact(pub(crate) ContactRow, Siblings);
+
+/// Whether a contact's per-contact fields can share store calls with other contacts'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Siblings {
+    /// On a page or under sessions: the fields go through the request's data loaders, one
+    /// call per field for all the contacts at that level.
+    Batched,
+    /// Alone (a root `contact` or a mutation's answer): nothing to batch with, so the store
+    /// is called at once rather than after the loaders' wait for more keys, which would
+    /// be most of a small request's time.
+    Alone,
+}
+
+impl Contact {
+    /// A contact among others at its level of the document.
+    pub(crate) fn listed(row: ContactRow) -> Self {
+        Self(row, Siblings::Batched)
+    }
+
+    /// A contact with no siblings at its level of the document.
+    pub(crate) fn alone(row: ContactRow) -> Self {
+        Self(row, Siblings::Alone)
+    }
+}
 
 /// A person: profile fields, identities, data, aggregates and sessions.
 #[Object]
@@ -476,22 +500,26 @@ impl Contact {
 
     /// Custom data, key to value: the contact's own values over its sessions' values.
     async fn data(&self, ctx: &Context<'_>) -> Result<Json<serde_json::Value>> {
-        let data = loaders(ctx)?
-            .data
-            .load_one(self.0.id)
-            .await?
-            .unwrap_or_default();
-        Ok(data_json(&data))
+        let id = self.0.id;
+        let data = match self.1 {
+            Siblings::Batched => loaders(ctx)?.data.load_one(id).await?,
+            Siblings::Alone => gateway(ctx)?.store.contact_data(&[id]).await?.remove(&id),
+        };
+        Ok(data_json(&data.unwrap_or_default()))
     }
 
     /// Aggregate values, rule name to value (absent when a rule has nothing to aggregate).
     async fn aggregates(&self, ctx: &Context<'_>) -> Result<Json<serde_json::Value>> {
-        let aggs = loaders(ctx)?
-            .aggregates
-            .load_one(self.0.id)
-            .await?
-            .unwrap_or_default();
-        Ok(data_json(&aggs))
+        let id = self.0.id;
+        let aggs = match self.1 {
+            Siblings::Batched => loaders(ctx)?.aggregates.load_one(id).await?,
+            Siblings::Alone => gateway(ctx)?
+                .store
+                .aggregates(ws(ctx)?, &[id])
+                .await?
+                .remove(&id),
+        };
+        Ok(data_json(&aggs.unwrap_or_default()))
     }
 
     /// The saved segments this contact is in now.
@@ -522,10 +550,12 @@ impl Contact {
 
     /// The identities that resolve to this contact.
     async fn identities(&self, ctx: &Context<'_>) -> Result<Vec<Identity>> {
-        Ok(loaders(ctx)?
-            .identities
-            .load_one(self.0.id)
-            .await?
+        let id = self.0.id;
+        let identities = match self.1 {
+            Siblings::Batched => loaders(ctx)?.identities.load_one(id).await?,
+            Siblings::Alone => gateway(ctx)?.store.identities(&[id]).await?.remove(&id),
+        };
+        Ok(identities
             .unwrap_or_default()
             .into_iter()
             .map(Identity)
@@ -542,17 +572,27 @@ impl Contact {
     ) -> Result<SessionConnection> {
         let first = page_size(gateway(ctx)?, first)?;
         let before = parse_cursor(after.as_deref(), cursor::parse_session)?;
-        let key = SessionsKey {
-            contact: self.0.id,
-            kind,
-            first,
-            before,
+        let id = self.0.id;
+        let page = match self.1 {
+            Siblings::Batched => {
+                let key = SessionsKey {
+                    contact: id,
+                    kind,
+                    first,
+                    before,
+                };
+                loaders(ctx)?.sessions.load_one(key).await?
+            }
+            Siblings::Alone => gateway(ctx)?
+                .store
+                .sessions_of(&[id], kind.as_deref(), first, before)
+                .await?
+                .remove(&id),
         };
-        let page = loaders(ctx)?.sessions.load_one(key).await?.unwrap_or(Page {
+        Ok(SessionConnection(page.unwrap_or(Page {
             items: vec![],
             has_next: false,
-        });
-        Ok(SessionConnection(page))
+        })))
     }
 }
 
@@ -662,7 +702,11 @@ impl Session {
         let Some(id) = self.0.contact_id else {
             return Ok(None);
         };
-        Ok(loaders(ctx)?.contacts.load_one(id).await?.map(Contact))
+        Ok(loaders(ctx)?
+            .contacts
+            .load_one(id)
+            .await?
+            .map(Contact::listed))
     }
 }
 

@@ -209,7 +209,7 @@ impl SegmentChange {
             .contacts
             .load_one(self.0.contact_id)
             .await?
-            .map(Contact))
+            .map(Contact::listed))
     }
 
     /// When the change was seen.

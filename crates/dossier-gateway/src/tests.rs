@@ -113,6 +113,55 @@ async fn a_page_loads_each_field_with_one_store_call() {
     assert_eq!(loaders.contacts.loader().calls.get(), 1);
 }
 
+/// A contact asked for alone has nothing to batch with: its fields read the store directly
+/// (no data loader wait) and answer what the batched path answers.
+#[tokio::test]
+async fn a_contact_alone_reads_its_fields_without_the_loaders() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let schema = build_schema(store.clone(), None, None, None, GatewayConfig::open(WS));
+    let fields = r#"id data aggregates identities { kind value }
+        sessions(first: 2) { edges { node { id } } pageInfo { hasNextPage } }
+        orders: sessions(kind: "order", first: 5) { edges { node { id } } }"#;
+    let run = |query: String| {
+        let loaders = Loaders::new(&store, WS);
+        let request = async_graphql::Request::new(query)
+            .data(loaders.clone())
+            .data(Caller::admin(WS));
+        let schema = schema.clone();
+        async move {
+            let out = serde_json::to_value(schema.execute(request).await).unwrap();
+            assert!(out.get("errors").is_none(), "{out:#}");
+            (out, loaders)
+        }
+    };
+    let (alone, loaders) = run(format!(
+        r#"{{ contact(email: "u3@example.com") {{ {fields} }} }}"#
+    ))
+    .await;
+    let calls = loaders.data.loader().calls.get()
+        + loaders.aggregates.loader().calls.get()
+        + loaders.identities.loader().calls.get()
+        + loaders.sessions.loader().calls.get();
+    assert_eq!(calls, 0);
+    let alone = &alone["data"]["contact"];
+    let (page, _) = run(format!(
+        "{{ contacts(first: 10) {{ edges {{ node {{ {fields} }} }} }} }}"
+    ))
+    .await;
+    let listed = page["data"]["contacts"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["node"])
+        .find(|n| n["id"] == alone["id"])
+        .unwrap();
+    assert_eq!(alone, listed);
+    assert_eq!(alone["data"]["plan"], "pro");
+    assert_eq!(alone["sessions"]["edges"].as_array().unwrap().len(), 2);
+    assert_eq!(alone["sessions"]["pageInfo"]["hasNextPage"], true);
+}
+
 /// A connector admin that records installs.
 struct FakeAdmin(std::sync::Mutex<Vec<String>>);
 
