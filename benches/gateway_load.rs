@@ -199,6 +199,51 @@ struct Load {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU time the gateway process spent per request: unlike requests/s, hardly moved by
+    /// whatever else runs on the machine.
+    cpu_ms_per_request: f64,
+    /// Share of the machine's CPU time that was busy during the phase (everything: the
+    /// gateway, the database, the load threads and any other process).
+    machine_busy: f64,
+}
+
+/// User + system CPU time of a process so far, in ms (clock ticks of 10 ms).
+fn cpu_ms(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(f64::NAN))
+        .collect();
+    (f.get(11).copied().unwrap_or(f64::NAN) + f.get(12).copied().unwrap_or(f64::NAN)) * 10.0
+}
+
+/// (busy, total) CPU ticks of the whole machine so far.
+fn machine_ticks() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    let total: f64 = v.iter().sum();
+    // idle and iowait
+    let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
+    (total - idle, total)
+}
+
+/// Runs `phase` and tells how busy the machine was meanwhile (0 to 1).
+fn busy_during<T>(phase: impl FnOnce() -> T) -> (T, f64) {
+    let (b0, t0) = machine_ticks();
+    let out = phase();
+    let (b1, t1) = machine_ticks();
+    (out, (b1 - b0) / (t1 - t0).max(1.0))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -265,9 +310,12 @@ impl Conn {
 fn load(
     addr: &str,
     key: &str,
+    pid: u32,
     secs: u64,
     make: impl Fn(u64) -> String + Send + Sync + 'static,
 ) -> anyhow::Result<Load> {
+    let cpu_before = cpu_ms(pid);
+    let (b0, t0) = machine_ticks();
     let make = Arc::new(make);
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
@@ -314,6 +362,8 @@ fn load(
         all.extend(lat);
         errors += e;
     }
+    let (b1, t1) = machine_ticks();
+    let cpu = cpu_ms(pid) - cpu_before;
     all.sort_by(f64::total_cmp);
     Ok(Load {
         requests: all.len() as u64,
@@ -321,6 +371,8 @@ fn load(
         rps: all.len() as f64 / elapsed_at_stop,
         p50_ms: percentile(&all, 0.50),
         p99_ms: percentile(&all, 0.99),
+        cpu_ms_per_request: cpu / all.len().max(1) as f64,
+        machine_busy: (b1 - b0) / (t1 - t0).max(1.0),
     })
 }
 
@@ -454,8 +506,9 @@ fn rss_anon_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// What `pgbench` measured for one workload: (transactions/s, p50 ms, p99 ms).
-type Limit = (f64, f64, f64);
+/// What `pgbench` measured for one workload: (transactions/s, p50 ms, p99 ms, share of the
+/// machine busy).
+type Limit = (f64, f64, f64, f64);
 
 /// Both workloads against a running gateway, then (on PostgreSQL) `limit` for each; prints
 /// the table and the targets.
@@ -468,11 +521,11 @@ fn measure(
     secs: u64,
     limit: impl FnOnce() -> anyhow::Result<Option<(Limit, Limit)>>,
 ) -> anyhow::Result<()> {
-    let contact = load(addr, key, secs, move |x| {
+    let contact = load(addr, key, pid, secs, move |x| {
         serde_json::json!({ "query": CONTACT_QUERY, "variables": { "e": format!("user{}@example.com", 1 + x % n) } })
             .to_string()
     })?;
-    let segment = load(addr, key, secs, move |x| {
+    let segment = load(addr, key, pid, secs, move |x| {
         let after = x % n;
         // The gateway's cursor for "after contact `after`".
         let cursor = URL_SAFE_NO_PAD.encode(format!("contact:{after}"));
@@ -499,7 +552,7 @@ fn measure(
     ];
     for (name, l, limit) in rows {
         let limit = match limit {
-            Some((tps, p50, p99)) => format!(
+            Some((tps, p50, p99, _)) => format!(
                 "{tps:.0} | {p50:.2} | {p99:.2} | {:.0}%",
                 100.0 * l.rps / tps
             ),
@@ -511,6 +564,18 @@ fn measure(
         );
     }
     println!("gateway peak RSS: {rss:.1} MiB (anonymous at the end: {anon:.1} MiB)");
+    println!(
+        "gateway CPU per request: (a) {:.3} ms, (b) {:.3} ms; machine busy: (a) {:.0}%, (b) {:.0}%{}",
+        contact.cpu_ms_per_request,
+        segment.cpu_ms_per_request,
+        100.0 * contact.machine_busy,
+        100.0 * segment.machine_busy,
+        limits.map_or(String::new(), |(a, b)| format!(
+            "; during pgbench (a) {:.0}%, (b) {:.0}%",
+            100.0 * a.3,
+            100.0 * b.3
+        )),
+    );
     let met = |ok: bool| if ok { "met" } else { "NOT met" };
     let share = limits.map_or("n/a (no pgbench on this store)".to_string(), |l| {
         met(contact.rps >= 0.5 * l.0.0).to_string()
@@ -555,8 +620,13 @@ fn postgres(n: u64, secs: u64) -> anyhow::Result<()> {
 
     with_gateway(&config, |addr, pid| {
         measure("PostgreSQL", addr, &key, pid, n, secs, || {
-            let a = pgbench(&db.url, &pgbench_contact(n), secs, dir.path(), "contact")?;
-            let b = pgbench(&db.url, &pgbench_segment(n), secs, dir.path(), "segment")?;
+            let limit = |script: String, tag: &str| -> anyhow::Result<Limit> {
+                let (r, busy) = busy_during(|| pgbench(&db.url, &script, secs, dir.path(), tag));
+                let (tps, p50, p99) = r?;
+                Ok((tps, p50, p99, busy))
+            };
+            let a = limit(pgbench_contact(n), "contact")?;
+            let b = limit(pgbench_segment(n), "segment")?;
             Ok(Some((a, b)))
         })
     })
