@@ -113,6 +113,15 @@ type LiveSession = (i64, String, i64, BTreeMap<String, DataValue>);
 /// A session value waiting to show on its contact: (session start, session id, value).
 type PendingValue = (i64, i64, DataValue);
 
+/// A stored session's new values, waiting for their multi-row update.
+struct ChangedSession {
+    contact: Option<i64>,
+    kind: String,
+    started_at: i64,
+    ended_at: Option<i64>,
+    data_json: String,
+}
+
 /// A new session waiting for its multi-row insert.
 struct NewSession {
     key: (String, String, String),
@@ -167,6 +176,11 @@ pub(crate) struct Ingest<'c> {
     aggs: HashMap<i64, HashMap<String, AggState>>,
     /// New sessions of this batch, inserted many per statement before their effects apply.
     new_sessions: Vec<NewSession>,
+    /// Stored sessions this batch changed, by id (the last change wins), written many per
+    /// statement before anything reads sessions back (recomputes, merges) and at `finish`.
+    changed_sessions: HashMap<i64, ChangedSession>,
+    /// Unchanged sessions a full-refresh read saw, marked seen with `changed_sessions`.
+    seen_sessions: Vec<i64>,
     /// The keys of `new_sessions`, to find a record repeated within the batch.
     new_session_keys: HashSet<(String, String, String)>,
     /// Contacts whose aggregate states changed and must be written.
@@ -215,6 +229,8 @@ impl<'c> Ingest<'c> {
             dirty_aggs: HashSet::new(),
             new_sessions: Vec::new(),
             new_session_keys: HashSet::new(),
+            changed_sessions: HashMap::new(),
+            seen_sessions: Vec::new(),
             recompute_aggs: BTreeSet::new(),
             recompute_data: BTreeSet::new(),
             outcome: BatchOutcome::default(),
@@ -491,6 +507,7 @@ impl<'c> Ingest<'c> {
         reason: &str,
     ) -> Result<()> {
         // Pending sessions, identities and values must exist before their contact can move.
+        self.flush_changed_sessions().await?;
         self.flush_new_sessions().await?;
         self.flush_contact_writes().await?;
         self.profiles.remove(&survivor);
@@ -1045,12 +1062,8 @@ impl<'c> Ingest<'c> {
             && o.ended_at == rec.ended_at
             && o.data_json == data_json
         {
-            if let Some(run) = self.seen_run {
-                sqlx::query("UPDATE sessions SET seen_run = $1 WHERE id = $2")
-                    .bind(run)
-                    .bind(o.id)
-                    .execute(&mut *self.conn)
-                    .await?;
+            if self.seen_run.is_some() {
+                self.seen_sessions.push(o.id);
             }
             return Ok(false);
         }
@@ -1060,20 +1073,16 @@ impl<'c> Ingest<'c> {
                 "a flushed session was not found",
             ));
         };
-        sqlx::query(
-            "UPDATE sessions SET contact_id = $1, kind = $2, started_at = $3, ended_at = $4, data = $5, \
-             deleted = 0, updated_at = $6, seen_run = COALESCE($8, seen_run) WHERE id = $7",
-        )
-        .bind(contact)
-        .bind(&rec.kind)
-        .bind(started_at)
-        .bind(rec.ended_at)
-        .bind(&data_json)
-        .bind(self.now)
-        .bind(o.id)
-        .bind(self.seen_run)
-        .execute(&mut *self.conn)
-        .await?;
+        self.changed_sessions.insert(
+            o.id,
+            ChangedSession {
+                contact,
+                kind: rec.kind.clone(),
+                started_at,
+                ended_at: rec.ended_at,
+                data_json: data_json.clone(),
+            },
+        );
         let id = o.id;
         let old_view = old
             .as_ref()
@@ -1214,6 +1223,52 @@ impl<'c> Ingest<'c> {
         Ok(out)
     }
 
+    /// Writes the changes to stored sessions this batch queued, many per statement.
+    async fn flush_changed_sessions(&mut self) -> Result<()> {
+        let changed: Vec<_> = self.changed_sessions.drain().collect();
+        for chunk in changed.chunks(CHUNK) {
+            let values = placeholders(self.sqlite, chunk.len(), 6, 3, |p| {
+                format!("({})", p.join(", "))
+            });
+            let (p1, p2) = (param(self.sqlite, 1), param(self.sqlite, 2));
+            // VALUES columns are column1, column2, ... on both SQLite and Postgres.
+            let mut q = sqlx::query(AssertSqlSafe(format!(
+                "UPDATE sessions SET contact_id = v.column2, kind = v.column3, started_at = v.column4, \
+                 ended_at = v.column5, data = v.column6, deleted = 0, updated_at = {p1}, \
+                 seen_run = COALESCE({p2}, sessions.seen_run) FROM (VALUES {values}) AS v \
+                 WHERE sessions.id = v.column1"
+            )))
+            .bind(self.now)
+            .bind(self.seen_run);
+            for (id, c) in chunk {
+                q = q
+                    .bind(*id)
+                    .bind(c.contact)
+                    .bind(c.kind.clone())
+                    .bind(c.started_at)
+                    .bind(c.ended_at)
+                    .bind(c.data_json.clone());
+            }
+            q.execute(&mut *self.conn).await?;
+        }
+        let seen = std::mem::take(&mut self.seen_sessions);
+        if let Some(run) = self.seen_run {
+            for chunk in seen.chunks(CHUNK) {
+                let list = placeholders(self.sqlite, chunk.len(), 1, 2, |p| p[0].clone());
+                let mut q = sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE sessions SET seen_run = {} WHERE id IN ({list})",
+                    param(self.sqlite, 1)
+                )))
+                .bind(run);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.execute(&mut *self.conn).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Inserts the pending new sessions, many per statement, then applies their effects in
     /// the order the records came.
     async fn flush_new_sessions(&mut self) -> Result<()> {
@@ -1292,6 +1347,7 @@ impl<'c> Ingest<'c> {
 
     /// Recomputes what must be, then writes aggregate states. Called once per batch.
     pub(crate) async fn finish(&mut self) -> Result<()> {
+        self.flush_changed_sessions().await?;
         self.flush_new_sessions().await?;
         self.flush_contact_writes().await?;
         self.write_deferred().await?;
