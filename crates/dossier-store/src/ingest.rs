@@ -113,6 +113,10 @@ type LiveSession = (i64, String, i64, BTreeMap<String, DataValue>);
 /// A session value waiting to show on its contact: (session start, session id, value).
 type PendingValue = (i64, i64, DataValue);
 
+/// A new contact's profile as its record sets it: (column, value) pairs, the source's update
+/// time, and where each field came from.
+type NewProfile<'r> = (&'r [(&'static str, &'r str)], Option<i64>, Provenance);
+
 /// A stored session's new values, waiting for their multi-row update.
 struct ChangedSession {
     contact: Option<i64>,
@@ -273,7 +277,7 @@ impl<'c> Ingest<'c> {
     async fn new_contact(
         &mut self,
         created_at: Option<i64>,
-        profile: Option<(&[(&'static str, &str)], Option<i64>, Provenance)>,
+        profile: Option<NewProfile<'_>>,
     ) -> Result<i64> {
         let (fields, source_updated_at, provenance) = match profile {
             Some((fields, at, provenance)) => (fields, at, provenance),
