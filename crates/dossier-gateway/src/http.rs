@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql::parser::types::OperationType;
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{ErrorExtensions as _, Request, Response, ServerError};
 use axum::body::Body;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
@@ -375,11 +375,18 @@ impl App {
         ) {
             return outcome("unknown", Status::Error, request_errors(media, &[e]));
         }
-        let operation_type = metrics::operation_label(operation_type(
-            &request.query,
-            request.operation_name.as_deref(),
-        ));
-        if queries_only && !is_read_only(&request.query, request.operation_name.as_deref()) {
+        // Parsed once here and kept in the request, which execution then uses. A document
+        // that does not parse is let through: executing it answers with the syntax error.
+        let operation = request.operation_name.clone();
+        let (ty, read_only) = match request.parsed_query() {
+            Ok(doc) => (
+                operation_type_in(doc, operation.as_deref()),
+                is_read_only(doc, operation.as_deref()),
+            ),
+            Err(_) => (None, true),
+        };
+        let operation_type = metrics::operation_label(ty);
+        if queries_only && !read_only {
             let mut r = refuse(
                 StatusCode::METHOD_NOT_ALLOWED,
                 media,
@@ -536,6 +543,11 @@ async fn graphql_get(
 /// `None` when the document does not parse or the operation is not found.
 pub(crate) fn operation_type(query: &str, operation: Option<&str>) -> Option<OperationType> {
     let doc = async_graphql::parser::parse_query(query).ok()?;
+    operation_type_in(&doc, operation)
+}
+
+/// The type of the operation a parsed document runs (see [`operation_type`]).
+fn operation_type_in(doc: &ExecutableDocument, operation: Option<&str>) -> Option<OperationType> {
     let mut ops = doc
         .operations
         .iter()
@@ -547,12 +559,8 @@ pub(crate) fn operation_type(query: &str, operation: Option<&str>) -> Option<Ope
     Some(op.node.ty)
 }
 
-/// Does the operation a GET would run only read? A document that does not parse is let
-/// through: executing it answers with the syntax error.
-fn is_read_only(query: &str, operation: Option<&str>) -> bool {
-    let Ok(doc) = async_graphql::parser::parse_query(query) else {
-        return true;
-    };
+/// Does the operation a GET would run only read?
+fn is_read_only(doc: &ExecutableDocument, operation: Option<&str>) -> bool {
     doc.operations
         .iter()
         .filter(|(name, _)| operation.is_none() || name.map(|n| n.as_str()) == operation)
