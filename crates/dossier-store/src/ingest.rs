@@ -370,12 +370,23 @@ impl<'c> Ingest<'c> {
     /// the identities tie together (within the workspace's identity policy).
     async fn resolve(&mut self, idents: &[Identity], created_at: Option<i64>) -> Result<i64> {
         let (found, missing) = self.find(idents).await?;
+        self.resolve_found(&found, &missing, created_at).await
+    }
+
+    /// The contact that what [`Self::find`] found resolves to: a new one when none was
+    /// found, the merge of several; the missing identities are attached to it.
+    async fn resolve_found(
+        &mut self,
+        found: &[(i64, Identity)],
+        missing: &[Identity],
+        created_at: Option<i64>,
+    ) -> Result<i64> {
         let contact = match found.len() {
             0 => self.new_contact(created_at, None).await?,
             1 => found[0].0,
-            _ => self.merge_or_refuse(&found).await?,
+            _ => self.merge_or_refuse(found).await?,
         };
-        for ident in &missing {
+        for ident in missing {
             self.attach(contact, ident);
         }
         Ok(contact)
@@ -680,17 +691,11 @@ impl<'c> Ingest<'c> {
                 self.attach(id, ident);
             }
             for (k, v) in data {
-                self.own_data.insert((id, k.clone()), v.clone());
+                self.set_own_data(id, k, v);
             }
             return Ok(true);
         }
-        let id = match found.len() {
-            1 => found[0].0,
-            _ => self.merge_or_refuse(&found).await?,
-        };
-        for ident in &missing {
-            self.attach(id, ident);
-        }
+        let id = self.resolve_found(&found, &missing, rec.created_at).await?;
         let (stored_at, mut provenance) = match self.profiles.remove(&id) {
             Some(known) => known,
             None => {
@@ -735,7 +740,7 @@ impl<'c> Ingest<'c> {
             .await?;
         self.profiles.insert(id, (latest, provenance));
         for (k, v) in data {
-            self.own_data.insert((id, k.clone()), v.clone());
+            self.set_own_data(id, k, v);
         }
         Ok(!unchanged)
     }
@@ -773,29 +778,9 @@ impl<'c> Ingest<'c> {
     }
 
     /// A value set on the contact itself: it takes precedence over session data.
-    pub(crate) async fn set_own_data(
-        &mut self,
-        contact: i64,
-        key: &DataKey,
-        v: &DataValue,
-    ) -> Result<()> {
-        let (num, txt) = projections(v);
-        sqlx::query(
-            "INSERT INTO contact_data (contact_id, key, value, num, txt, own, session_id, session_at, updated_at) \
-             VALUES ($1, $2, $3, CASE WHEN $7 = 1 THEN CAST($4 AS DOUBLE PRECISION) END, $5, 1, NULL, NULL, $6) ON CONFLICT (contact_id, key) DO UPDATE SET \
-             value = excluded.value, num = excluded.num, txt = excluded.txt, own = 1, session_id = NULL, \
-             session_at = NULL, updated_at = excluded.updated_at",
-        )
-        .bind(contact)
-        .bind(key.as_str())
-        .bind(encode(v))
-        .bind(num.unwrap_or_default())
-        .bind(txt)
-        .bind(self.now)
-        .bind(i64::from(num.is_some()))
-        .execute(&mut *self.conn)
-        .await?;
-        Ok(())
+    pub(crate) fn set_own_data(&mut self, contact: i64, key: &DataKey, v: &DataValue) {
+        // Written many per statement by `flush_contact_writes`; the last value per key wins.
+        self.own_data.insert((contact, key.clone()), v.clone());
     }
 
     /// A session's value shows on its contact unless the contact has its own, or a later
@@ -1694,7 +1679,8 @@ impl SqlStore {
                 id: contact.to_string(),
             })?;
         let mut ing = Ingest::new(&mut tx, ws, self.backend).await?;
-        ing.set_own_data(id, key, value).await?;
+        ing.set_own_data(id, key, value);
+        ing.finish().await?;
         SqlStore::note_api_origin(&mut tx, id, &format!("data.{key}")).await?;
         tx.commit().await?;
         Ok(())
