@@ -11,6 +11,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 pub struct Bars {
     multi: MultiProgress,
     bars: Mutex<HashMap<String, ProgressBar>>,
+    /// The end-of-load pass over contacts, when a bulk load left one.
+    settle: Mutex<Option<ProgressBar>>,
     source: String,
 }
 
@@ -19,6 +21,7 @@ impl Bars {
         Self {
             multi: MultiProgress::new(),
             bars: Mutex::new(HashMap::new()),
+            settle: Mutex::new(None),
             source: source.to_string(),
         }
     }
@@ -63,24 +66,18 @@ impl Progress for Bars {
         );
         bar.set_prefix(format!("{}: aggregates and session data", self.source));
         bar.enable_steady_tick(Duration::from_millis(120));
-        self.bars
-            .lock()
-            .expect("bars")
-            .insert(SETTLE.to_string(), bar);
+        *self.settle.lock().expect("settle bar") = Some(bar);
     }
 
     fn settled(&self, done: u64) {
-        if let Some(b) = self.bars.lock().expect("bars").get(SETTLE) {
+        if let Some(b) = &*self.settle.lock().expect("settle bar") {
             b.set_position(done);
         }
     }
 
     fn settle_finished(&self, _contacts: u64) {
-        if let Some(b) = self.bars.lock().expect("bars").remove(SETTLE) {
+        if let Some(b) = self.settle.lock().expect("settle bar").take() {
             b.finish();
         }
     }
 }
-
-/// The settle bar's key among the stream bars (no stream name starts with a space).
-const SETTLE: &str = " settle";
