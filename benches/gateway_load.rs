@@ -170,7 +170,8 @@ fn sqlite3(path: &Path, sql: &str) -> anyhow::Result<()> {
 const CONTACT_QUERY: &str = r#"query($e: String) { contact(email: $e) { id email firstName country data aggregates sessions(first: 5) { edges { node { id kind startedAt data } } } } }"#;
 const SEGMENT_QUERY: &str = r#"query($a: String) { contacts(where: {and: [{field: "country", eq: "FR"}, {field: "data.price_plan", eq: "basic"}]}, first: 50, after: $a) { edges { node { id email } } pageInfo { endCursor } } }"#;
 
-/// The same reads in SQL, as the store issues them.
+/// The reads of (a) in SQL, one statement per part, as a hand-written service would issue
+/// them.
 fn pgbench_contact(n: u64) -> String {
     format!(
         "\\set i random(1, {n})
@@ -179,6 +180,22 @@ SELECT * FROM contacts WHERE workspace = 'default' AND id = :i;
 SELECT key, value FROM contact_data WHERE contact_id = :i;
 SELECT name, value FROM contact_aggregates WHERE contact_id = :i;
 SELECT id, kind, started_at, data FROM sessions WHERE contact_id = :i AND deleted = 0 ORDER BY started_at DESC, id DESC LIMIT 6;
+"
+    )
+}
+
+/// The reads of (a) as the store issues them: the contact with its parts in one statement
+/// (`SqlStore::contact_card`).
+fn pgbench_contact_card(n: u64) -> String {
+    format!(
+        "\\set i random(1, {n})
+SELECT c.id, c.email, c.phone, c.first_name, c.last_name, c.company, c.country, c.city, c.locale, c.created_at, c.updated_at, c.merged_into,
+ (SELECT json_agg(json_build_array(d.key, d.value))::text FROM contact_data d WHERE d.contact_id = c.id) AS card_data,
+ (SELECT json_agg(json_build_array(r.name, r.definition, a.contact_id, a.value))::text FROM aggregate_rules r LEFT JOIN contact_aggregates a ON a.name = r.name AND a.contact_id = c.id WHERE r.workspace = 'default') AS card_aggregates,
+ (SELECT json_agg(json_build_object('id', s.id, 'contact_id', s.contact_id, 'source', s.source, 'stream', s.stream, 'external_id', s.external_id, 'kind', s.kind, 'started_at', s.started_at, 'ended_at', s.ended_at, 'data', s.data, 'updated_at', s.updated_at))::text
+   FROM (SELECT * FROM sessions s WHERE s.contact_id = c.id AND s.deleted = 0 ORDER BY s.started_at DESC, s.id DESC LIMIT 6) s) AS card_sessions
+FROM identities i JOIN contacts c ON c.id = i.contact_id
+WHERE i.workspace = 'default' AND i.kind = 'email' AND i.value = 'user' || :i || '@example.com' AND c.workspace = 'default';
 "
     )
 }
@@ -510,6 +527,10 @@ fn rss_anon_kib(pid: u32) -> Option<u64> {
 /// machine busy).
 type Limit = (f64, f64, f64, f64);
 
+/// The limits of a store: (a) as separate statements, (b), and (a) as the store's one
+/// statement.
+type Limits = (Limit, Limit, Limit);
+
 /// Both workloads against a running gateway, then (on PostgreSQL) `limit` for each; prints
 /// the table and the targets.
 fn measure(
@@ -519,7 +540,7 @@ fn measure(
     pid: u32,
     n: u64,
     secs: u64,
-    limit: impl FnOnce() -> anyhow::Result<Option<(Limit, Limit)>>,
+    limit: impl FnOnce() -> anyhow::Result<Option<Limits>>,
 ) -> anyhow::Result<()> {
     let contact = load(addr, key, pid, secs, move |x| {
         serde_json::json!({ "query": CONTACT_QUERY, "variables": { "e": format!("user{}@example.com", 1 + x % n) } })
@@ -563,6 +584,12 @@ fn measure(
             l.rps, l.p50_ms, l.p99_ms, l.errors, l.requests,
         );
     }
+    if let Some((_, _, (tps, p50, p99, _))) = limits {
+        println!(
+            "(a) as the store's one statement (contact_card): pgbench {tps:.0} tps, p50 {p50:.2} ms, p99 {p99:.2} ms; gateway at {:.0}% of it",
+            100.0 * contact.rps / tps
+        );
+    }
     println!("gateway peak RSS: {rss:.1} MiB (anonymous at the end: {anon:.1} MiB)");
     println!(
         "gateway CPU per request: (a) {:.3} ms, (b) {:.3} ms; machine busy: (a) {:.0}%, (b) {:.0}%{}",
@@ -570,7 +597,7 @@ fn measure(
         segment.cpu_ms_per_request,
         100.0 * contact.machine_busy,
         100.0 * segment.machine_busy,
-        limits.map_or(String::new(), |(a, b)| format!(
+        limits.map_or(String::new(), |(a, b, _)| format!(
             "; during pgbench (a) {:.0}%, (b) {:.0}%",
             100.0 * a.3,
             100.0 * b.3
@@ -627,7 +654,8 @@ fn postgres(n: u64, secs: u64) -> anyhow::Result<()> {
             };
             let a = limit(pgbench_contact(n), "contact")?;
             let b = limit(pgbench_segment(n), "segment")?;
-            Ok(Some((a, b)))
+            let card = limit(pgbench_contact_card(n), "contact_card")?;
+            Ok(Some((a, b, card)))
         })
     })
 }

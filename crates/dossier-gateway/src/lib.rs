@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod auth;
+mod card;
 mod connectors;
 mod cursor;
 mod filter;

@@ -7,7 +7,10 @@ use async_graphql::{Context, Error, ID, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use dossier_core::value::from_micros;
 use dossier_core::{DataKey, DataValue, Filter};
-use dossier_store::{ContactRow, IdentityRow, Page, RunRow, SessionRow, SourceRow};
+use dossier_store::{
+    CardParts, ContactCard, ContactKey, ContactRow, IdentityRow, Page, RunRow, SessionRow,
+    SessionsPage, SourceRow,
+};
 
 use crate::auth::RoleGuard;
 use crate::connectors::Connector;
@@ -124,12 +127,14 @@ impl CoreQuery {
     ) -> Result<Option<Contact>> {
         let gw = gateway(ctx)?;
         let ws = ws(ctx)?;
-        let row = match (id, email) {
-            (Some(id), None) => gw.store.contact(ws, parse_id(&id, "contact")?).await?,
-            (None, Some(email)) => gw.store.contact_by_email(ws, &email).await?,
+        let key = match (&id, email.as_deref()) {
+            (Some(id), None) => ContactKey::Id(parse_id(id, "contact")?),
+            (None, Some(email)) => ContactKey::Email(email),
             _ => return Err(Error::new("give either id or email")),
         };
-        Ok(row.map(Contact::alone))
+        let parts = crate::card::parts_asked(gw, &ctx.field());
+        let card = gw.store.contact_card(ws, key, &parts).await?;
+        Ok(card.map(|card| Contact::card(card, &parts)))
     }
 
     /// Contacts matching `where` and `filter` (both when both are given), in id order.
@@ -419,7 +424,16 @@ impl ContactConnection {
 }
 
 /// A person: profile fields, identities, data, aggregates and sessions.
-pub(crate) struct Contact(pub(crate) ContactRow, Siblings);
+pub(crate) struct Contact(pub(crate) ContactRow, Siblings, Prefetched);
+
+/// Parts of a contact read along with it (a root lookup's card), served without another read.
+#[derive(Default)]
+struct Prefetched {
+    data: Option<BTreeMap<String, DataValue>>,
+    aggregates: Option<BTreeMap<String, DataValue>>,
+    /// The first page of sessions and what it was read for.
+    sessions: Option<(SessionsPage, Page<SessionRow>)>,
+}
 
 /// Whether a contact's per-contact fields can share store calls with other contacts'.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -436,12 +450,22 @@ enum Siblings {
 impl Contact {
     /// A contact among others at its level of the document.
     pub(crate) fn listed(row: ContactRow) -> Self {
-        Self(row, Siblings::Batched)
+        Self(row, Siblings::Batched, Prefetched::default())
     }
 
     /// A contact with no siblings at its level of the document.
     pub(crate) fn alone(row: ContactRow) -> Self {
-        Self(row, Siblings::Alone)
+        Self(row, Siblings::Alone, Prefetched::default())
+    }
+
+    /// A contact read with the `parts` of it a document asks for.
+    fn card(card: ContactCard, parts: &CardParts) -> Self {
+        let prefetched = Prefetched {
+            data: card.data,
+            aggregates: card.aggregates,
+            sessions: parts.sessions.clone().zip(card.sessions),
+        };
+        Self(card.contact, Siblings::Alone, prefetched)
     }
 }
 
@@ -500,6 +524,9 @@ impl Contact {
 
     /// Custom data, key to value: the contact's own values over its sessions' values.
     async fn data(&self, ctx: &Context<'_>) -> Result<Json<serde_json::Value>> {
+        if let Some(data) = &self.2.data {
+            return Ok(data_json(data));
+        }
         let id = self.0.id;
         let data = match self.1 {
             Siblings::Batched => loaders(ctx)?.data.load_one(id).await?,
@@ -510,6 +537,9 @@ impl Contact {
 
     /// Aggregate values, rule name to value (absent when a rule has nothing to aggregate).
     async fn aggregates(&self, ctx: &Context<'_>) -> Result<Json<serde_json::Value>> {
+        if let Some(aggs) = &self.2.aggregates {
+            return Ok(data_json(aggs));
+        }
         let id = self.0.id;
         let aggs = match self.1 {
             Siblings::Batched => loaders(ctx)?.aggregates.load_one(id).await?,
@@ -572,6 +602,13 @@ impl Contact {
     ) -> Result<SessionConnection> {
         let first = page_size(gateway(ctx)?, first)?;
         let before = parse_cursor(after.as_deref(), cursor::parse_session)?;
+        if let Some((asked, page)) = &self.2.sessions
+            && before.is_none()
+            && asked.first == first
+            && asked.kind == kind
+        {
+            return Ok(SessionConnection(page.clone()));
+        }
         let id = self.0.id;
         let page = match self.1 {
             Siblings::Batched => {

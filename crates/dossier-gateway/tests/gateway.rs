@@ -107,6 +107,61 @@ async fn contact_by_email_with_data_aggregates_identities_sessions() {
     assert_eq!(d["contact"], Value::Null);
 }
 
+/// A root lookup reads the parts it can with the contact (fragments included); aliased
+/// `sessions` with different arguments, and everything else, are read by their own resolvers.
+/// Both ways give what a contact on a page gives.
+#[tokio::test]
+async fn a_root_lookup_and_a_listed_contact_agree() {
+    const PARTS: &str = r#"
+        fragment Parts on Contact {
+            data aggregates
+            sessions(first: 3) { edges { node { externalId data } } pageInfo { hasNextPage } }
+        }"#;
+    let t = seeded().await;
+    let listed = t
+        .data(
+            &format!(
+                "{{ contacts(first: 50) {{ edges {{ node {{ email ...Parts }} }} }} }} {PARTS}"
+            ),
+            json!({}),
+        )
+        .await;
+    let listed = listed["contacts"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"].clone())
+        .find(|n| n["email"] == "user1@example.com")
+        .unwrap();
+    let single = t
+        .data(
+            &format!("query($e: String!) {{ contact(email: $e) {{ ...Parts }} }} {PARTS}"),
+            json!({ "e": "user1@example.com" }),
+        )
+        .await;
+    let aliased = t
+        .data(
+            &format!(
+                r#"query($e: String!) {{ contact(email: $e) {{
+                    ...Parts
+                    newest: sessions(first: 1) {{ edges {{ node {{ externalId }} }} }}
+                    visits: sessions(kind: "visit") {{ edges {{ node {{ externalId }} }} }}
+                }} }} {PARTS}"#
+            ),
+            json!({ "e": "user1@example.com" }),
+        )
+        .await;
+    for root in [&single["contact"], &aliased["contact"]] {
+        for part in ["data", "aggregates", "sessions"] {
+            assert_eq!(root[part], listed[part], "{part}");
+        }
+    }
+    assert_eq!(external_ids(&listed["sessions"]), ["1", "v2", "v1"]);
+    assert_eq!(listed["sessions"]["pageInfo"]["hasNextPage"], json!(true));
+    assert_eq!(external_ids(&aliased["contact"]["newest"]), ["1"]);
+    assert_eq!(external_ids(&aliased["contact"]["visits"]), ["v2", "v1"]);
+}
+
 fn external_ids(sessions: &Value) -> Vec<String> {
     sessions["edges"]
         .as_array()

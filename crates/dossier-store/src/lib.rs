@@ -7,6 +7,7 @@
 //! `RETURNING`); only the migrations differ, in their id columns.
 
 mod backend;
+mod card;
 mod error;
 mod filter_sql;
 mod identity;
@@ -21,6 +22,7 @@ mod shortcuts;
 mod types;
 
 pub use backend::{Backend, SqlStore, redact_url};
+pub use card::{CardParts, ContactCard, ContactKey, SessionsPage};
 pub use error::{Result, StoreError};
 pub use identity::API_SOURCE;
 pub use keys::{ApiKey, KeyCache, KeyRefusal, Role};

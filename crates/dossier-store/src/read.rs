@@ -11,10 +11,10 @@ use crate::filter_sql::{Bind, SqlBuilder, bind_all};
 use crate::ingest::decode_data;
 use crate::{ContactRow, IdentityRow, Page, SessionRow, SqlStore};
 
-const CONTACT_COLS: &str = "c.id, c.email, c.phone, c.first_name, c.last_name, c.company, c.country, c.city, c.locale, c.created_at, c.updated_at";
-const SESSION_COLS: &str = "s.id, s.contact_id, s.source, s.stream, s.external_id, s.kind, s.started_at, s.ended_at, s.data, s.updated_at";
+pub(crate) const CONTACT_COLS: &str = "c.id, c.email, c.phone, c.first_name, c.last_name, c.company, c.country, c.city, c.locale, c.created_at, c.updated_at";
+pub(crate) const SESSION_COLS: &str = "s.id, s.contact_id, s.source, s.stream, s.external_id, s.kind, s.started_at, s.ended_at, s.data, s.updated_at";
 
-fn contact(r: &AnyRow) -> Result<ContactRow> {
+pub(crate) fn contact(r: &AnyRow) -> Result<ContactRow> {
     Ok(ContactRow {
         id: r.try_get("id")?,
         email: r.try_get("email")?,
@@ -30,23 +30,115 @@ fn contact(r: &AnyRow) -> Result<ContactRow> {
     })
 }
 
-fn session(r: &AnyRow) -> Result<SessionRow> {
-    Ok(SessionRow {
-        id: r.try_get("id")?,
-        contact_id: r.try_get("contact_id")?,
-        source: r.try_get("source")?,
-        stream: r.try_get("stream")?,
-        external_id: r.try_get("external_id")?,
-        kind: r.try_get("kind")?,
-        started_at: r.try_get("started_at")?,
-        ended_at: r.try_get("ended_at")?,
-        data: decode_data(&r.try_get::<String, _>("data")?)?,
-        updated_at: r.try_get("updated_at")?,
-    })
+/// A session's columns by name, as [`SESSION_COLS`] reads them.
+pub(crate) const SESSION_FIELDS: [&str; 10] = [
+    "id",
+    "contact_id",
+    "source",
+    "stream",
+    "external_id",
+    "kind",
+    "started_at",
+    "ended_at",
+    "data",
+    "updated_at",
+];
+
+/// A session's columns as stored, its data still encoded: read from a row, or from a JSON
+/// object keyed by [`SESSION_FIELDS`] (a contact card's sessions).
+#[derive(serde::Deserialize)]
+pub(crate) struct StoredSession {
+    id: i64,
+    contact_id: Option<i64>,
+    source: String,
+    stream: String,
+    external_id: String,
+    kind: String,
+    started_at: i64,
+    ended_at: Option<i64>,
+    data: String,
+    updated_at: i64,
 }
 
-fn decode_value(s: &str) -> Result<DataValue> {
+impl StoredSession {
+    fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(Self {
+            id: r.try_get("id")?,
+            contact_id: r.try_get("contact_id")?,
+            source: r.try_get("source")?,
+            stream: r.try_get("stream")?,
+            external_id: r.try_get("external_id")?,
+            kind: r.try_get("kind")?,
+            started_at: r.try_get("started_at")?,
+            ended_at: r.try_get("ended_at")?,
+            data: r.try_get("data")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+
+    pub(crate) fn decode(self) -> Result<SessionRow> {
+        Ok(SessionRow {
+            id: self.id,
+            contact_id: self.contact_id,
+            source: self.source,
+            stream: self.stream,
+            external_id: self.external_id,
+            kind: self.kind,
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+            data: decode_data(&self.data)?,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+fn session(r: &AnyRow) -> Result<SessionRow> {
+    StoredSession::from_row(r)?.decode()
+}
+
+pub(crate) fn decode_value(s: &str) -> Result<DataValue> {
     serde_json::from_str(s).map_err(|e| StoreError::corrupt("data value", e))
+}
+
+/// A rule's row of an aggregates read: (rule name, rule definition, contact, value), with
+/// no contact when no contact of the read has a value for the rule.
+pub(crate) type AggregateRead = (String, String, Option<i64>, Option<String>);
+
+/// The aggregate values of `ids` from the rows of an aggregates read: every declared rule
+/// is present (count and sum of nothing are 0, avg/min/max/first/last of nothing are absent).
+pub(crate) fn fold_aggregates(
+    rows: Vec<AggregateRead>,
+    ids: &[i64],
+) -> Result<HashMap<i64, BTreeMap<String, DataValue>>> {
+    let mut out: HashMap<i64, BTreeMap<String, DataValue>> = HashMap::new();
+    let mut rules: BTreeMap<String, AggregateRule> = BTreeMap::new();
+    let mut values = vec![];
+    for (name, definition, contact, value) in rows {
+        if !rules.contains_key(&name) {
+            let rule = serde_json::from_str(&definition)
+                .map_err(|e| StoreError::corrupt("aggregate rule", e))?;
+            rules.insert(name.clone(), rule);
+        }
+        if let Some(contact) = contact {
+            values.push((contact, name, value));
+        }
+    }
+    for id in ids {
+        let defaults = out.entry(*id).or_default();
+        for r in rules.values() {
+            if let Some(v) = AggState::default().value(r.op) {
+                defaults.insert(r.name.to_string(), v);
+            }
+        }
+    }
+    for (contact, name, value) in values {
+        let entry = out.entry(contact).or_default();
+        match value {
+            Some(v) => entry.insert(name, decode_value(&v)?),
+            None => entry.remove(&name),
+        };
+    }
+    Ok(out)
 }
 
 /// Follows merges: the live contact an id (perhaps of a merged contact) stands for.
@@ -100,7 +192,11 @@ impl SqlStore {
 
     /// A contact read with its `merged_into`: itself when live, else the contact its merge
     /// chain ends at.
-    async fn live_contact(&self, ws: &str, row: Option<AnyRow>) -> Result<Option<ContactRow>> {
+    pub(crate) async fn live_contact(
+        &self,
+        ws: &str,
+        row: Option<AnyRow>,
+    ) -> Result<Option<ContactRow>> {
         let Some(row) = row else {
             return Ok(None);
         };
@@ -256,9 +352,8 @@ impl SqlStore {
         ws: &str,
         ids: &[i64],
     ) -> Result<HashMap<i64, BTreeMap<String, DataValue>>> {
-        let mut out: HashMap<i64, BTreeMap<String, DataValue>> = HashMap::new();
         if ids.is_empty() {
-            return Ok(out);
+            return Ok(HashMap::new());
         }
         // The rules and the values in one read: a rule's row comes back once per contact
         // that has a value for it, or once with a NULL contact when none has.
@@ -268,44 +363,16 @@ impl SqlStore {
         let sql = format!(
             "SELECT r.name, r.definition, a.contact_id, a.value FROM aggregate_rules r \
              LEFT JOIN contact_aggregates a ON a.name = r.name AND a.contact_id IN ({list}) \
-             WHERE r.workspace = {ws_p} ORDER BY r.name"
+             WHERE r.workspace = {ws_p}"
         );
         let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
             .fetch_all(&self.read)
             .await?;
-        let mut rules: Vec<AggregateRule> = vec![];
-        let mut values = vec![];
-        let mut last_rule = None;
-        for r in &rows {
-            let name: String = r.try_get(0)?;
-            if last_rule.as_ref() != Some(&name) {
-                last_rule = Some(name.clone());
-                let definition: String = r.try_get(1)?;
-                rules.push(
-                    serde_json::from_str(&definition)
-                        .map_err(|e| StoreError::corrupt("aggregate rule", e))?,
-                );
-            }
-            if let Some(contact) = r.try_get::<Option<i64>, _>(2)? {
-                values.push((contact, name, r.try_get::<Option<String>, _>(3)?));
-            }
-        }
-        for id in ids {
-            let defaults = out.entry(*id).or_default();
-            for r in &rules {
-                if let Some(v) = AggState::default().value(r.op) {
-                    defaults.insert(r.name.to_string(), v);
-                }
-            }
-        }
-        for (contact, name, value) in values {
-            let entry = out.entry(contact).or_default();
-            match value {
-                Some(v) => entry.insert(name, decode_value(&v)?),
-                None => entry.remove(&name),
-            };
-        }
-        Ok(out)
+        let rows = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect::<Result<Vec<_>>>()?;
+        fold_aggregates(rows, ids)
     }
 
     pub async fn identities(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<IdentityRow>>> {

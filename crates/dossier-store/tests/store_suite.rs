@@ -14,7 +14,7 @@ use dossier_core::{
     AggOp, AggState, AggregateRule, CmpOp, DataValue, Filter, FilterField, Identity, MappedRecord,
     ProfileField,
 };
-use dossier_store::{KeyRefusal, Role};
+use dossier_store::{CardParts, ContactKey, KeyRefusal, Page, Role, SessionsPage};
 
 async fn ingest_is_atomic_and_idempotent(db: TestDb) {
     let s = &db.store;
@@ -570,6 +570,163 @@ async fn api_keys_are_hashed_scoped_revocable_and_expire(db: TestDb) {
     ));
 }
 
+/// A contact card (the contact and the parts asked for, in one statement) holds what the
+/// separate reads give, for every key and part, and nothing of another workspace.
+async fn a_contact_card_reads_what_separate_reads_do(db: TestDb) {
+    let s = &db.store;
+    s.ensure_workspace(WS).await.unwrap();
+    s.set_rules(WS, &rules()).await.unwrap();
+    let customers = vec![
+        customer(1, "ada@example.com", "FR", "basic"),
+        customer(2, "bob@example.com", "DE", "pro"),
+    ];
+    s.apply_batch(WS, &batch("customers", customers, 1))
+        .await
+        .unwrap();
+    // Two of ada's orders share a start time: the page breaks the tie by id.
+    let orders = vec![
+        order(10, 1, 20.0, 100),
+        order(11, 1, 30.5, 200),
+        order(12, 1, 7.25, 200),
+        order(13, 1, 1.0, 50),
+    ];
+    s.apply_batch(WS, &batch("orders", orders, 1))
+        .await
+        .unwrap();
+
+    let all = CardParts {
+        data: true,
+        aggregates: true,
+        sessions: Some(SessionsPage {
+            kind: None,
+            first: 2,
+        }),
+    };
+    for email in ["ada@example.com", " BOB@example.com"] {
+        let row = s.contact_by_email(WS, email).await.unwrap().unwrap();
+        let id = row.id;
+        for key in [ContactKey::Id(id), ContactKey::Email(email)] {
+            for (kind, first) in [(None, 2), (Some("order"), 10), (Some("visit"), 1)] {
+                let parts = CardParts {
+                    sessions: Some(SessionsPage {
+                        kind: kind.map(str::to_string),
+                        first,
+                    }),
+                    ..all.clone()
+                };
+                let card = s.contact_card(WS, key, &parts).await.unwrap().unwrap();
+                assert_eq!(card.contact, row);
+                assert_eq!(
+                    card.data.unwrap(),
+                    s.contact_data(&[id])
+                        .await
+                        .unwrap()
+                        .remove(&id)
+                        .unwrap_or_default()
+                );
+                assert_eq!(card.aggregates.unwrap(), aggs(s, id).await);
+                let page = s
+                    .sessions_of(&[id], kind, first, None)
+                    .await
+                    .unwrap()
+                    .remove(&id)
+                    .unwrap_or(Page {
+                        items: vec![],
+                        has_next: false,
+                    });
+                assert_eq!(card.sessions.unwrap(), page, "{email} {kind:?} {first}");
+            }
+            // Parts not asked for are not read.
+            let bare = s
+                .contact_card(WS, key, &CardParts::default())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(bare.contact, row);
+            assert!(bare.data.is_none() && bare.aggregates.is_none() && bare.sessions.is_none());
+            // Another workspace sees nothing.
+            assert!(s.contact_card("other", key, &all).await.unwrap().is_none());
+        }
+    }
+    let ada = s
+        .contact_by_email(WS, "ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let card = s
+        .contact_card(WS, ContactKey::Id(ada.id), &all)
+        .await
+        .unwrap()
+        .unwrap();
+    let page = card.sessions.unwrap();
+    assert!(page.has_next);
+    assert_eq!(
+        page.items
+            .iter()
+            .map(|s| s.external_id.as_str())
+            .collect::<Vec<_>>(),
+        ["12", "11"]
+    );
+    for missing in [
+        ContactKey::Email("nobody@example.com"),
+        ContactKey::Email("not an email"),
+        ContactKey::Id(i64::MAX),
+    ] {
+        assert!(s.contact_card(WS, missing, &all).await.unwrap().is_none());
+    }
+
+    // A merged contact's id reads the survivor, whose parts come from the usual reads.
+    let crm = |id: &str, email: Option<&str>| {
+        let mut identities = vec![Identity::phone("+33 6 11 22 33 44").unwrap()];
+        identities.extend(email.map(|e| Identity::email(e).unwrap()));
+        let mut b = batch(
+            "people",
+            vec![MappedRecord::Contact(ContactRecord {
+                external: Identity::external("crm", "people", id),
+                identities,
+                profile: vec![],
+                data: vec![],
+                updated_at: None,
+                created_at: None,
+            })],
+            1,
+        );
+        b.source = "crm".into();
+        b
+    };
+    s.apply_batch(WS, &crm("p1", None)).await.unwrap();
+    let merged = s
+        .contacts(WS, None, 10, None)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|c| c.email.is_none())
+        .unwrap();
+    let out = s
+        .apply_batch(WS, &crm("p2", Some("ada@example.com")))
+        .await
+        .unwrap();
+    assert_eq!(out.merges, 1);
+    let survivor = s
+        .contact_by_email(WS, "ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let gone = if survivor.id == ada.id {
+        merged.id
+    } else {
+        ada.id
+    };
+    let card = s
+        .contact_card(WS, ContactKey::Id(gone), &all)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(card.contact.id, survivor.id);
+    assert!(card.data.is_none() && card.aggregates.is_none() && card.sessions.is_none());
+}
+
 suite!(
     ingest_is_atomic_and_idempotent,
     sessions_before_contacts_and_merges,
@@ -579,4 +736,5 @@ suite!(
     full_refresh_deletes_what_it_did_not_see,
     a_record_twice_in_one_batch_is_one_session,
     api_keys_are_hashed_scoped_revocable_and_expire,
+    a_contact_card_reads_what_separate_reads_do,
 );
