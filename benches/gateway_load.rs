@@ -323,12 +323,14 @@ impl Conn {
     }
 }
 
-/// `CONNECTIONS` threads sending `make(i)` bodies for `secs` seconds.
+/// `CONNECTIONS` threads sending `make(i)` bodies for `secs` seconds. An answer that is not
+/// 200, has errors or lacks `expect` (what every right answer holds) counts as an error.
 fn load(
     addr: &str,
     key: &str,
     pid: u32,
     secs: u64,
+    expect: &'static str,
     make: impl Fn(u64) -> String + Send + Sync + 'static,
 ) -> anyhow::Result<Load> {
     let cpu_before = cpu_ms(pid);
@@ -358,7 +360,7 @@ fn load(
                     let t = Instant::now();
                     let (status, out) = conn.post(&body)?;
                     lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                    if status != 200 || out.contains("\"errors\"") {
+                    if status != 200 || out.contains("\"errors\"") || !out.contains(expect) {
                         errors += 1;
                         if errors == 1 {
                             eprintln!("first error: HTTP {status}: {out}");
@@ -542,16 +544,31 @@ fn measure(
     secs: u64,
     limit: impl FnOnce() -> anyhow::Result<Option<Limits>>,
 ) -> anyhow::Result<()> {
-    let contact = load(addr, key, pid, secs, move |x| {
-        serde_json::json!({ "query": CONTACT_QUERY, "variables": { "e": format!("user{}@example.com", 1 + x % n) } })
+    // Every contact of the store has sessions, and every page its pageInfo.
+    let contact = load(
+        addr,
+        key,
+        pid,
+        secs,
+        r#""sessions":{"edges":[{"node":{"id""#,
+        move |x| {
+            serde_json::json!({ "query": CONTACT_QUERY, "variables": { "e": format!("user{}@example.com", 1 + x % n) } })
             .to_string()
-    })?;
-    let segment = load(addr, key, pid, secs, move |x| {
-        let after = x % n;
-        // The gateway's cursor for "after contact `after`".
-        let cursor = URL_SAFE_NO_PAD.encode(format!("contact:{after}"));
-        serde_json::json!({ "query": SEGMENT_QUERY, "variables": { "a": cursor } }).to_string()
-    })?;
+        },
+    )?;
+    let segment = load(
+        addr,
+        key,
+        pid,
+        secs,
+        r#""pageInfo":{"endCursor""#,
+        move |x| {
+            let after = x % n;
+            // The gateway's cursor for "after contact `after`".
+            let cursor = URL_SAFE_NO_PAD.encode(format!("contact:{after}"));
+            serde_json::json!({ "query": SEGMENT_QUERY, "variables": { "a": cursor } }).to_string()
+        },
+    )?;
     let rss = vm_hwm_kib(pid).map_or(f64::NAN, |k| k as f64 / 1024.0);
     let anon = rss_anon_kib(pid).map_or(f64::NAN, |k| k as f64 / 1024.0);
     let limits = limit()?;
