@@ -410,6 +410,10 @@ fn pgbench(
     let out = Command::new("pgbench")
         .args([
             "-n",
+            // Parsed and planned once per connection, as the gateway's statements are: the
+            // simple protocol's parse and plan per statement would understate the limit.
+            "-M",
+            "prepared",
             "-c",
             &CONNECTIONS.to_string(),
             "-j",
