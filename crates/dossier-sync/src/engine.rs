@@ -553,12 +553,13 @@ impl Engine {
         // computed once at the end of the run rather than batch by batch; so is the rest of
         // a bulk load that a crash interrupted.
         let defer_derived = state.is_none() || self.store.deferred_contacts(ws).await? > 0;
-        let mut batches = conn
-            .read(&Self::stream_config(st), state, cfg.batch_size)
-            .map_err(|error| SyncError::Connector {
-                source_name: cfg.name.clone(),
-                error,
-            })?;
+        let mut batches = crate::read_ahead::read_ahead(
+            conn.read(&Self::stream_config(st), state, cfg.batch_size)
+                .map_err(|error| SyncError::Connector {
+                    source_name: cfg.name.clone(),
+                    error,
+                })?,
+        );
         let mut full_refresh = false;
         while let Some(batch) = batches.next().await {
             if control.cancelled() {

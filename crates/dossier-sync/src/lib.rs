@@ -8,6 +8,7 @@ pub mod config;
 mod engine;
 mod error;
 mod events;
+mod read_ahead;
 mod registry;
 pub mod schedule;
 pub mod scheduler;
