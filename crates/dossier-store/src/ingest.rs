@@ -956,10 +956,15 @@ impl<'c> Ingest<'c> {
                 }
                 for r in q.fetch_all(&mut *self.conn).await? {
                     let state: String = r.try_get("state")?;
-                    let state = serde_json::from_str(&state)
+                    let state: AggState = serde_json::from_str(&state)
                         .map_err(|e| StoreError::corrupt("aggregate state", e))?;
+                    let contact: i64 = r.try_get("contact_id")?;
+                    if state.expired(self.now) {
+                        // As `agg_state`: a session may have left a window.
+                        self.recompute_aggs.insert(contact);
+                    }
                     self.aggs
-                        .entry(r.try_get("contact_id")?)
+                        .entry(contact)
                         .or_default()
                         .insert(r.try_get("name")?, state);
                 }

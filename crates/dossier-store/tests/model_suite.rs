@@ -170,6 +170,38 @@ async fn conditional_and_windowed_aggregates(db: TestDb) {
         0,
         "nothing left to expire"
     );
+
+    // A batch touching a contact whose window expired refolds it, without waiting for the
+    // next window refresh.
+    s.apply_batch(
+        WS,
+        &batch("orders", vec![order_with(5, 1, 1.0, now(), "paid")], 4),
+    )
+    .await
+    .unwrap();
+    assert_eq!(aggs(s, id).await["last_second"], n(1.0));
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    s.apply_batch(
+        WS,
+        &batch(
+            "orders",
+            vec![order_with(6, 1, 1.0, t - 10 * DAY, "paid")],
+            5,
+        ),
+    )
+    .await
+    .unwrap();
+    let a = aggs(s, id).await;
+    assert_eq!(
+        a["last_second"],
+        n(0.0),
+        "the expired order left the window"
+    );
+    assert_eq!(
+        a["recent_orders"],
+        n(5.0),
+        "the old order counts in 30 days"
+    );
 }
 
 /// A tiny deterministic generator, so a failure reproduces from its seed.
