@@ -619,10 +619,12 @@ async fn a_server_killed_mid_sync_fails_the_run_and_the_next_run_completes_it() 
         .unwrap_err()
         .to_string();
     assert!(e.contains("stream \"orders\""), "{e}");
+    // The batches the engine had read ahead before the kill are committed too; then the
+    // next read fails the run.
     let committed = progress.committed.load(std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(
-        committed, 25,
-        "one batch of orders was committed before the kill"
+    assert!(
+        committed % 25 == 0 && (25..=75).contains(&committed),
+        "whole batches of orders, at most two read ahead, were committed: {committed}"
     );
 
     server.lock().unwrap().restart();
