@@ -15,6 +15,9 @@ pub(crate) enum Bind {
 pub(crate) struct SqlBuilder {
     pub(crate) binds: Vec<Bind>,
     offset: usize,
+    /// The placeholder of a bound the query puts on `c.id` (`c.id > floor`, a page's
+    /// cursor), repeated on the contact id of every custom-field subquery.
+    contact_floor: Option<String>,
 }
 
 impl SqlBuilder {
@@ -22,7 +25,17 @@ impl SqlBuilder {
         Self {
             binds: vec![],
             offset,
+            contact_floor: None,
         }
+    }
+
+    /// Declares that the query also requires `c.id > {placeholder}`, as a top-level
+    /// conjunct. Each custom-field subquery then repeats the bound on its own contact id: it
+    /// changes no answer (the subquery matches `c.id`), but PostgreSQL's merge join over a
+    /// page's contacts and their data would otherwise read the data of every contact before
+    /// the cursor (119 ms instead of 0.7 ms for a page deep into a million contacts).
+    pub(crate) fn contacts_after(&mut self, placeholder: &str) {
+        self.contact_floor = Some(placeholder.to_string());
     }
 
     pub(crate) fn param(&mut self, b: Bind) -> String {
@@ -149,8 +162,13 @@ impl SqlBuilder {
             _ => unreachable!("only custom fields"),
         };
         let ph = self.param(Bind::Text(key.to_string()));
+        let floor = self
+            .contact_floor
+            .as_ref()
+            .map(|p| format!(" AND x.contact_id > {p}"))
+            .unwrap_or_default();
         format!(
-            "EXISTS (SELECT 1 FROM {table} x WHERE x.contact_id = c.id AND x.{col} = {ph} AND {cond})"
+            "EXISTS (SELECT 1 FROM {table} x WHERE x.contact_id = c.id{floor} AND x.{col} = {ph} AND {cond})"
         )
     }
 }

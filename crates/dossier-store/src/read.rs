@@ -277,6 +277,9 @@ impl SqlStore {
         let mut b = SqlBuilder::new(0);
         let ws_p = b.param(Bind::Text(ws.into()));
         let after_p = b.param(Bind::Int(after.unwrap_or(i64::MIN)));
+        if after.is_some() {
+            b.contacts_after(&after_p);
+        }
         let cond = filter.map_or_else(|| "1 = 1".to_string(), |f| b.filter(f));
         let limit_p = b.param(Bind::Int(first as i64 + 1));
         let sql = format!(

@@ -332,6 +332,29 @@ async fn filters_and_pages(db: TestDb) {
     assert_eq!(seen.len(), 30);
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(s.count_contacts("other", None).await.unwrap(), 0);
+    // So do pages of a filter on custom fields, negated or not (a page after a cursor bounds
+    // the fields' subqueries too).
+    for filter in [
+        fr_basic_big.clone(),
+        Filter::Not(Box::new(fr_basic_big.clone())),
+    ] {
+        let all = s.contacts(WS, Some(&filter), 1000, None).await.unwrap();
+        let mut seen = vec![];
+        let mut after = None;
+        loop {
+            let page = s.contacts(WS, Some(&filter), 2, after).await.unwrap();
+            seen.extend(page.items.iter().map(|c| c.id));
+            after = page.items.last().map(|c| c.id);
+            if !page.has_next {
+                break;
+            }
+        }
+        assert_eq!(seen, all.items.iter().map(|c| c.id).collect::<Vec<_>>());
+        assert_eq!(
+            seen.len() as i64,
+            s.count_contacts(WS, Some(&filter)).await.unwrap()
+        );
+    }
 }
 
 async fn rules_backfill_and_runs(db: TestDb) {
