@@ -623,7 +623,7 @@ async fn a_server_killed_mid_sync_fails_the_run_and_the_next_run_completes_it() 
     // next read fails the run.
     let committed = progress.committed.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
-        committed % 25 == 0 && (25..=75).contains(&committed),
+        committed.is_multiple_of(25) && (25..=75).contains(&committed),
         "whole batches of orders, at most two read ahead, were committed: {committed}"
     );
 
