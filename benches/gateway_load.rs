@@ -200,11 +200,12 @@ WHERE i.workspace = 'default' AND i.kind = 'email' AND i.value = 'user' || :i ||
     )
 }
 
+/// The segment page as the store issues it (the cursor bound repeated in the data subquery).
 fn pgbench_segment(n: u64) -> String {
     format!(
         "\\set a random(0, {n})
 SELECT c.id, c.email FROM contacts c WHERE c.workspace = 'default' AND c.merged_into IS NULL AND c.country = 'FR'
-  AND EXISTS (SELECT 1 FROM contact_data d WHERE d.contact_id = c.id AND d.key = 'price_plan' AND d.txt = 'basic')
+  AND EXISTS (SELECT 1 FROM contact_data d WHERE d.contact_id = c.id AND d.contact_id > :a AND d.key = 'price_plan' AND d.txt = 'basic')
   AND c.id > :a ORDER BY c.id LIMIT 51;
 "
     )
