@@ -309,8 +309,12 @@ impl Driver for Postgres {
                 let _ = conn.close().await;
             }
         }
+        // One connection: a source is read one query at a time. With two, sqlx returns a
+        // released connection to the pool on a spawned task, so a query right after another
+        // (a stream's column types after its columns) opened a second connection: a TLS
+        // handshake of ~90 ms on every run.
         let pool = PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections(1)
             .min_connections(0)
             .acquire_timeout(timeout)
             .idle_timeout(Some(Duration::from_secs(60)))
