@@ -10,7 +10,7 @@ use sqlx::{AssertSqlSafe, Row};
 use crate::error::{Result, StoreError};
 use crate::filter_sql::{Bind, SqlBuilder, bind_all};
 use crate::read::{
-    AggregateRead, CONTACT_COLS, SESSION_FIELDS, StoredSession, contact, decode_value,
+    AggregateRead, CONTACT_COLS, SESSION_FIELDS, SessionColumns, contact, decode_value,
     fold_aggregates,
 };
 use crate::{Backend, ContactRow, Page, SessionRow, SqlStore};
@@ -204,11 +204,11 @@ impl SqlStore {
         };
         let sessions = match &parts.sessions {
             Some(page) => {
-                let stored: Vec<StoredSession> =
+                let stored: Vec<SessionColumns> =
                     parse_json("sessions", row.try_get("card_sessions")?)?;
                 let mut items = stored
                     .into_iter()
-                    .map(StoredSession::decode)
+                    .map(SessionColumns::decode)
                     .collect::<Result<Vec<_>>>()?;
                 // A JSON aggregate need not keep its input's order.
                 items.sort_by_key(|s| std::cmp::Reverse((s.started_at, s.id)));

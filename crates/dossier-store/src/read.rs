@@ -1,6 +1,7 @@
 //! Reading contacts, sessions and their data; every query is scoped to one workspace.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 
 use dossier_core::{AggState, AggregateRule, DataValue, Filter};
 use sqlx::any::AnyRow;
@@ -9,10 +10,9 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use crate::error::{Result, StoreError};
 use crate::filter_sql::{Bind, SqlBuilder, bind_all};
 use crate::ingest::decode_data;
-use crate::{ContactRow, IdentityRow, Page, SessionRow, SqlStore};
+use crate::{CardParts, ContactKey, ContactRow, IdentityRow, Page, SessionRow, SqlStore};
 
 pub(crate) const CONTACT_COLS: &str = "c.id, c.email, c.phone, c.first_name, c.last_name, c.company, c.country, c.city, c.locale, c.created_at, c.updated_at";
-pub(crate) const SESSION_COLS: &str = "s.id, s.contact_id, s.source, s.stream, s.external_id, s.kind, s.started_at, s.ended_at, s.data, s.updated_at";
 
 pub(crate) fn contact(r: &AnyRow) -> Result<ContactRow> {
     Ok(ContactRow {
@@ -30,7 +30,8 @@ pub(crate) fn contact(r: &AnyRow) -> Result<ContactRow> {
     })
 }
 
-/// A session's columns by name, as [`SESSION_COLS`] reads them.
+/// A session's columns as reads select them (`s.<name>`, or `'<name>', s.<name>` in a JSON
+/// object), the names of [`SessionColumns`]' fields.
 pub(crate) const SESSION_FIELDS: [&str; 10] = [
     "id",
     "contact_id",
@@ -44,10 +45,22 @@ pub(crate) const SESSION_FIELDS: [&str; 10] = [
     "updated_at",
 ];
 
-/// A session's columns as stored, its data still encoded: read from a row, or from a JSON
-/// object keyed by [`SESSION_FIELDS`] (a contact card's sessions).
-#[derive(serde::Deserialize)]
-pub(crate) struct StoredSession {
+/// `s.id, s.contact_id, ...`: [`SESSION_FIELDS`] as a select list.
+fn session_cols() -> &'static str {
+    static COLS: LazyLock<String> = LazyLock::new(|| {
+        SESSION_FIELDS
+            .iter()
+            .map(|f| format!("s.{f}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    &COLS
+}
+
+/// A session's columns as stored, its data still encoded: from a row, or from a JSON object
+/// keyed by [`SESSION_FIELDS`] (a contact card's sessions).
+#[derive(serde::Deserialize, sqlx::FromRow)]
+pub(crate) struct SessionColumns {
     id: i64,
     contact_id: Option<i64>,
     source: String,
@@ -60,22 +73,7 @@ pub(crate) struct StoredSession {
     updated_at: i64,
 }
 
-impl StoredSession {
-    fn from_row(r: &AnyRow) -> Result<Self> {
-        Ok(Self {
-            id: r.try_get("id")?,
-            contact_id: r.try_get("contact_id")?,
-            source: r.try_get("source")?,
-            stream: r.try_get("stream")?,
-            external_id: r.try_get("external_id")?,
-            kind: r.try_get("kind")?,
-            started_at: r.try_get("started_at")?,
-            ended_at: r.try_get("ended_at")?,
-            data: r.try_get("data")?,
-            updated_at: r.try_get("updated_at")?,
-        })
-    }
-
+impl SessionColumns {
     pub(crate) fn decode(self) -> Result<SessionRow> {
         Ok(SessionRow {
             id: self.id,
@@ -93,7 +91,7 @@ impl StoredSession {
 }
 
 fn session(r: &AnyRow) -> Result<SessionRow> {
-    StoredSession::from_row(r)?.decode()
+    <SessionColumns as sqlx::FromRow<AnyRow>>::from_row(r)?.decode()
 }
 
 pub(crate) fn decode_value(s: &str) -> Result<DataValue> {
@@ -179,15 +177,7 @@ fn in_list(b: &mut SqlBuilder, ids: &[i64]) -> String {
 impl SqlStore {
     /// A contact by id; a merged id returns the contact it merged into.
     pub async fn contact(&self, ws: &str, id: i64) -> Result<Option<ContactRow>> {
-        // The contact and whether it was merged in one read: merged ids are the rare case.
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {CONTACT_COLS}, c.merged_into FROM contacts c WHERE c.id = $1 AND c.workspace = $2"
-        )))
-        .bind(id)
-        .bind(ws)
-        .fetch_optional(&self.read)
-        .await?;
-        self.live_contact(ws, row).await
+        self.contact_alone(ws, ContactKey::Id(id)).await
     }
 
     /// A contact read with its `merged_into`: itself when live, else the contact its merge
@@ -251,19 +241,13 @@ impl SqlStore {
 
     /// A contact by email identity (normalised before the lookup).
     pub async fn contact_by_email(&self, ws: &str, email: &str) -> Result<Option<ContactRow>> {
-        let Ok(email) = dossier_core::identity::normalise_email(email) else {
-            return Ok(None);
-        };
-        // Identity and contact in one read (a round trip less on the busiest lookup).
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {CONTACT_COLS}, c.merged_into FROM identities i JOIN contacts c ON c.id = i.contact_id \
-             WHERE i.workspace = $1 AND i.kind = 'email' AND i.value = $2 AND c.workspace = $1"
-        )))
-        .bind(ws)
-        .bind(email)
-        .fetch_optional(&self.read)
-        .await?;
-        self.live_contact(ws, row).await
+        self.contact_alone(ws, ContactKey::Email(email)).await
+    }
+
+    /// A contact by `key` without any of its parts.
+    async fn contact_alone(&self, ws: &str, key: ContactKey<'_>) -> Result<Option<ContactRow>> {
+        let card = self.contact_card(ws, key, &CardParts::default()).await?;
+        Ok(card.map(|c| c.contact))
     }
 
     /// Contacts matching `filter`, in id order, after the contact id `after`.
@@ -428,16 +412,17 @@ impl SqlStore {
             cond += &format!(" AND (s.started_at < {p1} OR (s.started_at = {p2} AND s.id < {p3}))");
         }
         let limit = b.param(Bind::Int(first as i64 + 1));
+        let cols = session_cols();
         let sql = if ids.len() == 1 {
             // One contact (a contact looked up by id or email) needs no window: a plain
             // LIMIT reads just the newest entries of the (contact_id, started_at, id) index.
             format!(
-                "SELECT {SESSION_COLS} FROM sessions s WHERE s.contact_id IN ({list}) AND s.deleted = 0{cond} \
+                "SELECT {cols} FROM sessions s WHERE s.contact_id IN ({list}) AND s.deleted = 0{cond} \
                  ORDER BY s.started_at DESC, s.id DESC LIMIT {limit}"
             )
         } else {
             format!(
-                "SELECT * FROM (SELECT {SESSION_COLS}, ROW_NUMBER() OVER (PARTITION BY s.contact_id ORDER BY s.started_at DESC, s.id DESC) AS rn \
+                "SELECT * FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY s.contact_id ORDER BY s.started_at DESC, s.id DESC) AS rn \
                  FROM sessions s WHERE s.contact_id IN ({list}) AND s.deleted = 0{cond}) s WHERE s.rn <= {limit} ORDER BY s.contact_id, s.rn"
             )
         };
@@ -460,11 +445,14 @@ impl SqlStore {
     }
 
     pub async fn session(&self, ws: &str, id: i64) -> Result<Option<SessionRow>> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {SESSION_COLS} FROM sessions s WHERE s.id = $1 AND s.workspace = $2 AND s.deleted = 0")))
-            .bind(id)
-            .bind(ws)
-            .fetch_optional(&self.read)
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {cols} FROM sessions s WHERE s.id = $1 AND s.workspace = $2 AND s.deleted = 0",
+            cols = session_cols()
+        )))
+        .bind(id)
+        .bind(ws)
+        .fetch_optional(&self.read)
+        .await?;
         row.as_ref().map(session).transpose()
     }
 
