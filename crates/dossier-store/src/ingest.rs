@@ -940,35 +940,8 @@ impl<'c> Ingest<'c> {
             }
         }
         if !self.rules.is_empty() && !self.defer {
-            let ids: Vec<i64> = contacts
-                .into_iter()
-                .filter(|c| !self.aggs.contains_key(c))
-                .collect();
-            for chunk in ids.chunks(CHUNK) {
-                let list = placeholders(self.sqlite, chunk.len(), 1, 1, |p| p[0].clone());
-                let sql = format!(
-                    "SELECT contact_id, name, state FROM contact_aggregates WHERE contact_id IN ({list})"
-                );
-                let mut q = sqlx::query(AssertSqlSafe(sql));
-                for id in chunk {
-                    q = q.bind(*id);
-                    self.aggs.insert(*id, HashMap::new());
-                }
-                for r in q.fetch_all(&mut *self.conn).await? {
-                    let state: String = r.try_get("state")?;
-                    let state: AggState = serde_json::from_str(&state)
-                        .map_err(|e| StoreError::corrupt("aggregate state", e))?;
-                    let contact: i64 = r.try_get("contact_id")?;
-                    if state.expired(self.now) {
-                        // As `agg_state`: a session may have left a window.
-                        self.recompute_aggs.insert(contact);
-                    }
-                    self.aggs
-                        .entry(contact)
-                        .or_default()
-                        .insert(r.try_get("name")?, state);
-                }
-            }
+            let ids: Vec<i64> = contacts.into_iter().collect();
+            self.load_agg_states(&ids).await?;
         }
         Ok(())
     }
@@ -1162,31 +1135,49 @@ impl<'c> Ingest<'c> {
 
     async fn agg_state(&mut self, contact: i64, rule: &AggregateRule) -> Result<&mut AggState> {
         self.dirty_aggs.insert(contact);
-        if !self.aggs.contains_key(&contact) {
-            let rows =
-                sqlx::query("SELECT name, state FROM contact_aggregates WHERE contact_id = $1")
-                    .bind(contact)
-                    .fetch_all(&mut *self.conn)
-                    .await?;
-            let mut states = HashMap::new();
-            for r in rows {
-                let s: String = r.try_get("state")?;
-                let state: AggState = serde_json::from_str(&s)
-                    .map_err(|e| StoreError::corrupt("aggregate state", e))?;
-                if state.expired(self.now) {
-                    // A session may have left a window: fold this contact again at finish.
-                    self.recompute_aggs.insert(contact);
-                }
-                states.insert(r.try_get("name")?, state);
-            }
-            self.aggs.insert(contact, states);
-        }
+        self.load_agg_states(&[contact]).await?;
         Ok(self
             .aggs
             .get_mut(&contact)
             .expect("loaded")
             .entry(rule.name.to_string())
             .or_default())
+    }
+
+    /// Loads the stored aggregate states of the `contacts` not loaded yet, many per query.
+    /// A contact with an expired state is folded again at finish: a session may have left a
+    /// window since it was stored.
+    async fn load_agg_states(&mut self, contacts: &[i64]) -> Result<()> {
+        let ids: Vec<i64> = contacts
+            .iter()
+            .copied()
+            .filter(|c| !self.aggs.contains_key(c))
+            .collect();
+        for chunk in ids.chunks(CHUNK) {
+            let list = placeholders(self.sqlite, chunk.len(), 1, 1, |p| p[0].clone());
+            let sql = format!(
+                "SELECT contact_id, name, state FROM contact_aggregates WHERE contact_id IN ({list})"
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(*id);
+                self.aggs.insert(*id, HashMap::new());
+            }
+            for r in q.fetch_all(&mut *self.conn).await? {
+                let state: String = r.try_get("state")?;
+                let state: AggState = serde_json::from_str(&state)
+                    .map_err(|e| StoreError::corrupt("aggregate state", e))?;
+                let contact: i64 = r.try_get("contact_id")?;
+                if state.expired(self.now) {
+                    self.recompute_aggs.insert(contact);
+                }
+                self.aggs
+                    .entry(contact)
+                    .or_default()
+                    .insert(r.try_get("name")?, state);
+            }
+        }
+        Ok(())
     }
 
     /// The live sessions of many contacts, each contact's in start order, a few queries.
