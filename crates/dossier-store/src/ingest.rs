@@ -117,8 +117,21 @@ type PendingValue = (i64, i64, DataValue);
 /// time, and where each field came from.
 type NewProfile<'r> = (&'r [(&'static str, &'r str)], Option<i64>, Provenance);
 
+/// A new contact waiting for its multi-row insert, its id already reserved.
+struct NewContact {
+    id: i64,
+    created_at: i64,
+    source_updated_at: Option<i64>,
+    provenance: Option<String>,
+    /// Profile columns the record sets, each once.
+    fields: Vec<(&'static str, String)>,
+}
+
 /// A stored session's new values, waiting for their multi-row update.
 struct ChangedSession {
+    /// Its contact, kind or start changed (the columns the session indexes hold): only then
+    /// are they written, so an update of data alone leaves the indexes' pages untouched.
+    moved: bool,
     contact: Option<i64>,
     kind: String,
     started_at: i64,
@@ -210,6 +223,14 @@ pub(crate) struct Ingest<'c> {
     /// What this batch knows of contacts it wrote: the source's latest update and where
     /// each field came from, so a contact written twice (or just created) is not read back.
     profiles: HashMap<i64, (Option<i64>, Provenance)>,
+    /// New contacts, inserted many per statement before anything reads or updates the
+    /// contacts table, and at `finish`; their ids are in `new_contact_ids`.
+    new_contacts: Vec<NewContact>,
+    new_contact_ids: HashSet<i64>,
+    /// Contact ids reserved for this transaction and not used yet (PostgreSQL).
+    reserved_ids: Vec<i64>,
+    /// The next free contact id (SQLite), once read.
+    next_sqlite_id: Option<i64>,
 }
 
 impl<'c> Ingest<'c> {
@@ -247,6 +268,10 @@ impl<'c> Ingest<'c> {
             new_idents: Vec::new(),
             own_data: HashMap::new(),
             profiles: HashMap::new(),
+            new_contacts: Vec::new(),
+            new_contact_ids: HashSet::new(),
+            reserved_ids: Vec::new(),
+            next_sqlite_id: None,
         })
     }
 
@@ -272,8 +297,9 @@ impl<'c> Ingest<'c> {
         Ok(id)
     }
 
-    /// Creates a contact, with its record's profile when a contact record creates it (one
-    /// statement, rather than an insert and an update of the same row and its indexes).
+    /// Creates a contact, with its record's profile when a contact record creates it. The row
+    /// is queued and inserted with others by [`Self::flush_contact_writes`]; its id is
+    /// reserved now, so what refers to it can be queued too.
     async fn new_contact(
         &mut self,
         created_at: Option<i64>,
@@ -283,29 +309,101 @@ impl<'c> Ingest<'c> {
             Some((fields, at, provenance)) => (fields, at, provenance),
             None => (&[][..], None, Provenance::default()),
         };
-        let columns: String = fields.iter().map(|(name, _)| format!(", {name}")).collect();
-        let params: String = (0..fields.len()).map(|i| format!(", ${}", i + 6)).collect();
-        let sql = format!(
-            "INSERT INTO contacts (workspace, created_at, updated_at, source_updated_at, provenance{columns}) \
-             VALUES ($1, $2, $3, $4, $5{params}) RETURNING id"
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql))
-            .bind(self.ws)
-            .bind(created_at.unwrap_or(self.now))
-            .bind(self.now)
-            .bind(source_updated_at)
-            .bind(
-                (!provenance.is_empty())
-                    .then(|| serde_json::to_string(&provenance).expect("provenance serializes")),
-            );
-        for (_, value) in fields {
-            q = q.bind(*value);
-        }
-        let id = q.fetch_one(&mut *self.conn).await?.try_get(0)?;
+        let id = self.reserve_contact_id().await?;
+        self.new_contacts.push(NewContact {
+            id,
+            created_at: created_at.unwrap_or(self.now),
+            source_updated_at,
+            provenance: (!provenance.is_empty())
+                .then(|| serde_json::to_string(&provenance).expect("provenance serializes")),
+            fields: fields.iter().map(|(n, v)| (*n, (*v).to_string())).collect(),
+        });
+        self.new_contact_ids.insert(id);
         // A new contact has no aggregate state yet: nothing to load.
         self.aggs.insert(id, HashMap::new());
         self.profiles.insert(id, (source_updated_at, provenance));
         Ok(id)
+    }
+
+    /// An id no contact has and no other writer will take.
+    ///
+    /// PostgreSQL: drawn from the table's sequence, [`CHUNK`] at a time (an unused one is a
+    /// gap, as after a rollback). SQLite: the ids after the largest stored one. That read is
+    /// safe because SQLite has one writer: if another connection commits contacts after this
+    /// transaction read, this transaction's first write fails with `SQLITE_BUSY` (its snapshot
+    /// is stale) instead of reusing their ids.
+    async fn reserve_contact_id(&mut self) -> Result<i64> {
+        if self.sqlite {
+            let next = match self.next_sqlite_id {
+                Some(n) => n,
+                None => {
+                    let max: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM contacts")
+                        .fetch_one(&mut *self.conn)
+                        .await?
+                        .try_get(0)?;
+                    max + 1
+                }
+            };
+            self.next_sqlite_id = Some(next + 1);
+            return Ok(next);
+        }
+        if self.reserved_ids.is_empty() {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT nextval(pg_get_serial_sequence('contacts', 'id')) FROM generate_series(1, {CHUNK})"
+            )))
+            .fetch_all(&mut *self.conn)
+            .await?;
+            // Popped from the end: the smallest first.
+            self.reserved_ids = rows
+                .iter()
+                .map(|r| r.try_get::<i64, _>(0))
+                .collect::<std::result::Result<_, _>>()?;
+            self.reserved_ids.sort_unstable_by(|a, b| b.cmp(a));
+        }
+        self.reserved_ids
+            .pop()
+            .ok_or_else(|| StoreError::corrupt("contact ids", "the sequence gave no ids"))
+    }
+
+    /// Inserts the queued new contacts, many per statement.
+    async fn flush_new_contacts(&mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.new_contacts);
+        self.new_contact_ids.clear();
+        for chunk in pending.chunks(CHUNK) {
+            // The profile columns some row of the chunk sets; a row without one gets NULL.
+            let columns: Vec<&'static str> = ProfileField::ALL
+                .iter()
+                .map(|f| f.name())
+                .filter(|name| {
+                    chunk
+                        .iter()
+                        .any(|c| c.fields.iter().any(|(f, _)| f == name))
+                })
+                .collect();
+            let values = placeholders(self.sqlite, chunk.len(), 6 + columns.len(), 1, |p| {
+                format!("({})", p.join(", "))
+            });
+            let names: String = columns.iter().map(|c| format!(", {c}")).collect();
+            let mut q = sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO contacts (id, workspace, created_at, updated_at, source_updated_at, provenance{names}) \
+                 VALUES {values}"
+            )));
+            for c in chunk {
+                q = q
+                    .bind(c.id)
+                    .bind(self.ws)
+                    .bind(c.created_at)
+                    .bind(self.now)
+                    .bind(c.source_updated_at)
+                    .bind(c.provenance.clone());
+                for column in &columns {
+                    let value = c.fields.iter().find(|(f, _)| f == column);
+                    q = q.bind(value.map(|(_, v)| v.clone()));
+                }
+            }
+            q.execute(&mut *self.conn).await?;
+        }
+        Ok(())
     }
 
     fn attach(&mut self, contact: i64, ident: &Identity) {
@@ -314,9 +412,10 @@ impl<'c> Ingest<'c> {
         self.new_idents.push((contact, ident.clone()));
     }
 
-    /// Writes the identities and own values this batch queued (before a merge reads or
-    /// moves them, and at `finish`).
+    /// Writes the contacts, identities and own values this batch queued (before a merge reads
+    /// or moves them, before a queued contact is updated, and at `finish`).
     async fn flush_contact_writes(&mut self) -> Result<()> {
+        self.flush_new_contacts().await?;
         let idents = std::mem::take(&mut self.new_idents);
         for chunk in idents.chunks(CHUNK) {
             let values = placeholders(self.sqlite, chunk.len(), 5, 1, |p| {
@@ -696,6 +795,10 @@ impl<'c> Ingest<'c> {
             return Ok(true);
         }
         let id = self.resolve_found(&found, &missing, rec.created_at).await?;
+        if self.new_contact_ids.contains(&id) {
+            // Created earlier in this batch and still queued: insert it before updating it.
+            self.flush_contact_writes().await?;
+        }
         let (stored_at, mut provenance) = match self.profiles.remove(&id) {
             Some(known) => known,
             None => {

@@ -750,6 +750,91 @@ async fn a_contact_card_reads_what_separate_reads_do(db: TestDb) {
     assert!(card.data.is_none() && card.aggregates.is_none() && card.sessions.is_none());
 }
 
+/// New contacts are queued and inserted together at the end of their batch: a record that
+/// finds one still queued (a second record of it, a merge) must see it as if it were stored.
+async fn contacts_created_in_one_batch(db: TestDb) {
+    let s = &db.store;
+    s.ensure_workspace(WS).await.unwrap();
+    s.set_rules(WS, &rules()).await.unwrap();
+    // A contact from an earlier batch: new contacts must not take its id.
+    s.apply_batch(
+        WS,
+        &batch(
+            "customers",
+            vec![customer(1, "a@example.com", "FR", "basic")],
+            1,
+        ),
+    )
+    .await
+    .unwrap();
+    let a = s
+        .contact_by_email(WS, "a@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut b_later = customer(2, "b@example.com", "ES", "pro");
+    if let MappedRecord::Contact(c) = &mut b_later {
+        c.updated_at = Some(2_000);
+    }
+    let ties_d_and_e = MappedRecord::Contact(ContactRecord {
+        external: Identity::external("shop", "customers", "6"),
+        identities: vec![
+            Identity::email("d@example.com").unwrap(),
+            Identity::email("e@example.com").unwrap(),
+        ],
+        profile: vec![],
+        data: vec![],
+        updated_at: Some(1_006),
+        created_at: None,
+    });
+    let records = vec![
+        // Customer 3's order before its record: a contact holds its place.
+        order(10, 3, 7.0, 10),
+        customer(2, "b@example.com", "DE", "pro"),
+        b_later,
+        customer(3, "c@example.com", "IT", "free"),
+        customer(4, "d@example.com", "NL", "basic"),
+        customer(5, "e@example.com", "BE", "basic"),
+        ties_d_and_e,
+    ];
+    let out = s
+        .apply_batch(WS, &batch("customers", records.clone(), 2))
+        .await
+        .unwrap();
+    assert_eq!(out.merges, 1);
+    assert_eq!(s.counts(WS).await.unwrap(), (4, 1));
+    let by_email = async |e: &str| s.contact_by_email(WS, e).await.unwrap().unwrap();
+    let (b, c, d, e) = (
+        by_email("b@example.com").await,
+        by_email("c@example.com").await,
+        by_email("d@example.com").await,
+        by_email("e@example.com").await,
+    );
+    assert_eq!(
+        by_email("a@example.com").await.country.as_deref(),
+        Some("FR")
+    );
+    assert_eq!(b.country.as_deref(), Some("ES"), "the later record wins");
+    assert_eq!(c.country.as_deref(), Some("IT"));
+    assert_eq!(aggs(s, c.id).await["transactions"], n(1.0));
+    assert_eq!(d.id, e.id, "d and e merged");
+    let mut ids = vec![a.id, b.id, c.id, d.id];
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert!(
+        ids[1..].iter().all(|id| *id > a.id),
+        "{ids:?} after {}",
+        a.id
+    );
+    // The batch again changes nothing.
+    s.apply_batch(WS, &batch("customers", records, 2))
+        .await
+        .unwrap();
+    assert_eq!(s.counts(WS).await.unwrap(), (4, 1));
+    assert_eq!(aggs(s, c.id).await["transactions"], n(1.0));
+}
+
 suite!(
     ingest_is_atomic_and_idempotent,
     sessions_before_contacts_and_merges,
@@ -760,4 +845,5 @@ suite!(
     a_record_twice_in_one_batch_is_one_session,
     api_keys_are_hashed_scoped_revocable_and_expire,
     a_contact_card_reads_what_separate_reads_do,
+    contacts_created_in_one_batch,
 );
