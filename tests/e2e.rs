@@ -101,7 +101,8 @@ async fn kill_9_mid_sync_loses_and_duplicates_nothing() {
     }
     let cfg = std::fs::read_to_string(config(d)).unwrap().replace(
         "connector = \"sqlite\"",
-        "connector = \"sqlite\"\nbatch_size = 100",
+        // Groups of three batches: a kill can land inside one.
+        "connector = \"sqlite\"\nbatch_size = 100\nbulk_commit_rows = 300",
     );
     std::fs::write(config(d), cfg).unwrap();
 

@@ -97,6 +97,7 @@ connector = "sqlite"
 config = {{ path = "{}" }}
 schedule = "{schedule}"
 batch_size = {batch}
+bulk_commit_rows = {group}
 
 [[sources.streams]]
 name = "people"
@@ -119,7 +120,9 @@ started_at = "at | datetime"
 contact = {{ stream = "people", field = "person_id" }}
 data = {{ total = "total" }}
 "#,
-        file.display()
+        file.display(),
+        // A first load commits every three batches: a kill can land inside a group.
+        group = batch * 3
     )
 }
 

@@ -601,9 +601,10 @@ async fn a_server_killed_mid_sync_fails_the_run_and_the_next_run_completes_it() 
     let shop = Shop::generate(60, 5, 13);
     db.insert("customers", shop.customers.clone()).await;
     db.insert("orders", shop.order_docs()).await;
+    // Every batch of the first load commits on its own, so the kill lands between two.
     let toml = example().replace(
         "connector = \"mongodb\"\n",
-        "connector = \"mongodb\"\nbatch_size = 25\n",
+        "connector = \"mongodb\"\nbatch_size = 25\nbulk_commit_rows = 25\n",
     );
     assert!(toml.contains("batch_size = 25"));
     let dir = tempfile::tempdir().unwrap();

@@ -1543,74 +1543,125 @@ async fn write_aggs(
     Ok(())
 }
 
+/// Several batches of a bulk load in one transaction, committed together: the index pages a
+/// batch scatters its inserts over are then written once per group rather than once per
+/// batch. Each batch still stores its stream's state with it, so a group that is dropped
+/// (an error, a crash) leaves the store at the last committed group, whose state the next
+/// run resumes from.
+pub struct WriteGroup {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+    batches: usize,
+}
+
+impl WriteGroup {
+    /// Writes a batch and its stream's new state into the group's transaction.
+    pub async fn apply(&mut self, ws: &str, batch: &BatchWrite) -> Result<BatchOutcome> {
+        let outcome = write_batch(&mut self.tx, self.backend, ws, batch).await?;
+        self.batches += 1;
+        Ok(outcome)
+    }
+
+    /// Batches written and not committed yet.
+    pub fn batches(&self) -> usize {
+        self.batches
+    }
+
+    /// Commits every batch of the group.
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A batch and its stream's new state, written in the caller's transaction.
+async fn write_batch(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    ws: &str,
+    batch: &BatchWrite,
+) -> Result<BatchOutcome> {
+    if let Some(owner) = &batch.lease_owner {
+        let lock = if backend == Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let holder: Option<String> = sqlx::query(AssertSqlSafe(format!(
+            "SELECT lease_owner FROM source_schedules WHERE workspace = $1 AND source = $2{lock}"
+        )))
+        .bind(ws)
+        .bind(&batch.source)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?
+        .flatten();
+        if holder.as_deref() != Some(owner.as_str()) {
+            return Err(StoreError::LeaseLost {
+                source_name: batch.source.clone(),
+            });
+        }
+    }
+    let mut ing = Ingest::new(conn, ws, backend).await?;
+    if batch.mark_seen {
+        ing.seen_run = batch.run_id;
+    }
+    ing.defer = batch.defer_derived;
+    ing.prefetch(&batch.source, &batch.stream, &batch.records)
+        .await?;
+    for rec in &batch.records {
+        ing.apply(&batch.source, &batch.stream, rec).await?;
+    }
+    ing.finish().await?;
+    let outcome = ing.outcome;
+    let now = now_micros();
+    for (record_id, error) in &batch.rejected {
+        sqlx::query(
+            "INSERT INTO rejected_records (workspace, source, stream, record_id, error, run_id, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(ws)
+        .bind(&batch.source)
+        .bind(&batch.stream)
+        .bind(record_id.clone())
+        .bind(error)
+        .bind(batch.run_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO stream_states (workspace, source, stream, state, updated_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (workspace, source, stream) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+    )
+    .bind(ws)
+    .bind(&batch.source)
+    .bind(&batch.stream)
+    .bind(batch.state.to_string())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(outcome)
+}
+
 impl SqlStore {
     /// Commits a batch and its stream's new state in one transaction. Re-applying a batch
     /// changes nothing (upserts are idempotent by source, stream and external id).
     pub async fn apply_batch(&self, ws: &str, batch: &BatchWrite) -> Result<BatchOutcome> {
         let mut tx = self.write.begin().await?;
-        if let Some(owner) = &batch.lease_owner {
-            let lock = if self.backend == Backend::Postgres {
-                " FOR UPDATE"
-            } else {
-                ""
-            };
-            let holder: Option<String> = sqlx::query(AssertSqlSafe(format!(
-                "SELECT lease_owner FROM source_schedules WHERE workspace = $1 AND source = $2{lock}"
-            )))
-            .bind(ws)
-            .bind(&batch.source)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?
-            .flatten();
-            if holder.as_deref() != Some(owner.as_str()) {
-                return Err(StoreError::LeaseLost {
-                    source_name: batch.source.clone(),
-                });
-            }
-        }
-        let mut ing = Ingest::new(&mut tx, ws, self.backend).await?;
-        if batch.mark_seen {
-            ing.seen_run = batch.run_id;
-        }
-        ing.defer = batch.defer_derived;
-        ing.prefetch(&batch.source, &batch.stream, &batch.records)
-            .await?;
-        for rec in &batch.records {
-            ing.apply(&batch.source, &batch.stream, rec).await?;
-        }
-        ing.finish().await?;
-        let outcome = ing.outcome;
-        let now = now_micros();
-        for (record_id, error) in &batch.rejected {
-            sqlx::query(
-                "INSERT INTO rejected_records (workspace, source, stream, record_id, error, run_id, at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(ws)
-            .bind(&batch.source)
-            .bind(&batch.stream)
-            .bind(record_id.clone())
-            .bind(error)
-            .bind(batch.run_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "INSERT INTO stream_states (workspace, source, stream, state, updated_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (workspace, source, stream) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-        )
-        .bind(ws)
-        .bind(&batch.source)
-        .bind(&batch.stream)
-        .bind(batch.state.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let outcome = write_batch(&mut tx, self.backend, ws, batch).await?;
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// Opens a transaction for several batches of a bulk load (see [`WriteGroup`]).
+    pub async fn begin_group(&self) -> Result<WriteGroup> {
+        Ok(WriteGroup {
+            tx: self.write.begin().await?,
+            backend: self.backend,
+            batches: 0,
+        })
     }
 
     /// After a complete full-refresh read by `run`: the stream's sessions that run did not

@@ -25,6 +25,7 @@ pub use backend::{Backend, SqlStore, redact_url};
 pub use card::{CardParts, ContactCard, ContactKey, SessionsPage};
 pub use error::{Result, StoreError};
 pub use identity::API_SOURCE;
+pub use ingest::WriteGroup;
 pub use keys::{ApiKey, KeyCache, KeyRefusal, Role};
 pub use schedule::{Claim, LeaseStatus, ScheduleRow};
 pub use segments::{SegmentChange, SegmentRow};

@@ -248,15 +248,25 @@ pub struct SourceConfig {
     /// How a run retries errors that may pass (network, throttling, a database restarting).
     #[serde(default)]
     pub retry: RetryConfig,
-    /// Records per batch (and per store transaction).
+    /// Records per batch (and per store transaction, except in a bulk load).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// Rows a bulk load (a stream's first read) writes per store transaction, over several
+    /// batches; a transaction also commits after 2 s. Fewer, larger commits write the store's
+    /// index pages once per group of batches instead of once per batch. A crash rolls back to
+    /// the last commit, where the next run resumes. `1` commits every batch.
+    #[serde(default = "default_bulk_commit_rows")]
+    pub bulk_commit_rows: u64,
     /// The streams to read, each with its mapping.
     pub streams: Vec<StreamEntry>,
 }
 
 fn default_batch_size() -> usize {
     2000
+}
+
+fn default_bulk_commit_rows() -> u64 {
+    50_000
 }
 
 /// Retries within a run: each retryable error waits (exponential backoff with jitter), then
@@ -473,6 +483,11 @@ impl Config {
                 .get(&s.connector)
                 .map_err(|e| format!("{at}: {e}"))?;
             dossier_connector::check_batch_size(s.batch_size).map_err(|e| format!("{at}: {e}"))?;
+            if s.bulk_commit_rows == 0 {
+                return Err(format!(
+                    "{at}: `bulk_commit_rows` must be at least 1 (1 commits every batch)"
+                ));
+            }
             s.parsed_schedule()
                 .map_err(|e| format!("{at}: schedule: {e}"))?;
             s.parsed_timeout()

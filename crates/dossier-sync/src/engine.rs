@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use dossier_connector::{Registry, Source, StreamConfig, StreamState};
 use dossier_core::{CompiledMapping, MappedRecord, Target};
-use dossier_store::{BatchWrite, SourceRow, SqlStore, StreamStats};
+use dossier_store::{BatchWrite, SourceRow, SqlStore, StreamStats, WriteGroup};
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -561,15 +561,33 @@ impl Engine {
                 })?,
         );
         let mut full_refresh = false;
+        // A bulk load commits its batches in groups (see `WriteGroup`). Returning while a
+        // group is open rolls it back, which is always safe; where the written batches are
+        // sound (the source failed, a cancel) they are committed first, so the next run
+        // resumes after them.
+        let mut open: Option<OpenGroup> = None;
         while let Some(batch) = batches.next().await {
             if control.cancelled() {
+                commit_group(open.take(), name, stat, progress).await?;
                 return Err(SyncError::Cancelled);
             }
-            let batch = batch.map_err(|error| SyncError::Connector {
-                source_name: cfg.name.clone(),
-                error,
-            })?;
-            let bound = mapping.bind(&batch.fields)?;
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(error) => {
+                    commit_group(open.take(), name, stat, progress).await?;
+                    return Err(SyncError::Connector {
+                        source_name: cfg.name.clone(),
+                        error,
+                    });
+                }
+            };
+            let bound = match mapping.bind(&batch.fields) {
+                Ok(bound) => bound,
+                Err(e) => {
+                    commit_group(open.take(), name, stat, progress).await?;
+                    return Err(e.into());
+                }
+            };
             let mut records: Vec<MappedRecord> = Vec::with_capacity(batch.rows.len());
             let mut rejected = vec![];
             for row in &batch.rows {
@@ -594,12 +612,34 @@ impl Engine {
                 defer_derived,
                 lease_owner: control.lease_owner.clone(),
             };
-            let outcome = self.store.apply_batch(ws, &write).await?;
-            stat.read += batch.rows.len() as u64;
-            stat.written += outcome.written;
-            stat.rejected += write.rejected.len() as u64;
-            progress.batch_committed(name, batch.rows.len() as u64);
+            let rows = batch.rows.len() as u64;
+            let rejected = write.rejected.len() as u64;
+            if !defer_derived {
+                let outcome = self.store.apply_batch(ws, &write).await?;
+                stat.read += rows;
+                stat.written += outcome.written;
+                stat.rejected += rejected;
+                progress.batch_committed(name, rows);
+                continue;
+            }
+            let group = match &mut open {
+                Some(group) => group,
+                None => open.insert(OpenGroup {
+                    group: self.store.begin_group().await?,
+                    opened: Instant::now(),
+                    stat: StreamStats::default(),
+                }),
+            };
+            // An error here returns with the group open: it rolls back.
+            let outcome = group.group.apply(ws, &write).await?;
+            group.stat.read += rows;
+            group.stat.written += outcome.written;
+            group.stat.rejected += rejected;
+            if group.stat.read >= cfg.bulk_commit_rows || group.opened.elapsed() >= GROUP_TIME {
+                commit_group(open.take(), name, stat, progress).await?;
+            }
         }
+        commit_group(open.take(), name, stat, progress).await?;
         // Only a read that returned rows detects deletions: an empty read never wipes a stream.
         if full_refresh {
             stat.deleted = self
@@ -609,6 +649,36 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// A bulk load's group of batches commits once it has held its transaction this long, whatever
+/// its rows (`bulk_commit_rows`): meanwhile the one SQLite writer connection, and on PostgreSQL
+/// the source's schedule row, are taken.
+const GROUP_TIME: Duration = Duration::from_secs(2);
+
+/// A bulk load's open group of batches, with what they hold: counted into the stream's
+/// stats and reported as progress only once committed.
+struct OpenGroup {
+    group: WriteGroup,
+    opened: Instant,
+    stat: StreamStats,
+}
+
+async fn commit_group(
+    open: Option<OpenGroup>,
+    stream: &str,
+    stat: &mut StreamStats,
+    progress: &dyn Progress,
+) -> Result<(), SyncError> {
+    let Some(open) = open else {
+        return Ok(());
+    };
+    open.group.commit().await?;
+    stat.read += open.stat.read;
+    stat.written += open.stat.written;
+    stat.rejected += open.stat.rejected;
+    progress.batch_committed(stream, open.stat.read);
+    Ok(())
 }
 
 /// How a run is driven from outside: the scheduler's lease, the slot it serves, a cancel flag.

@@ -17,6 +17,7 @@ use dossier_core::value::to_micros;
 use dossier_store::{RunRow, SqlStore};
 use dossier_sync::scheduler::{ManualClock, Scheduler, SchedulerOptions, sync_now};
 use dossier_sync::{Config, Engine, Progress, RunControl, SyncError, builtin_registry};
+use futures::StreamExt as _;
 use sqlx::{AssertSqlSafe, Connection as _};
 
 const PEOPLE: i64 = 3_000;
@@ -50,6 +51,7 @@ name = "{name}"
 connector = "{connector}"
 config = {settings}
 batch_size = 100
+bulk_commit_rows = 100
 retry = {{ attempts = 3, initial = "1s", max = "2s" }}
 
 [[sources.streams]]
@@ -281,8 +283,11 @@ async fn a_cancelled_run_keeps_its_batches_and_the_next_resumes() {
         &[("shop", "sqlite", &format!("{{ path = \"{src}\" }}"))],
         "",
     );
-    let e = engine(dir.path(), builtin_registry(), &text).await;
     let control = RunControl::default();
+    // A first load commits in groups, here of two batches: the cancel after the third
+    // commit keeps six batches.
+    let text = text.replace("bulk_commit_rows = 100", "bulk_commit_rows = 200");
+    let e = engine(dir.path(), builtin_registry(), &text).await;
     let progress = CancelAfter(control.cancel.clone(), 3, AtomicUsize::new(0));
     let err = e
         .sync_with("shop", None, "manual", &progress, &control)
@@ -291,29 +296,71 @@ async fn a_cancelled_run_keeps_its_batches_and_the_next_resumes() {
     assert!(matches!(err, SyncError::Cancelled), "{err}");
     let r = runs(&e, "shop").await;
     assert_eq!(r[0].status, "cancelled");
-    assert_eq!(r[0].rows_read, 300);
+    assert_eq!(r[0].rows_read, 600);
     assert_eq!(
         r[0].end_state.as_ref().unwrap()["people"]["cursor"],
-        serde_json::json!({ "int": 300 })
+        serde_json::json!({ "int": 600 })
     );
-    assert_eq!(e.store().counts(e.workspace()).await.unwrap().0, 300);
+    assert_eq!(e.store().counts(e.workspace()).await.unwrap().0, 600);
     let done = e
         .sync("shop", None, "manual", &dossier_sync::NoProgress)
         .await
         .unwrap();
-    assert_eq!(done.rows_read(), (PEOPLE - 300) as u64);
+    assert_eq!(done.rows_read(), (PEOPLE - 600) as u64);
     assert_eq!(e.store().counts(e.workspace()).await.unwrap().0, PEOPLE);
 }
 
-/// Wraps the SQLite connector: its first `fail` reads fail with a retryable remote error.
+#[tokio::test]
+async fn a_source_failing_inside_a_group_keeps_the_batches_written_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source_db(dir.path()).await;
+    let store = format!("sqlite://{}", dir.path().join("store.db").display());
+    let registry = builtin_registry();
+    registry
+        .register_factory(
+            "cut",
+            Arc::new(Flaky {
+                inner: registry.get("sqlite").unwrap(),
+                fail: Arc::new(AtomicUsize::new(0)),
+                cut_after: Some(7),
+            }),
+        )
+        .unwrap();
+    // Groups of ten batches: the seventh batch is inside the first group.
+    let text = config(
+        &store,
+        &[("shop", "cut", &format!("{{ path = \"{src}\" }}"))],
+        "",
+    )
+    .replace("bulk_commit_rows = 100", "bulk_commit_rows = 1000");
+    let e = engine(dir.path(), registry, &text).await;
+    let err = e
+        .sync("shop", None, "manual", &dossier_sync::NoProgress)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("the source went away"), "{err}");
+    let r = runs(&e, "shop").await;
+    assert_eq!(r[0].status, "failed");
+    assert_eq!(r[0].rows_read, 700);
+    assert_eq!(
+        r[0].end_state.as_ref().unwrap()["people"]["cursor"],
+        serde_json::json!({ "int": 700 })
+    );
+    assert_eq!(e.store().counts(e.workspace()).await.unwrap().0, 700);
+}
+
+/// Wraps the SQLite connector: its first `fail` reads fail with a retryable remote error;
+/// with `cut_after`, every read ends after that many batches in a non-retryable one.
 struct Flaky {
     inner: Arc<dyn ConnectorFactory>,
     fail: Arc<AtomicUsize>,
+    cut_after: Option<usize>,
 }
 
 struct FlakySource {
     inner: Box<dyn Source>,
     fail: Arc<AtomicUsize>,
+    cut_after: Option<usize>,
 }
 
 #[async_trait::async_trait]
@@ -328,6 +375,7 @@ impl ConnectorFactory for Flaky {
         Ok(Box::new(FlakySource {
             inner: self.inner.connect(config).await?,
             fail: self.fail.clone(),
+            cut_after: self.cut_after,
         }))
     }
 }
@@ -356,7 +404,14 @@ impl Source for FlakySource {
         {
             return Err(ConnectorError::remote("connection reset by peer", true));
         }
-        self.inner.read(s, state, batch)
+        let batches = self.inner.read(s, state, batch)?;
+        let Some(n) = self.cut_after else {
+            return Ok(batches);
+        };
+        let cut = futures::stream::once(async {
+            Err(ConnectorError::remote("the source went away", false))
+        });
+        Ok(Box::pin(batches.take(n).chain(cut)))
     }
 }
 
@@ -373,6 +428,7 @@ async fn retryable_errors_back_off_then_succeed_and_a_bad_password_fails_at_once
             Arc::new(Flaky {
                 inner: registry.get("sqlite").unwrap(),
                 fail: fail.clone(),
+                cut_after: None,
             }),
         )
         .unwrap();
