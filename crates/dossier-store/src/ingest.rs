@@ -202,6 +202,9 @@ pub(crate) struct Ingest<'c> {
     new_session_keys: HashSet<(String, String, String)>,
     /// Contacts whose aggregate states changed and must be written.
     dirty_aggs: HashSet<i64>,
+    /// Aggregate states as loaded, serialized, by (contact, rule): a state that comes out the
+    /// same is not written again (nor its row's indexes touched).
+    stored_aggs: HashMap<(i64, String), String>,
     recompute_aggs: BTreeSet<i64>,
     recompute_data: BTreeSet<i64>,
     pub(crate) outcome: BatchOutcome,
@@ -252,6 +255,7 @@ impl<'c> Ingest<'c> {
             pending_data: HashMap::new(),
             aggs: HashMap::new(),
             dirty_aggs: HashSet::new(),
+            stored_aggs: HashMap::new(),
             new_sessions: Vec::new(),
             new_session_keys: HashSet::new(),
             changed_sessions: HashMap::new(),
@@ -1143,9 +1147,15 @@ impl<'c> Ingest<'c> {
                 "a flushed session was not found",
             ));
         };
+        let moved = o.contact_id != contact
+            || o.kind != rec.kind
+            || o.started_at != started_at
+            // Changed earlier in this batch: moved if either change moved it.
+            || self.changed_sessions.get(&o.id).is_some_and(|c| c.moved);
         self.changed_sessions.insert(
             o.id,
             ChangedSession {
+                moved,
                 contact,
                 kind: rec.kind.clone(),
                 started_at,
@@ -1201,6 +1211,16 @@ impl<'c> Ingest<'c> {
         }
         let rules = std::mem::take(&mut self.rules);
         for rule in &rules {
+            let part = |s: &Option<(Option<i64>, String, i64, BTreeMap<String, DataValue>)>| {
+                s.as_ref().and_then(|(cid, kind, at, data)| {
+                    Some(((*cid)?, rule.contribution(id, kind, *at, data, self.now)?))
+                })
+            };
+            // The same part before and after (a change to fields the rule does not read):
+            // nothing to move, and a max or min need not be folded again for it.
+            if part(&old) == part(&new) {
+                continue;
+            }
             if let Some((Some(cid), kind, at, data)) = &old
                 && let Some(c) = rule.contribution(id, kind, *at, data, self.now)
                 && !self.recompute_aggs.contains(cid)
@@ -1219,7 +1239,16 @@ impl<'c> Ingest<'c> {
         }
         self.rules = rules;
         if let Some((Some(cid), _, at, data)) = &new {
+            // A value the session already had, on the same contact at the same start, is on
+            // the contact already if it is to be (it is the latest there or it is not).
+            let before = old
+                .as_ref()
+                .filter(|(c, _, old_at, _)| *c == Some(*cid) && old_at == at)
+                .map(|o| &o.3);
             for (k, v) in data {
+                if before.is_some_and(|b| b.get(k) == Some(v)) {
+                    continue;
+                }
                 self.set_session_data(*cid, id, *at, k, v);
             }
         }
@@ -1267,17 +1296,16 @@ impl<'c> Ingest<'c> {
                 self.aggs.insert(*id, HashMap::new());
             }
             for r in q.fetch_all(&mut *self.conn).await? {
-                let state: String = r.try_get("state")?;
-                let state: AggState = serde_json::from_str(&state)
+                let json: String = r.try_get("state")?;
+                let state: AggState = serde_json::from_str(&json)
                     .map_err(|e| StoreError::corrupt("aggregate state", e))?;
                 let contact: i64 = r.try_get("contact_id")?;
+                let name: String = r.try_get("name")?;
                 if state.expired(self.now) {
                     self.recompute_aggs.insert(contact);
                 }
-                self.aggs
-                    .entry(contact)
-                    .or_default()
-                    .insert(r.try_get("name")?, state);
+                self.stored_aggs.insert((contact, name.clone()), json);
+                self.aggs.entry(contact).or_default().insert(name, state);
             }
         }
         Ok(())
@@ -1313,21 +1341,31 @@ impl<'c> Ingest<'c> {
 
     /// Writes the changes to stored sessions this batch queued, many per statement.
     async fn flush_changed_sessions(&mut self) -> Result<()> {
-        let changed: Vec<_> = self.changed_sessions.drain().collect();
-        for chunk in changed.chunks(CHUNK) {
-            let values = placeholders(self.sqlite, chunk.len(), 6, 3, |p| {
+        let (moved, in_place): (Vec<_>, Vec<_>) =
+            self.changed_sessions.drain().partition(|(_, c)| c.moved);
+        // `seen_run` is set only by a full-refresh read, and is indexed: not named otherwise.
+        let marks = self.seen_run.is_some();
+        let seen_set = if marks {
+            format!(", seen_run = {}", param(self.sqlite, 2))
+        } else {
+            String::new()
+        };
+        let first = if marks { 3 } else { 2 };
+        let now = param(self.sqlite, 1);
+        for chunk in moved.chunks(CHUNK) {
+            let values = placeholders(self.sqlite, chunk.len(), 6, first, |p| {
                 format!("({})", p.join(", "))
             });
-            let (p1, p2) = (param(self.sqlite, 1), param(self.sqlite, 2));
             // VALUES columns are column1, column2, ... on both SQLite and Postgres.
             let mut q = sqlx::query(AssertSqlSafe(format!(
                 "UPDATE sessions SET contact_id = v.column2, kind = v.column3, started_at = v.column4, \
-                 ended_at = v.column5, data = v.column6, deleted = 0, updated_at = {p1}, \
-                 seen_run = COALESCE({p2}, sessions.seen_run) FROM (VALUES {values}) AS v \
-                 WHERE sessions.id = v.column1"
+                 ended_at = v.column5, data = v.column6, deleted = 0, updated_at = {now}{seen_set} \
+                 FROM (VALUES {values}) AS v WHERE sessions.id = v.column1"
             )))
-            .bind(self.now)
-            .bind(self.seen_run);
+            .bind(self.now);
+            if marks {
+                q = q.bind(self.seen_run);
+            }
             for (id, c) in chunk {
                 q = q
                     .bind(*id)
@@ -1336,6 +1374,23 @@ impl<'c> Ingest<'c> {
                     .bind(c.started_at)
                     .bind(c.ended_at)
                     .bind(c.data_json.clone());
+            }
+            q.execute(&mut *self.conn).await?;
+        }
+        for chunk in in_place.chunks(CHUNK) {
+            let values = placeholders(self.sqlite, chunk.len(), 3, first, |p| {
+                format!("({})", p.join(", "))
+            });
+            let mut q = sqlx::query(AssertSqlSafe(format!(
+                "UPDATE sessions SET ended_at = v.column2, data = v.column3, deleted = 0, \
+                 updated_at = {now}{seen_set} FROM (VALUES {values}) AS v WHERE sessions.id = v.column1"
+            )))
+            .bind(self.now);
+            if marks {
+                q = q.bind(self.seen_run);
+            }
+            for (id, c) in chunk {
+                q = q.bind(*id).bind(c.ended_at).bind(c.data_json.clone());
             }
             q.execute(&mut *self.conn).await?;
         }
@@ -1495,11 +1550,14 @@ impl<'c> Ingest<'c> {
             .filter(|(c, _)| dirty.contains(c))
         {
             for rule in &self.rules {
-                rows.push((
-                    cid,
-                    rule,
-                    states.get(rule.name.as_str()).cloned().unwrap_or_default(),
-                ));
+                let state = states.get(rule.name.as_str()).cloned().unwrap_or_default();
+                let stored = self.stored_aggs.get(&(cid, rule.name.to_string()));
+                if stored
+                    .is_some_and(|s| *s == serde_json::to_string(&state).expect("state serializes"))
+                {
+                    continue;
+                }
+                rows.push((cid, rule, state));
             }
         }
         write_aggs(self.conn, self.sqlite, &rows).await
@@ -1718,10 +1776,17 @@ impl SqlStore {
         let mut total = 0;
         loop {
             let mut tx = self.write.begin().await?;
-            let rows = sqlx::query(
-                "SELECT DISTINCT a.contact_id FROM contact_aggregates a JOIN contacts c ON c.id = a.contact_id \
+            // Without statistics SQLite's planner walks every contact of the workspace (65 ms
+            // at 100,000 contacts, after every sync) rather than the few expired states.
+            let hint = if self.backend == Backend::Sqlite {
+                " INDEXED BY contact_aggregates_expires"
+            } else {
+                ""
+            };
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT DISTINCT a.contact_id FROM contact_aggregates a{hint} JOIN contacts c ON c.id = a.contact_id \
                  WHERE a.expires_at <= $1 AND c.workspace = $2 LIMIT 500",
-            )
+            )))
             .bind(now)
             .bind(ws)
             .fetch_all(&mut *tx)
