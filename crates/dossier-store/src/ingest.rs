@@ -1050,6 +1050,32 @@ impl<'c> Ingest<'c> {
             let ids: Vec<i64> = contacts.into_iter().collect();
             self.load_agg_states(&ids).await?;
         }
+        // The stored profiles of the contacts the batch's contact records name: each record
+        // then compares against its contact's without a query of its own.
+        let named: BTreeSet<i64> = records
+            .iter()
+            .filter_map(|r| match r {
+                MappedRecord::Contact(c) => Some(c),
+                MappedRecord::Session(_) => None,
+            })
+            .flat_map(|c| std::iter::once(&c.external).chain(&c.identities))
+            .filter_map(|i| self.idents.get(i).copied())
+            .collect();
+        let named: Vec<i64> = named.into_iter().collect();
+        for chunk in named.chunks(CHUNK) {
+            let list = placeholders(self.sqlite, chunk.len(), 1, 1, |p| p[0].clone());
+            let mut q = sqlx::query(AssertSqlSafe(format!(
+                "SELECT id, source_updated_at, provenance FROM contacts WHERE id IN ({list})"
+            )));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&mut *self.conn).await? {
+                let id: i64 = r.try_get(0)?;
+                let provenance = decode_provenance(r.try_get(2)?)?;
+                self.profiles.insert(id, (r.try_get(1)?, provenance));
+            }
+        }
         Ok(())
     }
 
