@@ -47,7 +47,7 @@ use dossier_sql_source::{
     RawColumn, SqlConnector, Wire, connect_error,
 };
 use secrecy::ExposeSecret as _;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{AssertSqlSafe, Column as _, Connection as _, Either, Executor as _, SqlSafeStr as _};
 
 pub use dossier_sql_source::{Config, Stream, TlsMode};
@@ -57,11 +57,50 @@ pub type PostgresConnector = SqlConnector<Postgres>;
 
 const DEFAULT_PORT: u16 = 5432;
 
-/// A connection pool to one PostgreSQL database.
+/// A connection to one PostgreSQL database.
 pub struct Postgres {
-    pool: PgPool,
+    /// The one connection the source reads on (it runs one query at a time). The connection
+    /// that proved the server reachable is kept for the reads: a pool would open its own, a
+    /// second TLS handshake (~90 ms) on every run. A driver error drops it; the next query
+    /// connects again.
+    conn: tokio::sync::Mutex<Option<PgConnection>>,
+    options: PgConnectOptions,
+    timeout: Duration,
     target: String,
     dialect: PgDialect,
+}
+
+impl Postgres {
+    /// The connection, opened again if an error dropped it or it no longer answers (as a
+    /// pool checks a connection before lending it: the server may have ended it meanwhile).
+    async fn connection(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<PgConnection>>, DbError> {
+        let mut slot = self.conn.lock().await;
+        if let Some(conn) = slot.as_mut()
+            && conn.ping().await.is_err()
+        {
+            *slot = None;
+        }
+        if slot.is_none() {
+            let conn =
+                tokio::time::timeout(self.timeout, PgConnection::connect_with(&self.options))
+                    .await
+                    .map_err(|_| {
+                        DbError::new(
+                            ErrorClass::Transient,
+                            format!(
+                                "no answer from postgres at {} within {}s (`connect_timeout_secs`)",
+                                self.target,
+                                self.timeout.as_secs()
+                            ),
+                        )
+                    })?
+                    .map_err(classify)?;
+            *slot = Some(conn);
+        }
+        Ok(slot)
+    }
 }
 
 impl std::fmt::Debug for Postgres {
@@ -304,26 +343,14 @@ impl Driver for Postgres {
                 ));
             }
             Ok(Err(e)) => return Err(connect_error("postgres", &target, &user, classify(e))),
-            Ok(Ok(conn)) => {
-                // Closing politely is best effort; the pool opens its own connections.
-                let _ = conn.close().await;
-            }
+            Ok(Ok(conn)) => Ok(Self {
+                conn: tokio::sync::Mutex::new(Some(conn)),
+                options,
+                timeout,
+                target,
+                dialect: PgDialect,
+            }),
         }
-        // One connection: a source is read one query at a time. With two, sqlx returns a
-        // released connection to the pool on a spawned task, so a query right after another
-        // (a stream's column types after its columns) opened a second connection: a TLS
-        // handshake of ~90 ms on every run.
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .min_connections(0)
-            .acquire_timeout(timeout)
-            .idle_timeout(Some(Duration::from_secs(60)))
-            .connect_lazy_with(options);
-        Ok(Self {
-            pool,
-            target,
-            dialect: PgDialect,
-        })
     }
 
     fn dialect(&self) -> &dyn Dialect {
@@ -344,17 +371,24 @@ impl Driver for Postgres {
         params: Vec<String>,
         wires: &[Wire],
     ) -> Result<Vec<Vec<Cell>>, DbError> {
-        let mut tx = self
-            .pool
-            .begin_with(self.dialect.begin_read_only())
-            .await
-            .map_err(classify)?;
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for p in params {
-            query = query.bind(p);
+        let mut slot = self.connection().await?;
+        let conn = slot.as_mut().expect("connected");
+        let result = async {
+            let mut tx = conn.begin_with(self.dialect.begin_read_only()).await?;
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for p in params {
+                query = query.bind(p);
+            }
+            let rows = query.fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(rows)
         }
-        let rows = query.fetch_all(&mut *tx).await.map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
+        .await;
+        let rows = result.map_err(|e| {
+            *slot = None;
+            classify(e)
+        })?;
+        drop(slot);
         rows.iter()
             .map(|r| dossier_sql_source::decode_row(r, wires))
             .collect::<Result<_, _>>()
@@ -363,11 +397,15 @@ impl Driver for Postgres {
 
     async fn describe(&self, sql: String) -> Result<Vec<RawColumn>, DbError> {
         let (names, oids) = {
-            let mut conn = self.pool.acquire().await.map_err(classify)?;
-            let statement = (&mut *conn)
+            let mut slot = self.connection().await?;
+            let conn = slot.as_mut().expect("connected");
+            let statement = conn
                 .prepare(AssertSqlSafe(sql).into_sql_str())
                 .await
-                .map_err(classify)?;
+                .map_err(|e| {
+                    *slot = None;
+                    classify(e)
+                })?;
             let params = match sqlx::Statement::parameters(&statement) {
                 Some(Either::Left(types)) => types.len(),
                 Some(Either::Right(n)) => n,
