@@ -329,7 +329,7 @@ impl Driver for Postgres {
             options.get_database().unwrap_or(&user)
         );
         let timeout = config.connect_timeout();
-        // One direct connection first: the pool would retry a refused connection until its
+        // A direct connection, not a pool: a pool would retry a refused connection until its
         // timeout and report only that it timed out.
         match tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await {
             Err(_) => {
