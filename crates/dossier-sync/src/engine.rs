@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use dossier_connector::{Registry, Source, StreamConfig, StreamState};
 use dossier_core::{CompiledMapping, MappedRecord, Target};
 use dossier_store::{BatchWrite, SourceRow, SqlStore, StreamStats, WriteGroup};
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use serde::Serialize;
 
 use crate::config::{Loaded, SourceConfig};
@@ -566,7 +566,19 @@ impl Engine {
         // sound (the source failed, a cancel) they are committed first, so the next run
         // resumes after them.
         let mut open: Option<OpenGroup> = None;
-        while let Some(batch) = batches.next().await {
+        loop {
+            let next = match batches.next().now_or_never() {
+                Some(next) => next,
+                None => {
+                    // Nothing read ahead yet: commit rather than hold the store's writer (the
+                    // one SQLite connection) while the source works, however slow it is.
+                    commit_group(open.take(), name, stat, progress).await?;
+                    batches.next().await
+                }
+            };
+            let Some(batch) = next else {
+                break;
+            };
             if control.cancelled() {
                 commit_group(open.take(), name, stat, progress).await?;
                 return Err(SyncError::Cancelled);

@@ -284,8 +284,8 @@ async fn a_cancelled_run_keeps_its_batches_and_the_next_resumes() {
         "",
     );
     let control = RunControl::default();
-    // A first load commits in groups, here of two batches: the cancel after the third
-    // commit keeps six batches.
+    // A first load commits in groups, here of up to two batches (fewer when the next one is
+    // not read yet): the cancel after the third commit keeps three to six whole batches.
     let text = text.replace("bulk_commit_rows = 100", "bulk_commit_rows = 200");
     let e = engine(dir.path(), builtin_registry(), &text).await;
     let progress = CancelAfter(control.cancel.clone(), 3, AtomicUsize::new(0));
@@ -296,17 +296,21 @@ async fn a_cancelled_run_keeps_its_batches_and_the_next_resumes() {
     assert!(matches!(err, SyncError::Cancelled), "{err}");
     let r = runs(&e, "shop").await;
     assert_eq!(r[0].status, "cancelled");
-    assert_eq!(r[0].rows_read, 600);
+    let kept = r[0].rows_read;
+    assert!(
+        (300..=600).contains(&kept) && kept % 100 == 0,
+        "three commits of whole batches: {kept}"
+    );
     assert_eq!(
         r[0].end_state.as_ref().unwrap()["people"]["cursor"],
-        serde_json::json!({ "int": 600 })
+        serde_json::json!({ "int": kept })
     );
-    assert_eq!(e.store().counts(e.workspace()).await.unwrap().0, 600);
+    assert_eq!(e.store().counts(e.workspace()).await.unwrap().0, kept);
     let done = e
         .sync("shop", None, "manual", &dossier_sync::NoProgress)
         .await
         .unwrap();
-    assert_eq!(done.rows_read(), (PEOPLE - 600) as u64);
+    assert_eq!(done.rows_read(), (PEOPLE - kept) as u64);
     assert_eq!(e.store().counts(e.workspace()).await.unwrap().0, PEOPLE);
 }
 
@@ -320,9 +324,8 @@ async fn a_source_failing_inside_a_group_keeps_the_batches_written_before_it() {
         .register_factory(
             "cut",
             Arc::new(Flaky {
-                inner: registry.get("sqlite").unwrap(),
-                fail: Arc::new(AtomicUsize::new(0)),
                 cut_after: Some(7),
+                ..Flaky::new(registry.get("sqlite").unwrap())
             }),
         )
         .unwrap();
@@ -349,18 +352,71 @@ async fn a_source_failing_inside_a_group_keeps_the_batches_written_before_it() {
     assert_eq!(e.store().counts(e.workspace()).await.unwrap().0, 700);
 }
 
+#[tokio::test]
+async fn a_group_commits_rather_than_wait_on_a_slow_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source_db(dir.path()).await;
+    let store = format!("sqlite://{}", dir.path().join("store.db").display());
+    let registry = builtin_registry();
+    registry
+        .register_factory(
+            "slow",
+            Arc::new(Flaky {
+                stall: Some((3, Duration::from_secs(3))),
+                ..Flaky::new(registry.get("sqlite").unwrap())
+            }),
+        )
+        .unwrap();
+    // A group could hold ten batches and 2 s; the source stalls 3 s after three batches.
+    let text = config(
+        &store,
+        &[("shop", "slow", &format!("{{ path = \"{src}\" }}"))],
+        "",
+    )
+    .replace("bulk_commit_rows = 100", "bulk_commit_rows = 1000");
+    let e = engine(dir.path(), registry, &text).await;
+    let run = tokio::spawn({
+        let e = e.clone();
+        async move {
+            e.sync("shop", None, "manual", &dossier_sync::NoProgress)
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        e.store().counts(e.workspace()).await.unwrap().0,
+        300,
+        "the three batches are committed while the source stalls"
+    );
+    run.await.unwrap().unwrap();
+    assert_eq!(e.store().counts(e.workspace()).await.unwrap().0, PEOPLE);
+}
+
 /// Wraps the SQLite connector: its first `fail` reads fail with a retryable remote error;
-/// with `cut_after`, every read ends after that many batches in a non-retryable one.
+/// with `cut_after`, every read ends after that many batches in a non-retryable one; with
+/// `stall`, every read waits that long before the given batch.
+#[derive(Clone)]
 struct Flaky {
     inner: Arc<dyn ConnectorFactory>,
     fail: Arc<AtomicUsize>,
     cut_after: Option<usize>,
+    stall: Option<(usize, Duration)>,
+}
+
+impl Flaky {
+    fn new(inner: Arc<dyn ConnectorFactory>) -> Self {
+        Self {
+            inner,
+            fail: Arc::new(AtomicUsize::new(0)),
+            cut_after: None,
+            stall: None,
+        }
+    }
 }
 
 struct FlakySource {
     inner: Box<dyn Source>,
-    fail: Arc<AtomicUsize>,
-    cut_after: Option<usize>,
+    flaky: Flaky,
 }
 
 #[async_trait::async_trait]
@@ -374,8 +430,7 @@ impl ConnectorFactory for Flaky {
     async fn connect(&self, config: serde_json::Value) -> Result<Box<dyn Source>, ConnectorError> {
         Ok(Box::new(FlakySource {
             inner: self.inner.connect(config).await?,
-            fail: self.fail.clone(),
-            cut_after: self.cut_after,
+            flaky: self.clone(),
         }))
     }
 }
@@ -398,14 +453,23 @@ impl Source for FlakySource {
         batch: usize,
     ) -> Result<BatchStream, ConnectorError> {
         if self
+            .flaky
             .fail
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
             return Err(ConnectorError::remote("connection reset by peer", true));
         }
-        let batches = self.inner.read(s, state, batch)?;
-        let Some(n) = self.cut_after else {
+        let mut batches = self.inner.read(s, state, batch)?;
+        if let Some((before, wait)) = self.flaky.stall {
+            batches = Box::pin(batches.enumerate().then(move |(i, b)| async move {
+                if i == before {
+                    tokio::time::sleep(wait).await;
+                }
+                b
+            }));
+        }
+        let Some(n) = self.flaky.cut_after else {
             return Ok(batches);
         };
         let cut = futures::stream::once(async {
@@ -426,9 +490,8 @@ async fn retryable_errors_back_off_then_succeed_and_a_bad_password_fails_at_once
         .register_factory(
             "flaky",
             Arc::new(Flaky {
-                inner: registry.get("sqlite").unwrap(),
                 fail: fail.clone(),
-                cut_after: None,
+                ..Flaky::new(registry.get("sqlite").unwrap())
             }),
         )
         .unwrap();
