@@ -252,9 +252,10 @@ pub struct SourceConfig {
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// Rows a bulk load (a stream's first read) writes per store transaction, over several
-    /// batches; a transaction also commits after 2 s. Fewer, larger commits write the store's
-    /// index pages once per group of batches instead of once per batch. A crash rolls back to
-    /// the last commit, where the next run resumes. `1` commits every batch.
+    /// batches; a transaction also commits after 2 s, and whenever the next batch is not read
+    /// yet. Fewer, larger commits write the store's index pages once per group of batches
+    /// instead of once per batch. A crash rolls back to the last commit, where the next run
+    /// resumes. `1` commits every batch.
     #[serde(default = "default_bulk_commit_rows")]
     pub bulk_commit_rows: u64,
     /// The streams to read, each with its mapping.
