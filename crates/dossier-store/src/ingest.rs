@@ -331,8 +331,9 @@ impl<'c> Ingest<'c> {
 
     /// An id no contact has and no other writer will take.
     ///
-    /// PostgreSQL: drawn from the table's sequence, [`CHUNK`] at a time (an unused one is a
-    /// gap, as after a rollback). SQLite: the ids after the largest stored one. That read is
+    /// PostgreSQL: drawn from the table's sequence, as many at a time as the batch has
+    /// identities no contact holds (each new contact takes at least one), up to [`CHUNK`]; an
+    /// unused one is a gap, as after a rollback. SQLite: the ids after the largest stored one. That read is
     /// safe because SQLite has one writer: if another connection commits contacts after this
     /// transaction read, this transaction's first write fails with `SQLITE_BUSY` (its snapshot
     /// is stale) instead of reusing their ids.
@@ -352,9 +353,11 @@ impl<'c> Ingest<'c> {
             return Ok(next);
         }
         if self.reserved_ids.is_empty() {
-            let rows = sqlx::query(AssertSqlSafe(format!(
-                "SELECT nextval(pg_get_serial_sequence('contacts', 'id')) FROM generate_series(1, {CHUNK})"
-            )))
+            let n = self.missing.len().clamp(1, CHUNK);
+            let rows = sqlx::query(
+                "SELECT nextval(pg_get_serial_sequence('contacts', 'id')) FROM generate_series(1, $1)",
+            )
+            .bind(n as i64)
             .fetch_all(&mut *self.conn)
             .await?;
             // Popped from the end: the smallest first.
@@ -803,17 +806,14 @@ impl<'c> Ingest<'c> {
             // Created earlier in this batch and still queued: insert it before updating it.
             self.flush_contact_writes().await?;
         }
-        let (stored_at, mut provenance) = match self.profiles.remove(&id) {
-            Some(known) => known,
-            None => {
-                let row =
-                    sqlx::query("SELECT source_updated_at, provenance FROM contacts WHERE id = $1")
-                        .bind(id)
-                        .fetch_one(&mut *self.conn)
-                        .await?;
-                (row.try_get(0)?, decode_provenance(row.try_get(1)?)?)
-            }
-        };
+        if !self.profiles.contains_key(&id) {
+            // Not prefetched: a contact a merge in this batch left, or one found later.
+            self.load_profiles(&[id]).await?;
+        }
+        let (stored_at, mut provenance) = self
+            .profiles
+            .remove(&id)
+            .ok_or_else(|| StoreError::corrupt("contact", format!("contact {id} has no row")))?;
         let (fields, data) = self.winning(rec, &origin, &mut provenance);
         let sets: Vec<String> = fields
             .iter()
@@ -1061,8 +1061,14 @@ impl<'c> Ingest<'c> {
             .flat_map(|c| std::iter::once(&c.external).chain(&c.identities))
             .filter_map(|i| self.idents.get(i).copied())
             .collect();
-        let named: Vec<i64> = named.into_iter().collect();
-        for chunk in named.chunks(CHUNK) {
+        self.load_profiles(&named.into_iter().collect::<Vec<_>>())
+            .await
+    }
+
+    /// Loads the stored profiles (the source's latest update, each field's origin) of
+    /// `contacts` into `profiles`, many per query.
+    async fn load_profiles(&mut self, contacts: &[i64]) -> Result<()> {
+        for chunk in contacts.chunks(CHUNK) {
             let list = placeholders(self.sqlite, chunk.len(), 1, 1, |p| p[0].clone());
             let mut q = sqlx::query(AssertSqlSafe(format!(
                 "SELECT id, source_updated_at, provenance FROM contacts WHERE id IN ({list})"
@@ -1237,30 +1243,30 @@ impl<'c> Ingest<'c> {
         }
         let rules = std::mem::take(&mut self.rules);
         for rule in &rules {
+            // The session's part in the rule, with the contact it counts for.
             let part = |s: &Option<(Option<i64>, String, i64, BTreeMap<String, DataValue>)>| {
                 s.as_ref().and_then(|(cid, kind, at, data)| {
                     Some(((*cid)?, rule.contribution(id, kind, *at, data, self.now)?))
                 })
             };
+            let (before, after) = (part(&old), part(&new));
             // The same part before and after (a change to fields the rule does not read):
             // nothing to move, and a max or min need not be folded again for it.
-            if part(&old) == part(&new) {
+            if before == after {
                 continue;
             }
-            if let Some((Some(cid), kind, at, data)) = &old
-                && let Some(c) = rule.contribution(id, kind, *at, data, self.now)
-                && !self.recompute_aggs.contains(cid)
+            if let Some((cid, c)) = before
+                && !self.recompute_aggs.contains(&cid)
             {
-                let state = self.agg_state(*cid, rule).await?;
+                let state = self.agg_state(cid, rule).await?;
                 if state.remove(rule.op, &c).is_err() {
-                    self.recompute_aggs.insert(*cid);
+                    self.recompute_aggs.insert(cid);
                 }
             }
-            if let Some((Some(cid), kind, at, data)) = &new
-                && let Some(c) = rule.contribution(id, kind, *at, data, self.now)
-                && !self.recompute_aggs.contains(cid)
+            if let Some((cid, c)) = after
+                && !self.recompute_aggs.contains(&cid)
             {
-                self.agg_state(*cid, rule).await?.add_for(rule, &c);
+                self.agg_state(cid, rule).await?.add_for(rule, &c);
             }
         }
         self.rules = rules;
@@ -1378,47 +1384,38 @@ impl<'c> Ingest<'c> {
         };
         let first = if marks { 3 } else { 2 };
         let now = param(self.sqlite, 1);
-        for chunk in moved.chunks(CHUNK) {
-            let values = placeholders(self.sqlite, chunk.len(), 6, first, |p| {
-                format!("({})", p.join(", "))
-            });
-            // VALUES columns are column1, column2, ... on both SQLite and Postgres.
-            let mut q = sqlx::query(AssertSqlSafe(format!(
-                "UPDATE sessions SET contact_id = v.column2, kind = v.column3, started_at = v.column4, \
-                 ended_at = v.column5, data = v.column6, deleted = 0, updated_at = {now}{seen_set} \
-                 FROM (VALUES {values}) AS v WHERE sessions.id = v.column1"
-            )))
-            .bind(self.now);
-            if marks {
-                q = q.bind(self.seen_run);
+        // A moved session writes its indexed columns too; VALUES columns are column1,
+        // column2, ... on both SQLite and Postgres.
+        for (rows, cols, sets) in [
+            (
+                moved,
+                6,
+                "contact_id = v.column2, kind = v.column3, started_at = v.column4, \
+                 ended_at = v.column5, data = v.column6",
+            ),
+            (in_place, 3, "ended_at = v.column2, data = v.column3"),
+        ] {
+            for chunk in rows.chunks(CHUNK) {
+                let values = placeholders(self.sqlite, chunk.len(), cols, first, |p| {
+                    format!("({})", p.join(", "))
+                });
+                let mut q = sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE sessions SET {sets}, deleted = 0, updated_at = {now}{seen_set} \
+                     FROM (VALUES {values}) AS v WHERE sessions.id = v.column1"
+                )))
+                .bind(self.now);
+                if marks {
+                    q = q.bind(self.seen_run);
+                }
+                for (id, c) in chunk {
+                    q = q.bind(*id);
+                    if c.moved {
+                        q = q.bind(c.contact).bind(c.kind.clone()).bind(c.started_at);
+                    }
+                    q = q.bind(c.ended_at).bind(c.data_json.clone());
+                }
+                q.execute(&mut *self.conn).await?;
             }
-            for (id, c) in chunk {
-                q = q
-                    .bind(*id)
-                    .bind(c.contact)
-                    .bind(c.kind.clone())
-                    .bind(c.started_at)
-                    .bind(c.ended_at)
-                    .bind(c.data_json.clone());
-            }
-            q.execute(&mut *self.conn).await?;
-        }
-        for chunk in in_place.chunks(CHUNK) {
-            let values = placeholders(self.sqlite, chunk.len(), 3, first, |p| {
-                format!("({})", p.join(", "))
-            });
-            let mut q = sqlx::query(AssertSqlSafe(format!(
-                "UPDATE sessions SET ended_at = v.column2, data = v.column3, deleted = 0, \
-                 updated_at = {now}{seen_set} FROM (VALUES {values}) AS v WHERE sessions.id = v.column1"
-            )))
-            .bind(self.now);
-            if marks {
-                q = q.bind(self.seen_run);
-            }
-            for (id, c) in chunk {
-                q = q.bind(*id).bind(c.ended_at).bind(c.data_json.clone());
-            }
-            q.execute(&mut *self.conn).await?;
         }
         let seen = std::mem::take(&mut self.seen_sessions);
         if let Some(run) = self.seen_run {
@@ -1635,20 +1632,12 @@ async fn write_aggs(
 pub struct WriteGroup {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
-    batches: usize,
 }
 
 impl WriteGroup {
     /// Writes a batch and its stream's new state into the group's transaction.
     pub async fn apply(&mut self, ws: &str, batch: &BatchWrite) -> Result<BatchOutcome> {
-        let outcome = write_batch(&mut self.tx, self.backend, ws, batch).await?;
-        self.batches += 1;
-        Ok(outcome)
-    }
-
-    /// Batches written and not committed yet.
-    pub fn batches(&self) -> usize {
-        self.batches
+        write_batch(&mut self.tx, self.backend, ws, batch).await
     }
 
     /// Commits every batch of the group.
@@ -1744,7 +1733,6 @@ impl SqlStore {
         Ok(WriteGroup {
             tx: self.write.begin().await?,
             backend: self.backend,
-            batches: 0,
         })
     }
 
