@@ -746,6 +746,11 @@ mod tests {
             "connector = \"sqlite\"\nschedule = \"0 3 * *\"\ntimezone = \"Europe/Paris\"",
         );
         insta::assert_snapshot!(parse(&cron).unwrap_err(), @r#"config file dossier.toml: source "shop": schedule: "0 3 * *" is neither an interval (15m, 1h) nor a cron expression ("0 3 * * *"): invalid pattern: pattern must have between 5 and 7 fields"#);
+        let group = GOOD.replace(
+            "connector = \"sqlite\"",
+            "connector = \"sqlite\"\nbulk_commit_rows = 0",
+        );
+        insta::assert_snapshot!(parse(&group).unwrap_err(), @"config file dossier.toml: source \"shop\": `bulk_commit_rows` must be at least 1 (1 commits every batch)");
         let lease = format!("{GOOD}\n[scheduler]\nlease = \"30\"\n");
         insta::assert_snapshot!(parse(&lease).unwrap_err(), @r#"config file dossier.toml: scheduler.lease: "30" is not a duration; write a positive whole number and a unit, e.g. 90d, 12h, 30m, 2w or 45s"#);
         let blocked = format!("{GOOD}\n[identity]\nblocked = [\"*\"]\n");

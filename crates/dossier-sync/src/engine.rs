@@ -561,10 +561,16 @@ impl Engine {
                 })?,
         );
         let mut full_refresh = false;
-        // A bulk load commits its batches in groups (see `WriteGroup`). Returning while a
-        // group is open rolls it back, which is always safe; where the written batches are
-        // sound (the source failed, a cancel) they are committed first, so the next run
-        // resumes after them.
+        // Batches are written in groups (see `WriteGroup`): a bulk load's hold up to
+        // `bulk_commit_rows` rows, any other read's one batch. Returning while a group is open
+        // rolls it back, which is always safe; where the written batches are sound (the
+        // source failed, a cancel) they are committed first, so the next run resumes after
+        // them.
+        let group_rows = if defer_derived {
+            cfg.bulk_commit_rows
+        } else {
+            0
+        };
         let mut open: Option<OpenGroup> = None;
         loop {
             let next = match batches.next().now_or_never() {
@@ -624,16 +630,6 @@ impl Engine {
                 defer_derived,
                 lease_owner: control.lease_owner.clone(),
             };
-            let rows = batch.rows.len() as u64;
-            let rejected = write.rejected.len() as u64;
-            if !defer_derived {
-                let outcome = self.store.apply_batch(ws, &write).await?;
-                stat.read += rows;
-                stat.written += outcome.written;
-                stat.rejected += rejected;
-                progress.batch_committed(name, rows);
-                continue;
-            }
             let group = match &mut open {
                 Some(group) => group,
                 None => open.insert(OpenGroup {
@@ -644,10 +640,10 @@ impl Engine {
             };
             // An error here returns with the group open: it rolls back.
             let outcome = group.group.apply(ws, &write).await?;
-            group.stat.read += rows;
+            group.stat.read += batch.rows.len() as u64;
             group.stat.written += outcome.written;
-            group.stat.rejected += rejected;
-            if group.stat.read >= cfg.bulk_commit_rows || group.opened.elapsed() >= GROUP_TIME {
+            group.stat.rejected += write.rejected.len() as u64;
+            if group.stat.read >= group_rows || group.opened.elapsed() >= GROUP_TIME {
                 commit_group(open.take(), name, stat, progress).await?;
             }
         }
