@@ -78,19 +78,8 @@ async fn email_id(s: &SqlStore, email: &str) -> i64 {
 
 async fn conditional_and_windowed_aggregates(db: TestDb) {
     let s = &db.store;
-    s.ensure_workspace(WS).await.unwrap();
-    s.set_rules(WS, &model_rules()).await.unwrap();
+    with_one_customer(s, &model_rules()).await;
     let t = now();
-    s.apply_batch(
-        WS,
-        &batch(
-            "customers",
-            vec![customer(1, "a@example.com", "FR", "basic")],
-            1,
-        ),
-    )
-    .await
-    .unwrap();
     s.apply_batch(
         WS,
         &batch(

@@ -198,18 +198,7 @@ async fn sessions_before_contacts_and_merges(db: TestDb) {
 
 async fn contact_and_session_data_via_api(db: TestDb) {
     let s = &db.store;
-    s.ensure_workspace(WS).await.unwrap();
-    s.set_rules(WS, &rules()).await.unwrap();
-    s.apply_batch(
-        WS,
-        &batch(
-            "customers",
-            vec![customer(1, "a@example.com", "FR", "basic")],
-            1,
-        ),
-    )
-    .await
-    .unwrap();
+    with_one_customer(s, &rules()).await;
     s.apply_batch(WS, &batch("orders", vec![order(1, 1, 12.0, 10)], 1))
         .await
         .unwrap();
@@ -433,18 +422,7 @@ async fn rules_backfill_and_runs(db: TestDb) {
 
 async fn full_refresh_deletes_what_it_did_not_see(db: TestDb) {
     let s = &db.store;
-    s.ensure_workspace(WS).await.unwrap();
-    s.set_rules(WS, &rules()).await.unwrap();
-    s.apply_batch(
-        WS,
-        &batch(
-            "customers",
-            vec![customer(1, "a@example.com", "FR", "basic")],
-            1,
-        ),
-    )
-    .await
-    .unwrap();
+    with_one_customer(s, &rules()).await;
     let run1 = s.start_run(WS, "shop", "test").await.unwrap();
     let mut b = batch(
         "orders",
@@ -509,18 +487,7 @@ async fn full_refresh_deletes_what_it_did_not_see(db: TestDb) {
 
 async fn a_record_twice_in_one_batch_is_one_session(db: TestDb) {
     let s = &db.store;
-    s.ensure_workspace(WS).await.unwrap();
-    s.set_rules(WS, &rules()).await.unwrap();
-    s.apply_batch(
-        WS,
-        &batch(
-            "customers",
-            vec![customer(1, "a@example.com", "FR", "basic")],
-            1,
-        ),
-    )
-    .await
-    .unwrap();
+    with_one_customer(s, &rules()).await;
     let twice = vec![
         order(1, 1, 10.0, 10),
         order(2, 1, 5.0, 5),
@@ -754,19 +721,8 @@ async fn a_contact_card_reads_what_separate_reads_do(db: TestDb) {
 /// finds one still queued (a second record of it, a merge) must see it as if it were stored.
 async fn contacts_created_in_one_batch(db: TestDb) {
     let s = &db.store;
-    s.ensure_workspace(WS).await.unwrap();
-    s.set_rules(WS, &rules()).await.unwrap();
     // A contact from an earlier batch: new contacts must not take its id.
-    s.apply_batch(
-        WS,
-        &batch(
-            "customers",
-            vec![customer(1, "a@example.com", "FR", "basic")],
-            1,
-        ),
-    )
-    .await
-    .unwrap();
+    with_one_customer(s, &rules()).await;
     let a = s
         .contact_by_email(WS, "a@example.com")
         .await

@@ -317,26 +317,12 @@ async fn a_cancelled_run_keeps_its_batches_and_the_next_resumes() {
 #[tokio::test]
 async fn a_source_failing_inside_a_group_keeps_the_batches_written_before_it() {
     let dir = tempfile::tempdir().unwrap();
-    let src = source_db(dir.path()).await;
-    let store = format!("sqlite://{}", dir.path().join("store.db").display());
-    let registry = builtin_registry();
-    registry
-        .register_factory(
-            "cut",
-            Arc::new(Flaky {
-                cut_after: Some(7),
-                ..Flaky::new(registry.get("sqlite").unwrap())
-            }),
-        )
-        .unwrap();
-    // Groups of ten batches: the seventh batch is inside the first group.
-    let text = config(
-        &store,
-        &[("shop", "cut", &format!("{{ path = \"{src}\" }}"))],
-        "",
-    )
-    .replace("bulk_commit_rows = 100", "bulk_commit_rows = 1000");
-    let e = engine(dir.path(), registry, &text).await;
+    // The seventh batch is inside the first group.
+    let e = grouped_engine(dir.path(), |f| Flaky {
+        cut_after: Some(7),
+        ..f
+    })
+    .await;
     let err = e
         .sync("shop", None, "manual", &dossier_sync::NoProgress)
         .await
@@ -355,26 +341,12 @@ async fn a_source_failing_inside_a_group_keeps_the_batches_written_before_it() {
 #[tokio::test]
 async fn a_group_commits_rather_than_wait_on_a_slow_source() {
     let dir = tempfile::tempdir().unwrap();
-    let src = source_db(dir.path()).await;
-    let store = format!("sqlite://{}", dir.path().join("store.db").display());
-    let registry = builtin_registry();
-    registry
-        .register_factory(
-            "slow",
-            Arc::new(Flaky {
-                stall: Some((3, Duration::from_secs(3))),
-                ..Flaky::new(registry.get("sqlite").unwrap())
-            }),
-        )
-        .unwrap();
-    // A group could hold ten batches and 2 s; the source stalls 3 s after three batches.
-    let text = config(
-        &store,
-        &[("shop", "slow", &format!("{{ path = \"{src}\" }}"))],
-        "",
-    )
-    .replace("bulk_commit_rows = 100", "bulk_commit_rows = 1000");
-    let e = engine(dir.path(), registry, &text).await;
+    // A group could hold 2 s; the source stalls 3 s after three batches.
+    let e = grouped_engine(dir.path(), |f| Flaky {
+        stall: Some((3, Duration::from_secs(3))),
+        ..f
+    })
+    .await;
     let run = tokio::spawn({
         let e = e.clone();
         async move {
@@ -390,6 +362,24 @@ async fn a_group_commits_rather_than_wait_on_a_slow_source() {
     );
     run.await.unwrap().unwrap();
     assert_eq!(e.store().counts(e.workspace()).await.unwrap().0, PEOPLE);
+}
+
+/// An engine on a new SQLite store in `dir` whose source `shop` reads the people table
+/// through the SQLite connector wrapped as `wrap` says, a first load in groups of up to ten
+/// batches.
+async fn grouped_engine(dir: &Path, wrap: impl FnOnce(Flaky) -> Flaky) -> Arc<Engine> {
+    let src = source_db(dir).await;
+    let store = format!("sqlite://{}", dir.join("store.db").display());
+    let registry = builtin_registry();
+    let flaky = wrap(Flaky::new(registry.get("sqlite").unwrap()));
+    registry.register_factory("flaky", Arc::new(flaky)).unwrap();
+    let text = config(
+        &store,
+        &[("shop", "flaky", &format!("{{ path = \"{src}\" }}"))],
+        "",
+    )
+    .replace("bulk_commit_rows = 100", "bulk_commit_rows = 1000");
+    engine(dir, registry, &text).await
 }
 
 /// Wraps the SQLite connector: its first `fail` reads fail with a retryable remote error;

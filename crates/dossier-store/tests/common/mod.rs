@@ -146,6 +146,22 @@ pub fn rules() -> Vec<AggregateRule> {
     ]
 }
 
+/// The workspace with `rules` and one customer: external id 1, a@example.com, FR, basic.
+pub async fn with_one_customer(s: &SqlStore, rules: &[AggregateRule]) {
+    s.ensure_workspace(WS).await.unwrap();
+    s.set_rules(WS, rules).await.unwrap();
+    s.apply_batch(
+        WS,
+        &batch(
+            "customers",
+            vec![customer(1, "a@example.com", "FR", "basic")],
+            1,
+        ),
+    )
+    .await
+    .unwrap();
+}
+
 pub async fn aggs(s: &SqlStore, id: i64) -> BTreeMap<String, DataValue> {
     s.aggregates(WS, &[id])
         .await
