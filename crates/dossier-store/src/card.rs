@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use dossier_core::DataValue;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::filter_sql::{Bind, SqlBuilder, bind_all};
+use crate::json_sql::{Json, parse_json};
 use crate::read::{
     AggregateRead, CONTACT_COLS, SESSION_FIELDS, SessionColumns, contact, decode_value,
     fold_aggregates,
@@ -53,45 +54,6 @@ pub struct ContactCard {
     pub sessions: Option<Page<SessionRow>>,
 }
 
-/// The JSON functions of a backend, which differ only in name.
-struct Json {
-    /// Aggregates values into an array (`NULL` or `[]` over no rows).
-    agg: &'static str,
-    array: &'static str,
-    object: &'static str,
-    /// What turns the aggregate into text.
-    as_text: &'static str,
-}
-
-impl Json {
-    fn of(backend: Backend) -> Self {
-        match backend {
-            Backend::Sqlite => Self {
-                agg: "json_group_array",
-                array: "json_array",
-                object: "json_object",
-                as_text: "",
-            },
-            Backend::Postgres => Self {
-                agg: "json_agg",
-                array: "json_build_array",
-                object: "json_build_object",
-                as_text: "::text",
-            },
-        }
-    }
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(
-    what: &'static str,
-    text: Option<String>,
-) -> Result<Vec<T>> {
-    match text {
-        None => Ok(vec![]),
-        Some(t) => serde_json::from_str(&t).map_err(|e| StoreError::corrupt(what, e)),
-    }
-}
-
 impl SqlStore {
     /// A contact and the `parts` asked for, in one statement.
     pub async fn contact_card(
@@ -128,7 +90,8 @@ impl SqlStore {
             array,
             object,
             as_text,
-        } = Json::of(self.backend);
+            ..
+        } = Json::new(self.backend == Backend::Sqlite);
         let mut cols = format!("{CONTACT_COLS}, c.merged_into");
         if parts.data {
             cols += &format!(

@@ -14,6 +14,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::backend::now_micros;
 use crate::error::{Result, StoreError};
+use crate::json_sql::{Json, parse_json};
 use crate::{Backend, BatchOutcome, BatchWrite, SqlStore};
 
 /// The workspace's identity policy (the default where none was registered).
@@ -1344,29 +1345,36 @@ impl<'c> Ingest<'c> {
     }
 
     /// The live sessions of many contacts, each contact's in start order, a few queries.
+    /// A load's end reads every session it wrote: packed, not a row each.
     async fn live_sessions_of(
         &mut self,
         contacts: &[i64],
     ) -> Result<HashMap<i64, Vec<LiveSession>>> {
+        let json = Json::new(self.sqlite);
+        let (agg, array, as_text, data) = (json.agg, json.array, json.as_text, json.raw("data"));
         let mut out: HashMap<i64, Vec<LiveSession>> = HashMap::with_capacity(contacts.len());
         for chunk in contacts.chunks(CHUNK) {
             let list = placeholders(self.sqlite, chunk.len(), 1, 1, |p| p[0].clone());
             let sql = format!(
-                "SELECT contact_id, id, kind, started_at, data FROM sessions \
-                 WHERE contact_id IN ({list}) AND deleted = 0 ORDER BY contact_id, started_at, id"
+                "SELECT {agg}({array}(contact_id, id, kind, started_at, {data})){as_text} AS packed \
+                 FROM sessions WHERE contact_id IN ({list}) AND deleted = 0"
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
                 q = q.bind(*id);
             }
-            for r in q.fetch_all(&mut *self.conn).await? {
-                out.entry(r.try_get("contact_id")?).or_default().push((
-                    r.try_get("id")?,
-                    r.try_get("kind")?,
-                    r.try_get("started_at")?,
-                    decode_data(&r.try_get::<String, _>("data")?)?,
-                ));
+            let packed: Option<String> = q.fetch_one(&mut *self.conn).await?.try_get("packed")?;
+            let rows: Vec<(i64, i64, String, i64, BTreeMap<String, DataValue>)> =
+                parse_json("session data", packed)?;
+            for (contact, id, kind, started_at, data) in rows {
+                out.entry(contact)
+                    .or_default()
+                    .push((id, kind, started_at, data));
             }
+        }
+        // A JSON aggregate need not keep any order.
+        for sessions in out.values_mut() {
+            sessions.sort_unstable_by_key(|(id, _, started_at, _)| (*started_at, *id));
         }
         Ok(out)
     }

@@ -12,6 +12,7 @@ mod error;
 mod filter_sql;
 mod identity;
 mod ingest;
+mod json_sql;
 mod keys;
 mod names;
 mod read;

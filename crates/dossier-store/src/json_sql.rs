@@ -1,0 +1,59 @@
+//! Rows packed into one JSON value by the database. A statement that returns one row per
+//! match costs, with sqlx, a hand-off per row (on SQLite a channel message from the worker
+//! thread and a copy of every column); packed, it is one value for the whole result, read
+//! by one `serde_json` pass.
+
+use crate::error::{Result, StoreError};
+
+/// The JSON functions of a backend, which differ only in name.
+pub(crate) struct Json {
+    /// Aggregates values into an array (`NULL` or `[]` over no rows).
+    pub agg: &'static str,
+    pub array: &'static str,
+    pub object: &'static str,
+    /// What turns the aggregate into text.
+    pub as_text: &'static str,
+    sqlite: bool,
+}
+
+impl Json {
+    pub fn new(sqlite: bool) -> Self {
+        if sqlite {
+            Self {
+                agg: "json_group_array",
+                array: "json_array",
+                object: "json_object",
+                as_text: "",
+                sqlite,
+            }
+        } else {
+            Self {
+                agg: "json_agg",
+                array: "json_build_array",
+                object: "json_build_object",
+                as_text: "::text",
+                sqlite,
+            }
+        }
+    }
+
+    /// A text column holding JSON, embedded as JSON rather than as a string.
+    pub fn raw(&self, col: &str) -> String {
+        if self.sqlite {
+            format!("json({col})")
+        } else {
+            format!("({col})::json")
+        }
+    }
+}
+
+/// The rows of a packed result; `None` (an aggregate over no rows) is no rows.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    text: Option<String>,
+) -> Result<Vec<T>> {
+    match text {
+        None => Ok(vec![]),
+        Some(t) => serde_json::from_str(&t).map_err(|e| StoreError::corrupt(what, e)),
+    }
+}
