@@ -88,6 +88,14 @@ fn placeholders(
     first: usize,
     row: impl Fn(&[String]) -> String,
 ) -> String {
+    if sqlite {
+        // Every row reads the same: built once, not once per row and parameter (a bulk
+        // load builds thousands of these statements).
+        let one = row(&vec![param(true, 0); cols]);
+        return std::iter::repeat_n(one.as_str(), rows)
+            .collect::<Vec<_>>()
+            .join(", ");
+    }
     (0..rows)
         .map(|r| {
             let ps: Vec<String> = (0..cols)
