@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dossier_connector::{Registry, Source, StreamConfig, StreamState};
-use dossier_core::{CompiledMapping, MappedRecord, Target};
+use dossier_connector::{Batch, Registry, Source, StreamConfig, StreamState};
+use dossier_core::{CompiledMapping, CoreError, MappedRecord, Target};
 use dossier_store::{BatchWrite, SourceRow, SqlStore, StreamStats, WriteGroup};
 use futures::{FutureExt as _, StreamExt};
 use serde::Serialize;
@@ -553,12 +553,19 @@ impl Engine {
         // computed once at the end of the run rather than batch by batch; so is the rest of
         // a bulk load that a crash interrupted.
         let defer_derived = state.is_none() || self.store.deferred_contacts(ws).await? > 0;
+        // Rows are mapped to records on the read-ahead task too, beside the store's writes.
+        let (source_name, stream_name, mapping) =
+            (cfg.name.clone(), name.to_string(), mapping.clone());
         let mut batches = crate::read_ahead::read_ahead(
             conn.read(&Self::stream_config(st), state, cfg.batch_size)
                 .map_err(|error| SyncError::Connector {
                     source_name: cfg.name.clone(),
                     error,
-                })?,
+                })?
+                .map(move |batch| {
+                    batch.map(|batch| map_batch(&mapping, batch, &source_name, &stream_name))
+                })
+                .boxed(),
         );
         let mut full_refresh = false;
         // Batches are written in groups (see `WriteGroup`): a bulk load's hold up to
@@ -589,41 +596,25 @@ impl Engine {
                 commit_group(open.take(), name, stat, progress).await?;
                 return Err(SyncError::Cancelled);
             }
+            let batch = batch
+                .map_err(|error| SyncError::Connector {
+                    source_name: cfg.name.clone(),
+                    error,
+                })
+                .and_then(|mapped| mapped.map_err(SyncError::from));
             let batch = match batch {
                 Ok(batch) => batch,
-                Err(error) => {
-                    commit_group(open.take(), name, stat, progress).await?;
-                    return Err(SyncError::Connector {
-                        source_name: cfg.name.clone(),
-                        error,
-                    });
-                }
-            };
-            let bound = match mapping.bind(&batch.fields) {
-                Ok(bound) => bound,
                 Err(e) => {
                     commit_group(open.take(), name, stat, progress).await?;
-                    return Err(e.into());
+                    return Err(e);
                 }
             };
-            let mut records: Vec<MappedRecord> = Vec::with_capacity(batch.rows.len());
-            let mut rejected = vec![];
-            for row in &batch.rows {
-                match bound.apply(row) {
-                    Ok(r) => records.push(r),
-                    Err(e) => {
-                        let id = bound.record_id(row).ok();
-                        tracing::debug!(source = %cfg.name, stream = %name, record = ?id, error = %e, "record rejected");
-                        rejected.push((id, e));
-                    }
-                }
-            }
             full_refresh = batch.state.is_full_refresh();
             let write = BatchWrite {
                 source: cfg.name.clone(),
                 stream: name.to_string(),
-                records,
-                rejected,
+                records: batch.records,
+                rejected: batch.rejected,
                 state: batch.state.0,
                 run_id: Some(run_id),
                 mark_seen: full_refresh,
@@ -640,7 +631,7 @@ impl Engine {
             };
             // An error here returns with the group open: it rolls back.
             let outcome = group.group.apply(ws, &write).await?;
-            group.stat.read += batch.rows.len() as u64;
+            group.stat.read += batch.rows;
             group.stat.written += outcome.written;
             group.stat.rejected += write.rejected.len() as u64;
             if group.stat.read >= group_rows || group.opened.elapsed() >= GROUP_TIME {
@@ -657,6 +648,41 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// A batch of rows as records, and the rows its mapping refused.
+struct MappedBatch {
+    rows: u64,
+    records: Vec<MappedRecord>,
+    rejected: Vec<(Option<String>, String)>,
+    state: StreamState,
+}
+
+fn map_batch(
+    mapping: &CompiledMapping,
+    batch: Batch,
+    source: &str,
+    stream: &str,
+) -> Result<MappedBatch, CoreError> {
+    let bound = mapping.bind(&batch.fields)?;
+    let mut records: Vec<MappedRecord> = Vec::with_capacity(batch.rows.len());
+    let mut rejected = vec![];
+    for row in &batch.rows {
+        match bound.apply(row) {
+            Ok(r) => records.push(r),
+            Err(e) => {
+                let id = bound.record_id(row).ok();
+                tracing::debug!(source = %source, stream = %stream, record = ?id, error = %e, "record rejected");
+                rejected.push((id, e));
+            }
+        }
+    }
+    Ok(MappedBatch {
+        rows: batch.rows.len() as u64,
+        records,
+        rejected,
+        state: batch.state,
+    })
 }
 
 /// A bulk load's group of batches commits once it has held its transaction this long, whatever

@@ -2,8 +2,9 @@
 //! the store work at the same time. One batch waits at most, so memory stays bounded; a batch
 //! read ahead but never written is read again by the next run, as its state was not committed.
 
-use dossier_connector::{BatchStream, ConnectorError};
+use dossier_connector::ConnectorError;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -19,7 +20,9 @@ impl Drop for AbortOnDrop {
 }
 
 /// `batches`, read one batch ahead on a task of its own.
-pub(crate) fn read_ahead(mut batches: BatchStream) -> BatchStream {
+pub(crate) fn read_ahead<T: Send + 'static>(
+    mut batches: BoxStream<'static, Result<T, ConnectorError>>,
+) -> BoxStream<'static, Result<T, ConnectorError>> {
     let (tx, rx) = mpsc::channel(1);
     let task = tokio::spawn(async move {
         while let Some(batch) = batches.next().await {
