@@ -978,13 +978,17 @@ impl<'c> Ingest<'c> {
             }
         }
         let mut contacts: BTreeSet<i64> = BTreeSet::new();
+        // Every record of a bulk load looks its contact up: packed, not a row each.
+        let json = Json::new(self.sqlite);
+        let (agg, array, as_text) = (json.agg, json.array, json.as_text);
         for (kind, values) in by_kind {
             let values: Vec<&str> = values.into_iter().collect();
             for chunk in values.chunks(CHUNK) {
                 let list = placeholders(self.sqlite, chunk.len(), 1, 3, |p| p[0].clone());
                 let (p1, p2) = (param(self.sqlite, 1), param(self.sqlite, 2));
                 let sql = format!(
-                    "SELECT value, contact_id FROM identities WHERE workspace = {p1} AND kind = {p2} AND value IN ({list})"
+                    "SELECT {agg}({array}(value, contact_id)){as_text} AS packed FROM identities \
+                     WHERE workspace = {p1} AND kind = {p2} AND value IN ({list})"
                 );
                 let mut q = sqlx::query(AssertSqlSafe(sql))
                     .bind(self.ws)
@@ -992,10 +996,12 @@ impl<'c> Ingest<'c> {
                 for v in chunk {
                     q = q.bind(*v);
                 }
-                let mut found = HashMap::new();
-                for r in q.fetch_all(&mut *self.conn).await? {
-                    found.insert(r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?);
-                }
+                let packed: Option<String> =
+                    q.fetch_one(&mut *self.conn).await?.try_get("packed")?;
+                let found: HashMap<String, i64> =
+                    parse_json::<(String, i64)>("identities", packed)?
+                        .into_iter()
+                        .collect();
                 for v in chunk {
                     let ident = Identity {
                         kind,
