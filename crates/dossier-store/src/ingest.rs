@@ -381,6 +381,27 @@ impl<'c> Ingest<'c> {
             .ok_or_else(|| StoreError::corrupt("contact ids", "the sequence gave no ids"))
     }
 
+    /// `n` ids for new sessions that no other writer will take, smallest first: on SQLite
+    /// the ids after the largest stored one (safe for the reason given at
+    /// [`Self::reserve_contact_id`]), on PostgreSQL drawn from the table's sequence.
+    async fn reserve_session_ids(&mut self, n: usize) -> Result<Vec<i64>> {
+        if self.sqlite {
+            let max: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM sessions")
+                .fetch_one(&mut *self.conn)
+                .await?
+                .try_get(0)?;
+            return Ok((max + 1..=max + n as i64).collect());
+        }
+        let rows = sqlx::query(
+            "SELECT nextval(pg_get_serial_sequence('sessions', 'id')) AS id \
+             FROM generate_series(1, $1) ORDER BY 1",
+        )
+        .bind(n as i64)
+        .fetch_all(&mut *self.conn)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get::<i64, _>(0)?)).collect()
+    }
+
     /// Inserts the queued new contacts, many per statement.
     async fn flush_new_contacts(&mut self) -> Result<()> {
         let pending = std::mem::take(&mut self.new_contacts);
@@ -1462,18 +1483,24 @@ impl<'c> Ingest<'c> {
     async fn flush_new_sessions(&mut self) -> Result<()> {
         let pending = std::mem::take(&mut self.new_sessions);
         self.new_session_keys.clear();
-        let mut ids: HashMap<(String, String, String), i64> = HashMap::with_capacity(pending.len());
-        for chunk in pending.chunks(CHUNK) {
-            let values = placeholders(self.sqlite, chunk.len(), 12, 1, |p| {
+        // Ids reserved first: a bulk load inserts hundreds of thousands of sessions, and
+        // `RETURNING` them was a row back through sqlx for each.
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let ids = self.reserve_session_ids(pending.len()).await?;
+        for (chunk, reserved) in pending.chunks(CHUNK).zip(ids.chunks(CHUNK)) {
+            let values = placeholders(self.sqlite, chunk.len(), 13, 1, |p| {
                 format!("({})", p.join(", "))
             });
             let sql = format!(
-                "INSERT INTO sessions (workspace, source, stream, external_id, kind, contact_id, started_at, ended_at, \
-                 data, created_at, updated_at, seen_run) VALUES {values} RETURNING id, source, stream, external_id"
+                "INSERT INTO sessions (id, workspace, source, stream, external_id, kind, contact_id, started_at, \
+                 ended_at, data, created_at, updated_at, seen_run) VALUES {values}"
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
-            for n in chunk {
+            for (n, id) in chunk.iter().zip(reserved) {
                 q = q
+                    .bind(*id)
                     .bind(self.ws)
                     .bind(n.key.0.clone())
                     .bind(n.key.1.clone())
@@ -1487,14 +1514,9 @@ impl<'c> Ingest<'c> {
                     .bind(self.now)
                     .bind(self.seen_run);
             }
-            for r in q.fetch_all(&mut *self.conn).await? {
-                ids.insert((r.try_get(1)?, r.try_get(2)?, r.try_get(3)?), r.try_get(0)?);
-            }
+            q.execute(&mut *self.conn).await?;
         }
-        for n in pending {
-            let id = *ids
-                .get(&n.key)
-                .ok_or_else(|| StoreError::corrupt("session insert", "a new session got no id"))?;
+        for (n, id) in pending.into_iter().zip(ids) {
             self.sessions.insert(
                 n.key.clone(),
                 Some(StoredSession {
