@@ -248,12 +248,12 @@ pub struct SourceConfig {
     /// How a run retries errors that may pass (network, throttling, a database restarting).
     #[serde(default)]
     pub retry: RetryConfig,
-    /// Records per batch (and per store transaction, except in a bulk load).
+    /// Records per batch (a store transaction holds one or more, see `bulk_commit_rows`).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
-    /// Rows a bulk load (a stream's first read) writes per store transaction, over several
-    /// batches; a transaction also commits after 2 s, and whenever the next batch is not read
-    /// yet. Fewer, larger commits write the store's index pages once per group of batches
+    /// Rows a read writes per store transaction, over several batches (named for the bulk
+    /// load, a stream's first read, where it matters most); a transaction also commits after
+    /// 2 s, and whenever the next batch is not read yet. Fewer, larger commits write the store's index pages once per group of batches
     /// instead of once per batch. A crash rolls back to the last commit, where the next run
     /// resumes. `1` commits every batch.
     #[serde(default = "default_bulk_commit_rows")]

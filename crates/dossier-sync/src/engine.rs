@@ -568,16 +568,13 @@ impl Engine {
                 .boxed(),
         );
         let mut full_refresh = false;
-        // Batches are written in groups (see `WriteGroup`): a bulk load's hold up to
-        // `bulk_commit_rows` rows, any other read's one batch. Returning while a group is open
+        // Batches are written in groups (see `WriteGroup`) of up to `bulk_commit_rows` rows:
+        // an incremental read's change is scattered over the store's index pages as a bulk
+        // load's is, and each page is written once per group. Returning while a group is open
         // rolls it back, which is always safe; where the written batches are sound (the
         // source failed, a cancel) they are committed first, so the next run resumes after
         // them.
-        let group_rows = if defer_derived {
-            cfg.bulk_commit_rows
-        } else {
-            0
-        };
+        let group_rows = cfg.bulk_commit_rows;
         let mut open: Option<OpenGroup> = None;
         loop {
             let next = match batches.next().now_or_never() {
