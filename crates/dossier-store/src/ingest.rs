@@ -119,6 +119,9 @@ fn param(sqlite: bool, n: usize) -> String {
 /// A live session as aggregates and session data need it: (id, kind, start, data).
 type LiveSession = (i64, String, i64, BTreeMap<String, DataValue>);
 
+/// A live session as a packed read returns it: (contact, id, kind, start, data).
+type PackedSession = (i64, i64, String, i64, BTreeMap<String, DataValue>);
+
 /// A session value waiting to show on its contact: (session start, session id, value).
 type PendingValue = (i64, i64, DataValue);
 
@@ -1399,8 +1402,7 @@ impl<'c> Ingest<'c> {
                 q = q.bind(*id);
             }
             let packed: Option<String> = q.fetch_one(&mut *self.conn).await?.try_get("packed")?;
-            let rows: Vec<(i64, i64, String, i64, BTreeMap<String, DataValue>)> =
-                parse_json("session data", packed)?;
+            let rows: Vec<PackedSession> = parse_json("session data", packed)?;
             for (contact, id, kind, started_at, data) in rows {
                 out.entry(contact)
                     .or_default()
