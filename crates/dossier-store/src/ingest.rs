@@ -287,7 +287,7 @@ impl<'c> Ingest<'c> {
             new_contacts: Vec::new(),
             new_contact_ids: HashSet::new(),
             reserved_ids: Vec::new(),
-            next_sqlite_id: None,
+            last_contact_id: None,
         })
     }
 
@@ -341,64 +341,53 @@ impl<'c> Ingest<'c> {
         Ok(id)
     }
 
-    /// An id no contact has and no other writer will take.
-    ///
-    /// PostgreSQL: drawn from the table's sequence, as many at a time as the batch has
-    /// identities no contact holds (each new contact takes at least one), up to [`CHUNK`]; an
-    /// unused one is a gap, as after a rollback. SQLite: the ids after the largest stored one. That read is
-    /// safe because SQLite has one writer: if another connection commits contacts after this
-    /// transaction read, this transaction's first write fails with `SQLITE_BUSY` (its snapshot
-    /// is stale) instead of reusing their ids.
+    /// An id no contact has and no other writer will take, from ids reserved as many at a
+    /// time as the batch has identities no contact holds (each new contact takes at least
+    /// one), up to [`CHUNK`].
     async fn reserve_contact_id(&mut self) -> Result<i64> {
-        if self.sqlite {
-            let next = match self.next_sqlite_id {
-                Some(n) => n,
-                None => {
-                    let max: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM contacts")
-                        .fetch_one(&mut *self.conn)
-                        .await?
-                        .try_get(0)?;
-                    max + 1
-                }
-            };
-            self.next_sqlite_id = Some(next + 1);
-            return Ok(next);
-        }
         if self.reserved_ids.is_empty() {
             let n = self.missing.len().clamp(1, CHUNK);
-            let rows = sqlx::query(
-                "SELECT nextval(pg_get_serial_sequence('contacts', 'id')) FROM generate_series(1, $1)",
-            )
-            .bind(n as i64)
-            .fetch_all(&mut *self.conn)
-            .await?;
+            // Ids handed out but still queued are not in the table yet: count from them.
+            let ids = self
+                .reserve_ids("contacts", n, self.last_contact_id)
+                .await?;
+            self.last_contact_id = ids.last().copied();
             // Popped from the end: the smallest first.
-            self.reserved_ids = rows
-                .iter()
-                .map(|r| r.try_get::<i64, _>(0))
-                .collect::<std::result::Result<_, _>>()?;
-            self.reserved_ids.sort_unstable_by(|a, b| b.cmp(a));
+            self.reserved_ids = ids.into_iter().rev().collect();
         }
         self.reserved_ids
             .pop()
             .ok_or_else(|| StoreError::corrupt("contact ids", "the sequence gave no ids"))
     }
 
-    /// `n` ids for new sessions that no other writer will take, smallest first: on SQLite
-    /// the ids after the largest stored one (safe for the reason given at
-    /// [`Self::reserve_contact_id`]), on PostgreSQL drawn from the table's sequence.
-    async fn reserve_session_ids(&mut self, n: usize) -> Result<Vec<i64>> {
+    /// `n` ids for new rows of `table` that no other writer will take, smallest first.
+    ///
+    /// PostgreSQL: drawn from the table's sequence; an unused one is a gap, as after a
+    /// rollback. SQLite: the ids after `after`, or after the largest stored one. That read is
+    /// safe because SQLite has one writer: if another connection commits rows after this
+    /// transaction read, this transaction's first write fails with `SQLITE_BUSY` (its snapshot
+    /// is stale) instead of reusing their ids.
+    async fn reserve_ids(
+        &mut self,
+        table: &'static str,
+        n: usize,
+        after: Option<i64>,
+    ) -> Result<Vec<i64>> {
         if self.sqlite {
-            let max: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM sessions")
+            let last = match after {
+                Some(last) => last,
+                None => sqlx::query(AssertSqlSafe(format!(
+                    "SELECT COALESCE(MAX(id), 0) FROM {table}"
+                )))
                 .fetch_one(&mut *self.conn)
                 .await?
-                .try_get(0)?;
-            return Ok((max + 1..=max + n as i64).collect());
+                .try_get(0)?,
+            };
+            return Ok((last + 1..=last + n as i64).collect());
         }
-        let rows = sqlx::query(
-            "SELECT nextval(pg_get_serial_sequence('sessions', 'id')) AS id \
-             FROM generate_series(1, $1) ORDER BY 1",
-        )
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, $1) ORDER BY 1"
+        )))
         .bind(n as i64)
         .fetch_all(&mut *self.conn)
         .await?;
@@ -1490,7 +1479,8 @@ impl<'c> Ingest<'c> {
         if pending.is_empty() {
             return Ok(());
         }
-        let ids = self.reserve_session_ids(pending.len()).await?;
+        // Every queued session is inserted below, before ids are reserved again.
+        let ids = self.reserve_ids("sessions", pending.len(), None).await?;
         for (chunk, reserved) in pending.chunks(CHUNK).zip(ids.chunks(CHUNK)) {
             let values = placeholders(self.sqlite, chunk.len(), 13, 1, |p| {
                 format!("({})", p.join(", "))
