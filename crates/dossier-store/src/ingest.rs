@@ -1610,24 +1610,26 @@ impl<'c> Ingest<'c> {
         {
             for rule in &self.rules {
                 let state = states.get(rule.name.as_str()).cloned().unwrap_or_default();
-                let stored = self.stored_aggs.get(&(cid, rule.name.to_string()));
-                if stored
-                    .is_some_and(|s| *s == serde_json::to_string(&state).expect("state serializes"))
-                {
+                let json = encode_state(&state);
+                if self.stored_aggs.get(&(cid, rule.name.to_string())) == Some(&json) {
                     continue;
                 }
-                rows.push((cid, rule, state));
+                rows.push((cid, rule, state, json));
             }
         }
         write_aggs(self.conn, self.sqlite, &rows).await
     }
 }
 
-/// Upserts aggregate states, many rows per statement.
+fn encode_state(state: &AggState) -> String {
+    serde_json::to_string(state).expect("aggregate states serialize")
+}
+
+/// Upserts aggregate states (each with its JSON), many rows per statement.
 async fn write_aggs(
     conn: &mut AnyConnection,
     sqlite: bool,
-    rows: &[(i64, &AggregateRule, AggState)],
+    rows: &[(i64, &AggregateRule, AggState, String)],
 ) -> Result<()> {
     for chunk in rows.chunks(CHUNK) {
         let values = placeholders(sqlite, chunk.len(), 8, 1, |p| {
@@ -1642,13 +1644,13 @@ async fn write_aggs(
              num = excluded.num, txt = excluded.txt, expires_at = excluded.expires_at"
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
-        for (contact, rule, state) in chunk {
+        for (contact, rule, state, json) in chunk {
             let value = state.value(rule.op);
             let (num, txt) = value.as_ref().map(projections).unwrap_or((None, None));
             q = q
                 .bind(*contact)
                 .bind(rule.name.as_str())
-                .bind(serde_json::to_string(state).expect("state serializes"))
+                .bind(json.clone())
                 .bind(value.as_ref().map(encode))
                 .bind(i64::from(num.is_some()))
                 .bind(num.unwrap_or_default())
@@ -2078,7 +2080,8 @@ impl SqlStore {
                 let mut out = vec![];
                 for (cid, st) in states {
                     for (rule, state) in of_kind.iter().zip(st) {
-                        out.push((cid, *rule, state));
+                        let json = encode_state(&state);
+                        out.push((cid, *rule, state, json));
                     }
                 }
                 write_aggs(&mut tx, self.backend == Backend::Sqlite, &out).await?;
