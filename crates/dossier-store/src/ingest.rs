@@ -242,10 +242,10 @@ pub(crate) struct Ingest<'c> {
     /// contacts table, and at `finish`; their ids are in `new_contact_ids`.
     new_contacts: Vec<NewContact>,
     new_contact_ids: HashSet<i64>,
-    /// Contact ids reserved for this transaction and not used yet (PostgreSQL).
+    /// Contact ids reserved for this batch and not used yet, the smallest last.
     reserved_ids: Vec<i64>,
-    /// The next free contact id (SQLite), once read.
-    next_sqlite_id: Option<i64>,
+    /// The largest contact id reserved so far.
+    last_contact_id: Option<i64>,
 }
 
 impl<'c> Ingest<'c> {
@@ -1662,9 +1662,8 @@ async fn write_aggs(
     Ok(())
 }
 
-/// Several batches of a bulk load in one transaction, committed together: the index pages a
-/// batch scatters its inserts over are then written once per group rather than once per
-/// batch. Each batch still stores its stream's state with it, so a group that is dropped
+/// Several batches of a read in one transaction, committed together: the index pages a batch
+/// scatters its writes over are then written once per group rather than once per batch. Each batch still stores its stream's state with it, so a group that is dropped
 /// (an error, a crash) leaves the store at the last committed group, whose state the next
 /// run resumes from.
 pub struct WriteGroup {
@@ -1766,7 +1765,7 @@ impl SqlStore {
         Ok(outcome)
     }
 
-    /// Opens a transaction for several batches of a bulk load (see [`WriteGroup`]).
+    /// Opens a transaction for several batches of a read (see [`WriteGroup`]).
     pub async fn begin_group(&self) -> Result<WriteGroup> {
         Ok(WriteGroup {
             tx: self.write.begin().await?,

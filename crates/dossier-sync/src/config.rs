@@ -253,9 +253,9 @@ pub struct SourceConfig {
     pub batch_size: usize,
     /// Rows a read writes per store transaction, over several batches (named for the bulk
     /// load, a stream's first read, where it matters most); a transaction also commits after
-    /// 2 s, and whenever the next batch is not read yet. Fewer, larger commits write the store's index pages once per group of batches
-    /// instead of once per batch. A crash rolls back to the last commit, where the next run
-    /// resumes. `1` commits every batch.
+    /// 2 s, and whenever the next batch is not read yet. Fewer, larger commits write the
+    /// store's index pages once per group of batches instead of once per batch. A crash rolls
+    /// back to the last commit, where the next run resumes. `1` commits every batch.
     #[serde(default = "default_bulk_commit_rows")]
     pub bulk_commit_rows: u64,
     /// The streams to read, each with its mapping.

@@ -574,7 +574,6 @@ impl Engine {
         // rolls it back, which is always safe; where the written batches are sound (the
         // source failed, a cancel) they are committed first, so the next run resumes after
         // them.
-        let group_rows = cfg.bulk_commit_rows;
         let mut open: Option<OpenGroup> = None;
         loop {
             let next = match batches.next().now_or_never() {
@@ -631,7 +630,7 @@ impl Engine {
             group.stat.read += batch.rows;
             group.stat.written += outcome.written;
             group.stat.rejected += write.rejected.len() as u64;
-            if group.stat.read >= group_rows || group.opened.elapsed() >= GROUP_TIME {
+            if group.stat.read >= cfg.bulk_commit_rows || group.opened.elapsed() >= GROUP_TIME {
                 commit_group(open.take(), name, stat, progress).await?;
             }
         }
@@ -682,13 +681,13 @@ fn map_batch(
     })
 }
 
-/// A bulk load's group of batches commits once it has held its transaction this long, whatever
-/// its rows (`bulk_commit_rows`): meanwhile the one SQLite writer connection, and on PostgreSQL
-/// the source's schedule row, are taken.
+/// A group of batches commits once it has held its transaction this long, whatever its rows
+/// (`bulk_commit_rows`): meanwhile the one SQLite writer connection, and on PostgreSQL the
+/// source's schedule row, are taken.
 const GROUP_TIME: Duration = Duration::from_secs(2);
 
-/// A bulk load's open group of batches, with what they hold: counted into the stream's
-/// stats and reported as progress only once committed.
+/// A read's open group of batches, with what they hold: counted into the stream's stats and
+/// reported as progress only once committed.
 struct OpenGroup {
     group: WriteGroup,
     opened: Instant,
