@@ -39,7 +39,7 @@
 //!   ...)`, so an index on `(cursor, pk)` or on the cursor serves every page.
 
 use std::str::FromStr as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dossier_connector::ConnectorError;
 use dossier_sql_source::{
@@ -57,16 +57,13 @@ pub type PostgresConnector = SqlConnector<Postgres>;
 
 const DEFAULT_PORT: u16 = 5432;
 
-/// The kept connection is pinged before use only after it sat idle this long.
-const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
-
 /// A connection to one PostgreSQL database.
 pub struct Postgres {
-    /// The one connection the source reads on (it runs one query at a time), with when it
-    /// was last used. The connection that proved the server reachable is kept for the reads:
-    /// a pool would open its own, a second TLS handshake on every run. A driver error drops
-    /// it; the next query connects again.
-    conn: tokio::sync::Mutex<Option<(PgConnection, Instant)>>,
+    /// The one connection the source reads on (it runs one query at a time). The connection
+    /// that proved the server reachable is kept for the reads: a pool would open its own, a
+    /// second TLS handshake (~90 ms) on every run. A driver error drops it; the next query
+    /// connects again.
+    conn: tokio::sync::Mutex<Option<PgConnection>>,
     options: PgConnectOptions,
     timeout: Duration,
     target: String,
@@ -74,15 +71,13 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// The connection, opened again if an error dropped it or, after sitting idle, it no
-    /// longer answers (the server may have ended it meanwhile). One in steady use is not
-    /// pinged: that would be a round trip before every batch.
+    /// The connection, opened again if an error dropped it or it no longer answers (as a
+    /// pool checks a connection before lending it: the server may have ended it meanwhile).
     async fn connection(
         &self,
-    ) -> Result<tokio::sync::MutexGuard<'_, Option<(PgConnection, Instant)>>, DbError> {
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<PgConnection>>, DbError> {
         let mut slot = self.conn.lock().await;
-        if let Some((conn, used)) = slot.as_mut()
-            && used.elapsed() >= PING_AFTER_IDLE
+        if let Some(conn) = slot.as_mut()
             && conn.ping().await.is_err()
         {
             *slot = None;
@@ -102,10 +97,7 @@ impl Postgres {
                         )
                     })?
                     .map_err(classify)?;
-            *slot = Some((conn, Instant::now()));
-        }
-        if let Some((_, used)) = slot.as_mut() {
-            *used = Instant::now();
+            *slot = Some(conn);
         }
         Ok(slot)
     }
@@ -352,7 +344,7 @@ impl Driver for Postgres {
             }
             Ok(Err(e)) => return Err(connect_error("postgres", &target, &user, classify(e))),
             Ok(Ok(conn)) => Ok(Self {
-                conn: tokio::sync::Mutex::new(Some((conn, Instant::now()))),
+                conn: tokio::sync::Mutex::new(Some(conn)),
                 options,
                 timeout,
                 target,
@@ -380,7 +372,7 @@ impl Driver for Postgres {
         wires: &[Wire],
     ) -> Result<Vec<Vec<Cell>>, DbError> {
         let mut slot = self.connection().await?;
-        let (conn, _) = slot.as_mut().expect("connected");
+        let conn = slot.as_mut().expect("connected");
         let result = async {
             let mut tx = conn.begin_with(self.dialect.begin_read_only()).await?;
             let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -406,7 +398,7 @@ impl Driver for Postgres {
     async fn describe(&self, sql: String) -> Result<Vec<RawColumn>, DbError> {
         let (names, oids) = {
             let mut slot = self.connection().await?;
-            let (conn, _) = slot.as_mut().expect("connected");
+            let conn = slot.as_mut().expect("connected");
             let statement = conn
                 .prepare(AssertSqlSafe(sql).into_sql_str())
                 .await
