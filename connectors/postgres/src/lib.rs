@@ -61,8 +61,8 @@ const DEFAULT_PORT: u16 = 5432;
 pub struct Postgres {
     /// The one connection the source reads on (it runs one query at a time). The connection
     /// that proved the server reachable is kept for the reads: a pool would open its own, a
-    /// second TLS handshake (~90 ms) on every run. A driver error drops it; the next query
-    /// connects again.
+    /// second connection and TLS handshake on every run. A driver error drops it; the next
+    /// query connects again.
     conn: tokio::sync::Mutex<Option<PgConnection>>,
     options: PgConnectOptions,
     timeout: Duration,
