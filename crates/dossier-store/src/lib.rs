@@ -4,7 +4,8 @@
 //! One implementation ([`SqlStore`]) serves both backends through sqlx's `Any` driver: the
 //! embedded default (SQLite, WAL, one writer connection and a read pool) and PostgreSQL
 //! for scale-out. Both run the same SQL (numbered `$n` parameters, `ON CONFLICT` upserts,
-//! `RETURNING`); only the migrations differ, in their id columns.
+//! `RETURNING`); only the migrations differ, in their id columns and in the tables SQLite
+//! keeps `WITHOUT ROWID`.
 
 mod backend;
 mod card;
