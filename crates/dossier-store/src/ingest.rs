@@ -73,6 +73,14 @@ pub(crate) fn decode_data(s: &str) -> Result<BTreeMap<String, DataValue>> {
 /// Rows per multi-row statement: well under SQLite's and PostgreSQL's parameter limits.
 const CHUNK: usize = 200;
 
+/// Keys looked up per statement when they go as one JSON parameter (see [`Json::strings`]).
+const KEYS_CHUNK: usize = 1000;
+
+/// Keys as the JSON array [`Json::strings`] reads.
+fn json_strings(keys: &[&str]) -> String {
+    serde_json::to_string(keys).expect("strings serialize")
+}
+
 /// Contacts whose sessions a rule backfill reads at once.
 const BACKFILL_CONTACTS: i64 = 2_000;
 
@@ -996,21 +1004,25 @@ impl<'c> Ingest<'c> {
         let (agg, array, as_text) = (json.agg, json.array, json.as_text);
         for (kind, values) in by_kind {
             let values: Vec<&str> = values.into_iter().collect();
-            for chunk in values.chunks(CHUNK) {
-                let list = placeholders(self.sqlite, chunk.len(), 1, 3, |p| p[0].clone());
-                let (p1, p2) = (param(self.sqlite, 1), param(self.sqlite, 2));
-                let sql = format!(
-                    "SELECT {agg}({array}(value, contact_id)){as_text} AS packed FROM identities \
-                     WHERE workspace = {p1} AND kind = {p2} AND value IN ({list})"
+            for chunk in values.chunks(KEYS_CHUNK) {
+                let (p1, p2, p3) = (
+                    param(self.sqlite, 1),
+                    param(self.sqlite, 2),
+                    param(self.sqlite, 3),
                 );
-                let mut q = sqlx::query(AssertSqlSafe(sql))
+                let keys = json.strings(&p1);
+                let sql = format!(
+                    "SELECT {agg}({array}(i.value, i.contact_id)){as_text} AS packed \
+                     FROM {keys} CROSS JOIN identities i \
+                     WHERE i.workspace = {p2} AND i.kind = {p3} AND i.value = j.value"
+                );
+                let packed: Option<String> = sqlx::query(AssertSqlSafe(sql))
+                    .bind(json_strings(chunk))
                     .bind(self.ws)
-                    .bind(kind.as_str());
-                for v in chunk {
-                    q = q.bind(*v);
-                }
-                let packed: Option<String> =
-                    q.fetch_one(&mut *self.conn).await?.try_get("packed")?;
+                    .bind(kind.as_str())
+                    .fetch_one(&mut *self.conn)
+                    .await?
+                    .try_get("packed")?;
                 let found: HashMap<String, i64> =
                     parse_json::<(String, i64)>("identities", packed)?
                         .into_iter()
@@ -1035,24 +1047,25 @@ impl<'c> Ingest<'c> {
                 }
             }
         }
-        for chunk in external_ids.chunks(CHUNK) {
-            let list = placeholders(self.sqlite, chunk.len(), 1, 4, |p| p[0].clone());
-            let (p1, p2, p3) = (
+        for chunk in external_ids.chunks(KEYS_CHUNK) {
+            let (p1, p2, p3, p4) = (
                 param(self.sqlite, 1),
                 param(self.sqlite, 2),
                 param(self.sqlite, 3),
+                param(self.sqlite, 4),
             );
+            let keys = json.strings(&p1);
             let sql = format!(
-                "SELECT external_id, id, contact_id, kind, started_at, ended_at, data, deleted FROM sessions \
-                 WHERE workspace = {p1} AND source = {p2} AND stream = {p3} AND external_id IN ({list})"
+                "SELECT s.external_id, s.id, s.contact_id, s.kind, s.started_at, s.ended_at, s.data, \
+                 s.deleted FROM {keys} CROSS JOIN sessions s \
+                 WHERE s.workspace = {p2} AND s.source = {p3} AND s.stream = {p4} \
+                 AND s.external_id = j.value"
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql))
+            let q = sqlx::query(AssertSqlSafe(sql))
+                .bind(json_strings(chunk))
                 .bind(self.ws)
                 .bind(source)
                 .bind(stream);
-            for v in chunk {
-                q = q.bind(*v);
-            }
             for ext in chunk {
                 self.sessions.insert(
                     (source.to_string(), stream.to_string(), ext.to_string()),

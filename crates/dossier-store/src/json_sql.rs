@@ -37,6 +37,19 @@ impl Json {
         }
     }
 
+    /// A table of the strings of a JSON array bound at `param`, one row each, in column
+    /// `j.value`. Many keys go to the database as one parameter: binding hundreds of
+    /// parameters costs sqlx more than the lookups they feed, and SQLite sorts an `IN` list
+    /// into a temporary index first. Joined with `CROSS JOIN`, which SQLite reads as "this
+    /// table first", so every key is one search of the other table's index.
+    pub fn strings(&self, param: &str) -> String {
+        if self.sqlite {
+            format!("json_each({param}) AS j")
+        } else {
+            format!("json_array_elements_text(CAST({param} AS json)) AS j(value)")
+        }
+    }
+
     /// A text column holding JSON, embedded as JSON rather than as a string.
     pub fn raw(&self, col: &str) -> String {
         if self.sqlite {
