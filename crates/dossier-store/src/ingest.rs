@@ -1358,22 +1358,26 @@ impl<'c> Ingest<'c> {
             .copied()
             .filter(|c| !self.aggs.contains_key(c))
             .collect();
+        let json = Json::new(self.sqlite);
+        let (agg, array, as_text) = (json.agg, json.array, json.as_text);
         for chunk in ids.chunks(CHUNK) {
             let list = placeholders(self.sqlite, chunk.len(), 1, 1, |p| p[0].clone());
+            // Packed: an incremental read loads a few rules' states for each of thousands
+            // of contacts, and row by row their hand-off cost more than the lookups.
             let sql = format!(
-                "SELECT contact_id, name, state FROM contact_aggregates WHERE contact_id IN ({list})"
+                "SELECT {agg}({array}(contact_id, name, state)){as_text} AS packed \
+                 FROM contact_aggregates WHERE contact_id IN ({list})"
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
                 q = q.bind(*id);
                 self.aggs.insert(*id, HashMap::new());
             }
-            for r in q.fetch_all(&mut *self.conn).await? {
-                let json: String = r.try_get("state")?;
+            let packed: Option<String> = q.fetch_one(&mut *self.conn).await?.try_get("packed")?;
+            let rows: Vec<(i64, String, String)> = parse_json("aggregate states", packed)?;
+            for (contact, name, json) in rows {
                 let state: AggState = serde_json::from_str(&json)
                     .map_err(|e| StoreError::corrupt("aggregate state", e))?;
-                let contact: i64 = r.try_get("contact_id")?;
-                let name: String = r.try_get("name")?;
                 if state.expired(self.now) {
                     self.recompute_aggs.insert(contact);
                 }
