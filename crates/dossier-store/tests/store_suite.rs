@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use dossier_core::model::ContactRecord;
+use dossier_core::model::{ContactLink, ContactRecord};
 use dossier_core::{
     AggOp, AggState, AggregateRule, CmpOp, DataValue, Filter, FilterField, Identity, MappedRecord,
     ProfileField,
@@ -794,6 +794,40 @@ async fn contacts_created_in_one_batch(db: TestDb) {
     assert_eq!(aggs(s, c.id).await["transactions"], n(1.0));
 }
 
+/// Keys go to the lookups as one JSON array: ids and emails that JSON must escape (quotes,
+/// backslashes, non-ASCII) still find their contact and session, so a batch applied again
+/// is recognised rather than stored twice.
+async fn keys_json_must_escape_are_found_again(db: TestDb) {
+    let s = &db.store;
+    s.ensure_workspace(WS).await.unwrap();
+    s.set_rules(WS, &rules()).await.unwrap();
+    let customer_id = r#"c"1\é/{'x'}"#;
+    let MappedRecord::Contact(mut c) = customer(1, "o'brien\\x@example.com", "FR", "basic") else {
+        unreachable!("a customer is a contact record")
+    };
+    c.external = Identity::external("shop", "customers", customer_id);
+    let MappedRecord::Session(mut o) = order(1, 1, 12.5, 10) else {
+        unreachable!("an order is a session record")
+    };
+    o.external_id = r#"o"1\ü"#.into();
+    o.contact = Some(ContactLink::Identity(c.external.clone()));
+    let customers = batch("customers", vec![MappedRecord::Contact(c)], 1);
+    let orders = batch("orders", vec![MappedRecord::Session(o)], 1);
+    assert_eq!(s.apply_batch(WS, &customers).await.unwrap().written, 1);
+    assert_eq!(s.apply_batch(WS, &orders).await.unwrap().written, 1);
+    let again = s.apply_batch(WS, &customers).await.unwrap();
+    assert_eq!((again.written, again.unchanged), (0, 1));
+    let again = s.apply_batch(WS, &orders).await.unwrap();
+    assert_eq!((again.written, again.unchanged), (0, 1));
+    assert_eq!(s.counts(WS).await.unwrap(), (1, 1));
+    let ada = s
+        .contact_by_email(WS, "o'brien\\x@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(aggs(s, ada.id).await["transactions"], n(1.0));
+}
+
 suite!(
     ingest_is_atomic_and_idempotent,
     sessions_before_contacts_and_merges,
@@ -805,4 +839,5 @@ suite!(
     api_keys_are_hashed_scoped_revocable_and_expire,
     a_contact_card_reads_what_separate_reads_do,
     contacts_created_in_one_batch,
+    keys_json_must_escape_are_found_again,
 );
