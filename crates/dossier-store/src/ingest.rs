@@ -14,7 +14,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::backend::now_micros;
 use crate::error::{Result, StoreError};
-use crate::json_sql::{Json, parse_json};
+use crate::json_sql::{Json, parse_json, strings_param};
 use crate::{Backend, BatchOutcome, BatchWrite, SqlStore};
 
 /// The workspace's identity policy (the default where none was registered).
@@ -75,11 +75,6 @@ const CHUNK: usize = 200;
 
 /// Keys looked up per statement when they go as one JSON parameter (see [`Json::strings`]).
 const KEYS_CHUNK: usize = 1000;
-
-/// Keys as the JSON array [`Json::strings`] reads.
-fn json_strings(keys: &[&str]) -> String {
-    serde_json::to_string(keys).expect("strings serialize")
-}
 
 /// Contacts whose sessions a rule backfill reads at once.
 const BACKFILL_CONTACTS: i64 = 2_000;
@@ -1017,7 +1012,7 @@ impl<'c> Ingest<'c> {
                      WHERE i.workspace = {p2} AND i.kind = {p3} AND i.value = j.value"
                 );
                 let packed: Option<String> = sqlx::query(AssertSqlSafe(sql))
-                    .bind(json_strings(chunk))
+                    .bind(strings_param(chunk))
                     .bind(self.ws)
                     .bind(kind.as_str())
                     .fetch_one(&mut *self.conn)
@@ -1062,7 +1057,7 @@ impl<'c> Ingest<'c> {
                  AND s.external_id = j.value"
             );
             let q = sqlx::query(AssertSqlSafe(sql))
-                .bind(json_strings(chunk))
+                .bind(strings_param(chunk))
                 .bind(self.ws)
                 .bind(source)
                 .bind(stream);
@@ -1680,9 +1675,9 @@ async fn write_aggs(
 }
 
 /// Several batches of a read in one transaction, committed together: the index pages a batch
-/// scatters its writes over are then written once per group rather than once per batch. Each batch still stores its stream's state with it, so a group that is dropped
-/// (an error, a crash) leaves the store at the last committed group, whose state the next
-/// run resumes from.
+/// scatters its writes over are then written once per group rather than once per batch. Each
+/// batch still stores its stream's state with it, so a group that is dropped (an error, a
+/// crash) leaves the store at the last committed group, whose state the next run resumes from.
 pub struct WriteGroup {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,

@@ -60,6 +60,11 @@ impl Json {
     }
 }
 
+/// Keys as the parameter [`Json::strings`] reads: a JSON array of strings.
+pub(crate) fn strings_param(keys: &[&str]) -> String {
+    serde_json::to_string(keys).expect("strings serialize")
+}
+
 /// The rows of a packed result; `None` (an aggregate over no rows) is no rows.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     what: &'static str,
