@@ -1,11 +1,12 @@
 //! Rows packed into one JSON value by the database. A statement that returns one row per
 //! match costs, with sqlx, a hand-off per row (on SQLite a channel message from the worker
 //! thread and a copy of every column); packed, it is one value for the whole result, read
-//! by one `serde_json` pass.
+//! by one `serde_json` pass. Many keys go the other way alike: one JSON array parameter
+//! (`Json::strings`) rather than hundreds of bound ones.
 
 use crate::error::{Result, StoreError};
 
-/// The JSON functions of a backend, which differ only in name.
+/// The JSON functions of a backend: the same SQL, spelled as each backend names it.
 pub(crate) struct Json {
     /// Aggregates values into an array (`NULL` or `[]` over no rows).
     pub agg: &'static str,
