@@ -39,18 +39,15 @@
 //!   are cast to the column's type so that no comparison falls back to doubles.
 
 use std::str::FromStr as _;
-use std::time::Duration;
 
 use dossier_connector::ConnectorError;
 use dossier_sql_source::{
-    Binder, Cell, Column, DbError, Dialect, Driver, Endpoint, ErrorClass, Kind, Placeholders,
-    RawColumn, SqlConnector, Wire, connect_error, expanded_after,
+    Binder, Cell, Column, Connect, DbError, Dialect, Driver, Endpoint, ErrorClass, KeptConnection,
+    Kind, Placeholders, RawColumn, SqlConnector, Wire, connect_error, connect_within,
+    expanded_after,
 };
 use secrecy::ExposeSecret as _;
-use sqlx::mysql::{
-    MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions,
-    MySqlSslMode,
-};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlSslMode};
 use sqlx::{
     AssertSqlSafe, Column as _, Connection as _, Either, Executor as _, SqlSafeStr as _,
     TypeInfo as _,
@@ -63,9 +60,10 @@ pub type MySqlConnector = SqlConnector<MySql>;
 
 const DEFAULT_PORT: u16 = 3306;
 
-/// A connection pool to one MySQL or MariaDB server.
+/// A connection to one MySQL or MariaDB server.
 pub struct MySql {
-    pool: MySqlPool,
+    /// The one connection the source reads on (see [`KeptConnection`]).
+    conn: KeptConnection<MySqlConnection>,
     target: String,
     database: Option<String>,
     dialect: MySqlDialect,
@@ -283,22 +281,14 @@ fn classify(e: sqlx::Error) -> DbError {
                 // Syntax, duplicate column names, derived table trouble, a write in a
                 // read-only transaction.
                 1060 | 1064 | 1248 | 1149 | 1792 => Invalid,
+                // The connection killed or timed out by the server, the server gone away or
+                // shutting down.
+                1053 | 1927 | 2006 | 2013 | 4031 => ConnectionLost,
                 // Too many connections, shutdown, lock timeouts, deadlocks, interrupted or
-                // killed statements and connections, statement timeouts, network trouble.
-                1040
-                | 1053
-                | 1077
-                | 1152
-                | 1153
-                | 1158..=1161
-                | 1205
-                | 1213
-                | 1317
-                | 1927
-                | 1969
-                | 2006
-                | 2013
-                | 3024 => Transient,
+                // killed statements, statement timeouts, network trouble.
+                1040 | 1077 | 1152 | 1153 | 1158..=1161 | 1205 | 1213 | 1317 | 1969 | 3024 => {
+                    Transient
+                }
                 _ => Other,
             };
             return DbError::new(class, db.message());
@@ -306,6 +296,14 @@ fn classify(e: sqlx::Error) -> DbError {
         other => dossier_sql_source::driver_error_class(other),
     };
     DbError::new(class, e.to_string())
+}
+
+/// Sets the session up as every connection needs it (see the crate's doc).
+async fn set_session(conn: &mut MySqlConnection, session: &[String]) -> Result<(), sqlx::Error> {
+    for statement in session {
+        conn.execute(AssertSqlSafe(statement.clone())).await?;
+    }
+    Ok(())
 }
 
 /// A query column's (class, display) from the type the server describes it with.
@@ -384,31 +382,16 @@ impl Driver for MySql {
             database.as_deref().unwrap_or_default()
         );
         let timeout = config.connect_timeout();
-        // One direct connection first: the pool would retry a refused connection until its
+        // A direct connection, not a pool: a pool would retry a refused connection until its
         // timeout and report only that it timed out.
-        let version: String =
-            match tokio::time::timeout(timeout, MySqlConnection::connect_with(&options)).await {
-                Err(_) => {
-                    return Err(ConnectorError::remote(
-                        format!(
-                            "cannot connect to mysql at {target}: no answer within {}s \
-                             (`connect_timeout_secs`)",
-                            timeout.as_secs()
-                        ),
-                        true,
-                    ));
-                }
-                Ok(Err(e)) => return Err(connect_error("mysql", &target, &user, classify(e))),
-                Ok(Ok(mut conn)) => {
-                    let version = sqlx::query_scalar("SELECT CAST(VERSION() AS CHAR)")
-                        .fetch_one(&mut conn)
-                        .await
-                        .map_err(|e| connect_error("mysql", &target, &user, classify(e)))?;
-                    // Closing politely is best effort; the pool opens its own connections.
-                    let _ = conn.close().await;
-                    version
-                }
-            };
+        let mut conn = connect_within(MySqlConnection::connect_with(&options), timeout, classify)
+            .await
+            .map_err(|e| connect_error("mysql", &target, &user, e))?;
+        let connect_failed = |e| connect_error("mysql", &target, &user, classify(e));
+        let version: String = sqlx::query_scalar("SELECT CAST(VERSION() AS CHAR)")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(connect_failed)?;
         let mariadb = version.to_ascii_lowercase().contains("mariadb");
         let mut session = vec!["SET SESSION TRANSACTION READ ONLY".to_string()];
         if let Some(t) = config.statement_timeout() {
@@ -418,23 +401,21 @@ impl Driver for MySql {
                 format!("SET SESSION max_execution_time = {}", t.as_millis())
             });
         }
-        let pool = MySqlPoolOptions::new()
-            .max_connections(2)
-            .min_connections(0)
-            .acquire_timeout(timeout)
-            .idle_timeout(Some(Duration::from_secs(60)))
-            .after_connect(move |conn, _| {
-                let session = session.clone();
-                Box::pin(async move {
-                    for statement in session {
-                        conn.execute(AssertSqlSafe(statement)).await?;
-                    }
-                    Ok(())
-                })
+        set_session(&mut conn, &session)
+            .await
+            .map_err(connect_failed)?;
+        let reconnect: Connect<MySqlConnection> = Box::new(move || {
+            let (options, session) = (options.clone(), session.clone());
+            Box::pin(async move {
+                let mut conn =
+                    connect_within(MySqlConnection::connect_with(&options), timeout, classify)
+                        .await?;
+                set_session(&mut conn, &session).await.map_err(classify)?;
+                Ok(conn)
             })
-            .connect_lazy_with(options);
+        });
         Ok(Self {
-            pool,
+            conn: KeptConnection::new(conn, reconnect, classify, format!("mysql at {target}")),
             target,
             database,
             dialect: MySqlDialect { mariadb },
@@ -466,17 +447,23 @@ impl Driver for MySql {
         params: Vec<String>,
         wires: &[Wire],
     ) -> Result<Vec<Vec<Cell>>, DbError> {
-        let mut tx = self
-            .pool
-            .begin_with(self.dialect.begin_read_only())
-            .await
-            .map_err(classify)?;
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for p in params {
-            query = query.bind(p);
-        }
-        let rows = query.fetch_all(&mut *tx).await.map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
+        let begin = self.dialect.begin_read_only();
+        let rows = self
+            .conn
+            .run(|conn| {
+                let (sql, params) = (sql.clone(), params.clone());
+                Box::pin(async move {
+                    let mut tx = conn.begin_with(begin).await?;
+                    let mut query = sqlx::query(AssertSqlSafe(sql));
+                    for p in params {
+                        query = query.bind(p);
+                    }
+                    let rows = query.fetch_all(&mut *tx).await?;
+                    tx.commit().await?;
+                    Ok(rows)
+                })
+            })
+            .await?;
         rows.iter()
             .map(|r| dossier_sql_source::decode_row(r, wires))
             .collect::<Result<_, _>>()
@@ -484,28 +471,37 @@ impl Driver for MySql {
     }
 
     async fn describe(&self, sql: String) -> Result<Vec<RawColumn>, DbError> {
-        let mut conn = self.pool.acquire().await.map_err(classify)?;
-        let statement = (&mut *conn)
-            .prepare(AssertSqlSafe(sql).into_sql_str())
-            .await
-            .map_err(classify)?;
-        let params = match sqlx::Statement::parameters(&statement) {
-            Some(Either::Left(types)) => types.len(),
-            Some(Either::Right(n)) => n,
-            None => 0,
-        };
+        let (params, columns) = self
+            .conn
+            .run(|conn| {
+                let sql = sql.clone();
+                Box::pin(async move {
+                    let statement = conn.prepare(AssertSqlSafe(sql).into_sql_str()).await?;
+                    let params = match sqlx::Statement::parameters(&statement) {
+                        Some(Either::Left(types)) => types.len(),
+                        Some(Either::Right(n)) => n,
+                        None => 0,
+                    };
+                    let columns: Vec<(String, String)> = sqlx::Statement::columns(&statement)
+                        .iter()
+                        .map(|c| (c.name().to_string(), c.type_info().name().to_string()))
+                        .collect();
+                    Ok((params, columns))
+                })
+            })
+            .await?;
         if params > 0 {
             return Err(DbError::new(
                 ErrorClass::Invalid,
                 format!("it has {params} parameter(s) (`?`); write the values into it"),
             ));
         }
-        Ok(sqlx::Statement::columns(&statement)
-            .iter()
-            .map(|c| {
-                let (class, display) = query_type(c.type_info().name());
+        Ok(columns
+            .into_iter()
+            .map(|(name, type_name)| {
+                let (class, display) = query_type(&type_name);
                 RawColumn {
-                    name: c.name().to_string(),
+                    name,
                     display,
                     class,
                     nullable: None,

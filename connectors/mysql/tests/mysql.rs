@@ -6,7 +6,10 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use common::{TestDb, TestUser, admin_url, cents, ints, stored, values, with_database, with_user};
+use common::{
+    TestDb, TestUser, admin, admin_rows, admin_url, cents, ints, stored, values, with_database,
+    with_user,
+};
 use dossier_connector::keyset::KeysetState;
 use dossier_connector::{
     Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, StreamState, Value, read_all,
@@ -263,6 +266,41 @@ async fn reads_a_composite_primary_key() {
         ints(&rest, "actor_id"),
         ints(&first, "actor_id")[1000..].to_vec()
     );
+}
+
+#[tokio::test]
+async fn a_killed_connection_between_batches_is_replaced() {
+    let db = TestDb::sakila().await;
+    let sessions = || async {
+        admin_rows(&format!(
+            "SELECT CAST(ID AS CHAR) FROM information_schema.PROCESSLIST WHERE DB = '{}'",
+            db.name
+        ))
+        .await
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect::<BTreeSet<String>>()
+    };
+    let before = sessions().await;
+    let c = connect(&db).await;
+    let mut reading = c.clone().read(ReadRequest {
+        name: "film_actor".into(),
+        stream: Stream::table("film_actor"),
+        state: None,
+        batch_size: 2000,
+    });
+    let mut got = vec![reading.next().await.unwrap().unwrap()];
+    let ids: Vec<String> = sessions().await.difference(&before).cloned().collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "the connector reads on one connection: {ids:?}"
+    );
+    admin(&format!("KILL CONNECTION {}", ids[0])).await;
+    while let Some(b) = reading.next().await {
+        got.push(b.unwrap());
+    }
+    assert_eq!(rows(&got), 5462);
 }
 
 #[tokio::test]

@@ -39,12 +39,11 @@
 //!   ...)`, so an index on `(cursor, pk)` or on the cursor serves every page.
 
 use std::str::FromStr as _;
-use std::time::Duration;
 
 use dossier_connector::ConnectorError;
 use dossier_sql_source::{
-    Binder, Cell, Column, DbError, Dialect, Driver, Endpoint, ErrorClass, Kind, Placeholders,
-    RawColumn, SqlConnector, Wire, connect_error,
+    Binder, Cell, Column, Connect, DbError, Dialect, Driver, Endpoint, ErrorClass, KeptConnection,
+    Kind, Placeholders, RawColumn, SqlConnector, Wire, connect_error, connect_within,
 };
 use secrecy::ExposeSecret as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
@@ -59,48 +58,10 @@ const DEFAULT_PORT: u16 = 5432;
 
 /// A connection to one PostgreSQL database.
 pub struct Postgres {
-    /// The one connection the source reads on (it runs one query at a time). The connection
-    /// that proved the server reachable is kept for the reads: a pool would open its own, a
-    /// second connection and TLS handshake on every run. A driver error drops it; the next
-    /// query connects again.
-    conn: tokio::sync::Mutex<Option<PgConnection>>,
-    options: PgConnectOptions,
-    timeout: Duration,
+    /// The one connection the source reads on (see [`KeptConnection`]).
+    conn: KeptConnection<PgConnection>,
     target: String,
     dialect: PgDialect,
-}
-
-impl Postgres {
-    /// The connection, opened again if an error dropped it or it no longer answers (as a
-    /// pool checks a connection before lending it: the server may have ended it meanwhile).
-    async fn connection(
-        &self,
-    ) -> Result<tokio::sync::MutexGuard<'_, Option<PgConnection>>, DbError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(conn) = slot.as_mut()
-            && conn.ping().await.is_err()
-        {
-            *slot = None;
-        }
-        if slot.is_none() {
-            let conn =
-                tokio::time::timeout(self.timeout, PgConnection::connect_with(&self.options))
-                    .await
-                    .map_err(|_| {
-                        DbError::new(
-                            ErrorClass::Transient,
-                            format!(
-                                "no answer from postgres at {} within {}s (`connect_timeout_secs`)",
-                                self.target,
-                                self.timeout.as_secs()
-                            ),
-                        )
-                    })?
-                    .map_err(classify)?;
-            *slot = Some(conn);
-        }
-        Ok(slot)
-    }
 }
 
 impl std::fmt::Debug for Postgres {
@@ -247,9 +208,12 @@ fn classify(e: sqlx::Error) -> DbError {
                 "42501" => Permission,
                 // Read-only transaction violations and unsupported features: the query's fault.
                 c if c.starts_with("42") || c == "25006" || c == "0A000" => Invalid,
-                // Connection exceptions, insufficient resources, operator intervention
-                // (shutdown, terminated backend, statement timeout), serialization failures,
-                // lock timeouts, a database not accepting connections, system errors.
+                // Connection exceptions; the backend terminated by an administrator or a
+                // crash of another backend.
+                c if c.starts_with("08") || c == "57P01" || c == "57P02" => ConnectionLost,
+                // Insufficient resources, operator intervention (shutdown, statement
+                // timeout), serialization failures, lock timeouts, a database not accepting
+                // connections, system errors.
                 c if ["08", "53", "57", "40", "58"]
                     .iter()
                     .any(|p| c.starts_with(p))
@@ -331,26 +295,20 @@ impl Driver for Postgres {
         let timeout = config.connect_timeout();
         // A direct connection, not a pool: a pool would retry a refused connection until its
         // timeout and report only that it timed out.
-        match tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await {
-            Err(_) => {
-                return Err(ConnectorError::remote(
-                    format!(
-                        "cannot connect to postgres at {target}: no answer within {}s \
-                         (`connect_timeout_secs`)",
-                        timeout.as_secs()
-                    ),
-                    true,
-                ));
-            }
-            Ok(Err(e)) => return Err(connect_error("postgres", &target, &user, classify(e))),
-            Ok(Ok(conn)) => Ok(Self {
-                conn: tokio::sync::Mutex::new(Some(conn)),
-                options,
-                timeout,
-                target,
-                dialect: PgDialect,
-            }),
-        }
+        let conn = connect_within(PgConnection::connect_with(&options), timeout, classify)
+            .await
+            .map_err(|e| connect_error("postgres", &target, &user, e))?;
+        let reconnect: Connect<PgConnection> = Box::new(move || {
+            let options = options.clone();
+            Box::pin(async move {
+                connect_within(PgConnection::connect_with(&options), timeout, classify).await
+            })
+        });
+        Ok(Self {
+            conn: KeptConnection::new(conn, reconnect, classify, format!("postgres at {target}")),
+            target,
+            dialect: PgDialect,
+        })
     }
 
     fn dialect(&self) -> &dyn Dialect {
@@ -371,24 +329,23 @@ impl Driver for Postgres {
         params: Vec<String>,
         wires: &[Wire],
     ) -> Result<Vec<Vec<Cell>>, DbError> {
-        let mut slot = self.connection().await?;
-        let conn = slot.as_mut().expect("connected");
-        let result = async {
-            let mut tx = conn.begin_with(self.dialect.begin_read_only()).await?;
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for p in params {
-                query = query.bind(p);
-            }
-            let rows = query.fetch_all(&mut *tx).await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(rows)
-        }
-        .await;
-        let rows = result.map_err(|e| {
-            *slot = None;
-            classify(e)
-        })?;
-        drop(slot);
+        let begin = self.dialect.begin_read_only();
+        let rows = self
+            .conn
+            .run(|conn| {
+                let (sql, params) = (sql.clone(), params.clone());
+                Box::pin(async move {
+                    let mut tx = conn.begin_with(begin).await?;
+                    let mut query = sqlx::query(AssertSqlSafe(sql));
+                    for p in params {
+                        query = query.bind(p);
+                    }
+                    let rows = query.fetch_all(&mut *tx).await?;
+                    tx.commit().await?;
+                    Ok(rows)
+                })
+            })
+            .await?;
         rows.iter()
             .map(|r| dossier_sql_source::decode_row(r, wires))
             .collect::<Result<_, _>>()
@@ -396,35 +353,33 @@ impl Driver for Postgres {
     }
 
     async fn describe(&self, sql: String) -> Result<Vec<RawColumn>, DbError> {
-        let (names, oids) = {
-            let mut slot = self.connection().await?;
-            let conn = slot.as_mut().expect("connected");
-            let statement = conn
-                .prepare(AssertSqlSafe(sql).into_sql_str())
-                .await
-                .map_err(|e| {
-                    *slot = None;
-                    classify(e)
-                })?;
-            let params = match sqlx::Statement::parameters(&statement) {
-                Some(Either::Left(types)) => types.len(),
-                Some(Either::Right(n)) => n,
-                None => 0,
-            };
-            if params > 0 {
-                return Err(DbError::new(
-                    ErrorClass::Invalid,
-                    format!("it has {params} parameter(s) ($1...); write the values into it"),
-                ));
-            }
-            let columns = sqlx::Statement::columns(&statement);
-            let names: Vec<String> = columns.iter().map(|c| c.name().to_string()).collect();
-            let oids: Vec<Option<u32>> = columns
-                .iter()
-                .map(|c| sqlx::Column::type_info(c).oid().map(|o| o.0))
-                .collect();
-            (names, oids)
-        };
+        let (params, names, oids) = self
+            .conn
+            .run(|conn| {
+                let sql = sql.clone();
+                Box::pin(async move {
+                    let statement = conn.prepare(AssertSqlSafe(sql).into_sql_str()).await?;
+                    let params = match sqlx::Statement::parameters(&statement) {
+                        Some(Either::Left(types)) => types.len(),
+                        Some(Either::Right(n)) => n,
+                        None => 0,
+                    };
+                    let columns = sqlx::Statement::columns(&statement);
+                    let names: Vec<String> = columns.iter().map(|c| c.name().to_string()).collect();
+                    let oids: Vec<Option<u32>> = columns
+                        .iter()
+                        .map(|c| sqlx::Column::type_info(c).oid().map(|o| o.0))
+                        .collect();
+                    Ok((params, names, oids))
+                })
+            })
+            .await?;
+        if params > 0 {
+            return Err(DbError::new(
+                ErrorClass::Invalid,
+                format!("it has {params} parameter(s) ($1...); write the values into it"),
+            ));
+        }
         let known: Vec<String> = oids.iter().flatten().map(u32::to_string).collect();
         // Unbounded spellings: `character` alone would be char(1), and `bit` bit(1).
         let rows = self

@@ -19,6 +19,8 @@ pub enum ErrorClass {
     Permission,
     /// The server is unreachable, restarting, overloaded, or cancelled the statement: may pass.
     Transient,
+    /// The connection broke or the server ended it: may pass, on a new connection.
+    ConnectionLost,
     /// A value the driver could not decode: a bug.
     Internal,
     /// Anything else the server refused.
@@ -57,7 +59,7 @@ pub fn error(context: impl Display, e: DbError, configuring: bool) -> ConnectorE
         ErrorClass::Undefined | ErrorClass::Invalid if configuring => {
             ConnectorError::config(message)
         }
-        ErrorClass::Transient => ConnectorError::remote(message, true),
+        ErrorClass::Transient | ErrorClass::ConnectionLost => ConnectorError::remote(message, true),
         ErrorClass::Internal => ConnectorError::internal(message),
         ErrorClass::Permission
         | ErrorClass::Undefined
@@ -82,8 +84,9 @@ pub fn connect_error(engine: &str, target: &str, user: &str, e: DbError) -> Conn
 /// server; server errors (`sqlx::Error::Database`) are classified by each driver.
 pub fn driver_error_class(e: &sqlx::Error) -> ErrorClass {
     match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
+        // A reset, a broken pipe, the stream ending: the connection is gone.
+        sqlx::Error::Io(_) => ErrorClass::ConnectionLost,
+        sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
@@ -115,6 +118,7 @@ mod tests {
             ErrorOrigin::Remote
         );
         assert!(error("x", e(ErrorClass::Transient), false).is_retryable());
+        assert!(error("x", e(ErrorClass::ConnectionLost), false).is_retryable());
         assert!(!error("x", e(ErrorClass::Permission), true).is_retryable());
         let auth = connect_error("postgres", "db:5432/shop", "ada", e(ErrorClass::Auth));
         assert_eq!(auth.origin(), ErrorOrigin::Config);

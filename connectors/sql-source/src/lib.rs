@@ -58,6 +58,9 @@
 //! - **Errors**: a missing table or column, an invalid query or a wrong user or password is a
 //!   config error naming the stream (and listing what exists); connection refused, reset or
 //!   timed out, a restarting server and cancelled statements are retryable source errors.
+//! - **One connection** per source, kept from query to query and never pinged: when the
+//!   server has ended it meanwhile, the query runs once more on a new connection
+//!   ([`KeptConnection`]).
 //!
 //! [`KeysetState`]: dossier_connector::keyset::KeysetState
 //! [`StreamState::full_refresh`]: dossier_connector::StreamState::full_refresh
@@ -67,6 +70,7 @@ mod catalog;
 mod config;
 mod dialect;
 mod error;
+mod kept;
 mod read;
 mod sql;
 
@@ -82,6 +86,7 @@ pub use dialect::{
     Cell, Column, Dialect, Kind, RawColumn, Wire, decode_row, expanded_after, to_value,
 };
 pub use error::{DbError, ErrorClass, connect_error, driver_error_class, error};
+pub use kept::{Connect, KeptConnection, connect_within};
 pub use sql::{Binder, Placeholders, redact_url};
 
 /// The server-specific half of a SQL connector.
