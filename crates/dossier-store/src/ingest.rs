@@ -124,6 +124,18 @@ type LiveSession = (i64, String, i64, BTreeMap<String, DataValue>);
 
 /// A live session as a packed read returns it: (contact, id, kind, start, data).
 type PackedSession = (i64, i64, String, i64, BTreeMap<String, DataValue>);
+/// A stored session as a batch's lookup packs it: external id, id, contact, kind, start, end,
+/// data (the stored JSON text), deleted.
+type PackedStored = (
+    String,
+    i64,
+    Option<i64>,
+    String,
+    i64,
+    Option<i64>,
+    String,
+    i64,
+);
 
 /// A session value waiting to show on its contact: (session start, session id, value).
 type PendingValue = (i64, i64, DataValue);
@@ -1042,6 +1054,8 @@ impl<'c> Ingest<'c> {
                 }
             }
         }
+        // An incremental read finds most of its sessions stored: packed too. `data` stays a
+        // JSON string, the stored text itself, which a rewrite is compared against.
         for chunk in external_ids.chunks(KEYS_CHUNK) {
             let (p1, p2, p3, p4) = (
                 param(self.sqlite, 1),
@@ -1051,33 +1065,44 @@ impl<'c> Ingest<'c> {
             );
             let keys = json.strings(&p1);
             let sql = format!(
-                "SELECT s.external_id, s.id, s.contact_id, s.kind, s.started_at, s.ended_at, s.data, \
-                 s.deleted FROM {keys} CROSS JOIN sessions s \
+                "SELECT {agg}({array}(s.external_id, s.id, s.contact_id, s.kind, s.started_at, \
+                 s.ended_at, s.data, s.deleted)){as_text} AS packed \
+                 FROM {keys} CROSS JOIN sessions s \
                  WHERE s.workspace = {p2} AND s.source = {p3} AND s.stream = {p4} \
                  AND s.external_id = j.value"
             );
-            let q = sqlx::query(AssertSqlSafe(sql))
+            let packed: Option<String> = sqlx::query(AssertSqlSafe(sql))
                 .bind(strings_param(chunk))
                 .bind(self.ws)
                 .bind(source)
-                .bind(stream);
+                .bind(stream)
+                .fetch_one(&mut *self.conn)
+                .await?
+                .try_get("packed")?;
             for ext in chunk {
                 self.sessions.insert(
                     (source.to_string(), stream.to_string(), ext.to_string()),
                     None,
                 );
             }
-            for r in q.fetch_all(&mut *self.conn).await? {
-                let stored = stored_session_row(&r)?;
-                if let Some(c) = stored.contact_id {
+            for (external_id, id, contact_id, kind, started_at, ended_at, data_json, deleted) in
+                parse_json::<PackedStored>("sessions", packed)?
+            {
+                if let Some(c) = contact_id {
                     contacts.insert(c);
                 }
+                let stored = StoredSession {
+                    id,
+                    contact_id,
+                    kind,
+                    started_at,
+                    ended_at,
+                    data: decode_data(&data_json)?,
+                    data_json,
+                    deleted: deleted != 0,
+                };
                 self.sessions.insert(
-                    (
-                        source.to_string(),
-                        stream.to_string(),
-                        r.try_get("external_id")?,
-                    ),
+                    (source.to_string(), stream.to_string(), external_id),
                     Some(stored),
                 );
             }
