@@ -1,4 +1,4 @@
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use dossier_core::AggregateRule;
@@ -7,6 +7,7 @@ use sqlx::{AnyPool, Connection as _, Executor, Row};
 
 use crate::SourceRow;
 use crate::error::{Result, StoreError};
+use crate::planner_stats::GrowthWatch;
 
 static DRIVERS: Once = Once::new();
 
@@ -32,6 +33,8 @@ pub struct SqlStore {
     /// On SQLite a single connection, so writers queue instead of failing with SQLITE_BUSY.
     pub(crate) write: AnyPool,
     pub(crate) read: AnyPool,
+    /// Rows written since opening, for PostgreSQL's planner statistics.
+    pub(crate) growth: Arc<GrowthWatch>,
 }
 
 impl SqlStore {
@@ -40,6 +43,18 @@ impl SqlStore {
     pub async fn close(&self) {
         self.write.close().await;
         self.read.close().await;
+    }
+}
+
+impl SqlStore {
+    /// Counts rows a sync committed; on PostgreSQL, refreshes the planner's statistics when
+    /// they are due (see `planner_stats`).
+    pub(crate) async fn wrote(&self, rows: u64) {
+        if self.backend == Backend::Postgres
+            && let Some(total) = self.growth.wrote(rows)
+        {
+            crate::planner_stats::refresh(&self.write, total).await;
+        }
     }
 }
 
@@ -89,6 +104,7 @@ impl SqlStore {
                 backend: Backend::Sqlite,
                 write,
                 read,
+                growth: Arc::default(),
             }
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = AnyPoolOptions::new()
@@ -111,6 +127,7 @@ impl SqlStore {
                 backend: Backend::Postgres,
                 write: pool.clone(),
                 read: pool,
+                growth: Arc::default(),
             }
         } else {
             return Err(StoreError::Url {

@@ -1705,18 +1705,23 @@ async fn write_aggs(
 /// crash) leaves the store at the last committed group, whose state the next run resumes from.
 pub struct WriteGroup {
     tx: sqlx::Transaction<'static, sqlx::Any>,
-    backend: Backend,
+    store: SqlStore,
+    /// Records the group's batches wrote.
+    written: u64,
 }
 
 impl WriteGroup {
     /// Writes a batch and its stream's new state into the group's transaction.
     pub async fn apply(&mut self, ws: &str, batch: &BatchWrite) -> Result<BatchOutcome> {
-        write_batch(&mut self.tx, self.backend, ws, batch).await
+        let outcome = write_batch(&mut self.tx, self.store.backend, ws, batch).await?;
+        self.written += outcome.written;
+        Ok(outcome)
     }
 
     /// Commits every batch of the group.
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
+        self.store.wrote(self.written).await;
         Ok(())
     }
 }
@@ -1799,6 +1804,7 @@ impl SqlStore {
         let mut tx = self.write.begin().await?;
         let outcome = write_batch(&mut tx, self.backend, ws, batch).await?;
         tx.commit().await?;
+        self.wrote(outcome.written).await;
         Ok(outcome)
     }
 
@@ -1806,7 +1812,8 @@ impl SqlStore {
     pub async fn begin_group(&self) -> Result<WriteGroup> {
         Ok(WriteGroup {
             tx: self.write.begin().await?,
-            backend: self.backend,
+            store: self.clone(),
+            written: 0,
         })
     }
 

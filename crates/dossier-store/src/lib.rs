@@ -16,6 +16,7 @@ mod ingest;
 mod json_sql;
 mod keys;
 mod names;
+mod planner_stats;
 mod read;
 mod runs;
 mod schedule;

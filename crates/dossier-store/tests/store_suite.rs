@@ -828,6 +828,38 @@ async fn keys_json_must_escape_are_found_again(db: TestDb) {
     assert_eq!(aggs(s, ada.id).await["transactions"], n(1.0));
 }
 
+/// The planner's estimate of the sessions table's rows: -1 until it is first analyzed.
+async fn sessions_estimate(pg: &mut sqlx::PgConnection) -> f32 {
+    sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE relname = 'sessions'")
+        .fetch_one(pg)
+        .await
+        .unwrap()
+}
+
+/// PostgreSQL plans from table statistics that autovacuum refreshes about once a minute. A
+/// bulk load refreshes them itself as it grows the tables; otherwise its lookups are planned
+/// for empty tables and hash a whole stream's sessions each time.
+#[tokio::test]
+async fn a_bulk_load_on_postgres_refreshes_planner_statistics() {
+    let db = postgres().await;
+    let s = &db.store;
+    let mut pg = db.postgres_connection().await.unwrap();
+    with_one_customer(s, &rules()).await;
+    assert_eq!(sessions_estimate(&mut pg).await, -1.0, "never analyzed");
+    let mut group = s.begin_group().await.unwrap();
+    for b in 0..6u32 {
+        let orders = (0..2_000u32)
+            .map(|i| order(b * 2_000 + i, 1, 10.0, 1_000 + i64::from(i)))
+            .collect();
+        group
+            .apply(WS, &batch("orders", orders, b.into()))
+            .await
+            .unwrap();
+    }
+    group.commit().await.unwrap();
+    assert_eq!(sessions_estimate(&mut pg).await, 12_000.0);
+}
+
 suite!(
     ingest_is_atomic_and_idempotent,
     sessions_before_contacts_and_merges,

@@ -44,6 +44,19 @@ impl Drop for TestDb {
     }
 }
 
+impl TestDb {
+    /// A connection of its own to the test's PostgreSQL database (none on SQLite).
+    pub async fn postgres_connection(&self) -> Option<sqlx::PgConnection> {
+        let (admin, name) = self.pg_drop.as_ref()?;
+        let (base, _) = admin.rsplit_once('/').unwrap();
+        Some(
+            sqlx::PgConnection::connect(&format!("{base}/{name}"))
+                .await
+                .unwrap(),
+        )
+    }
+}
+
 pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
