@@ -10,7 +10,10 @@
 //! - `DOSSIER_PG_BENCH_CUSTOMERS` (default 1000000): customers; orders are 5×, conversations 2×;
 //! - `DOSSIER_BENCH_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`): a server
 //!   where that user may create databases. The bench creates `dossier_bench_<pid>` and drops it
-//!   at the end, also when a step fails.
+//!   at the end, also when a step fails;
+//! - `DOSSIER_PG_BENCH_STORE=postgres`: Dossier's store on that server too (a database
+//!   `dossier_bench_<pid>_store`, also dropped), instead of the embedded SQLite file. The
+//!   targets are set for the embedded store; this measures the other backend.
 //!
 //! Needs `psql` and `sqlite3` on the PATH.
 
@@ -91,10 +94,10 @@ fn conversations_sql(n: u64, customers: u64) -> String {
 
 /// The demo shop's mapping and aggregates (examples/demo/dossier.toml) over the Postgres
 /// tables. `| number` and `| datetime` pass Decimal and DateTime values through unchanged.
-fn config_toml(url: &str) -> String {
+fn config_toml(url: &str, store_url: &str) -> String {
     format!(
         r#"[store]
-url = "sqlite://dossier.db"
+url = "{store_url}"
 
 [[sources]]
 name = "shop"
@@ -264,7 +267,7 @@ fn print_phases(log: &str) {
     }
 }
 
-fn run(customers: u64, admin_url: &str) -> anyhow::Result<()> {
+fn run(customers: u64, admin_url: &str, pg_store: bool) -> anyhow::Result<()> {
     let total = customers * 8;
     println!(
         "pg_sync: {customers} customers, {} orders, {} conversations ({total} rows)",
@@ -287,8 +290,18 @@ fn run(customers: u64, admin_url: &str) -> anyhow::Result<()> {
     let limit_rate = limit_rows as f64 / limit_s;
     println!("limit:            {limit_rows} rows in {limit_s:.2}s = {limit_rate:.0} rows/s");
 
+    let store_db = pg_store
+        .then(|| BenchDb::create_named(admin_url, "_store"))
+        .transpose()?;
+    let store_url = match &store_db {
+        Some(store) => {
+            println!("the store: PostgreSQL database {}", store.name);
+            store.url.clone()
+        }
+        None => "sqlite://dossier.db".to_string(),
+    };
     let config = dir.path().join("dossier.toml");
-    std::fs::write(&config, config_toml(&db.url))?;
+    std::fs::write(&config, config_toml(&db.url, &store_url))?;
     println!("full sync ...");
     let TimedSync {
         secs: full_s,
@@ -361,5 +374,12 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(1_000_000);
     let admin_url = std::env::var("DOSSIER_BENCH_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
-    run(customers, &admin_url)
+    let pg_store = match std::env::var("DOSSIER_PG_BENCH_STORE").as_deref() {
+        Err(_) | Ok("" | "sqlite") => false,
+        Ok("postgres") => true,
+        Ok(other) => anyhow::bail!(
+            "DOSSIER_PG_BENCH_STORE is {other:?}; set it to sqlite (the default) or postgres"
+        ),
+    };
+    run(customers, &admin_url, pg_store)
 }

@@ -71,7 +71,12 @@ pub struct BenchDb {
 
 impl BenchDb {
     pub fn create(admin_url: &str) -> anyhow::Result<Self> {
-        let name = format!("dossier_bench_{}", std::process::id());
+        Self::create_named(admin_url, "")
+    }
+
+    /// A second database of the same run: `dossier_bench_<pid><suffix>`.
+    pub fn create_named(admin_url: &str, suffix: &str) -> anyhow::Result<Self> {
+        let name = format!("dossier_bench_{}{suffix}", std::process::id());
         psql(admin_url, &format!("DROP DATABASE IF EXISTS {name}"))?;
         psql(admin_url, &format!("CREATE DATABASE {name}"))?;
         Ok(Self {
