@@ -53,7 +53,8 @@ impl SqlStore {
         if self.backend == Backend::Postgres
             && let Some(total) = self.growth.wrote(rows)
         {
-            crate::planner_stats::refresh(&self.write, total).await;
+            let why = format!("{total} rows written since the store opened");
+            crate::planner_stats::refresh(&self.write, &why).await;
         }
     }
 }
@@ -123,6 +124,7 @@ impl SqlStore {
                 .await
                 .map_err(open_err)?;
             POSTGRES_MIGRATIONS.run(&pool).await?;
+            crate::planner_stats::refresh_if_never(&pool).await;
             SqlStore {
                 backend: Backend::Postgres,
                 write: pool.clone(),

@@ -1,22 +1,31 @@
 //! PostgreSQL plans a query from the statistics it keeps of each table, which autovacuum
-//! refreshes at most about once a minute. A bulk load grows the store's tables from empty much
-//! faster: planned for tables that look empty, a batch's lookups hashed every session of the
-//! stream each time (28 ms for 1,000 keys against 100,000 orders). So the store analyzes the
+//! refreshes at most about once a minute, and never where it is turned off. A bulk load grows
+//! the store's tables from empty much faster: planned for tables without statistics, a batch's
+//! lookups hashed every session of the stream each time (28 ms for 1,000 keys against 100,000
+//! orders, 560 ms against 500,000). So the store analyzes the
 //! tables a sync grows itself, whenever the rows it has written since it opened have doubled:
-//! a few times per load, and rarely once a store is large. SQLite plans without such row
-//! counts (the store keeps no `sqlite_stat1`), so it needs none of this.
+//! a few times per load, and rarely once a store is large. A store that holds rows but was
+//! never analyzed (loaded by an older version, with autovacuum off) is analyzed when it opens.
+//! SQLite plans without such row counts (the store keeps no `sqlite_stat1`), so it needs none
+//! of this.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use sqlx::AnyPool;
+use sqlx::{AnyPool, AssertSqlSafe};
 
 /// The first refresh, after this many rows.
 const FIRST_AFTER_ROWS: u64 = 10_000;
 
 /// The tables whose size a sync changes.
-const GROWN_TABLES: &str = "ANALYZE contacts, identities, sessions, contact_data, \
-                            contact_aggregates, derived_pending";
+const GROWN: [&str; 6] = [
+    "contacts",
+    "identities",
+    "sessions",
+    "contact_data",
+    "contact_aggregates",
+    "derived_pending",
+];
 
 /// Counts the rows written since the store opened, and says when statistics are due.
 #[derive(Debug)]
@@ -51,15 +60,33 @@ impl GrowthWatch {
 
 /// Refreshes the statistics of the tables a sync grows. Best effort: the rows are committed
 /// already, and a failure (a store user who may not analyze) only leaves the plans as they were.
-pub(crate) async fn refresh(pool: &AnyPool, written: u64) {
+pub(crate) async fn refresh(pool: &AnyPool, why: &str) {
     let started = Instant::now();
-    match sqlx::query(GROWN_TABLES).execute(pool).await {
+    let sql = format!("ANALYZE {}", GROWN.join(", "));
+    match sqlx::query(AssertSqlSafe(sql)).execute(pool).await {
         Ok(_) => tracing::debug!(
-            written,
+            why,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "planner statistics refreshed"
         ),
         Err(error) => tracing::warn!(%error, "cannot refresh the store's planner statistics"),
+    }
+}
+
+/// Refreshes the statistics if a table a sync grows holds rows but was never analyzed.
+pub(crate) async fn refresh_if_never(pool: &AnyPool) {
+    let list = GROWN.map(|t| format!("'{t}'")).join(", ");
+    let never = sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
+        "SELECT count(*) FROM pg_stat_user_tables \
+         WHERE schemaname = current_schema() AND relname IN ({list}) AND n_live_tup > 0 \
+         AND last_analyze IS NULL AND last_autoanalyze IS NULL"
+    )))
+    .fetch_one(pool)
+    .await;
+    match never {
+        Ok(0) => {}
+        Ok(_) => refresh(pool, "never analyzed").await,
+        Err(error) => tracing::warn!(%error, "cannot read the store's planner statistics"),
     }
 }
 

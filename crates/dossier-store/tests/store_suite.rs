@@ -14,7 +14,7 @@ use dossier_core::{
     AggOp, AggState, AggregateRule, CmpOp, DataValue, Filter, FilterField, Identity, MappedRecord,
     ProfileField,
 };
-use dossier_store::{CardParts, ContactKey, KeyRefusal, Page, Role, SessionsPage};
+use dossier_store::{CardParts, ContactKey, KeyRefusal, Page, Role, SessionsPage, SqlStore};
 
 async fn ingest_is_atomic_and_idempotent(db: TestDb) {
     let s = &db.store;
@@ -858,6 +858,32 @@ async fn a_bulk_load_on_postgres_refreshes_planner_statistics() {
     }
     group.commit().await.unwrap();
     assert_eq!(sessions_estimate(&mut pg).await, 12_000.0);
+}
+
+/// A store that holds rows its planner never counted (loaded by an older version, with
+/// autovacuum off) is analyzed when it opens.
+#[tokio::test]
+async fn a_postgres_store_never_analyzed_is_analyzed_when_it_opens() {
+    let db = postgres().await;
+    let s = &db.store;
+    let mut pg = db.postgres_connection().await.unwrap();
+    with_one_customer(s, &rules()).await;
+    let orders = (0..5_000u32)
+        .map(|i| order(i, 1, 10.0, 1_000 + i64::from(i)))
+        .collect();
+    s.apply_batch(WS, &batch("orders", orders, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions_estimate(&mut pg).await,
+        -1.0,
+        "under the first refresh"
+    );
+    // Closed, its connections report what they wrote to the server's statistics.
+    s.close().await;
+    let again = SqlStore::open(&db.postgres_url().unwrap()).await.unwrap();
+    assert_eq!(sessions_estimate(&mut pg).await, 5_000.0);
+    again.close().await;
 }
 
 suite!(

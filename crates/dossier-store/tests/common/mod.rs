@@ -45,15 +45,17 @@ impl Drop for TestDb {
 }
 
 impl TestDb {
-    /// A connection of its own to the test's PostgreSQL database (none on SQLite).
-    pub async fn postgres_connection(&self) -> Option<sqlx::PgConnection> {
+    /// The test's PostgreSQL database (none on SQLite).
+    pub fn postgres_url(&self) -> Option<String> {
         let (admin, name) = self.pg_drop.as_ref()?;
         let (base, _) = admin.rsplit_once('/').unwrap();
-        Some(
-            sqlx::PgConnection::connect(&format!("{base}/{name}"))
-                .await
-                .unwrap(),
-        )
+        Some(format!("{base}/{name}"))
+    }
+
+    /// A connection of its own to the test's PostgreSQL database (none on SQLite).
+    pub async fn postgres_connection(&self) -> Option<sqlx::PgConnection> {
+        let url = self.postgres_url()?;
+        Some(sqlx::PgConnection::connect(&url).await.unwrap())
     }
 }
 
