@@ -57,6 +57,15 @@ impl SqlStore {
             crate::planner_stats::refresh(&self.write, &why).await;
         }
     }
+
+    /// After a bulk load's aggregates and session data of `contacts` contacts were computed:
+    /// on PostgreSQL, their tables just grew from nothing, so their statistics are refreshed.
+    pub(crate) async fn settled(&self, contacts: u64) {
+        if self.backend == Backend::Postgres && contacts >= crate::planner_stats::FIRST_AFTER_ROWS {
+            let why = format!("{contacts} contacts settled");
+            crate::planner_stats::refresh(&self.write, &why).await;
+        }
+    }
 }
 
 pub(crate) fn now_micros() -> i64 {

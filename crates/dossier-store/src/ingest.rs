@@ -1940,6 +1940,8 @@ impl SqlStore {
             .fetch_all(&mut *tx)
             .await?;
             let Some(last) = rows.last() else {
+                drop(tx);
+                self.settled(done).await;
                 return Ok(done);
             };
             after = last.try_get(0)?;

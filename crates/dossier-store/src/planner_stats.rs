@@ -2,10 +2,14 @@
 //! refreshes at most about once a minute, and never where it is turned off. A bulk load grows
 //! the store's tables from empty much faster: planned for tables without statistics, a batch's
 //! lookups hashed every session of the stream each time (28 ms for 1,000 keys against 100,000
-//! orders, 560 ms against 500,000). So the store analyzes the
-//! tables a sync grows itself, whenever the rows it has written since it opened have doubled:
-//! a few times per load, and rarely once a store is large. A store that holds rows but was
-//! never analyzed (loaded by an older version, with autovacuum off) is analyzed when it opens.
+//! orders, 560 ms against 500,000). So the store analyzes the tables a sync grows itself:
+//! - whenever the rows it has written since it opened have doubled: a few times per load, and
+//!   rarely once a store is large;
+//! - when a bulk load's aggregates and session data have been computed, which fills their
+//!   tables at once;
+//! - when it opens, if a table holds rows but was never analyzed (loaded by an older version,
+//!   with autovacuum off).
+//!
 //! SQLite plans without such row counts (the store keeps no `sqlite_stat1`), so it needs none
 //! of this.
 
@@ -15,7 +19,7 @@ use std::time::Instant;
 use sqlx::{AnyPool, AssertSqlSafe};
 
 /// The first refresh, after this many rows.
-const FIRST_AFTER_ROWS: u64 = 10_000;
+pub(crate) const FIRST_AFTER_ROWS: u64 = 10_000;
 
 /// The tables whose size a sync changes.
 const GROWN: [&str; 6] = [
