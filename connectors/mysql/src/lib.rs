@@ -48,10 +48,7 @@ use dossier_sql_source::{
 };
 use secrecy::ExposeSecret as _;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlSslMode};
-use sqlx::{
-    AssertSqlSafe, Column as _, Connection as _, Either, Executor as _, SqlSafeStr as _,
-    TypeInfo as _,
-};
+use sqlx::{AssertSqlSafe, Column as _, Connection as _, Executor as _, TypeInfo as _};
 
 pub use dossier_sql_source::{Config, Stream, TlsMode};
 
@@ -447,22 +444,9 @@ impl Driver for MySql {
         params: Vec<String>,
         wires: &[Wire],
     ) -> Result<Vec<Vec<Cell>>, DbError> {
-        let begin = self.dialect.begin_read_only();
         let rows = self
             .conn
-            .run(|conn| {
-                let (sql, params) = (sql.clone(), params.clone());
-                Box::pin(async move {
-                    let mut tx = conn.begin_with(begin).await?;
-                    let mut query = sqlx::query(AssertSqlSafe(sql));
-                    for p in params {
-                        query = query.bind(p);
-                    }
-                    let rows = query.fetch_all(&mut *tx).await?;
-                    tx.commit().await?;
-                    Ok(rows)
-                })
-            })
+            .fetch_in_transaction(self.dialect.begin_read_only(), &sql, &params)
             .await?;
         rows.iter()
             .map(|r| dossier_sql_source::decode_row(r, wires))
@@ -473,21 +457,8 @@ impl Driver for MySql {
     async fn describe(&self, sql: String) -> Result<Vec<RawColumn>, DbError> {
         let (params, columns) = self
             .conn
-            .run(|conn| {
-                let sql = sql.clone();
-                Box::pin(async move {
-                    let statement = conn.prepare(AssertSqlSafe(sql).into_sql_str()).await?;
-                    let params = match sqlx::Statement::parameters(&statement) {
-                        Some(Either::Left(types)) => types.len(),
-                        Some(Either::Right(n)) => n,
-                        None => 0,
-                    };
-                    let columns: Vec<(String, String)> = sqlx::Statement::columns(&statement)
-                        .iter()
-                        .map(|c| (c.name().to_string(), c.type_info().name().to_string()))
-                        .collect();
-                    Ok((params, columns))
-                })
+            .describe(&sql, |c| {
+                (c.name().to_string(), c.type_info().name().to_string())
             })
             .await?;
         if params > 0 {

@@ -47,7 +47,7 @@ use dossier_sql_source::{
 };
 use secrecy::ExposeSecret as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
-use sqlx::{AssertSqlSafe, Column as _, Connection as _, Either, Executor as _, SqlSafeStr as _};
+use sqlx::{Column as _, Connection as _};
 
 pub use dossier_sql_source::{Config, Stream, TlsMode};
 
@@ -329,22 +329,9 @@ impl Driver for Postgres {
         params: Vec<String>,
         wires: &[Wire],
     ) -> Result<Vec<Vec<Cell>>, DbError> {
-        let begin = self.dialect.begin_read_only();
         let rows = self
             .conn
-            .run(|conn| {
-                let (sql, params) = (sql.clone(), params.clone());
-                Box::pin(async move {
-                    let mut tx = conn.begin_with(begin).await?;
-                    let mut query = sqlx::query(AssertSqlSafe(sql));
-                    for p in params {
-                        query = query.bind(p);
-                    }
-                    let rows = query.fetch_all(&mut *tx).await?;
-                    tx.commit().await?;
-                    Ok(rows)
-                })
-            })
+            .fetch_in_transaction(self.dialect.begin_read_only(), &sql, &params)
             .await?;
         rows.iter()
             .map(|r| dossier_sql_source::decode_row(r, wires))
@@ -353,27 +340,16 @@ impl Driver for Postgres {
     }
 
     async fn describe(&self, sql: String) -> Result<Vec<RawColumn>, DbError> {
-        let (params, names, oids) = self
+        let (params, columns) = self
             .conn
-            .run(|conn| {
-                let sql = sql.clone();
-                Box::pin(async move {
-                    let statement = conn.prepare(AssertSqlSafe(sql).into_sql_str()).await?;
-                    let params = match sqlx::Statement::parameters(&statement) {
-                        Some(Either::Left(types)) => types.len(),
-                        Some(Either::Right(n)) => n,
-                        None => 0,
-                    };
-                    let columns = sqlx::Statement::columns(&statement);
-                    let names: Vec<String> = columns.iter().map(|c| c.name().to_string()).collect();
-                    let oids: Vec<Option<u32>> = columns
-                        .iter()
-                        .map(|c| sqlx::Column::type_info(c).oid().map(|o| o.0))
-                        .collect();
-                    Ok((params, names, oids))
-                })
+            .describe(&sql, |c| {
+                (
+                    c.name().to_string(),
+                    sqlx::Column::type_info(c).oid().map(|o| o.0),
+                )
             })
             .await?;
+        let (names, oids): (Vec<String>, Vec<Option<u32>>) = columns.into_iter().unzip();
         if params > 0 {
             return Err(DbError::new(
                 ErrorClass::Invalid,

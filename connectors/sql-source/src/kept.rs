@@ -4,6 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use sqlx::{AssertSqlSafe, Database, Either, Executor as _, SqlSafeStr as _, Statement as _};
 use tokio::sync::Mutex;
 
 use crate::{DbError, ErrorClass};
@@ -80,6 +81,61 @@ impl<C: Send> KeptConnection<C> {
                 Err((self.classify)(e))
             }
         }
+    }
+}
+
+impl<C> KeptConnection<C>
+where
+    C: sqlx::Connection,
+    for<'e> &'e mut <C::Database as Database>::Connection:
+        sqlx::Executor<'e, Database = C::Database>,
+    String: for<'q> sqlx::Encode<'q, C::Database> + sqlx::Type<C::Database>,
+    <C::Database as Database>::Arguments: sqlx::IntoArguments<C::Database>,
+{
+    /// Runs one statement, with text parameters, in a transaction of its own that `begin`
+    /// starts (read-only, in the dialect's words).
+    pub async fn fetch_in_transaction(
+        &self,
+        begin: &'static str,
+        sql: &str,
+        params: &[String],
+    ) -> Result<Vec<<C::Database as Database>::Row>, DbError> {
+        self.run(|conn| {
+            let (sql, params) = (sql.to_string(), params.to_vec());
+            Box::pin(async move {
+                let mut tx = conn.begin_with(begin).await?;
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for p in params {
+                    query = query.bind(p);
+                }
+                let rows = query.fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(rows)
+            })
+        })
+        .await
+    }
+
+    /// Prepares `sql` without running it: how many parameters it takes, and what `column`
+    /// makes of each column it returns.
+    pub async fn describe<T: Send + 'static>(
+        &self,
+        sql: &str,
+        column: fn(&<C::Database as Database>::Column) -> T,
+    ) -> Result<(usize, Vec<T>), DbError> {
+        self.run(|conn| {
+            let sql = sql.to_string();
+            Box::pin(async move {
+                let statement = conn.prepare(AssertSqlSafe(sql).into_sql_str()).await?;
+                let params = match statement.parameters() {
+                    Some(Either::Left(types)) => types.len(),
+                    Some(Either::Right(n)) => n,
+                    None => 0,
+                };
+                Ok((params, statement.columns().iter().map(column).collect()))
+            })
+        })
+        .await
     }
 }
 
