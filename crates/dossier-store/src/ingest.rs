@@ -1708,6 +1708,11 @@ pub struct WriteGroup {
     store: SqlStore,
     /// Records the group's batches wrote.
     written: u64,
+    /// The workspace, source and scheduler whose lease the group's batches were written
+    /// under: checked once, just before the commit, so that on PostgreSQL the schedule row is
+    /// locked for an instant rather than for the whole group (the scheduler's renewal of the
+    /// lease waits for that lock).
+    lease: Option<(String, String, String)>,
 }
 
 impl WriteGroup {
@@ -1715,46 +1720,64 @@ impl WriteGroup {
     pub async fn apply(&mut self, ws: &str, batch: &BatchWrite) -> Result<BatchOutcome> {
         let outcome = write_batch(&mut self.tx, self.store.backend, ws, batch).await?;
         self.written += outcome.written;
+        if let Some(owner) = &batch.lease_owner {
+            self.lease = Some((ws.to_string(), batch.source.clone(), owner.clone()));
+        }
         Ok(outcome)
     }
 
-    /// Commits every batch of the group.
-    pub async fn commit(self) -> Result<()> {
+    /// Commits every batch of the group, if their scheduler still holds the source's lease.
+    pub async fn commit(mut self) -> Result<()> {
+        if let Some((ws, source, owner)) = &self.lease {
+            check_lease(&mut self.tx, self.store.backend, ws, source, owner).await?;
+        }
         self.tx.commit().await?;
         self.store.wrote(self.written).await;
         Ok(())
     }
 }
 
-/// A batch and its stream's new state, written in the caller's transaction.
+/// Refuses to write for a scheduler that no longer holds `source`'s lease. On PostgreSQL the
+/// schedule row stays locked until the caller's transaction ends, so the lease cannot change
+/// hands between this check and the commit; the scheduler's renewal of the lease waits for it.
+async fn check_lease(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    ws: &str,
+    source: &str,
+    owner: &str,
+) -> Result<()> {
+    let lock = if backend == Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let holder: Option<String> = sqlx::query(AssertSqlSafe(format!(
+        "SELECT lease_owner FROM source_schedules WHERE workspace = $1 AND source = $2{lock}"
+    )))
+    .bind(ws)
+    .bind(source)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|r| r.try_get(0))
+    .transpose()?
+    .flatten();
+    if holder.as_deref() != Some(owner) {
+        return Err(StoreError::LeaseLost {
+            source_name: source.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A batch and its stream's new state, written in the caller's transaction (its lease is the
+/// caller's to check).
 async fn write_batch(
     conn: &mut AnyConnection,
     backend: Backend,
     ws: &str,
     batch: &BatchWrite,
 ) -> Result<BatchOutcome> {
-    if let Some(owner) = &batch.lease_owner {
-        let lock = if backend == Backend::Postgres {
-            " FOR UPDATE"
-        } else {
-            ""
-        };
-        let holder: Option<String> = sqlx::query(AssertSqlSafe(format!(
-            "SELECT lease_owner FROM source_schedules WHERE workspace = $1 AND source = $2{lock}"
-        )))
-        .bind(ws)
-        .bind(&batch.source)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?
-        .flatten();
-        if holder.as_deref() != Some(owner.as_str()) {
-            return Err(StoreError::LeaseLost {
-                source_name: batch.source.clone(),
-            });
-        }
-    }
     let mut ing = Ingest::new(conn, ws, backend).await?;
     if batch.mark_seen {
         ing.seen_run = batch.run_id;
@@ -1802,6 +1825,9 @@ impl SqlStore {
     /// changes nothing (upserts are idempotent by source, stream and external id).
     pub async fn apply_batch(&self, ws: &str, batch: &BatchWrite) -> Result<BatchOutcome> {
         let mut tx = self.write.begin().await?;
+        if let Some(owner) = &batch.lease_owner {
+            check_lease(&mut tx, self.backend, ws, &batch.source, owner).await?;
+        }
         let outcome = write_batch(&mut tx, self.backend, ws, batch).await?;
         tx.commit().await?;
         self.wrote(outcome.written).await;
@@ -1814,6 +1840,7 @@ impl SqlStore {
             tx: self.write.begin().await?,
             store: self.clone(),
             written: 0,
+            lease: None,
         })
     }
 

@@ -14,7 +14,10 @@ use dossier_core::{
     AggOp, AggState, AggregateRule, CmpOp, DataValue, Filter, FilterField, Identity, MappedRecord,
     ProfileField,
 };
-use dossier_store::{CardParts, ContactKey, KeyRefusal, Page, Role, SessionsPage, SqlStore};
+use dossier_store::{
+    BatchWrite, CardParts, ContactKey, KeyRefusal, LeaseStatus, Page, Role, SessionsPage, SqlStore,
+    StoreError,
+};
 
 async fn ingest_is_atomic_and_idempotent(db: TestDb) {
     let s = &db.store;
@@ -828,6 +831,60 @@ async fn keys_json_must_escape_are_found_again(db: TestDb) {
     assert_eq!(aggs(s, ada.id).await["transactions"], n(1.0));
 }
 
+/// One order for customer 1, written under `owner`'s lease.
+fn under_lease(owner: &str) -> BatchWrite {
+    BatchWrite {
+        lease_owner: Some(owner.into()),
+        ..batch("orders", vec![order(1, 1, 10.0, 1_000)], 2)
+    }
+}
+
+const LEASE: i64 = 60_000_000;
+
+async fn writes_need_the_sources_lease(db: TestDb) {
+    let s = &db.store;
+    with_one_customer(s, &rules()).await;
+    let claim = s.claim_now(WS, "shop", "b", 1_000, LEASE).await.unwrap();
+    assert!(claim.is_some(), "b holds the lease");
+    // A scheduler that does not hold it writes nothing, alone or in a group.
+    let lost = |r| matches!(r, Err(StoreError::LeaseLost { .. }));
+    assert!(lost(s.apply_batch(WS, &under_lease("a")).await.map(|_| ())));
+    let mut group = s.begin_group().await.unwrap();
+    group.apply(WS, &under_lease("a")).await.unwrap();
+    assert!(lost(group.commit().await));
+    assert_eq!(s.counts(WS).await.unwrap(), (1, 0));
+    // The holder writes.
+    let mut group = s.begin_group().await.unwrap();
+    group.apply(WS, &under_lease("b")).await.unwrap();
+    group.commit().await.unwrap();
+    assert_eq!(s.counts(WS).await.unwrap(), (1, 1));
+}
+
+/// A group holds its transaction for up to 2 s; the scheduler renewing the lease meanwhile
+/// must not wait for it (the lease is checked, and its row locked, only as the group commits).
+#[tokio::test]
+async fn on_postgres_renewing_a_lease_does_not_wait_for_an_open_group() {
+    let db = postgres().await;
+    let s = &db.store;
+    with_one_customer(s, &rules()).await;
+    assert!(
+        s.claim_now(WS, "shop", "b", 1_000, LEASE)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let mut group = s.begin_group().await.unwrap();
+    group.apply(WS, &under_lease("b")).await.unwrap();
+    let renewed = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        s.renew_lease(WS, "shop", "b", 2_000, LEASE),
+    )
+    .await;
+    assert!(matches!(renewed, Ok(Ok(LeaseStatus::Held))), "{renewed:?}");
+    group.commit().await.unwrap();
+    assert_eq!(s.counts(WS).await.unwrap(), (1, 1));
+}
+
 /// The planner's estimate of the sessions table's rows: -1 until it is first analyzed.
 async fn sessions_estimate(pg: &mut sqlx::PgConnection) -> f32 {
     sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE relname = 'sessions'")
@@ -898,4 +955,5 @@ suite!(
     a_contact_card_reads_what_separate_reads_do,
     contacts_created_in_one_batch,
     keys_json_must_escape_are_found_again,
+    writes_need_the_sources_lease,
 );
