@@ -498,6 +498,30 @@ async fn null_cursors_are_read_first_and_reported_by_check() {
     assert!(problems[0].message.contains("NULL cursor"), "{problems:?}");
 }
 
+/// Every read runs in a read-only transaction: a `query` that would write (through a function
+/// it calls) fails, and writes nothing.
+#[tokio::test]
+async fn a_query_that_would_write_is_refused_and_writes_nothing() {
+    let db = TestDb::empty().await;
+    db.exec("CREATE TABLE marks (id INT PRIMARY KEY)").await;
+    db.exec(
+        "CREATE FUNCTION mark() RETURNS INT NOT DETERMINISTIC MODIFIES SQL DATA
+         BEGIN INSERT INTO marks VALUES (1); RETURN 1; END",
+    )
+    .await;
+    let c = connect(&db).await;
+    let stream = Stream::query("SELECT mark() AS id").with_primary_key(["id"]);
+    let e = read(&c, stream, None, 10).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .to_lowercase()
+            .contains("read only transaction"),
+        "{e}"
+    );
+    assert!(!e.is_retryable(), "{e}");
+    assert_eq!(db.count("marks").await, 0);
+}
+
 #[tokio::test]
 async fn reads_select_queries() {
     let db = TestDb::sakila().await;
