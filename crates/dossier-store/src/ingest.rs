@@ -189,20 +189,6 @@ struct StoredSession {
     deleted: bool,
 }
 
-fn stored_session_row(r: &sqlx::any::AnyRow) -> Result<StoredSession> {
-    let data_json: String = r.try_get("data")?;
-    Ok(StoredSession {
-        id: r.try_get("id")?,
-        contact_id: r.try_get("contact_id")?,
-        kind: r.try_get("kind")?,
-        started_at: r.try_get("started_at")?,
-        ended_at: r.try_get("ended_at")?,
-        data: decode_data(&data_json)?,
-        data_json,
-        deleted: r.try_get::<i64, _>("deleted")? != 0,
-    })
-}
-
 /// The state of one batch's transaction.
 pub(crate) struct Ingest<'c> {
     conn: &'c mut AnyConnection,
@@ -1054,58 +1040,8 @@ impl<'c> Ingest<'c> {
                 }
             }
         }
-        // An incremental read finds most of its sessions stored: packed too. `data` stays a
-        // JSON string, the stored text itself, which a rewrite is compared against.
         for chunk in external_ids.chunks(KEYS_CHUNK) {
-            let (p1, p2, p3, p4) = (
-                param(self.sqlite, 1),
-                param(self.sqlite, 2),
-                param(self.sqlite, 3),
-                param(self.sqlite, 4),
-            );
-            let keys = json.strings(&p1);
-            let sql = format!(
-                "SELECT {agg}({array}(s.external_id, s.id, s.contact_id, s.kind, s.started_at, \
-                 s.ended_at, s.data, s.deleted)){as_text} AS packed \
-                 FROM {keys} CROSS JOIN sessions s \
-                 WHERE s.workspace = {p2} AND s.source = {p3} AND s.stream = {p4} \
-                 AND s.external_id = j.value"
-            );
-            let packed: Option<String> = sqlx::query(AssertSqlSafe(sql))
-                .bind(strings_param(chunk))
-                .bind(self.ws)
-                .bind(source)
-                .bind(stream)
-                .fetch_one(&mut *self.conn)
-                .await?
-                .try_get("packed")?;
-            for ext in chunk {
-                self.sessions.insert(
-                    (source.to_string(), stream.to_string(), ext.to_string()),
-                    None,
-                );
-            }
-            for (external_id, id, contact_id, kind, started_at, ended_at, data_json, deleted) in
-                parse_json::<PackedStored>("sessions", packed)?
-            {
-                if let Some(c) = contact_id {
-                    contacts.insert(c);
-                }
-                let stored = StoredSession {
-                    id,
-                    contact_id,
-                    kind,
-                    started_at,
-                    ended_at,
-                    data: decode_data(&data_json)?,
-                    data_json,
-                    deleted: deleted != 0,
-                };
-                self.sessions.insert(
-                    (source.to_string(), stream.to_string(), external_id),
-                    Some(stored),
-                );
-            }
+            contacts.extend(self.load_stored_sessions(source, stream, chunk).await?);
         }
         if !self.rules.is_empty() && !self.defer {
             let ids: Vec<i64> = contacts.into_iter().collect();
@@ -1157,20 +1093,74 @@ impl<'c> Ingest<'c> {
             stream.to_string(),
             external_id.to_string(),
         );
-        if let Some(cached) = self.sessions.get(&key) {
-            return Ok(cached.clone());
+        if !self.sessions.contains_key(&key) {
+            self.load_stored_sessions(source, stream, &[external_id])
+                .await?;
         }
-        let row = sqlx::query(
-            "SELECT external_id, id, contact_id, kind, started_at, ended_at, data, deleted FROM sessions \
-             WHERE workspace = $1 AND source = $2 AND stream = $3 AND external_id = $4",
-        )
-        .bind(self.ws)
-        .bind(source)
-        .bind(stream)
-        .bind(external_id)
-        .fetch_optional(&mut *self.conn)
-        .await?;
-        row.as_ref().map(stored_session_row).transpose()
+        Ok(self.sessions.get(&key).cloned().flatten())
+    }
+
+    /// Looks `external_ids` of a stream up in `sessions` (as stored, or `None`), returning the
+    /// contacts of those found. An incremental read finds most of its sessions stored: packed
+    /// too. `data` stays a JSON string, the stored text itself, which a rewrite is compared
+    /// against.
+    async fn load_stored_sessions(
+        &mut self,
+        source: &str,
+        stream: &str,
+        external_ids: &[&str],
+    ) -> Result<Vec<i64>> {
+        let json = Json::new(self.sqlite);
+        let (agg, array, as_text) = (json.agg, json.array, json.as_text);
+        let (p1, p2, p3, p4) = (
+            param(self.sqlite, 1),
+            param(self.sqlite, 2),
+            param(self.sqlite, 3),
+            param(self.sqlite, 4),
+        );
+        let keys = json.strings(&p1);
+        let sql = format!(
+            "SELECT {agg}({array}(s.external_id, s.id, s.contact_id, s.kind, s.started_at, \
+             s.ended_at, s.data, s.deleted)){as_text} AS packed \
+             FROM {keys} CROSS JOIN sessions s \
+             WHERE s.workspace = {p2} AND s.source = {p3} AND s.stream = {p4} \
+             AND s.external_id = j.value"
+        );
+        let packed: Option<String> = sqlx::query(AssertSqlSafe(sql))
+            .bind(strings_param(external_ids))
+            .bind(self.ws)
+            .bind(source)
+            .bind(stream)
+            .fetch_one(&mut *self.conn)
+            .await?
+            .try_get("packed")?;
+        for ext in external_ids {
+            self.sessions.insert(
+                (source.to_string(), stream.to_string(), ext.to_string()),
+                None,
+            );
+        }
+        let mut contacts = vec![];
+        for (external_id, id, contact_id, kind, started_at, ended_at, data_json, deleted) in
+            parse_json::<PackedStored>("sessions", packed)?
+        {
+            contacts.extend(contact_id);
+            let stored = StoredSession {
+                id,
+                contact_id,
+                kind,
+                started_at,
+                ended_at,
+                data: decode_data(&data_json)?,
+                data_json,
+                deleted: deleted != 0,
+            };
+            self.sessions.insert(
+                (source.to_string(), stream.to_string(), external_id),
+                Some(stored),
+            );
+        }
+        Ok(contacts)
     }
 
     async fn upsert_session(
