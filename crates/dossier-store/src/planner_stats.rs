@@ -63,7 +63,8 @@ impl GrowthWatch {
 }
 
 /// Refreshes the statistics of the tables a sync grows. Best effort: the rows are committed
-/// already, and a failure (a store user who may not analyze) only leaves the plans as they were.
+/// already. A store user who does not own the tables has them skipped (PostgreSQL answers with
+/// a warning, not an error), and an error only leaves the plans as they were.
 pub(crate) async fn refresh(pool: &AnyPool, why: &str) {
     let started = Instant::now();
     let sql = format!("ANALYZE {}", GROWN.join(", "));
