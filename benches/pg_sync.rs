@@ -2,9 +2,12 @@
 //! in SQL (seeded, deterministic), then, on the same machine in the same run:
 //!
 //! 1. the limit: `psql \copy ... to stdout` of each table piped into `sqlite3 .import` (rows/s);
-//! 2. Dossier's full sync of the three tables into the embedded SQLite store, identity
+//! 2. the floor of the store's layout: `sqlite3` alone writes what the full sync leaves in the
+//!    store, from the limit's local tables, in the cheapest order (benches/layout_floor.sql):
+//!    the most any sync into this layout could reach;
+//! 3. Dossier's full sync of the three tables into the embedded SQLite store, identity
 //!    resolution and aggregates on (rows/s, peak RSS);
-//! 3. Dossier's incremental sync after 1% of the rows of each table changed.
+//! 4. Dossier's incremental sync after 1% of the rows of each table changed.
 //!
 //! Run: `cargo bench --bench pg_sync`. Settings:
 //! - `DOSSIER_PG_BENCH_CUSTOMERS` (default 1000000): customers; orders are 5×, conversations 2×;
@@ -18,7 +21,7 @@
 //! Needs `psql` and `sqlite3` on the PATH.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context as _, ensure};
@@ -207,19 +210,16 @@ fn generate(url: &str, customers: u64) -> anyhow::Result<()> {
 /// pipeline per table. Returns (seconds, rows imported).
 fn limit(url: &str, dir: &Path) -> anyhow::Result<(f64, u64)> {
     let db = dir.join("limit.db");
-    let st = Command::new("sqlite3")
-        .arg(&db)
-        .arg(
-            "CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT NOT NULL, first_name TEXT, \
-             last_name TEXT, country TEXT, plan TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL); \
-             CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, total NUMERIC NOT NULL, \
-             currency TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL); \
-             CREATE TABLE conversations (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, csat INTEGER, \
-             channel TEXT NOT NULL, started_at TEXT NOT NULL, updated_at TEXT NOT NULL);",
-        )
-        .status()
-        .context("cannot run sqlite3 (is the SQLite command line tool installed?)")?;
-    ensure!(st.success(), "sqlite3 could not create the limit's tables");
+    sqlite3(
+        &db,
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT NOT NULL, first_name TEXT, \
+         last_name TEXT, country TEXT, plan TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL); \
+         CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, total NUMERIC NOT NULL, \
+         currency TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL); \
+         CREATE TABLE conversations (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, csat INTEGER, \
+         channel TEXT NOT NULL, started_at TEXT NOT NULL, updated_at TEXT NOT NULL);",
+    )
+    .context("sqlite3 could not create the limit's tables")?;
     let start = Instant::now();
     for table in ["customers", "orders", "conversations"] {
         let t = Instant::now();
@@ -238,19 +238,85 @@ fn limit(url: &str, dir: &Path) -> anyhow::Result<(f64, u64)> {
         println!("  {table}: {:.1}s", t.elapsed().as_secs_f64());
     }
     let secs = start.elapsed().as_secs_f64();
-    let out = Command::new("sqlite3")
-        .arg(&db)
-        .arg(
-            "SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM orders) \
-             + (SELECT count(*) FROM conversations)",
-        )
-        .output()?;
-    ensure!(out.status.success(), "sqlite3 could not count the rows");
-    let rows = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .context("sqlite3 printed no row count")?;
+    let rows = sqlite3(
+        &db,
+        "SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM orders) \
+         + (SELECT count(*) FROM conversations)",
+    )?
+    .trim()
+    .parse()
+    .context("sqlite3 printed no row count")?;
     Ok((secs, rows))
+}
+
+/// The floor of the embedded store's layout: a store file with the store's migrations, filled
+/// by `sqlite3` from the limit's tables with benches/layout_floor.sql. Returns the seconds the
+/// script took. Fails when the script no longer rebuilds exactly the indexes the migrations
+/// create (a migration changed them), or writes other counts than a sync would.
+fn layout_floor(dir: &Path, customers: u64) -> anyhow::Result<f64> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let db = dir.join("floor.db");
+    let mut migrations: Vec<_> =
+        std::fs::read_dir(root.join("crates/dossier-store/migrations/sqlite"))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+    migrations.sort();
+    for m in &migrations {
+        sqlite3(&db, &std::fs::read_to_string(m)?)
+            .with_context(|| format!("applying {}", m.display()))?;
+    }
+    let indexes = "SELECT name || ': ' || sql FROM sqlite_master WHERE type = 'index' \
+                   AND sql IS NOT NULL ORDER BY name";
+    let migrated = sqlite3(&db, indexes)?;
+    let script = std::fs::read_to_string(root.join("benches/layout_floor.sql"))?;
+    let start = Instant::now();
+    sqlite3(&db, &script).context("benches/layout_floor.sql failed")?;
+    let secs = start.elapsed().as_secs_f64();
+    ensure!(
+        sqlite3(&db, indexes)? == migrated,
+        "benches/layout_floor.sql no longer rebuilds the indexes the store's migrations create; \
+         update its DROP INDEX and CREATE INDEX statements"
+    );
+    let counts = sqlite3(
+        &db,
+        "SELECT (SELECT count(*) FROM contacts) || ' ' || (SELECT count(*) FROM identities) \
+         || ' ' || (SELECT count(*) FROM sessions)",
+    )?;
+    ensure!(
+        counts.trim() == format!("{customers} {} {}", 2 * customers, 7 * customers),
+        "the floor wrote {counts:?} contacts, identities and sessions"
+    );
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.join(format!("floor.db{suffix}")));
+    }
+    Ok(secs)
+}
+
+/// Runs SQL (on its standard input, so a script may start with a comment) with the `sqlite3`
+/// shell on `db`, from the directory holding it, and returns what it printed.
+fn sqlite3(db: &Path, sql: &str) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    let mut child = Command::new("sqlite3")
+        .arg("-bail")
+        .arg(db)
+        .current_dir(db.parent().context("the database has no directory")?)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run sqlite3 (is the SQLite command line tool installed?)")?;
+    child
+        .stdin
+        .take()
+        .context("no stdin")?
+        .write_all(sql.as_bytes())?;
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "sqlite3 failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -289,6 +355,20 @@ fn run(customers: u64, admin_url: &str, pg_store: bool) -> anyhow::Result<()> {
     );
     let limit_rate = limit_rows as f64 / limit_s;
     println!("limit:            {limit_rows} rows in {limit_s:.2}s = {limit_rate:.0} rows/s");
+
+    // The floor is the embedded store's: it measures nothing about a PostgreSQL store.
+    let floor_rate = if pg_store {
+        None
+    } else {
+        println!("floor of the store's layout: sqlite3 alone, benches/layout_floor.sql ...");
+        let floor_s = layout_floor(dir.path(), customers)?;
+        let rate = total as f64 / floor_s;
+        println!(
+            "layout floor:     {total} rows in {floor_s:.2}s = {rate:.0} rows/s = {:.1}% of the limit",
+            100.0 * rate / limit_rate
+        );
+        Some(rate)
+    };
 
     let store_db = pg_store
         .then(|| BenchDb::create_named(admin_url, "_store"))
@@ -350,6 +430,16 @@ fn run(customers: u64, admin_url: &str, pg_store: bool) -> anyhow::Result<()> {
         100.0 * TARGET_FULL_VS_LIMIT,
         verdict(full_vs_limit >= TARGET_FULL_VS_LIMIT)
     );
+    if let Some(floor_rate) = floor_rate {
+        println!(
+            "layout floor / limit:          {:.1}% (the most a sync into this layout can reach)",
+            100.0 * floor_rate / limit_rate
+        );
+        println!(
+            "full sync / layout floor:      {:.1}%",
+            100.0 * full_rate / floor_rate
+        );
+    }
     println!(
         "peak RSS:                      {peak:.1} MiB (target <= {TARGET_PEAK_RSS_MIB:.0} MiB: {})",
         verdict(peak <= TARGET_PEAK_RSS_MIB)
