@@ -34,7 +34,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 mod common;
-use common::{BenchDb, dossier, psql, vm_hwm_kib};
+use common::{BenchDb, dossier, psql, sqlite3, vm_hwm_kib};
 
 const CONNECTIONS: usize = 8;
 
@@ -140,31 +140,6 @@ ANALYZE;
 PRAGMA journal_mode = WAL;
 "
     )
-}
-
-/// Runs SQL with the `sqlite3` shell on a database file, stopping at the first error.
-fn sqlite3(path: &Path, sql: &str) -> anyhow::Result<()> {
-    let mut child = Command::new("sqlite3")
-        .args(["-bail", "-batch"])
-        .arg(path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run sqlite3 (is the SQLite shell installed?)")?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(sql.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "sqlite3 failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 const CONTACT_QUERY: &str = r#"query($e: String) { contact(email: $e) { id email firstName country data aggregates sessions(first: 5) { edges { node { id kind startedAt data } } } } }"#;

@@ -21,13 +21,13 @@
 //! Needs `psql` and `sqlite3` on the PATH.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context as _, ensure};
 
 mod common;
-use common::{BenchDb, TimedSync, psql, timed_sync};
+use common::{BenchDb, TimedSync, psql, sqlite3, timed_sync};
 
 /// Targets from issue #3.
 const TARGET_FULL_VS_LIMIT: f64 = 0.40;
@@ -290,33 +290,6 @@ fn layout_floor(dir: &Path, customers: u64) -> anyhow::Result<f64> {
         let _ = std::fs::remove_file(dir.join(format!("floor.db{suffix}")));
     }
     Ok(secs)
-}
-
-/// Runs SQL (on its standard input, so a script may start with a comment) with the `sqlite3`
-/// shell on `db`, from the directory holding it, and returns what it printed.
-fn sqlite3(db: &Path, sql: &str) -> anyhow::Result<String> {
-    use std::io::Write as _;
-    let mut child = Command::new("sqlite3")
-        .arg("-bail")
-        .arg(db)
-        .current_dir(db.parent().context("the database has no directory")?)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run sqlite3 (is the SQLite command line tool installed?)")?;
-    child
-        .stdin
-        .take()
-        .context("no stdin")?
-        .write_all(sql.as_bytes())?;
-    let out = child.wait_with_output()?;
-    ensure!(
-        out.status.success(),
-        "sqlite3 failed: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn verdict(met: bool) -> &'static str {

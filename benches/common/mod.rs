@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
+use std::io::Write as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, bail, ensure};
 
 pub fn dossier() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dossier"));
@@ -169,4 +171,33 @@ pub fn timed_sync(config: &std::path::Path, source: &str, log: &str) -> anyhow::
         rss_mib: peak as f64 / 1024.0,
         stderr,
     })
+}
+
+/// Runs SQL with the `sqlite3` shell on a database file, stopping at the first error, and
+/// returns what it printed. The SQL goes in on standard input (so a script may start with a
+/// comment) and runs from the file's directory (so a script may attach its neighbours).
+pub fn sqlite3(db: &Path, sql: &str) -> anyhow::Result<String> {
+    let mut cmd = Command::new("sqlite3");
+    cmd.args(["-bail", "-batch"]).arg(db);
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run sqlite3 (is the SQLite command line tool installed?)")?;
+    child
+        .stdin
+        .take()
+        .context("no stdin for sqlite3")?
+        .write_all(sql.as_bytes())?;
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "sqlite3 failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
