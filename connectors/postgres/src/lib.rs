@@ -214,9 +214,7 @@ fn classify(e: sqlx::Error) -> DbError {
                 // Insufficient resources, operator intervention (shutdown, statement
                 // timeout), serialization failures, lock timeouts, a database not accepting
                 // connections, system errors.
-                c if ["08", "53", "57", "40", "58"]
-                    .iter()
-                    .any(|p| c.starts_with(p))
+                c if ["53", "57", "40", "58"].iter().any(|p| c.starts_with(p))
                     || c == "55000"
                     || c == "55P03" =>
                 {
