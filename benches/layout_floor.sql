@@ -9,10 +9,13 @@
 --   * computes the five aggregates and the contacts' session data set-based, one GROUP BY
 --     per source table.
 --
--- It writes the same rows as the sync (contacts, both identities of each, every order and
+-- It writes the rows of the sync (contacts, both identities of each, every order and
 -- conversation with its data as the store encodes it, the aggregates and the session data on
 -- each contact) but leaves out what only a sync needs: provenance, stream states, run records
--- and the bookkeeping of a resumable load. The bench checks that the indexes it rebuilds are
+-- and the bookkeeping of a resumable load. It also writes a few rows fewer, which only makes
+-- it faster: `avg_csat` only for contacts with a rated conversation (the store keeps an empty
+-- one for every contact with a session) and `csat` only where the latest conversation is
+-- rated (the store keeps the latest rating). The bench checks that the indexes it rebuilds are
 -- exactly those the migrations create. Run from the directory holding limit.db.
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
