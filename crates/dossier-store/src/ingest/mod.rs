@@ -1,0 +1,269 @@
+//! Writing: one transaction per batch (or group of batches) resolves identities, upserts
+//! contacts and sessions, maintains session data on contacts and aggregates incrementally,
+//! and stores the stream's new state.
+//!
+//! # The write protocol
+//!
+//! Every write transaction of the model (a batch, a group of batches, a full refresh's
+//! deletion pass, a window sweep, settling a bulk load, an API mutation, a rule's backfill)
+//! opens through [`write::begin_write`], which makes it **the workspace's only writer** until
+//! it ends:
+//!
+//! - on PostgreSQL it takes a transaction-scoped advisory lock on the workspace
+//!   (`pg_advisory_xact_lock`) as its first statement; every later statement runs at READ
+//!   COMMITTED, so it sees everything the previous writer committed;
+//! - on SQLite it begins with `BEGIN IMMEDIATE`, which takes the database's write lock at once
+//!   (waiting up to the busy timeout) instead of at the first write on a possibly stale
+//!   snapshot.
+//!
+//! **Invariant:** the writes of one workspace are serial, so any number of writers (sources,
+//! `dossier worker` processes, the window sweep, the segment refresh, the API) leave the
+//! store exactly as one writer applying the same transactions one after the other would.
+//! What may run in parallel is everything before the write: reading the sources and mapping
+//! their rows (the engine's read-ahead), and every read of the gateway. Workspaces do not
+//! wait for each other.
+//!
+//! Within a transaction, a batch applies in this order:
+//!
+//! 1. [`prefetch`]: the batch's identities, stored sessions, aggregate states and profiles,
+//!    in a few packed queries;
+//! 2. each record in order ([`Ingest::apply`]): identities resolved ([`identities`]), contacts
+//!    merged where a record ties several ([`merge`], fields chosen by [`survivorship`]),
+//!    contact records upserted ([`contacts`]), session records queued ([`sessions`]) and their
+//!    effects on aggregates and session data computed ([`derived`]);
+//! 3. queued rows are flushed, many per statement, before anything reads them back (a merge, a
+//!    recompute) and at [`Ingest::finish`]: changed sessions, new sessions, new contacts,
+//!    identities and own values, then recomputed session data and aggregate states;
+//! 4. rejected records and the stream's new state ([`write`]);
+//! 5. the lease: a sync's transaction commits only if its scheduler still holds the source's
+//!    lease, checked just before the commit, in the same transaction.
+
+mod api;
+mod contacts;
+mod derived;
+mod encoding;
+mod identities;
+mod maintenance;
+mod merge;
+mod prefetch;
+mod rules;
+mod sessions;
+mod sql;
+mod survivorship;
+mod write;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use dossier_core::{
+    AggState, AggregateRule, DataKey, DataValue, Identity, IdentityPolicy, MappedRecord, Provenance,
+};
+use sqlx::AnyConnection;
+
+pub(crate) use encoding::{decode_data, decode_provenance, encode, projections};
+pub(crate) use rules::load_rules;
+pub use write::WriteGroup;
+
+use crate::backend::now_micros;
+use crate::error::Result;
+use crate::{Backend, BatchOutcome};
+use derived::*;
+use encoding::{encode_state, load_policy};
+use sql::*;
+
+/// A live session as aggregates and session data need it: (id, kind, start, data).
+type LiveSession = (i64, String, i64, BTreeMap<String, DataValue>);
+
+/// A live session as a packed read returns it: (contact, id, kind, start, data).
+type PackedSession = (i64, i64, String, i64, BTreeMap<String, DataValue>);
+/// A stored session as a batch's lookup packs it: external id, id, contact, kind, start, end,
+/// data (the stored JSON text), deleted.
+type PackedStored = (
+    String,
+    i64,
+    Option<i64>,
+    String,
+    i64,
+    Option<i64>,
+    String,
+    i64,
+);
+
+/// A session value waiting to show on its contact: (session start, session id, value).
+type PendingValue = (i64, i64, DataValue);
+
+/// A new contact's profile as its record sets it: (column, value) pairs, the source's update
+/// time, and where each field came from.
+type NewProfile<'r> = (&'r [(&'static str, &'r str)], Option<i64>, Provenance);
+
+/// A new contact waiting for its multi-row insert, its id already reserved.
+struct NewContact {
+    id: i64,
+    created_at: i64,
+    source_updated_at: Option<i64>,
+    provenance: Option<String>,
+    /// Profile columns the record sets, each once.
+    fields: Vec<(&'static str, String)>,
+}
+
+/// A stored session's new values, waiting for their multi-row update.
+struct ChangedSession {
+    /// Its contact, kind or start changed (the columns the session indexes hold): only then
+    /// are they written, so an update of data alone leaves the indexes' pages untouched.
+    moved: bool,
+    contact: Option<i64>,
+    kind: String,
+    started_at: i64,
+    ended_at: Option<i64>,
+    data_json: String,
+}
+
+/// A new session waiting for its multi-row insert.
+struct NewSession {
+    key: (String, String, String),
+    kind: String,
+    contact: Option<i64>,
+    started_at: i64,
+    ended_at: Option<i64>,
+    data: BTreeMap<String, DataValue>,
+    data_json: String,
+}
+
+#[derive(Debug, Clone)]
+struct StoredSession {
+    id: i64,
+    contact_id: Option<i64>,
+    kind: String,
+    started_at: i64,
+    ended_at: Option<i64>,
+    data_json: String,
+    data: BTreeMap<String, DataValue>,
+    deleted: bool,
+}
+
+/// The state of one batch's transaction.
+pub(crate) struct Ingest<'c> {
+    conn: &'c mut AnyConnection,
+    ws: &'c str,
+    now: i64,
+    rules: Vec<AggregateRule>,
+    idents: HashMap<Identity, i64>,
+    /// Identities known to be absent (prefetched), so they are not looked up one by one.
+    missing: HashSet<Identity>,
+    /// Sessions of this batch as stored, by (source, stream, external id); `None` if new.
+    sessions: HashMap<(String, String, String), Option<StoredSession>>,
+    /// Session data to show on contacts, the latest per (contact, key), written at `finish`.
+    pending_data: HashMap<(i64, String), PendingValue>,
+    /// Aggregate states of contacts touched by this batch, by rule name.
+    aggs: HashMap<i64, HashMap<String, AggState>>,
+    /// New sessions of this batch, inserted many per statement before their effects apply.
+    new_sessions: Vec<NewSession>,
+    /// Stored sessions this batch changed, by id (the last change wins), written many per
+    /// statement before anything reads sessions back (recomputes, merges) and at `finish`.
+    changed_sessions: HashMap<i64, ChangedSession>,
+    /// Unchanged sessions a full-refresh read saw, marked seen with `changed_sessions`.
+    seen_sessions: Vec<i64>,
+    /// The keys of `new_sessions`, to find a record repeated within the batch.
+    new_session_keys: HashSet<(String, String, String)>,
+    /// Contacts whose aggregate states changed and must be written.
+    dirty_aggs: HashSet<i64>,
+    /// Aggregate states as loaded, serialized, by (contact, rule): a state that comes out the
+    /// same is not written again (nor its row's indexes touched).
+    stored_aggs: HashMap<(i64, String), String>,
+    recompute_aggs: BTreeSet<i64>,
+    recompute_data: BTreeSet<i64>,
+    pub(crate) outcome: BatchOutcome,
+    /// The run to record on every session written (full-refresh deletion detection).
+    seen_run: Option<i64>,
+    sqlite: bool,
+    policy: IdentityPolicy,
+    /// The record being applied (source, stream, id), for merge explanations and provenance.
+    current: Option<(String, String, String)>,
+    /// A bulk load: session changes only note their contacts in `deferred`, whose aggregates
+    /// and session data are computed once by [`SqlStore::settle_deferred`].
+    defer: bool,
+    deferred: BTreeSet<i64>,
+    /// Identities found missing and attached to a contact, inserted many per statement
+    /// before anything reads the identities table (merges) and at `finish`.
+    new_idents: Vec<(i64, Identity)>,
+    /// Own values of contact records, the last per (contact, key), written with `new_idents`.
+    own_data: HashMap<(i64, DataKey), DataValue>,
+    /// What this batch knows of contacts it wrote: the source's latest update and where
+    /// each field came from, so a contact written twice (or just created) is not read back.
+    profiles: HashMap<i64, (Option<i64>, Provenance)>,
+    /// New contacts, inserted many per statement before anything reads or updates the
+    /// contacts table, and at `finish`; their ids are in `new_contact_ids`.
+    new_contacts: Vec<NewContact>,
+    new_contact_ids: HashSet<i64>,
+    /// Contact ids reserved for this batch and not used yet, the smallest last.
+    reserved_ids: Vec<i64>,
+    /// The largest contact id reserved so far.
+    last_contact_id: Option<i64>,
+}
+
+impl<'c> Ingest<'c> {
+    pub(crate) async fn new(
+        conn: &'c mut AnyConnection,
+        ws: &'c str,
+        backend: Backend,
+    ) -> Result<Self> {
+        let rules = load_rules(conn, ws).await?;
+        let policy = load_policy(conn, ws).await?;
+        Ok(Self {
+            conn,
+            ws,
+            now: now_micros(),
+            rules,
+            idents: HashMap::new(),
+            missing: HashSet::new(),
+            sessions: HashMap::new(),
+            pending_data: HashMap::new(),
+            aggs: HashMap::new(),
+            dirty_aggs: HashSet::new(),
+            stored_aggs: HashMap::new(),
+            new_sessions: Vec::new(),
+            new_session_keys: HashSet::new(),
+            changed_sessions: HashMap::new(),
+            seen_sessions: Vec::new(),
+            recompute_aggs: BTreeSet::new(),
+            recompute_data: BTreeSet::new(),
+            outcome: BatchOutcome::default(),
+            seen_run: None,
+            sqlite: backend == Backend::Sqlite,
+            policy,
+            current: None,
+            defer: false,
+            deferred: BTreeSet::new(),
+            new_idents: Vec::new(),
+            own_data: HashMap::new(),
+            profiles: HashMap::new(),
+            new_contacts: Vec::new(),
+            new_contact_ids: HashSet::new(),
+            reserved_ids: Vec::new(),
+            last_contact_id: None,
+        })
+    }
+
+    pub(crate) async fn apply(
+        &mut self,
+        source: &str,
+        stream: &str,
+        rec: &MappedRecord,
+    ) -> Result<()> {
+        self.current = Some((
+            source.to_string(),
+            stream.to_string(),
+            rec.external_id().to_string(),
+        ));
+        let changed = match rec {
+            MappedRecord::Contact(c) => self.upsert_contact(c).await?,
+            MappedRecord::Session(s) => self.upsert_session(source, stream, s).await?,
+        };
+        self.current = None;
+        if changed {
+            self.outcome.written += 1;
+        } else {
+            self.outcome.unchanged += 1;
+        }
+        Ok(())
+    }
+}
