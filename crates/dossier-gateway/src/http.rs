@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
-use async_graphql::{ErrorExtensions as _, Request, Response, ServerError};
+use async_graphql::{Request, Response, ServerError};
 use axum::body::Body;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, RawQuery, State};
@@ -30,6 +30,7 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::admission::{self, Limits, request_error};
 use crate::metrics::{self, Metrics, Outcome, Status};
 use crate::persisted::{self, Cache};
 use crate::{Access, Caller, DossierSchema, Gateway, GatewayConfig, prepare};
@@ -41,6 +42,8 @@ pub(crate) struct App {
     pub(crate) schema: DossierSchema,
     pub(crate) store: SqlStore,
     pub(crate) config: GatewayConfig,
+    /// What [`admission::admit`] allows, from `config`.
+    pub(crate) limits: Limits,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
     pub(crate) persisted: Cache,
     /// Keys read in the last second: most requests then check their key without a store
@@ -68,6 +71,7 @@ pub fn router(schema: DossierSchema, store: SqlStore) -> Router {
     let app = Arc::new(App {
         schema,
         store,
+        limits: Limits::of(&config),
         config,
         limiter,
         persisted: Cache::default(),
@@ -158,10 +162,7 @@ fn refuse(
     message: impl Into<String>,
     code: &str,
 ) -> axum::response::Response {
-    let error = async_graphql::Error::new(message)
-        .extend_with(|_, e| e.set("code", code))
-        .into_server_error(async_graphql::Pos::default());
-    let body = serde_json::json!({ "errors": [error] });
+    let body = serde_json::json!({ "errors": [request_error(message, code)] });
     (
         status,
         [(header::CONTENT_TYPE, media.content_type())],
@@ -368,22 +369,73 @@ impl App {
             });
             r
         };
+        if request.query.trim().is_empty() && !request.extensions.contains_key("persistedQuery") {
+            let r = refuse(
+                StatusCode::BAD_REQUEST,
+                media,
+                "the request has no query; send {\"query\": \"...\"}",
+                "BAD_REQUEST",
+            );
+            return outcome("unknown", Status::Rejected, r);
+        }
         if let Err(e) = persisted::resolve(
             &self.config.persisted_queries,
             &self.persisted,
+            &caller.workspace,
             &mut request,
         ) {
             return outcome("unknown", Status::Error, request_errors(media, &[e]));
         }
-        // Parsed once here and kept in the request, which execution then uses. A document
-        // that does not parse is let through: executing it answers with the syntax error.
+        // The timeout covers admission, validation and execution alike. Admission (scan,
+        // parse, measure) runs on the blocking pool: bounded as it is, a 256 KiB document
+        // still takes milliseconds that belong to no async worker.
+        let limit = self.config.request_timeout;
+        let started = Instant::now();
+        let limits = self.limits;
         let operation = request.operation_name.clone();
-        let (ty, read_only) = match request.parsed_query() {
-            Ok(doc) => (
-                operation_type_in(doc, operation.as_deref()),
-                is_read_only(doc, operation.as_deref()),
-            ),
-            Err(_) => (None, true),
+        let admitted = tokio::task::spawn_blocking(move || {
+            let kinds = admission::admit(&limits, &mut request).map(|doc| {
+                (
+                    operation_type_in(doc, operation.as_deref()),
+                    is_read_only(doc, operation.as_deref()),
+                )
+            });
+            (request, kinds)
+        });
+        let timed_out = |operation_type| {
+            outcome(
+                operation_type,
+                Status::Timeout,
+                refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    media,
+                    format!(
+                        "the request ran longer than {} ms and was stopped; ask for less (smaller pages, fewer fields)",
+                        limit.as_millis()
+                    ),
+                    "TIMEOUT",
+                ),
+            )
+        };
+        let (request, (ty, read_only)) = match tokio::time::timeout(limit, admitted).await {
+            Err(_) => return timed_out("unknown"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the admission of a request failed");
+                return outcome(
+                    "unknown",
+                    Status::Error,
+                    refuse(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        media,
+                        "the request could not be read",
+                        "INTERNAL",
+                    ),
+                );
+            }
+            Ok(Ok((_, Err(e)))) => {
+                return outcome("unknown", Status::Error, request_errors(media, &[e]));
+            }
+            Ok(Ok((request, Ok(kinds)))) => (request, kinds),
         };
         let operation_type = metrics::operation_label(ty);
         if queries_only && !read_only {
@@ -398,20 +450,19 @@ impl App {
             return outcome(operation_type, Status::Rejected, r);
         }
         if operation_type == "subscription" {
-            let error = async_graphql::Error::new(
+            let error = request_error(
                 "subscriptions are served over WebSocket (graphql-transport-ws) at /graphql",
-            )
-            .extend_with(|_, e| e.set("code", "BAD_REQUEST"))
-            .into_server_error(async_graphql::Pos::default());
+                "BAD_REQUEST",
+            );
             return outcome(
                 operation_type,
                 Status::Rejected,
                 request_errors(media, &[error]),
             );
         }
-        let limit = self.config.request_timeout;
         let request = prepare(request, &self.store, caller);
-        match tokio::time::timeout(limit, self.schema.execute(request)).await {
+        let remaining = limit.saturating_sub(started.elapsed());
+        match tokio::time::timeout(remaining, self.schema.execute(request)).await {
             Ok(response) => {
                 let status = if response.errors.is_empty() {
                     Status::Ok
@@ -420,19 +471,7 @@ impl App {
                 };
                 outcome(operation_type, status, respond(media, response))
             }
-            Err(_) => outcome(
-                operation_type,
-                Status::Timeout,
-                refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    media,
-                    format!(
-                        "the request ran longer than {} ms and was stopped; ask for less (smaller pages, fewer fields)",
-                        limit.as_millis()
-                    ),
-                    "TIMEOUT",
-                ),
-            ),
+            Err(_) => timed_out(operation_type),
         }
     }
 }
@@ -539,15 +578,12 @@ async fn graphql_get(
         .await
 }
 
-/// The type of the operation a request runs: the one named, or the document's only one.
-/// `None` when the document does not parse or the operation is not found.
-pub(crate) fn operation_type(query: &str, operation: Option<&str>) -> Option<OperationType> {
-    let doc = async_graphql::parser::parse_query(query).ok()?;
-    operation_type_in(&doc, operation)
-}
-
-/// The type of the operation a parsed document runs (see [`operation_type`]).
-fn operation_type_in(doc: &ExecutableDocument, operation: Option<&str>) -> Option<OperationType> {
+/// The type of the operation a parsed document runs: the one named, or the document's only
+/// one; `None` when it is not found.
+pub(crate) fn operation_type_in(
+    doc: &ExecutableDocument,
+    operation: Option<&str>,
+) -> Option<OperationType> {
     let mut ops = doc
         .operations
         .iter()

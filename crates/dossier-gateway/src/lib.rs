@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+mod admission;
 mod auth;
 mod card;
 mod connectors;
@@ -38,6 +39,7 @@ use std::time::Duration;
 use async_graphql::Schema;
 use dossier_store::SqlStore;
 
+pub use admission::NESTING_CEILING;
 pub use connectors::{ConnectorAdmin, ConnectorInfo, ConnectorKind};
 pub use dossier_store::Role;
 pub use http::router;
@@ -120,6 +122,17 @@ pub struct GatewayConfig {
     pub max_aliases: usize,
     /// The most fields an operation may select at its root.
     pub max_root_fields: usize,
+    /// The most tokens (names, punctuation, values, strings) a document may have, counted
+    /// before it is parsed.
+    pub max_tokens: usize,
+    /// The deepest nesting of braces, brackets and parentheses a document may have (selection
+    /// sets, argument lists, lists and input objects alike), checked before it is parsed; also
+    /// the deepest nesting of selections once fragments are expanded. At most
+    /// [`NESTING_CEILING`], whatever is configured: the parser recurses once per level.
+    pub max_nesting: usize,
+    /// The most fields a document may select once its fragments are expanded (counted
+    /// without expanding them).
+    pub max_selections: usize,
     /// The largest request body, in bytes.
     pub max_body_bytes: usize,
     /// How long one request may run before it is stopped.
@@ -145,6 +158,9 @@ impl Default for GatewayConfig {
             allow_plugin_install: false,
             max_aliases: 30,
             max_root_fields: 10,
+            max_tokens: 15_000,
+            max_nesting: 128,
+            max_selections: 10_000,
             max_body_bytes: 256 * 1024,
             request_timeout: Duration::from_secs(10),
             rate_limit: Some(RateLimit {
@@ -215,9 +231,8 @@ pub fn build_schema(
     let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription)
         .limit_depth(config.max_depth)
         .limit_complexity(config.max_complexity)
-        .extension(limits::DocumentLimits {
-            max_aliases: config.max_aliases,
-            max_root_fields: config.max_root_fields,
+        .extension(limits::Validation {
+            introspection: config.introspection,
         })
         .extension(async_graphql::extensions::Tracing);
     if !config.introspection {
@@ -260,8 +275,8 @@ pub(crate) fn prepare(
     request.data(loaders).data(caller)
 }
 
-/// Runs one GraphQL document without HTTP as `caller`; returns the full JSON response
-/// (`data`, and `errors` when there are any).
+/// Runs one GraphQL document without HTTP as `caller`, through the same admission as HTTP;
+/// returns the full JSON response (`data`, and `errors` when there are any).
 pub async fn execute(
     schema: &DossierSchema,
     store: &SqlStore,
@@ -273,7 +288,14 @@ pub async fn execute(
     if let Some(v) = variables {
         request = request.variables(async_graphql::Variables::from_json(v));
     }
-    let response = schema.execute(prepare(request, store, caller)).await;
+    let limits = schema
+        .data::<Gateway>()
+        .map(|g| admission::Limits::of(&g.config))
+        .unwrap_or_else(|| admission::Limits::of(&GatewayConfig::default()));
+    let response = match admission::admit(&limits, &mut request) {
+        Ok(_) => schema.execute(prepare(request, store, caller)).await,
+        Err(e) => async_graphql::Response::from_errors(vec![e]),
+    };
     serde_json::to_value(&response).unwrap_or_else(|e| {
         serde_json::json!({ "data": null, "errors": [{ "message": format!("cannot encode the response: {e}") }] })
     })

@@ -1,11 +1,14 @@
 //! Persisted queries: automatic (a client sends a document's sha256; the gateway runs the
 //! document it saw under that hash, or asks for it) and allow-list mode (only listed
 //! documents run).
+//!
+//! The automatic cache is keyed by workspace and hash: a hash one workspace's key registered
+//! is unknown to another workspace's keys, as an allow-list boundary should be.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
-use async_graphql::{ErrorExtensions as _, Request, ServerError};
+use async_graphql::{Request, ServerError};
 use dossier_core::sha256_hex;
 
 use crate::PersistedQueries;
@@ -15,8 +18,8 @@ const CACHE_ENTRIES: usize = 1024;
 /// Larger documents run but are not remembered (the cache stays small whatever is sent).
 const CACHE_MAX_DOCUMENT: usize = 64 * 1024;
 
-/// The remembered documents, by sha256.
-pub(crate) struct Cache(Mutex<lru::LruCache<String, Arc<str>>>);
+/// The remembered documents, by workspace and sha256.
+pub(crate) struct Cache(Mutex<lru::LruCache<(String, String), Arc<str>>>);
 
 impl Default for Cache {
     fn default() -> Self {
@@ -26,10 +29,7 @@ impl Default for Cache {
     }
 }
 
-fn error(message: impl Into<String>, code: &str) -> ServerError {
-    let e = async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code));
-    e.into_server_error(async_graphql::Pos::default())
-}
+use crate::admission::request_error as error;
 
 /// The `sha256Hash` of the request's `persistedQuery` extension, if it has one.
 fn requested_hash(request: &Request) -> Result<Option<String>, ServerError> {
@@ -54,11 +54,12 @@ fn requested_hash(request: &Request) -> Result<Option<String>, ServerError> {
     }
 }
 
-/// Fills in the document of a request that sent only its hash, and refuses what the mode
-/// does not allow. Errors are request errors (nothing runs).
+/// Fills in the document of a request of `workspace` that sent only its hash, and refuses what
+/// the mode does not allow. Errors are request errors (nothing runs).
 pub(crate) fn resolve(
     mode: &PersistedQueries,
     cache: &Cache,
+    workspace: &str,
     request: &mut Request,
 ) -> Result<(), ServerError> {
     let hash = requested_hash(request)?;
@@ -94,7 +95,8 @@ pub(crate) fn resolve(
         }
         PersistedQueries::Automatic => match (hash, has_query) {
             (Some(h), false) => {
-                let doc = cache.0.lock().expect("cache lock").get(&h).cloned();
+                let key = (workspace.to_string(), h);
+                let doc = cache.0.lock().expect("cache lock").get(&key).cloned();
                 match doc {
                     Some(doc) => {
                         request.query = doc.to_string();
@@ -107,7 +109,8 @@ pub(crate) fn resolve(
             (Some(h), true) => {
                 if request.query.len() <= CACHE_MAX_DOCUMENT {
                     let doc: Arc<str> = request.query.as_str().into();
-                    cache.0.lock().expect("cache lock").put(h, doc);
+                    let key = (workspace.to_string(), h);
+                    cache.0.lock().expect("cache lock").put(key, doc);
                 }
                 Ok(())
             }
@@ -139,22 +142,25 @@ mod tests {
         let doc = "{ contacts { totalCount } }";
         let h = sha256_hex(doc);
         let mode = PersistedQueries::Automatic;
-        let e = resolve(&mode, &cache, &mut with_hash("", &h)).unwrap_err();
+        let e = resolve(&mode, &cache, "w", &mut with_hash("", &h)).unwrap_err();
         assert_eq!(e.message, "PersistedQueryNotFound");
-        resolve(&mode, &cache, &mut with_hash(doc, &h)).unwrap();
+        resolve(&mode, &cache, "w", &mut with_hash(doc, &h)).unwrap();
         let mut r = with_hash("", &h);
-        resolve(&mode, &cache, &mut r).unwrap();
+        resolve(&mode, &cache, "w", &mut r).unwrap();
         assert_eq!(r.query, doc);
         // A hash that is not the document's is refused, not remembered.
         let other = sha256_hex("{ x }");
-        let e = resolve(&mode, &cache, &mut with_hash(doc, &other)).unwrap_err();
+        let e = resolve(&mode, &cache, "w", &mut with_hash(doc, &other)).unwrap_err();
         assert!(
             e.message.contains("but the query's sha256 is"),
             "{}",
             e.message
         );
-        assert!(resolve(&mode, &cache, &mut with_hash("", &other)).is_err());
-        let e = resolve(&mode, &cache, &mut with_hash("", "abc")).unwrap_err();
+        assert!(resolve(&mode, &cache, "w", &mut with_hash("", &other)).is_err());
+        // Another workspace never saw the document.
+        let e = resolve(&mode, &cache, "x", &mut with_hash("", &h)).unwrap_err();
+        assert_eq!(e.message, "PersistedQueryNotFound");
+        let e = resolve(&mode, &cache, "w", &mut with_hash("", "abc")).unwrap_err();
         assert_eq!(
             e.message,
             "persistedQuery.sha256Hash must be 64 hexadecimal digits"
@@ -168,10 +174,16 @@ mod tests {
         let h = sha256_hex(doc);
         let mode = PersistedQueries::AllowList(Arc::new([(h.clone(), doc.to_string())].into()));
         let mut r = with_hash("", &h);
-        resolve(&mode, &cache, &mut r).unwrap();
+        resolve(&mode, &cache, "w", &mut r).unwrap();
         assert_eq!(r.query, doc);
-        resolve(&mode, &cache, &mut Request::new(doc)).unwrap();
-        let e = resolve(&mode, &cache, &mut Request::new("{ sources { name } }")).unwrap_err();
+        resolve(&mode, &cache, "w", &mut Request::new(doc)).unwrap();
+        let e = resolve(
+            &mode,
+            &cache,
+            "w",
+            &mut Request::new("{ sources { name } }"),
+        )
+        .unwrap_err();
         assert!(
             e.message
                 .starts_with("this gateway runs only allow-listed documents"),

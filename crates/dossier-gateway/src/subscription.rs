@@ -5,10 +5,12 @@
 //! [`ProgressFeed`] of [`ProgressEvent`]s (the CLI adapts the engine's run events). A
 //! subscription sees the events of its caller's workspace only.
 //!
-//! A connection authenticates once: with the upgrade request's `Authorization` header (a bad
-//! key is refused with 401 before any socket exists), or else with `connection_init`'s
-//! payload `{"Authorization": "Bearer dsk_..."}` (a bad or missing key closes the socket with
-//! 4403). Any role may subscribe. The socket serves subscriptions only (queries and mutations
+//! A connection authenticates with the upgrade request's `Authorization` header (a bad key is
+//! refused with 401 before any socket exists), or else with `connection_init`'s payload
+//! `{"Authorization": "Bearer dsk_..."}` (a bad or missing key closes the socket with 4403).
+//! The key is checked again at every `subscribe` and every [`RECHECK_EVERY`] on an open
+//! socket: once revoked or expired, the socket is closed with 4403. Any role may subscribe.
+//! Every `subscribe` goes through the same admission as HTTP ([`crate::admission`]). The socket serves subscriptions only (queries and mutations
 //! go over HTTP, where the timeouts apply), at most [`MAX_SUBSCRIPTIONS`] at once, each
 //! counted against the key's rate limit.
 //!
@@ -22,8 +24,7 @@ use std::time::Duration;
 use async_graphql::http::{WebSocketProtocols, WsMessage};
 use async_graphql::parser::types::OperationType;
 use async_graphql::{
-    Context, Data, Enum, Error, ErrorExtensions as _, Executor, ID, Object, Response, Result,
-    ServerError,
+    Context, Data, Enum, Error, Executor, ID, Object, Response, Result, ServerError,
 };
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -32,15 +33,20 @@ use futures::stream::{BoxStream, StreamExt as _};
 use tokio::sync::broadcast;
 
 use crate::auth::RoleGuard;
-use crate::http::{AppState, Refusal, operation_type, who};
+use crate::http::{AppState, Refusal, operation_type_in, who};
 use crate::schema::gateway;
-use crate::{Caller, Role, persisted, prepare};
+use crate::{Caller, Role, admission, persisted, prepare};
 
 /// The graphql-transport-ws subprotocol, the only one served.
 const PROTOCOL: &str = "graphql-transport-ws";
 
 /// How long a connection may take to send `connection_init`.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often an open socket's key is checked again. Keys are read through the process's key
+/// cache (trusted for [`dossier_store::KeyCache::TTL`]), so a revocation by another process
+/// closes the socket within this plus that; one made through this process, within this.
+pub const RECHECK_EVERY: Duration = Duration::from_millis(500);
 
 /// Subscriptions one connection may run at once.
 pub const MAX_SUBSCRIPTIONS: usize = 16;
@@ -288,6 +294,11 @@ struct Connection {
     client: Option<SocketAddr>,
     /// The caller and its key id, set by the upgrade's header or by `connection_init`.
     caller: Arc<OnceLock<(Caller, String)>>,
+    /// The `Authorization` the caller was identified with (none on an open gateway), to
+    /// check the key again while the socket lives.
+    authorization: Arc<OnceLock<HeaderValue>>,
+    /// Set when the key was found revoked or expired at a `subscribe`: the socket closes.
+    revoked: Arc<tokio::sync::Notify>,
     /// `connection_init` was accepted.
     acked: Arc<AtomicBool>,
     /// `connection_init` was refused (its close is a 4403).
@@ -297,9 +308,7 @@ struct Connection {
 
 /// A response made of one error.
 fn refusal(message: impl Into<String>, code: &str) -> BoxStream<'static, Response> {
-    let error = Error::new(message)
-        .extend_with(|_, e| e.set("code", code))
-        .into_server_error(async_graphql::Pos::default());
+    let error = admission::request_error(message, code);
     futures::stream::once(async move { Response::from_errors(vec![error]) }).boxed()
 }
 
@@ -320,6 +329,10 @@ impl Executor for Connection {
         )])
     }
 
+    /// A `subscribe`: the rate limit, persisted queries, admission and the connection's
+    /// slots, in the order the messages came; then, asynchronously, the key checked again
+    /// and the subscription. Admission runs here, on the connection's task: its limits bound
+    /// it to about a millisecond, and running it in order keeps the refusals in order.
     fn execute_stream(
         &self,
         request: async_graphql::Request,
@@ -340,15 +353,25 @@ impl Executor for Connection {
             );
         }
         let mut request = request;
-        if let Err(e) = persisted::resolve(
+        let operation = request.operation_name.clone();
+        let admitted = persisted::resolve(
             &self.app.config.persisted_queries,
             &self.app.persisted,
+            &caller.workspace,
             &mut request,
-        ) {
-            metrics.request("unknown", crate::metrics::Status::Error, None);
-            return futures::stream::once(async move { Response::from_errors(vec![e]) }).boxed();
-        }
-        let ty = operation_type(&request.query, request.operation_name.as_deref());
+        )
+        .and_then(|()| {
+            admission::admit(&self.app.limits, &mut request)
+                .map(|doc| operation_type_in(doc, operation.as_deref()))
+        });
+        let ty = match admitted {
+            Ok(ty) => ty,
+            Err(e) => {
+                metrics.request("unknown", crate::metrics::Status::Error, None);
+                return futures::stream::once(async move { Response::from_errors(vec![e]) })
+                    .boxed();
+            }
+        };
         if ty.is_some_and(|t| t != OperationType::Subscription) {
             return rejected(
                 "this WebSocket serves subscriptions; send queries and mutations with POST /graphql"
@@ -366,17 +389,50 @@ impl Executor for Connection {
             );
         }
         let slot = Slot(self.running.clone());
-        let mut guard = metrics.subscription();
-        let request = prepare(request, &self.app.store, caller);
-        self.app
-            .schema
-            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
-            .map(move |response| {
-                let _ = &slot;
-                guard.saw(&response);
-                response
-            })
-            .boxed()
+        let connection = self.clone();
+        futures::stream::once(async move {
+            if let Err(reason) = connection.key_still_valid().await {
+                connection.revoked.notify_one();
+                connection.app.metrics.request(
+                    "subscription",
+                    crate::metrics::Status::Rejected,
+                    None,
+                );
+                return refusal(reason, "UNAUTHENTICATED");
+            }
+            let mut guard = connection.app.metrics.subscription();
+            let request = prepare(request, &connection.app.store, caller);
+            connection
+                .app
+                .schema
+                .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+                .map(move |response| {
+                    let _ = &slot;
+                    guard.saw(&response);
+                    response
+                })
+                .boxed()
+        })
+        .flatten()
+        .boxed()
+    }
+}
+
+impl Connection {
+    /// Is the connection's key still good? `Err` with the reason when it was revoked or
+    /// expired (or is otherwise refused); a store that does not answer keeps the socket.
+    async fn key_still_valid(&self) -> std::result::Result<(), String> {
+        let Some(authorization) = self.authorization.get() else {
+            return Ok(());
+        };
+        match self.app.identify(Some(authorization)).await {
+            Ok(_) => Ok(()),
+            Err(r) if r.status == axum::http::StatusCode::UNAUTHORIZED => Err(r.message),
+            Err(r) => {
+                tracing::warn!(reason = %r.message, "cannot check a WebSocket's key again");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -407,6 +463,8 @@ pub(crate) async fn upgrade(
         acked: Arc::new(AtomicBool::new(false)),
         refused: Arc::new(AtomicBool::new(false)),
         running: Arc::new(AtomicUsize::new(0)),
+        authorization: Arc::new(OnceLock::new()),
+        revoked: Arc::new(tokio::sync::Notify::new()),
         client,
         app: app.clone(),
     };
@@ -415,6 +473,9 @@ pub(crate) async fn upgrade(
         match app.identify(authorization).await {
             Ok(caller) => {
                 let _ = connection.caller.set(caller);
+                if let Some(value) = authorization {
+                    let _ = connection.authorization.set(value.clone());
+                }
             }
             Err(refusal) => {
                 let status = refusal.status;
@@ -454,6 +515,7 @@ async fn init(connection: Connection, payload: serde_json::Value) -> Result<Data
         match connection.app.identify(Some(&value)).await {
             Ok(caller) => {
                 let _ = connection.caller.set(caller);
+                let _ = connection.authorization.set(value);
             }
             Err(Refusal { message, .. }) => {
                 connection.refused.store(true, Ordering::SeqCst);
@@ -488,11 +550,23 @@ async fn serve(connection: Connection, socket: WebSocket) {
     futures::pin_mut!(messages);
     let deadline = tokio::time::sleep(INIT_TIMEOUT);
     tokio::pin!(deadline);
+    let mut recheck = tokio::time::interval(RECHECK_EVERY);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let message = tokio::select! {
             m = messages.next() => m,
             () = &mut deadline, if !connection.acked.load(Ordering::SeqCst) => {
                 Some(WsMessage::Close(4408, "connection initialisation timeout".into()))
+            }
+            () = connection.revoked.notified() => {
+                connection.refused.store(true, Ordering::SeqCst);
+                Some(WsMessage::Close(4403, "the API key was revoked or has expired".into()))
+            }
+            _ = recheck.tick(), if connection.authorization.get().is_some() => {
+                match connection.key_still_valid().await {
+                    Ok(()) => continue,
+                    Err(reason) => Some(WsMessage::Close(4403, reason)),
+                }
             }
         };
         let out = match message {

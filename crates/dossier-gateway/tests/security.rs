@@ -504,18 +504,37 @@ async fn introspection_can_be_turned_off() {
     })
     .await;
     let k = key(&t, WS, Role::Read).await;
-    let (_, out) = post_as(
-        &t,
-        Some(&k),
-        r#"{ __schema { queryType { name } } __type(name: "Contact") { name } }"#,
-        json!({}),
-    )
-    .await;
-    assert_eq!(
-        out["data"],
-        json!({ "__schema": null, "__type": null }),
-        "{out}"
-    );
+    // An error, not a silent null, however the introspection is reached.
+    for q in [
+        r#"{ __schema { queryType { name } } }"#,
+        r#"{ __type(name: "Contact") { name } }"#,
+        r#"{ ...I } fragment I on Query { __type(name: "Contact") { name } }"#,
+        r#"{ ... on Query { __schema { types { name } } } }"#,
+    ] {
+        let (_, out) = post_as(&t, Some(&k), q, json!({})).await;
+        assert_eq!(
+            out,
+            json!({ "errors": [{
+                "message": "introspection is disabled on this gateway",
+                "extensions": { "code": "INTROSPECTION_DISABLED" },
+            }] }),
+            "{q}"
+        );
+    }
+    // Typos get no suggestions that would spell the schema out.
+    for q in [
+        "{ contactz { id } }",
+        "{ contacts(frist: 1) { totalCount } }",
+        "{ contacts { totalCont } }",
+    ] {
+        let (_, out) = post_as(&t, Some(&k), q, json!({})).await;
+        let message = first_error(&out);
+        assert!(!message.contains("Did you mean"), "{q}: {message}");
+        assert!(message.starts_with("Unknown"), "{q}: {message}");
+    }
+    // __typename still answers: clients need it.
+    let (_, out) = post_as(&t, Some(&k), "{ __typename }", json!({})).await;
+    assert_eq!(out, json!({ "data": { "__typename": "Query" } }));
     let on = app(GatewayConfig::default()).await;
     let k = key(&on, WS, Role::Read).await;
     let (_, out) = post_as(
@@ -530,6 +549,9 @@ async fn introspection_can_be_turned_off() {
         json!({ "__type": { "name": "Contact" } }),
         "{out}"
     );
+    // With introspection on, suggestions are kept: the schema is public anyway.
+    let (_, out) = post_as(&on, Some(&k), "{ contactz { id } }", json!({})).await;
+    assert!(first_error(&out).contains("Did you mean"), "{out}");
 }
 
 fn sha256(s: &str) -> String {
