@@ -111,7 +111,7 @@ impl AggregateRule {
         Ok(self)
     }
 
-    /// The earliest session start (epoch microseconds) that still counts at `now`.
+    /// The window's start at `now` (epoch microseconds): sessions that started after it count.
     pub fn window_start(&self, now: i64) -> Option<i64> {
         self.window_secs
             .map(|w| now.saturating_sub(w.saturating_mul(MICROS)))
@@ -137,7 +137,9 @@ impl AggregateRule {
         }
         if self
             .window_start(now)
-            .is_some_and(|start| started_at < start)
+            // Half-open: a session leaves the window at the instant its expiry names, so a
+            // sweep at that instant refolds it away instead of counting it and expiring again.
+            .is_some_and(|start| started_at <= start)
         {
             return None;
         }
@@ -446,5 +448,26 @@ mod tests {
             e.to_string(),
             "invalid aggregate rule \"avg_basket\": avg needs a `field` (a session data key)"
         );
+    }
+
+    /// A session exactly one window old has left it: folding at its expiry counts it out and
+    /// leaves no expiry due at that instant, so a sweep with a fixed `now` terminates.
+    #[test]
+    fn a_session_leaves_its_window_at_its_expiry() {
+        let rule = AggregateRule::new("orders_1h", AggOp::Count, "order", None)
+            .unwrap()
+            .with_window(3600)
+            .unwrap();
+        let at = 1_000_000_000_000;
+        let expiry = rule.expiry_of(at).unwrap();
+        let data = BTreeMap::new();
+        assert!(rule.contribution(1, "order", at, &data, expiry - 1).is_some());
+        assert_eq!(rule.contribution(1, "order", at, &data, expiry), None);
+        let contributions: Vec<_> = rule
+            .contribution(1, "order", at, &data, expiry)
+            .into_iter()
+            .collect();
+        let state = AggState::fold(&rule, &contributions);
+        assert!(!state.expired(expiry), "a refold at the expiry must not be due again");
     }
 }

@@ -37,6 +37,21 @@ impl SessionCondition {
     }
 }
 
+/// Whether a comparison on one field (`Cmp`, `In`, `Contains`, `Exists` over `data.<key>` or
+/// `agg.<name>`) holds when that field's value is `value`: what a contact without a stored
+/// aggregate row reads (`count` and `sum` of nothing are 0) decides whether filters match it.
+pub fn holds_for_value(filter: &Filter, value: &DataValue) -> bool {
+    let field = match filter {
+        Filter::Cmp { field, .. }
+        | Filter::In { field, .. }
+        | Filter::Contains { field, .. }
+        | Filter::Exists(field) => field,
+        _ => return false,
+    };
+    let data = BTreeMap::from([(key(field).to_string(), value.clone())]);
+    eval(filter, &data)
+}
+
 fn refuse(reason: String) -> CoreError {
     CoreError::Filter {
         path: "condition".into(),
@@ -77,7 +92,7 @@ fn describe(field: &FilterField) -> String {
 
 fn key(field: &FilterField) -> &str {
     match field {
-        FilterField::Data(k) => k.as_str(),
+        FilterField::Data(k) | FilterField::Agg(k) => k.as_str(),
         _ => "",
     }
 }

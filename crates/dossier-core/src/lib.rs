@@ -19,7 +19,7 @@ pub mod template;
 pub mod value;
 
 pub use aggregate::{AggOp, AggState, AggregateRule, Contribution};
-pub use condition::SessionCondition;
+pub use condition::{SessionCondition, holds_for_value};
 pub use digest::sha256_hex;
 pub use duration::parse_duration_secs;
 pub use error::CoreError;

@@ -88,13 +88,19 @@ impl IdentityPolicy {
     }
 
     /// Whether a value from `new` replaces one from `old`: a stronger source always does, an
-    /// equal one when it is at least as recent. A value without origin always loses.
+    /// equal one when it is more recent; between equally recent values of different records
+    /// the greater (source, stream, record) wins, so the outcome never depends on which
+    /// arrived last. The same record again always replaces its own value. A value without
+    /// origin always loses.
     pub fn wins(&self, new: &FieldOrigin, old: Option<&FieldOrigin>) -> bool {
         let Some(old) = old else { return true };
         match self.rank(&new.source).cmp(&self.rank(&old.source)) {
             std::cmp::Ordering::Less => true,
             std::cmp::Ordering::Greater => false,
-            std::cmp::Ordering::Equal => new.at >= old.at,
+            std::cmp::Ordering::Equal => {
+                (new.at, &new.source, &new.stream, &new.record)
+                    >= (old.at, &old.source, &old.stream, &old.record)
+            }
         }
     }
 }

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use dossier_core::AggregateRule;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Connection as _, Executor, Row};
+use sqlx::{AnyPool, ConnectOptions as _, Connection as _, Executor, Row};
 
 use crate::SourceRow;
 use crate::error::{Result, StoreError};
@@ -68,6 +68,14 @@ impl SqlStore {
     }
 }
 
+/// Statements are logged at trace level and slow ones at debug: a bulk statement carries a
+/// thousand parameters, and sqlx's default (a warning with the whole statement) filled a
+/// user's terminal during a sync.
+fn quiet(opts: AnyConnectOptions) -> AnyConnectOptions {
+    opts.log_statements(log::LevelFilter::Trace)
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1))
+}
+
 pub(crate) fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
@@ -91,6 +99,7 @@ impl SqlStore {
             let opts: AnyConnectOptions = format!("sqlite://{path}?mode=rwc")
                 .parse()
                 .map_err(open_err)?;
+            let opts = quiet(opts);
             let pragmas = sqlite_pragmas;
             // Connections to a file in this process: nothing on the way to go stale, so no
             // ping before each use.
@@ -129,7 +138,7 @@ impl SqlStore {
                         Ok(true)
                     })
                 })
-                .connect(url)
+                .connect_with(quiet(url.parse().map_err(open_err)?))
                 .await
                 .map_err(open_err)?;
             POSTGRES_MIGRATIONS.run(&pool).await?;

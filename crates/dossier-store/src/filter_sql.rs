@@ -1,6 +1,8 @@
 //! Turns a contact [`Filter`] into SQL with bound parameters; user text is never pasted.
 
-use dossier_core::{CmpOp, DataValue, Filter, FilterField};
+use std::collections::HashMap;
+
+use dossier_core::{CmpOp, DataValue, Filter, FilterField, holds_for_value};
 
 /// A parameter to bind, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +20,9 @@ pub(crate) struct SqlBuilder {
     /// The placeholder of a bound the query puts on `c.id` (`c.id > floor`, a page's
     /// cursor), repeated on the contact id of every custom-field subquery.
     contact_floor: Option<String>,
+    /// What each aggregate reads as on a contact without its row (`count` and `sum` of
+    /// nothing are 0), so filters agree with reads; rules absent here have no such value.
+    empty_aggs: HashMap<String, DataValue>,
 }
 
 impl SqlBuilder {
@@ -26,7 +31,15 @@ impl SqlBuilder {
             binds: vec![],
             offset,
             contact_floor: None,
+            empty_aggs: HashMap::new(),
         }
+    }
+
+    /// Filters then match a contact without an aggregate's row as reads show it: with the
+    /// value `empty` gives for the aggregate's name.
+    pub(crate) fn with_empty_aggregates(mut self, empty: HashMap<String, DataValue>) -> Self {
+        self.empty_aggs = empty;
+        self
     }
 
     /// Declares that the query also requires `c.id > {placeholder}`, as a top-level
@@ -68,16 +81,24 @@ impl SqlBuilder {
             Filter::Exists(field) => match field {
                 FilterField::Profile(p) => format!("c.{} IS NOT NULL", p.name()),
                 FilterField::CreatedAt | FilterField::UpdatedAt => "1 = 1".into(),
-                FilterField::Data(_) | FilterField::Agg(_) => self.custom(field, "1 = 1".into()),
+                FilterField::Data(_) | FilterField::Agg(_) => {
+                    let cond = self.custom(field, "1 = 1".into());
+                    self.or_empty(field, f, cond)
+                }
             },
             Filter::Cmp { field, op, value } => {
                 let cond = self.compare(field, *op, value);
                 if *op == CmpOp::Ne {
                     // "not equal" includes contacts without the value.
                     let eq = self.compare(field, CmpOp::Eq, value);
-                    return format!("NOT ({})", self.wrap(field, eq));
+                    let leaf = Filter::Cmp {
+                        field: field.clone(),
+                        op: CmpOp::Eq,
+                        value: value.clone(),
+                    };
+                    return format!("NOT ({})", self.wrap(field, eq, &leaf));
                 }
-                self.wrap(field, cond)
+                self.wrap(field, cond, f)
             }
             Filter::In { field, values } => {
                 if values.is_empty() {
@@ -88,14 +109,14 @@ impl SqlBuilder {
                     .map(|v| self.compare(field, CmpOp::Eq, v))
                     .collect();
                 let any = format!("({})", parts.join(" OR "));
-                self.wrap(field, any)
+                self.wrap(field, any, f)
             }
             Filter::Contains { field, text } => {
                 let pattern = format!("%{}%", escape_like(&text.to_lowercase()));
                 let col = self.text_col(field);
                 let p = self.param(Bind::Text(pattern));
                 let cond = format!("LOWER({col}) LIKE {p} ESCAPE '\\'");
-                self.wrap(field, cond)
+                self.wrap(field, cond, f)
             }
         }
     }
@@ -147,12 +168,35 @@ impl SqlBuilder {
         }
     }
 
-    /// For custom fields, the condition runs on the contact's data or aggregate row.
-    fn wrap(&mut self, field: &FilterField, cond: String) -> String {
+    /// For custom fields, the condition runs on the contact's data or aggregate row; `leaf`
+    /// is the comparison `cond` implements.
+    fn wrap(&mut self, field: &FilterField, cond: String, leaf: &Filter) -> String {
         match field {
-            FilterField::Data(_) | FilterField::Agg(_) => self.custom(field, cond),
+            FilterField::Data(_) | FilterField::Agg(_) => {
+                let cond = self.custom(field, cond);
+                self.or_empty(field, leaf, cond)
+            }
             _ => cond,
         }
+    }
+
+    /// `exists` (the SQL of `leaf` on a stored row), or also a contact without the
+    /// aggregate's row when `leaf` holds for the value such a contact reads.
+    fn or_empty(&mut self, field: &FilterField, leaf: &Filter, exists: String) -> String {
+        let FilterField::Agg(name) = field else {
+            return exists;
+        };
+        let holds = self
+            .empty_aggs
+            .get(name.as_str())
+            .is_some_and(|empty| holds_for_value(leaf, empty));
+        if !holds {
+            return exists;
+        }
+        let ph = self.param(Bind::Text(name.to_string()));
+        format!(
+            "({exists} OR NOT EXISTS (SELECT 1 FROM contact_aggregates x WHERE x.contact_id = c.id AND x.name = {ph}))"
+        )
     }
 
     fn custom(&mut self, field: &FilterField, cond: String) -> String {

@@ -258,7 +258,7 @@ impl SqlStore {
         first: usize,
         after: Option<i64>,
     ) -> Result<Page<ContactRow>> {
-        let mut b = SqlBuilder::new(0);
+        let mut b = SqlBuilder::new(0).with_empty_aggregates(self.empty_aggregates(ws).await?);
         let ws_p = b.param(Bind::Text(ws.into()));
         let after_p = b.param(Bind::Int(after.unwrap_or(i64::MIN)));
         if after.is_some() {
@@ -279,8 +279,13 @@ impl SqlStore {
         Ok(Page { items, has_next })
     }
 
+    /// What the workspace's aggregates read as on a contact without their row, for filters.
+    pub(crate) async fn empty_aggregates(&self, ws: &str) -> Result<HashMap<String, DataValue>> {
+        crate::ingest::empty_aggregates(&mut *self.read.acquire().await?, ws).await
+    }
+
     pub async fn count_contacts(&self, ws: &str, filter: Option<&Filter>) -> Result<i64> {
-        let (sql, binds) = count_sql(ws, filter);
+        let (sql, binds) = count_sql(ws, filter, self.empty_aggregates(ws).await?);
         let row = bind_all(sqlx::query(AssertSqlSafe(sql)), &binds)
             .fetch_one(&self.read)
             .await?;
@@ -290,7 +295,7 @@ impl SqlStore {
     /// How the database plans [`SqlStore::count_contacts`] for `filter`, one line per step
     /// (SQLite's `EXPLAIN QUERY PLAN`, PostgreSQL's `EXPLAIN`): to check that indexes are used.
     pub async fn count_plan(&self, ws: &str, filter: Option<&Filter>) -> Result<Vec<String>> {
-        let (sql, binds) = count_sql(ws, filter);
+        let (sql, binds) = count_sql(ws, filter, self.empty_aggregates(ws).await?);
         let sqlite = self.backend == crate::Backend::Sqlite;
         let explain = if sqlite {
             "EXPLAIN QUERY PLAN"
@@ -475,8 +480,12 @@ impl SqlStore {
     }
 }
 
-fn count_sql(ws: &str, filter: Option<&Filter>) -> (String, Vec<Bind>) {
-    let mut b = SqlBuilder::new(0);
+fn count_sql(
+    ws: &str,
+    filter: Option<&Filter>,
+    empty_aggs: HashMap<String, DataValue>,
+) -> (String, Vec<Bind>) {
+    let mut b = SqlBuilder::new(0).with_empty_aggregates(empty_aggs);
     let ws_p = b.param(Bind::Text(ws.into()));
     let cond = filter.map_or_else(|| "1 = 1".to_string(), |f| b.filter(f));
     let sql = format!(

@@ -9,6 +9,7 @@ use dossier_core::{Filter, filter_text};
 use sqlx::{AnyConnection, AssertSqlSafe, Row as _};
 
 use crate::backend::{Backend, SqlStore, now_micros};
+use crate::ingest::begin_write;
 use crate::filter_sql::{Bind, SqlBuilder, bind_all};
 use crate::names::check_name;
 use crate::{Page, Result, StoreError};
@@ -87,7 +88,7 @@ impl SqlStore {
 
     /// Deletes a segment with its members and feed; false if there was none.
     pub async fn delete_segment(&self, ws: &str, name: &str) -> Result<bool> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(self, ws).await?;
         let n = sqlx::query("DELETE FROM segments WHERE workspace = $1 AND name = $2")
             .bind(ws)
             .bind(name)
@@ -143,7 +144,7 @@ impl SqlStore {
     /// Diffs a segment's live members against the materialised ones, appends the changes to
     /// its feed and applies them, in one transaction. Returns how many changes.
     pub async fn refresh_segment(&self, ws: &str, name: &str) -> Result<u64> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(self, ws).await?;
         // Serialises refreshes of one segment across workers, so the feed's ids only ever
         // grow in commit order for that segment (a reader never skips a late commit).
         let lock = if self.backend == Backend::Postgres {
@@ -219,8 +220,9 @@ impl SqlStore {
     /// The saved segments a contact is in now (evaluated live).
     pub async fn segments_of_contact(&self, ws: &str, contact: i64) -> Result<Vec<String>> {
         let mut out = vec![];
+        let empty = self.empty_aggregates(ws).await?;
         for s in self.segments(ws).await? {
-            let mut b = SqlBuilder::new(0);
+            let mut b = SqlBuilder::new(0).with_empty_aggregates(empty.clone());
             let id_p = b.param(Bind::Int(contact));
             let ws_p = b.param(Bind::Text(ws.into()));
             let cond = b.filter(&s.filter()?);
@@ -250,7 +252,8 @@ async fn diff_members(
         .fetch_one(&mut *conn)
         .await?
         .try_get(0)?;
-    let mut b = SqlBuilder::new(0);
+    let empty = crate::ingest::empty_aggregates(&mut *conn, ws).await?;
+    let mut b = SqlBuilder::new(0).with_empty_aggregates(empty);
     let ws_p = b.param(Bind::Text(ws.into()));
     let seg_p = b.param(Bind::Text(name.into()));
     let now_p = b.param(Bind::Int(now));

@@ -18,7 +18,7 @@ impl SqlStore {
         value: &DataValue,
     ) -> Result<()> {
         value.validate(key.as_str())?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(self, ws).await?;
         let id = crate::read::resolve_contact_id(&mut tx, ws, contact)
             .await?
             .ok_or_else(|| StoreError::NotFound {
@@ -42,7 +42,7 @@ impl SqlStore {
         value: &DataValue,
     ) -> Result<()> {
         value.validate(key.as_str())?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(self, ws).await?;
         let row = sqlx::query("SELECT contact_id, kind, started_at, data FROM sessions WHERE id = $1 AND workspace = $2 AND deleted = 0")
             .bind(session)
             .bind(ws)

@@ -57,8 +57,10 @@ impl Ingest<'_> {
             .map(|(i, (name, _))| format!("{name} = ${}", i + 2))
             .collect();
         let n = fields.len();
+        // The earliest creation time any source gives (LEAST and MIN skip, or yield, NULL).
+        let least = if self.sqlite { "MIN" } else { "LEAST" };
         let sql = format!(
-            "UPDATE contacts SET {}{}source_updated_at = ${}, updated_at = ${}, created_at = COALESCE(${}, created_at), provenance = ${} WHERE id = $1",
+            "UPDATE contacts SET {}{}source_updated_at = ${}, updated_at = ${}, created_at = COALESCE({least}(created_at, ${}), created_at), provenance = ${} WHERE id = $1",
             sets.join(", "),
             if sets.is_empty() { "" } else { ", " },
             n + 2,
@@ -114,14 +116,11 @@ impl Ingest<'_> {
         Ok(())
     }
 
-    /// A contact's profile fields (by name) and their origins.
-    pub(super) async fn profile_of(
-        &mut self,
-        id: i64,
-    ) -> Result<(BTreeMap<String, String>, Provenance)> {
+    /// A contact's profile fields (by name), their origins, and the source's latest update.
+    pub(super) async fn profile_of(&mut self, id: i64) -> Result<StoredProfile> {
         let cols: Vec<&str> = ProfileField::ALL.iter().map(|f| f.name()).collect();
         let sql = format!(
-            "SELECT {}, provenance FROM contacts WHERE id = $1",
+            "SELECT {}, provenance, source_updated_at FROM contacts WHERE id = $1",
             cols.join(", ")
         );
         let row = sqlx::query(AssertSqlSafe(sql))
@@ -135,6 +134,6 @@ impl Ingest<'_> {
             }
         }
         let provenance = decode_provenance(row.try_get("provenance")?)?;
-        Ok((fields, provenance))
+        Ok((fields, provenance, row.try_get("source_updated_at")?))
     }
 }

@@ -4,6 +4,7 @@
 use sqlx::{AssertSqlSafe, Row};
 
 use super::*;
+use super::write::check_lease;
 use crate::backend::now_micros;
 use crate::error::Result;
 use crate::{Backend, SqlStore};
@@ -19,7 +20,18 @@ impl SqlStore {
         stream: &str,
         run: i64,
     ) -> Result<u64> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(self, ws).await?;
+        // A run that lost its source's lease must not delete what its successor saw.
+        let owner: Option<String> = sqlx::query("SELECT owner FROM sync_runs WHERE id = $1")
+            .bind(run)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?
+            .flatten();
+        if let Some(owner) = &owner {
+            check_lease(&mut tx, self.backend, ws, source, owner).await?;
+        }
         let rows = sqlx::query(
             "SELECT id, contact_id, kind, started_at, data FROM sessions WHERE workspace = $1 AND source = $2 \
              AND stream = $3 AND deleted = 0 AND (seen_run IS NULL OR seen_run <> $4)",
@@ -62,7 +74,7 @@ impl SqlStore {
         let now = now_micros();
         let mut total = 0;
         loop {
-            let mut tx = self.write.begin().await?;
+            let mut tx = begin_write(self, ws).await?;
             // Without statistics SQLite's planner walks every contact of the workspace (65 ms
             // at 100,000 contacts, after every sync) rather than the few expired states.
             let hint = if self.backend == Backend::Sqlite {
@@ -114,7 +126,7 @@ impl SqlStore {
         let mut done = 0;
         let mut after = i64::MIN;
         loop {
-            let mut tx = self.write.begin().await?;
+            let mut tx = begin_write(self, ws).await?;
             // Locked on Postgres: a batch noting one of these contacts meanwhile waits, then
             // notes it again for the next settle.
             let lock = if self.backend == Backend::Postgres {

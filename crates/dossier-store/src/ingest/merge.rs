@@ -132,9 +132,13 @@ impl Ingest<'_> {
                 "UPDATE identities SET contact_id = $1 WHERE contact_id = $2",
                 "UPDATE sessions SET contact_id = $1 WHERE contact_id = $2",
                 "UPDATE contacts SET merged_into = $1 WHERE merged_into = $2",
+                // A value set on a contact beats one its sessions show; between two set on
+                // the contacts, survivorship decides (`merge_profiles`).
                 "INSERT INTO contact_data (contact_id, key, value, num, txt, own, session_id, session_at, updated_at) \
                  SELECT $1, key, value, num, txt, own, session_id, session_at, updated_at FROM contact_data \
-                 WHERE contact_id = $2 AND own = 1 ON CONFLICT (contact_id, key) DO NOTHING",
+                 WHERE contact_id = $2 AND own = 1 ON CONFLICT (contact_id, key) DO UPDATE SET \
+                 value = excluded.value, num = excluded.num, txt = excluded.txt, own = 1, session_id = NULL, \
+                 session_at = NULL, updated_at = excluded.updated_at WHERE contact_data.own = 0",
             ] {
                 sqlx::query(sql)
                     .bind(survivor)

@@ -60,7 +60,8 @@ use dossier_core::{
 use sqlx::AnyConnection;
 
 pub(crate) use encoding::{decode_data, decode_provenance, encode, projections};
-pub(crate) use rules::load_rules;
+pub(crate) use rules::{empty_aggregates, load_rules};
+pub(crate) use write::begin_write;
 pub use write::WriteGroup;
 
 use crate::backend::now_micros;
@@ -94,6 +95,9 @@ type PendingValue = (i64, i64, DataValue);
 /// A new contact's profile as its record sets it: (column, value) pairs, the source's update
 /// time, and where each field came from.
 type NewProfile<'r> = (&'r [(&'static str, &'r str)], Option<i64>, Provenance);
+
+/// A stored contact's profile fields by name, their origins, and the source's latest update.
+type StoredProfile = (BTreeMap<String, String>, Provenance, Option<i64>);
 
 /// A new contact waiting for its multi-row insert, its id already reserved.
 struct NewContact {

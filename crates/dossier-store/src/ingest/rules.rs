@@ -27,11 +27,24 @@ pub(crate) async fn load_rules(conn: &mut AnyConnection, ws: &str) -> Result<Vec
 /// Contacts whose sessions a rule backfill reads at once.
 const BACKFILL_CONTACTS: i64 = 2_000;
 
+/// What each rule reads as on a contact without a row for it (`count`, `sum` and
+/// `distinct_count` of nothing are 0; the others are absent), for filters to agree with reads.
+pub(crate) async fn empty_aggregates(
+    conn: &mut AnyConnection,
+    ws: &str,
+) -> Result<HashMap<String, DataValue>> {
+    Ok(load_rules(conn, ws)
+        .await?
+        .iter()
+        .filter_map(|r| Some((r.name.to_string(), AggState::default().value(r.op)?)))
+        .collect())
+}
+
 impl SqlStore {
     /// Declares the workspace's aggregate rules. New or changed rules are backfilled from
     /// the stored sessions; removed rules disappear from contacts.
     pub async fn set_rules(&self, ws: &str, rules: &[AggregateRule]) -> Result<usize> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(self, ws).await?;
         let stored = load_rules(&mut tx, ws).await?;
         let changed: Vec<&AggregateRule> = rules
             .iter()

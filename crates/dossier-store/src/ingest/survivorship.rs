@@ -41,10 +41,12 @@ impl Ingest<'_> {
         (fields, data)
     }
 
-    /// Each profile field of the survivor takes the winning value of the two contacts.
+    /// Each profile field and own value of the survivor takes the winning value of the two
+    /// contacts, by the same rule a record meets ([`IdentityPolicy::wins`]: source priority,
+    /// then the latest update, then the record's key), never by which contact survived.
     pub(super) async fn merge_profiles(&mut self, survivor: i64, loser: i64) -> Result<()> {
-        let (mut keep, mut keep_origin) = self.profile_of(survivor).await?;
-        let (other, other_origin) = self.profile_of(loser).await?;
+        let (mut keep, mut keep_origin, keep_at) = self.profile_of(survivor).await?;
+        let (other, other_origin, other_at) = self.profile_of(loser).await?;
         for (field, value) in other {
             let origin = other_origin.get(&field);
             let wins = match (keep.get(&field), origin) {
@@ -60,26 +62,45 @@ impl Ingest<'_> {
                 };
             }
         }
+        // Own values: where both contacts set one, the loser's replaces the survivor's when
+        // its origin wins (the loser's own rows were already copied where the survivor had
+        // none, or only a session's).
         for (key, origin) in other_origin.iter().filter(|(k, _)| k.starts_with("data.")) {
-            keep_origin
-                .entry(key.clone())
-                .or_insert_with(|| origin.clone());
+            if !self.policy.wins(origin, keep_origin.get(key)) {
+                continue;
+            }
+            keep_origin.insert(key.clone(), origin.clone());
+            sqlx::query(
+                "UPDATE contact_data SET value = l.value, num = l.num, txt = l.txt, own = 1, \
+                 session_id = NULL, session_at = NULL, updated_at = l.updated_at \
+                 FROM contact_data l WHERE contact_data.contact_id = $1 AND contact_data.key = $3 \
+                 AND l.contact_id = $2 AND l.key = $3 AND l.own = 1",
+            )
+            .bind(survivor)
+            .bind(loser)
+            .bind(&key["data.".len()..])
+            .execute(&mut *self.conn)
+            .await?;
         }
+        let latest = keep_at.max(other_at);
         let sets: Vec<String> = ProfileField::ALL
             .iter()
             .enumerate()
             .map(|(i, f)| format!("{} = ${}", f.name(), i + 2))
             .collect();
+        let n = ProfileField::ALL.len();
         let sql = format!(
-            "UPDATE contacts SET {}, provenance = ${} WHERE id = $1",
+            "UPDATE contacts SET {}, provenance = ${}, source_updated_at = ${} WHERE id = $1",
             sets.join(", "),
-            ProfileField::ALL.len() + 2
+            n + 2,
+            n + 3
         );
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(survivor);
         for f in ProfileField::ALL {
             q = q.bind(keep.get(f.name()).cloned());
         }
         q.bind(serde_json::to_string(&keep_origin).expect("provenance serializes"))
+            .bind(latest)
             .execute(&mut *self.conn)
             .await?;
         Ok(())
