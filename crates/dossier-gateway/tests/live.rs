@@ -728,3 +728,177 @@ async fn a_connection_that_never_initialises_is_closed() {
     }
     assert!(started.elapsed() >= Duration::from_secs(9));
 }
+
+/// Waits for the socket to close (skipping messages); its code and reason, and how long it
+/// took.
+async fn closed(c: &mut Client) -> ((u16, String), Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        if let Err(close) = c.next().await {
+            return (close, start.elapsed());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_key_closes_its_open_socket_with_4403() {
+    let live = live(GatewayConfig::default()).await;
+    // Authenticated by connection_init's payload.
+    let (key, raw) = live
+        .store
+        .create_key(WS, "soon revoked", Role::Read, None)
+        .await
+        .unwrap();
+    let mut c = Client(
+        live.connector
+            .websocket(None, "graphql-transport-ws")
+            .await
+            .unwrap(),
+    );
+    let ack = c
+        .init(json!({ "Authorization": format!("Bearer {raw}") }))
+        .await
+        .unwrap();
+    assert_eq!(ack["type"], "connection_ack");
+    // Authenticated by the upgrade's header.
+    let (header_key, header_raw) = live
+        .store
+        .create_key(WS, "header", Role::Read, None)
+        .await
+        .unwrap();
+    let mut h = Client(
+        live.connector
+            .websocket(Some(&header_raw), "graphql-transport-ws")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(h.init(json!({})).await.unwrap()["type"], "connection_ack");
+    c.subscribe("1", PROGRESS, json!({})).await;
+    h.subscribe("1", PROGRESS, json!({})).await;
+    live.listening(2).await;
+    // Events flow while the keys are good.
+    for e in run_events(WS, "shop", 1).into_iter().take(1) {
+        live.feed.send(e);
+    }
+    assert_eq!(
+        c.next_payload("1").await["data"]["syncProgress"]["kind"],
+        "RUN_STARTED"
+    );
+    assert_eq!(
+        h.next_payload("1").await["data"]["syncProgress"]["kind"],
+        "RUN_STARTED"
+    );
+
+    live.store.revoke_key(&key.id).await.unwrap();
+    live.store.revoke_key(&header_key.id).await.unwrap();
+    for client in [&mut c, &mut h] {
+        let ((code, reason), took) = closed(client).await;
+        assert_eq!(code, 4403, "{reason}");
+        assert!(reason.contains("revoked"), "{reason}");
+        assert!(took <= Duration::from_millis(1500), "closed after {took:?}");
+    }
+    // The subscriptions ended with their sockets.
+    live.listening(0).await;
+}
+
+#[tokio::test]
+async fn a_subscribe_with_a_revoked_key_is_refused_and_the_socket_closed() {
+    let live = live(GatewayConfig::default()).await;
+    let (key, raw) = live
+        .store
+        .create_key(WS, "soon revoked", Role::Read, None)
+        .await
+        .unwrap();
+    let mut c = Client(
+        live.connector
+            .websocket(None, "graphql-transport-ws")
+            .await
+            .unwrap(),
+    );
+    c.init(json!({ "Authorization": format!("Bearer {raw}") }))
+        .await
+        .unwrap();
+    live.store.revoke_key(&key.id).await.unwrap();
+    // At once, before the periodic check: the subscribe itself checks the key.
+    c.subscribe("1", PROGRESS, json!({})).await;
+    let first = c.next().await;
+    if let Ok(m) = &first {
+        assert_eq!(
+            m["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+            "{m}"
+        );
+    }
+    let ((code, _), _) = match first {
+        Err(close) => (close, Duration::ZERO),
+        Ok(_) => closed(&mut c).await,
+    };
+    assert_eq!(code, 4403);
+    assert_eq!(live.feed.receiver_count(), 0, "nothing subscribed");
+}
+
+#[tokio::test]
+async fn an_expired_key_closes_its_open_socket_with_4403() {
+    let live = live(GatewayConfig::default()).await;
+    let expires = chrono::Utc::now().timestamp_micros() + 1_200_000;
+    let (_, raw) = live
+        .store
+        .create_key(WS, "short-lived", Role::Read, Some(expires))
+        .await
+        .unwrap();
+    let mut c = Client(
+        live.connector
+            .websocket(None, "graphql-transport-ws")
+            .await
+            .unwrap(),
+    );
+    c.init(json!({ "Authorization": format!("Bearer {raw}") }))
+        .await
+        .unwrap();
+    c.subscribe("1", PROGRESS, json!({})).await;
+    live.listening(1).await;
+    let ((code, reason), _) = closed(&mut c).await;
+    let late = chrono::Utc::now().timestamp_micros() - expires;
+    assert_eq!(code, 4403, "{reason}");
+    assert!(reason.contains("expired"), "{reason}");
+    // Within the re-check period (500 ms) plus the key cache's second.
+    assert!(
+        (0..=1_600_000).contains(&late),
+        "closed {late} µs after the expiry"
+    );
+    live.listening(0).await;
+}
+
+#[tokio::test]
+async fn hostile_subscribes_are_refused_by_the_same_admission() {
+    let live = live(GatewayConfig::default()).await;
+    let mut c = live.client().await;
+    let deep = format!(
+        "subscription {{ syncProgress(source: {}\"shop\"{}) {{ kind }} }}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let mut fan = String::from(
+        "subscription { syncProgress { ...F20 } } fragment F0 on SyncProgressEvent { kind }",
+    );
+    for i in 1..=20 {
+        let p = i - 1;
+        fan.push_str(&format!(
+            " fragment F{i} on SyncProgressEvent {{ ...F{p} ...F{p} ...F{p} }}"
+        ));
+    }
+    for (id, q, code) in [
+        ("deep", deep.as_str(), "DOCUMENT_TOO_DEEP"),
+        ("fan", fan.as_str(), "TOO_MANY_SELECTIONS"),
+    ] {
+        let start = std::time::Instant::now();
+        c.subscribe(id, q, json!({})).await;
+        let out = c.next_payload(id).await;
+        assert!(start.elapsed() < Duration::from_secs(1));
+        assert_eq!(out["errors"][0]["extensions"]["code"], code, "{out}");
+        assert!(out["errors"][0].get("locations").is_none(), "{out}");
+        assert_eq!(c.next().await.unwrap()["type"], "complete");
+    }
+    // The socket still serves.
+    c.subscribe("ok", PROGRESS, json!({})).await;
+    live.listening(1).await;
+}
