@@ -69,10 +69,16 @@ impl fmt::Display for FilterField {
 /// is written (GraphQL input, segment text): `created_at` and `updated_at` compare with
 /// date-times, so a string there must read as one (via [`parse_datetime`], which takes RFC
 /// 3339 and, as UTC, the common naive spellings); other fields take the value as it is.
+/// A country compares as the code contacts store ([`country_code`](crate::country_code)),
+/// so `country = "USA"` finds what `country = "US"` finds.
 /// Every value must also respect the stored-value bounds ([`DataValue::validate`]).
 pub fn coerce_value(field: &FilterField, value: DataValue) -> Result<DataValue, CoreError> {
     let name = field.to_string();
     let value = match value {
+        DataValue::String(s) if *field == FilterField::Profile(ProfileField::Country) => {
+            // A value that names no country is kept: it matches no contact, as it should.
+            DataValue::String(crate::country_code(&s).unwrap_or(s))
+        }
         DataValue::String(s) if field.is_timestamp() => match parse_datetime(&s) {
             Some(t) => DataValue::DateTime(t),
             None => return Err(not_a_datetime(&name, &DataValue::String(s))),
@@ -202,6 +208,50 @@ impl Filter {
             }
         }
         walk(self, 0, &mut 0)
+    }
+
+    /// Refuses a filter on an aggregate that no rule defines: it would match nothing, as if
+    /// every contact's aggregate were absent, rather than say the name is wrong.
+    pub fn check_aggregates<'a>(
+        &self,
+        defined: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> Result<(), CoreError> {
+        fn walk<'a>(
+            f: &Filter,
+            defined: &(impl IntoIterator<Item = &'a str> + Clone),
+        ) -> Result<(), CoreError> {
+            let field = match f {
+                Filter::And(v) | Filter::Or(v) => {
+                    return v.iter().try_for_each(|c| walk(c, defined));
+                }
+                Filter::Not(c) => return walk(c, defined),
+                Filter::Cmp { field, .. }
+                | Filter::In { field, .. }
+                | Filter::Contains { field, .. }
+                | Filter::Exists(field)
+                | Filter::Ago { field, .. } => field,
+            };
+            match field {
+                FilterField::Agg(k) if !defined.clone().into_iter().any(|d| d == k.as_str()) => {
+                    let mut names: Vec<&str> = defined.clone().into_iter().collect();
+                    names.sort_unstable();
+                    Err(CoreError::Filter {
+                        path: format!("field \"{field}\""),
+                        reason: format!(
+                            "no aggregate {:?} is defined; defined: {}",
+                            k.as_str(),
+                            if names.is_empty() {
+                                "none".to_string()
+                            } else {
+                                names.join(", ")
+                            }
+                        ),
+                    })
+                }
+                _ => Ok(()),
+            }
+        }
+        walk(self, &defined)
     }
 
     /// The same filter with every [`Filter::Ago`] turned into a comparison with the date-time
@@ -344,6 +394,18 @@ mod tests {
     }
 
     #[test]
+    fn filters_on_undefined_aggregates_are_refused_listing_the_defined_ones() {
+        let on = |name: &str| Filter::Not(Box::new(Filter::And(vec![Filter::Exists(field(
+            &format!("agg.{name}"),
+        ))])));
+        let defined = ["total_spent", "avg_basket"];
+        assert!(on("avg_basket").check_aggregates(defined).is_ok());
+        insta::assert_snapshot!(on("avg_bsket").check_aggregates(defined).unwrap_err(), @r#"invalid filter at field "agg.avg_bsket": no aggregate "avg_bsket" is defined; defined: avg_basket, total_spent"#);
+        assert!(on("x").check_aggregates([]).unwrap_err().to_string().ends_with("defined: none"));
+        assert!(Filter::Exists(field("country")).check_aggregates([]).is_ok());
+    }
+
+    #[test]
     fn timestamps_compare_with_datetimes() {
         let want = DataValue::DateTime(at("2024-03-01T10:30:00Z"));
         let s = |v: &str| DataValue::String(v.into());
@@ -354,6 +416,13 @@ mod tests {
         assert_eq!(
             coerce_value(&field("updated_at"), want.clone()).unwrap(),
             want
+        );
+        for raw in ["USA", "us", "United States"] {
+            assert_eq!(coerce_value(&field("country"), s(raw)).unwrap(), s("US"));
+        }
+        assert_eq!(
+            coerce_value(&field("country"), s("Narnia")).unwrap(),
+            s("Narnia")
         );
         let msg = |f: &str, v| coerce_value(&field(f), v).unwrap_err().to_string();
         insta::assert_snapshot!(msg("updated_at", s("yesterday")), @r#"invalid value for "updated_at": "yesterday" is not an RFC 3339 date-time such as "2024-03-01T10:30:00Z""#);

@@ -497,6 +497,17 @@ impl BoundMapping<'_> {
 
     /// Maps one row; the error says which field and why.
     pub fn apply(&self, row: &[Value]) -> Result<MappedRecord, String> {
+        self.apply_noting(row, &mut vec![])
+    }
+
+    /// Like [`BoundMapping::apply`], noting in `dropped` the profile values left out: a
+    /// profile value that cannot be read (a country that names none) says nothing about who
+    /// the person is, so it costs the record that field only, not the record.
+    pub fn apply_noting(
+        &self,
+        row: &[Value],
+        dropped: &mut Vec<String>,
+    ) -> Result<MappedRecord, String> {
         let get = |s: &Slot, role: &str| -> Result<Value, String> {
             let mut v = row[s.index].clone();
             for t in &s.transforms {
@@ -556,9 +567,13 @@ impl BoundMapping<'_> {
                 for (field, s) in &self.profile {
                     let role = format!("profile.{field}");
                     if let Some(v) = text(&Some(s.clone()), &role)? {
-                        let v = field.normalise(&v).map_err(|e| format!("{role}: {e}"))?;
-                        profile.retain(|(f, _)| f != field);
-                        profile.push((*field, v));
+                        match field.normalise(&v) {
+                            Ok(v) => {
+                                profile.retain(|(f, _)| f != field);
+                                profile.push((*field, v));
+                            }
+                            Err(e) => dropped.push(format!("{role}: {e}")),
+                        }
                     }
                 }
                 MappedRecord::Contact(ContactRecord {
@@ -667,6 +682,58 @@ mod tests {
                 DataValue::String("basic".into())
             )]
         );
+    }
+
+    #[test]
+    fn countries_are_read_as_codes_and_a_bad_one_costs_only_its_field() {
+        let m = customers()
+            .compile(
+                "shop",
+                "customers",
+                &fields(&["id", "email", "first_name", "country", "plan"]),
+            )
+            .unwrap();
+        let names: Vec<String> = ["id", "email", "first_name", "country", "plan"]
+            .map(String::from)
+            .to_vec();
+        let b = m.bind(&names).unwrap();
+        let row = |country: &str| {
+            [
+                Value::Int(7),
+                Value::Text("ada@example.com".into()),
+                Value::Text("Ada".into()),
+                Value::Text(country.into()),
+                Value::Text("basic".into()),
+            ]
+        };
+        let contact = |country: &str, dropped: &mut Vec<String>| match b
+            .apply_noting(&row(country), dropped)
+            .unwrap()
+        {
+            MappedRecord::Contact(c) => c,
+            MappedRecord::Session(_) => panic!("a contact mapping"),
+        };
+        for (raw, code) in [("India", "IN"), ("USA", "US"), ("Deutschland", "DE")] {
+            let mut dropped = vec![];
+            let c = contact(raw, &mut dropped);
+            assert!(
+                c.profile.contains(&(ProfileField::Country, code.into())),
+                "{raw:?}: {:?}",
+                c.profile
+            );
+            assert!(dropped.is_empty(), "{dropped:?}");
+        }
+        let mut dropped = vec![];
+        let c = contact("Narnia", &mut dropped);
+        assert!(!c.profile.iter().any(|(f, _)| *f == ProfileField::Country));
+        assert!(c.profile.contains(&(ProfileField::FirstName, "Ada".into())));
+        assert_eq!(
+            c.identities,
+            vec![Identity::email("ada@example.com").unwrap()]
+        );
+        assert_eq!(c.data.len(), 1);
+        assert_eq!(dropped.len(), 1);
+        assert!(dropped[0].contains("\"Narnia\""), "{dropped:?}");
     }
 
     #[test]

@@ -71,20 +71,16 @@ impl ProfileField {
         }
     }
 
-    /// Checks and normalises a profile value. Only unambiguous normalisations are made
-    /// (case of a country code, surrounding spaces); anything else is refused.
+    /// Checks and normalises a profile value: surrounding spaces go, a country written as a
+    /// code or a name becomes its ISO 3166-1 alpha-2 code; anything else is refused.
     pub fn normalise(self, raw: &str) -> Result<String, String> {
         let v = raw.trim();
         match self {
-            ProfileField::Country => {
-                if v.len() == 2 && v.chars().all(|c| c.is_ascii_alphabetic()) {
-                    Ok(v.to_ascii_uppercase())
-                } else {
-                    Err(format!(
-                        "country {raw:?} is not an ISO 3166-1 alpha-2 code such as \"FR\""
-                    ))
-                }
-            }
+            ProfileField::Country => crate::country::country_code(v).ok_or_else(|| {
+                format!(
+                    "country {raw:?} is neither an ISO 3166-1 code (\"FR\", \"FRA\") nor a country name"
+                )
+            }),
             ProfileField::Email => crate::identity::normalise_email(v),
             _ if v.len() > 512 => Err(format!("{} is longer than 512 bytes", self.name())),
             _ => Ok(v.to_string()),
