@@ -252,7 +252,7 @@ impl HttpClient {
     where
         R: Answer,
         A: Fn() -> Fut,
-        Fut: Future<Output = Result<R, String>>,
+        Fut: Future<Output = Result<R, Failure>>,
     {
         let mut delays = self.retry.delays();
         let mut attempts = 0usize;
@@ -271,7 +271,13 @@ impl HttpClient {
                     (format!("HTTP {}", r.status().as_u16()), retry_after)
                 }
                 Ok(r) => return Ok(r),
-                Err(e) => (e, None),
+                // No one answers at that address (refused, unknown host): waiting does not
+                // change that within a request's retries; the run's own retries, bounded,
+                // try again later.
+                Err(Failure::Unreachable(e)) => {
+                    return Err(ConnectorError::unreachable(&self.what, &e));
+                }
+                Err(Failure::Other(e)) => (e, None),
             };
             let Some(backoff) = delays.next() else {
                 return Err(ConnectorError::remote(
@@ -313,19 +319,37 @@ impl Answer for reqwest::Response {
     }
 }
 
-/// A network error, without the URL (it may carry credentials in a query string).
-fn describe(e: reqwest::Error) -> String {
+/// Why a request got no answer.
+enum Failure {
+    /// Nothing listens at the address, or the host name resolves to nothing.
+    Unreachable(String),
+    Other(String),
+}
+
+/// A network error, naming the host and port but not the whole URL (it may carry
+/// credentials in a query string).
+fn describe(e: reqwest::Error) -> Failure {
+    let at = e
+        .url()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_else(|| "the server".into());
+    // reqwest's own message ("error sending request") says nothing; the root cause does.
+    let mut cause: &dyn std::error::Error = &e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let cause = cause.to_string();
+    if e.is_connect() && !e.is_timeout() {
+        return Failure::Unreachable(format!("cannot connect to {at}: {cause}"));
+    }
     let kind = if e.is_timeout() {
         "a timeout"
-    } else if e.is_connect() {
-        "a connection error"
     } else if e.is_body() || e.is_decode() {
         "an error reading the answer"
     } else {
         "a network error"
     };
-    let e = e.without_url();
-    format!("{kind} ({e})")
+    Failure::Other(format!("{kind} talking to {at} ({cause})"))
 }
 
 #[cfg(test)]
@@ -409,6 +433,28 @@ mod tests {
         let url = server.uri();
         let r = c.send(|c| c.get(&url)).await.unwrap();
         assert_eq!(r.json("test").unwrap()["ok"], true);
+    }
+
+    #[tokio::test]
+    async fn an_address_nobody_listens_on_fails_at_once_naming_it() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = HttpClient::new("test", fast(5)).unwrap();
+        let url = format!("http://127.0.0.1:{port}/orders?token=secret");
+        let started = std::time::Instant::now();
+        let e = c.send(|c| c.get(&url)).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2), "{e}");
+        assert!(e.is_unreachable() && e.is_retryable(), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("cannot connect to 127.0.0.1:{port}")),
+            "{msg}"
+        );
+        assert!(!msg.contains("secret"), "{msg}");
+        assert_eq!(msg.matches("refused").count(), 1, "{msg}");
     }
 
     #[tokio::test]

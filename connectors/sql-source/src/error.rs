@@ -17,7 +17,10 @@ pub enum ErrorClass {
     Invalid,
     /// The user may not read this.
     Permission,
-    /// The server is unreachable, restarting, overloaded, or cancelled the statement: may pass.
+    /// Nothing listens at the server's address (connection refused, no route): may pass, but
+    /// not within seconds.
+    Unreachable,
+    /// The server is restarting, overloaded, or cancelled the statement: may pass.
     Transient,
     /// The connection broke or the server ended it: may pass, on a new connection.
     ConnectionLost,
@@ -59,6 +62,7 @@ pub fn error(context: impl Display, e: DbError, configuring: bool) -> ConnectorE
         ErrorClass::Undefined | ErrorClass::Invalid if configuring => {
             ConnectorError::config(message)
         }
+        ErrorClass::Unreachable => ConnectorError::unreachable(&context.to_string(), &e.message),
         ErrorClass::Transient | ErrorClass::ConnectionLost => ConnectorError::remote(message, true),
         ErrorClass::Internal => ConnectorError::internal(message),
         ErrorClass::Permission
@@ -76,6 +80,7 @@ pub fn connect_error(engine: &str, target: &str, user: &str, e: DbError) -> Conn
              password (`password_env`)",
             e.message
         )),
+        ErrorClass::Unreachable => error(format!("{engine} at {target}"), e, true),
         _ => error(format!("cannot connect to {engine} at {target}"), e, true),
     }
 }
@@ -84,6 +89,16 @@ pub fn connect_error(engine: &str, target: &str, user: &str, e: DbError) -> Conn
 /// server; server errors (`sqlx::Error::Database`) are classified by each driver.
 pub fn driver_error_class(e: &sqlx::Error) -> ErrorClass {
     match e {
+        sqlx::Error::Io(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::HostUnreachable
+                    | std::io::ErrorKind::NetworkUnreachable
+            ) =>
+        {
+            ErrorClass::Unreachable
+        }
         // A reset, a broken pipe, the stream ending: the connection is gone.
         sqlx::Error::Io(_) => ErrorClass::ConnectionLost,
         sqlx::Error::Tls(_)
@@ -120,6 +135,20 @@ mod tests {
         assert!(error("x", e(ErrorClass::Transient), false).is_retryable());
         assert!(error("x", e(ErrorClass::ConnectionLost), false).is_retryable());
         assert!(!error("x", e(ErrorClass::Permission), true).is_retryable());
+        let refused = sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into());
+        assert_eq!(driver_error_class(&refused), ErrorClass::Unreachable);
+        let gone = connect_error(
+            "postgres",
+            "db:5432/shop",
+            "ada",
+            e(ErrorClass::Unreachable),
+        );
+        assert!(gone.is_unreachable() && gone.is_retryable(), "{gone}");
+        assert!(
+            gone.to_string()
+                .contains("postgres at db:5432/shop is unreachable: boom"),
+            "{gone}"
+        );
         let auth = connect_error("postgres", "db:5432/shop", "ada", e(ErrorClass::Auth));
         assert_eq!(auth.origin(), ErrorOrigin::Config);
         assert!(

@@ -11,6 +11,10 @@ pub enum ErrorOrigin {
     Internal,
 }
 
+/// The words of an [`ConnectorError::unreachable`] error, which mark it as one (also across the
+/// plugin boundary, which carries messages).
+const UNREACHABLE: &str = "is unreachable:";
+
 /// A connector error: says whose fault it is and whether retrying can help.
 #[derive(Debug, Clone, Error)]
 pub enum ConnectorError {
@@ -32,6 +36,19 @@ impl ConnectorError {
             message: msg.into(),
             retryable,
         }
+    }
+
+    /// Nothing answers at the source's address (connection refused, unknown host): retryable,
+    /// as a server may come back, but a run someone watches fails at once
+    /// ([`is_unreachable`](Self::is_unreachable)). `what` names the source, `why` says where
+    /// and how.
+    pub fn unreachable(what: &str, why: &str) -> Self {
+        Self::remote(format!("{what} {UNREACHABLE} {why}"), true)
+    }
+
+    /// Whether this is an [`unreachable`](Self::unreachable) error.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Remote { message, retryable: true } if message.contains(UNREACHABLE))
     }
 
     pub fn internal(msg: impl Into<String>) -> Self {
