@@ -1,12 +1,12 @@
 //! Running a sync: read → map → resolve → upsert → commit, one transaction per batch.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dossier_connector::{Batch, Registry, Source, StreamConfig, StreamState};
-use dossier_core::{CompiledMapping, CoreError, MappedRecord, Target};
+use dossier_core::{CompiledMapping, CoreError, DataValue, MappedRecord, Target};
 use dossier_store::{BatchWrite, SourceRow, SqlStore, StreamStats, WriteGroup};
 use futures::{FutureExt as _, StreamExt};
 use serde::Serialize;
@@ -121,7 +121,10 @@ pub struct Engine {
     store: SqlStore,
     registry: Registry,
     loaded: Loaded,
-    running: Mutex<HashSet<String>>,
+    /// The runs in progress in this process, with their cancel flags (see [`Engine::stop_runs`]).
+    running: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    /// Set once the process is shutting down: no run starts any more.
+    stopping: AtomicBool,
     events: SyncEvents,
 }
 
@@ -134,7 +137,7 @@ impl std::fmt::Debug for Engine {
 }
 
 /// Releases a source's running mark however the run ends.
-struct RunningGuard<'a>(&'a Mutex<HashSet<String>>, String);
+struct RunningGuard<'a>(&'a Mutex<HashMap<String, Arc<AtomicBool>>>, String);
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
         self.0.lock().expect("running set").remove(&self.1);
@@ -176,9 +179,23 @@ impl Engine {
             store,
             registry,
             loaded,
-            running: Mutex::new(HashSet::new()),
+            running: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
             events: SyncEvents::default(),
         }))
+    }
+
+    /// The engine of a command that only reads the store (`runs`, `query`, ...): nothing is
+    /// registered, so the store is left as the last `sync` or `serve` wrote it.
+    pub fn read_only(store: SqlStore, registry: Registry, loaded: Loaded) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            registry,
+            loaded,
+            running: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+            events: SyncEvents::default(),
+        })
     }
 
     /// Brings what depends on time and on the synced data up to date: windowed aggregates,
@@ -223,6 +240,16 @@ impl Engine {
         Ok(())
     }
 
+    /// Stops every run of this process at its next batch (what each committed stays) and
+    /// refuses new ones: what a process does as it shuts down.
+    pub fn stop_runs(&self) {
+        let running = self.running.lock().expect("running set");
+        self.stopping.store(true, Ordering::Relaxed);
+        for cancel in running.values() {
+            cancel.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Every run's progress, for metrics and subscriptions.
     pub fn events(&self) -> &SyncEvents {
         &self.events
@@ -245,6 +272,12 @@ impl Engine {
     }
 
     async fn connect(&self, source: &SourceConfig) -> Result<Box<dyn Source>, SyncError> {
+        if let Some(why) = self.loaded.unresolved(&source.name) {
+            return Err(SyncError::Config(format!(
+                "source {:?}: {why}",
+                source.name
+            )));
+        }
         let err = |error| SyncError::Connector {
             source_name: source.name.clone(),
             error,
@@ -283,26 +316,123 @@ impl Engine {
         Ok(out)
     }
 
-    /// Everything wrong with a source: connection, streams, mappings. Empty when all is well.
+    /// Everything wrong with a source: connection, streams, mappings, and mappings that
+    /// reject more of a sample of their stream than `max_rejected`. Empty when all is well.
     pub async fn check(&self, source: &str) -> Result<Vec<String>, SyncError> {
+        Ok(self.check_report(source).await?.problems)
+    }
+
+    /// Like [`Engine::check`], with what a sample of each stream showed.
+    pub async fn check_report(&self, source: &str) -> Result<CheckReport, SyncError> {
         let source = self.loaded.config.source(source)?;
         let conn = self.connect(source).await?;
         let streams: Vec<_> = source.streams.iter().map(Self::stream_config).collect();
-        let mut problems: Vec<String> = conn
-            .check(&streams)
-            .await
-            .into_iter()
-            .map(|p| match p.stream {
-                Some(s) => format!("stream {s:?}: {}", p.message),
-                None => p.message,
-            })
-            .collect();
-        if problems.is_empty()
-            && let Err(e) = self.compile(source, conn.as_ref()).await
-        {
-            problems.push(e.to_string());
+        let mut report = CheckReport {
+            problems: conn
+                .check(&streams)
+                .await
+                .into_iter()
+                .map(|p| match p.stream {
+                    Some(s) => format!("stream {s:?}: {}", p.message),
+                    None => p.message,
+                })
+                .collect(),
+            notes: vec![],
+        };
+        if !report.problems.is_empty() {
+            return Ok(report);
         }
-        Ok(problems)
+        let mappings = match self.compile(source, conn.as_ref()).await {
+            Ok(m) => m,
+            Err(e) => {
+                report.problems.push(e.to_string());
+                return Ok(report);
+            }
+        };
+        for (name, mapping) in &mappings {
+            let st = source
+                .streams
+                .iter()
+                .find(|s| &s.name == name)
+                .expect("compiled from config");
+            let sample = self.sample(source, conn.as_ref(), st, mapping).await?;
+            let Some(sample) = sample else { continue };
+            report
+                .problems
+                .extend(self.unsummable(name, &sample.records));
+            let rejected = sample.rejected.len() as u64;
+            if rejected == 0 {
+                continue;
+            }
+            let mut reasons = vec![];
+            keep_reasons(&mut reasons, &sample.rejected);
+            let line = format!(
+                "stream {name:?}: the mapping would reject {rejected} of the first {} records: {}",
+                sample.rows,
+                reasons.join("; ")
+            );
+            if source.rejects_too_many(rejected, sample.rows) {
+                report.problems.push(format!(
+                    "{line} (more than max_rejected = {} allows)",
+                    source.max_rejected
+                ));
+            } else {
+                report.notes.push(line);
+            }
+        }
+        Ok(report)
+    }
+
+    /// The sums and averages over session data that a stream's sample gives as something
+    /// other than numbers (text a source keeps in a numeric-looking column): they would
+    /// silently add up to nothing.
+    fn unsummable(&self, stream: &str, records: &[MappedRecord]) -> Vec<String> {
+        let mut out = vec![];
+        for a in &self.loaded.config.aggregates {
+            if !matches!(a.op, dossier_core::AggOp::Sum | dossier_core::AggOp::Avg) {
+                continue;
+            }
+            let Some(field) = a.field.as_deref() else {
+                continue;
+            };
+            let bad = records.iter().find_map(|r| match r {
+                MappedRecord::Session(s) if s.kind == a.kind => s
+                    .data
+                    .iter()
+                    .find(|(k, v)| k.as_str() == field && !matches!(v, DataValue::Number(_))),
+                _ => None,
+            });
+            if let Some((_, v)) = bad {
+                out.push(format!(
+                    "aggregate {:?} adds up data.{field} of {:?} sessions, but stream {stream:?} gives {} there, not a number; map it with `| number`",
+                    a.name,
+                    a.kind,
+                    v.to_json()
+                ));
+            }
+        }
+        out
+    }
+
+    /// The first records of a stream, mapped (`None` when the stream is empty).
+    async fn sample(
+        &self,
+        source: &SourceConfig,
+        conn: &dyn Source,
+        st: &crate::config::StreamEntry,
+        mapping: &CompiledMapping,
+    ) -> Result<Option<MappedBatch>, SyncError> {
+        let err = |error| SyncError::Connector {
+            source_name: source.name.clone(),
+            error,
+        };
+        let mut batches = conn
+            .read(&Self::stream_config(st), None, CHECK_SAMPLE)
+            .map_err(err)?;
+        let Some(batch) = batches.next().await.transpose().map_err(err)? else {
+            return Ok(None);
+        };
+        Ok(Some(map_batch(mapping, batch, &source.name, &st.name)?))
     }
 
     /// The source's streams as the connector discovers them.
@@ -339,13 +469,17 @@ impl Engine {
         control: &RunControl,
     ) -> Result<RunSummary, SyncError> {
         let cfg = self.loaded.config.source(source)?.clone();
-        if !self
-            .running
-            .lock()
-            .expect("running set")
-            .insert(cfg.name.clone())
         {
-            return Err(SyncError::AlreadyRunning(cfg.name.clone()));
+            let mut running = self.running.lock().expect("running set");
+            // Checked under the lock `stop_runs` takes: a run either sees the shutdown here
+            // or is in the set when its flag is raised.
+            if self.stopping.load(Ordering::Relaxed) {
+                return Err(SyncError::Cancelled);
+            }
+            if running.contains_key(&cfg.name) {
+                return Err(SyncError::AlreadyRunning(cfg.name.clone()));
+            }
+            running.insert(cfg.name.clone(), control.cancel.clone());
         }
         let _guard = RunningGuard(&self.running, cfg.name.clone());
         if let Some(only) = only
@@ -397,7 +531,7 @@ impl Engine {
             rows: Mutex::new(BTreeMap::new()),
         };
         let limit = cfg.parsed_timeout().map_err(SyncError::Config)?;
-        let run = self.run(&cfg, only, run_id, &mut stats, &progress, control);
+        let run = self.run(&cfg, only, run_id, trigger, &mut stats, &progress, control);
         let result = match limit {
             None => run.await,
             Some(limit) => match tokio::time::timeout(limit, run).await {
@@ -455,11 +589,13 @@ impl Engine {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
         cfg: &SourceConfig,
         only: Option<&[String]>,
         run_id: i64,
+        trigger: &str,
         stats: &mut BTreeMap<String, StreamStats>,
         progress: &dyn Progress,
         control: &RunControl,
@@ -473,6 +609,9 @@ impl Engine {
             };
             match attempt.await {
                 Ok(ok) => break ok,
+                // Someone is watching a run they started: a source that cannot be reached
+                // now says so at once, rather than after minutes of retries.
+                Err(e) if INTERACTIVE.contains(&trigger) && e.is_unreachable() => return Err(e),
                 Err(e) => retry.wait_or_fail(cfg, "", e, None, control).await?,
             }
         };
@@ -485,7 +624,9 @@ impl Engine {
             progress.stream_started(name);
             let stream_started = Instant::now();
             let mut stat = stats.remove(name).unwrap_or_default();
+            let mut reasons = vec![];
             let result = loop {
+                let read_before = stat.read;
                 match self
                     .read_stream(
                         cfg,
@@ -494,12 +635,22 @@ impl Engine {
                         mapping,
                         run_id,
                         &mut stat,
+                        &mut reasons,
                         progress,
                         control,
                     )
                     .await
                 {
                     Ok(()) => break Ok(()),
+                    // A watched run whose source does not answer at all fails now, not
+                    // after minutes of retries; one that got somewhere retries as any run.
+                    Err(e)
+                        if INTERACTIVE.contains(&trigger)
+                            && stat.read == read_before
+                            && e.is_unreachable() =>
+                    {
+                        break Err(e);
+                    }
                     Err(e) => {
                         if let Err(e) = retry
                             .wait_or_fail(cfg, name, e, Some(&mut stat), control)
@@ -521,6 +672,18 @@ impl Engine {
                 "stream read"
             );
             progress.stream_finished(name, &stat);
+            if cfg.rejects_too_many(stat.rejected, stat.read) {
+                return Err(SyncError::TooManyRejected {
+                    stream: name.clone(),
+                    rejected: stat.rejected,
+                    read: stat.read,
+                    max_rejected: cfg.max_rejected,
+                    reasons,
+                });
+            }
+            if stat.rejected > 0 {
+                tracing::warn!(source = %cfg.name, stream = %name, rejected = stat.rejected, read = stat.read, first = ?reasons.first(), "records rejected by the mapping");
+            }
         }
         Ok(())
     }
@@ -535,6 +698,7 @@ impl Engine {
         mapping: &CompiledMapping,
         run_id: i64,
         stat: &mut StreamStats,
+        reasons: &mut Vec<String>,
         progress: &dyn Progress,
         control: &RunControl,
     ) -> Result<(), SyncError> {
@@ -606,6 +770,7 @@ impl Engine {
                 }
             };
             full_refresh = batch.state.is_full_refresh();
+            keep_reasons(reasons, &batch.rejected);
             let write = BatchWrite {
                 source: cfg.name.clone(),
                 stream: name.to_string(),
@@ -646,6 +811,32 @@ impl Engine {
     }
 }
 
+/// The triggers of runs someone started and waits for (`dossier sync`, `dossier demo`).
+const INTERACTIVE: [&str; 2] = ["manual", "demo"];
+
+/// Records `check` maps from the start of each stream.
+const CHECK_SAMPLE: usize = 200;
+
+/// What `check` found: problems (it fails) and notes (worth knowing, not wrong).
+#[derive(Debug, Clone, Default)]
+pub struct CheckReport {
+    pub problems: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// The rejections a failing run names.
+const REASONS_KEPT: usize = 3;
+
+/// Keeps the first few rejections as `record <id>: <why>`.
+fn keep_reasons(kept: &mut Vec<String>, rejected: &[(Option<String>, String)]) {
+    for (id, why) in rejected
+        .iter()
+        .take(REASONS_KEPT.saturating_sub(kept.len()))
+    {
+        kept.push(format!("record {}: {why}", id.as_deref().unwrap_or("?")));
+    }
+}
+
 /// A batch of rows as records, and the rows its mapping refused.
 struct MappedBatch {
     rows: u64,
@@ -663,15 +854,26 @@ fn map_batch(
     let bound = mapping.bind(&batch.fields)?;
     let mut records: Vec<MappedRecord> = Vec::with_capacity(batch.rows.len());
     let mut rejected = vec![];
+    let mut dropped = vec![];
     for row in &batch.rows {
-        match bound.apply(row) {
-            Ok(r) => records.push(r),
+        let before = dropped.len();
+        match bound.apply_noting(row, &mut dropped) {
+            Ok(r) => {
+                if dropped.len() > before {
+                    tracing::debug!(source = %source, stream = %stream, record = ?bound.record_id(row).ok(), left_out = ?&dropped[before..], "profile values left out");
+                }
+                records.push(r)
+            }
             Err(e) => {
                 let id = bound.record_id(row).ok();
                 tracing::debug!(source = %source, stream = %stream, record = ?id, error = %e, "record rejected");
                 rejected.push((id, e));
             }
         }
+    }
+    if let Some(first) = dropped.first() {
+        // One line per batch, not per record: a column of unreadable values is one problem.
+        tracing::warn!(source = %source, stream = %stream, values = dropped.len(), first = %first, "profile values that cannot be read were left out; their records are kept");
     }
     Ok(MappedBatch {
         rows: batch.rows.len() as u64,

@@ -10,10 +10,11 @@ pub enum SyncError {
     ConfigFile { path: String, message: String },
     #[error("config: {0}")]
     Config(String),
+    // The message holds the connector's: as its `source()` too, an error chain (`{e:#}`)
+    // would say the cause twice.
     #[error("source {source_name:?}: {error}")]
     Connector {
         source_name: String,
-        #[source]
         error: ConnectorError,
     },
     #[error(transparent)]
@@ -28,6 +29,18 @@ pub enum SyncError {
         "source {source_name:?} is being synced by {holder}; a run was requested for when that one ends"
     )]
     RunningElsewhere { source_name: String, holder: String },
+    #[error(
+        "stream {stream:?} rejected {rejected} of {read} records, more than max_rejected = {max_rejected} allows: {}; fix the mapping or the data (or raise the source's `max_rejected`); the records that mapped are kept",
+        reasons.join("; ")
+    )]
+    TooManyRejected {
+        stream: String,
+        rejected: u64,
+        read: u64,
+        max_rejected: f64,
+        /// The first rejections: `record <id>: <why>`.
+        reasons: Vec<String>,
+    },
     #[error("cancelled; the batches committed before stay, and the next run resumes from there")]
     Cancelled,
     #[error("timed out after {0:?} (the source's `timeout`); the batches committed before stay")]
@@ -35,6 +48,11 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// Whether the source did not answer at all (see [`ConnectorError::unreachable`]).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, SyncError::Connector { error, .. } if error.is_unreachable())
+    }
+
     /// Can running the same sync again later help?
     pub fn is_retryable(&self) -> bool {
         match self {

@@ -14,7 +14,7 @@ pub mod schedule;
 pub mod scheduler;
 
 pub use config::Config;
-pub use engine::{Engine, NoProgress, Progress, RunControl, RunSummary};
+pub use engine::{CheckReport, Engine, NoProgress, Progress, RunControl, RunSummary};
 pub use error::SyncError;
 pub use events::{SyncEvent, SyncEvents};
 pub use registry::builtin_registry;
