@@ -14,8 +14,29 @@ use dossier_sync::{Config, Engine, NoProgress, SyncError};
 use crate::connectors::PluginAdmin;
 use crate::progress::Bars;
 
-/// Loads the installed plugins and the config, and opens the store.
+/// Loads the installed plugins and the config, opens the store, and registers the config's
+/// sources and rules there.
 pub async fn engine(config: &Path, plugins: &PluginDir) -> anyhow::Result<Arc<Engine>> {
+    let (store, registry, loaded) = open(config, plugins, false).await?;
+    Ok(Engine::new(store, registry, loaded).await?)
+}
+
+/// The engine of a command that only reads the store (`runs`, `sources`, `query`, `keys
+/// list`): it writes nothing there, and needs no source's connection variables.
+pub async fn engine_read_only(config: &Path, plugins: &PluginDir) -> anyhow::Result<Arc<Engine>> {
+    let (store, registry, loaded) = open(config, plugins, true).await?;
+    Ok(Engine::read_only(store, registry, loaded))
+}
+
+async fn open(
+    config: &Path,
+    plugins: &PluginDir,
+    offline: bool,
+) -> anyhow::Result<(
+    SqlStore,
+    dossier_connector::Registry,
+    dossier_sync::config::Loaded,
+)> {
     if !config.exists() {
         anyhow::bail!(
             "config file {} not found; pass --config <file>, set DOSSIER_CONFIG, or run `dossier demo` to create a sample",
@@ -23,12 +44,16 @@ pub async fn engine(config: &Path, plugins: &PluginDir) -> anyhow::Result<Arc<En
         );
     }
     let registry = crate::connectors::registry(plugins);
-    let loaded = Config::load(config, &registry)?;
+    let loaded = if offline {
+        Config::load_offline(config, &registry)?
+    } else {
+        Config::load(config, &registry)?
+    };
     let url = loaded.config.store.url.clone();
     let store = SqlStore::open(&url)
         .await
         .with_context(|| "opening the store (check `store.url` in the config)")?;
-    Ok(Engine::new(store, registry, loaded).await?)
+    Ok((store, registry, loaded))
 }
 
 /// Lets the gateway trigger syncs through the engine.
@@ -226,28 +251,72 @@ async fn report_sync(
                     s.run_id
                 );
                 if s.rows_rejected() > 0 {
-                    for (stream, id, err) in engine.store().rejected(engine.workspace(), source, 5).await? {
-                        println!("  rejected {stream} record {}: {err}", id.unwrap_or_else(|| "?".into()));
+                    for (stream, id, err) in engine
+                        .store()
+                        .rejected(engine.workspace(), source, 5)
+                        .await?
+                    {
+                        println!(
+                            "  rejected {stream} record {}: {err}",
+                            id.unwrap_or_else(|| "?".into())
+                        );
                     }
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e @ (SyncError::UnknownSource { .. } | SyncError::AlreadyRunning(_) | SyncError::RunningElsewhere { .. } | SyncError::Config(_))) => Err(e.into()),
-        Err(e) => Err(anyhow::anyhow!(e).context(format!(
-            "sync of {source:?} failed; committed batches are kept and the next run resumes from them"
-        ))),
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&error_json(source, &e))?);
+            }
+            match e {
+                SyncError::UnknownSource { .. }
+                | SyncError::AlreadyRunning(_)
+                | SyncError::RunningElsewhere { .. }
+                | SyncError::Config(_)
+                | SyncError::TooManyRejected { .. } => Err(e.into()),
+                e => Err(anyhow::anyhow!(e).context(format!(
+                    "sync of {source:?} failed; committed batches are kept and the next run resumes from them"
+                ))),
+            }
+        }
     }
+}
+
+/// A failed sync for `--json`: what a script needs to tell failures apart.
+fn error_json(source: &str, e: &SyncError) -> serde_json::Value {
+    let mut out = serde_json::json!({
+        "source": source,
+        "error": e.to_string(),
+        "retryable": e.is_retryable(),
+    });
+    if let SyncError::TooManyRejected {
+        stream,
+        rejected,
+        read,
+        reasons,
+        ..
+    } = e
+    {
+        out["stream"] = stream.as_str().into();
+        out["rejected"] = (*rejected).into();
+        out["read"] = (*read).into();
+        out["reasons"] = reasons.clone().into();
+    }
+    out
 }
 
 pub async fn check(config: &Path, plugins: &PluginDir, source: &str) -> anyhow::Result<ExitCode> {
     let engine = engine(config, plugins).await?;
-    let problems = engine.check(source).await?;
-    if problems.is_empty() {
+    let report = engine.check_report(source).await?;
+    for n in &report.notes {
+        println!("{source}: note: {n}");
+    }
+    if report.problems.is_empty() {
         println!("{source}: ok");
         return Ok(ExitCode::SUCCESS);
     }
-    for p in &problems {
+    for p in &report.problems {
         println!("{source}: {p}");
     }
     Ok(ExitCode::FAILURE)
@@ -270,7 +339,7 @@ pub async fn query(
     document: &str,
     variables: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let engine = engine(config, plugins).await?;
+    let engine = engine_read_only(config, plugins).await?;
     let variables = variables
         .map(serde_json::from_str)
         .transpose()
@@ -308,7 +377,7 @@ pub async fn runs(
     source: Option<&str>,
     limit: usize,
 ) -> anyhow::Result<ExitCode> {
-    let engine = engine(config, plugins).await?;
+    let engine = engine_read_only(config, plugins).await?;
     let page = engine
         .store()
         .runs(engine.workspace(), source, limit, None)
@@ -349,12 +418,15 @@ pub(crate) async fn gateway_app(
     (schema, app)
 }
 
-/// Serves GraphQL until interrupted, running scheduled syncs.
+/// Serves GraphQL until interrupted, running scheduled syncs. On Ctrl-C or SIGTERM it stops
+/// accepting, lets requests in flight finish, stops runs at their next batch and gives their
+/// leases back, within [`STOP_WITHIN`](crate::scheduling::STOP_WITHIN).
 pub async fn serve_engine(
     engine: Arc<Engine>,
     plugins: &PluginDir,
     listen: &str,
     force_open: bool,
+    shutdown: crate::scheduling::Shutdown,
 ) -> anyhow::Result<()> {
     let mut config = gateway_config(&engine)?;
     if force_open {
@@ -372,7 +444,8 @@ pub async fn serve_engine(
         );
     }
     let (_, app) = gateway_app(&engine, plugins, config).await;
-    crate::scheduling::start_scheduler(&engine).await?;
+    shutdown.stop_runs_on_signal(&engine);
+    let scheduler = crate::scheduling::start_scheduler(&engine, shutdown.clone()).await?;
     let addr = listener.local_addr()?;
     println!(
         "GraphQL: http://{addr}/graphql   (GraphiQL: http://{addr}/, subscriptions: ws://{addr}/graphql, metrics: http://{addr}/metrics)"
@@ -382,14 +455,25 @@ pub async fn serve_engine(
             "note: this server is open (no API keys, every request is an admin) and meant for local use; it listens on {addr} only"
         );
     }
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    let graceful = shutdown.clone().wait();
+    let stopped = async {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(graceful)
+        .await?;
+        // The scheduler's runs end at their next batch and give their leases back.
+        let _ = scheduler.await;
+        Ok::<_, anyhow::Error>(())
+    };
+    tokio::select! {
+        r = stopped => r?,
+        // A subscription or a slow request does not hold the process past the deadline.
+        () = shutdown.deadline() => {
+            tracing::warn!(within_ms = crate::scheduling::STOP_WITHIN.as_millis() as u64, "requests or runs still going; exiting with what the runs committed");
+        }
+    }
     Ok(())
 }
 
@@ -400,7 +484,8 @@ pub async fn serve(
 ) -> anyhow::Result<ExitCode> {
     let engine = engine(config, plugins).await?;
     let listen = listen.unwrap_or_else(|| engine.loaded().config.server.listen.clone());
-    serve_engine(engine, plugins, &listen, false).await?;
+    let shutdown = crate::scheduling::Shutdown::listen()?;
+    serve_engine(engine, plugins, &listen, false, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -452,7 +537,7 @@ pub async fn keys_list(
     plugins: &PluginDir,
     workspace: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let engine = engine(config, plugins).await?;
+    let engine = engine_read_only(config, plugins).await?;
     let fmt = |t: Option<i64>| {
         t.map(|t| {
             dossier_core::value::from_micros(t)

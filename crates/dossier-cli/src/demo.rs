@@ -158,8 +158,20 @@ pub async fn run(
         println!("wrote {}", config.display());
     }
     let engine = commands::engine(&config, plugins).await?;
+    let shutdown = crate::scheduling::Shutdown::listen()?;
+    shutdown.stop_runs_on_signal(&engine);
     let bars = Bars::new("shop");
-    let s = dossier_sync::scheduler::sync_now(&engine, "shop", None, "demo", &bars).await?;
+    let s = match dossier_sync::scheduler::sync_now(&engine, "shop", None, "demo", &bars).await {
+        Ok(s) => s,
+        Err(dossier_sync::SyncError::Cancelled) => {
+            println!(
+                "stopped: the sync of the shop ends here, with what it committed; run the demo again to resume it"
+            );
+            engine.store().close().await;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e.into()),
+    };
     println!(
         "synced shop: {} rows read, {} written in {:.1}s",
         s.rows_read(),
@@ -190,6 +202,6 @@ pub async fn run(
     if no_serve {
         return Ok(ExitCode::SUCCESS);
     }
-    commands::serve_engine(engine, plugins, listen, true).await?;
+    commands::serve_engine(engine, plugins, listen, true, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

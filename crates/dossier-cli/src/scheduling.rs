@@ -31,8 +31,12 @@ fn options(engine: &Engine) -> anyhow::Result<SchedulerOptions> {
 }
 
 /// Starts the scheduler in the background (and the periodic refresh of what depends on
-/// time). Refused on a SQLite store that another live scheduler already runs.
-pub async fn start_scheduler(engine: &Arc<Engine>) -> anyhow::Result<Arc<Scheduler>> {
+/// time), until `shutdown`. Refused on a SQLite store that another live scheduler already
+/// runs. The task ends once the runs in progress stopped and their leases were given back.
+pub async fn start_scheduler(
+    engine: &Arc<Engine>,
+    shutdown: Shutdown,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let scheduler = Scheduler::start(
         engine.clone(),
         Arc::new(SystemClock),
@@ -40,29 +44,67 @@ pub async fn start_scheduler(engine: &Arc<Engine>) -> anyhow::Result<Arc<Schedul
         options(engine)?,
     )
     .await?;
-    let s = scheduler.clone();
-    tokio::spawn(async move {
-        if let Err(e) = s.run_until(shutdown_signal()).await {
+    let task = tokio::spawn(async move {
+        if let Err(e) = scheduler.run_until(shutdown.wait()).await {
             tracing::warn!(error = %e, "the scheduler stopped");
         }
     });
     spawn_derived_refresh(engine);
-    Ok(scheduler)
+    Ok(task)
 }
 
-/// Ctrl-C or SIGTERM (what service managers send).
-pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
+/// How long a process takes at most to stop once asked: runs stop at their next batch and
+/// requests finish within it, else the process exits anyway (what the runs committed stays;
+/// a lease not given back is taken over, at once on this machine). Service managers kill
+/// after 10 s, so this leaves them room.
+pub const STOP_WITHIN: Duration = Duration::from_secs(8);
+
+/// The process's shutdown: the first Ctrl-C or SIGTERM (what service managers and container
+/// runtimes send), seen by every clone.
+#[derive(Debug, Clone)]
+pub struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    /// Takes over SIGINT and SIGTERM from now on (until then they kill the process, which
+    /// is as safe as a crash and faster).
+    pub fn listen() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Registered now, not on a task's first poll: a signal sent right after this
+        // returns is caught, not fatal.
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!(signal = name, "shutting down");
+            eprintln!("{name}: stopping (runs stop at their next batch, requests finish)");
+            let _ = tx.send(true);
+        });
+        Ok(Self(rx))
+    }
+
+    /// Resolves once the process is asked to stop.
+    pub async fn wait(mut self) {
+        // An error means the sender is gone, which it never is before sending.
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+
+    /// Resolves once the process is asked to stop and then `STOP_WITHIN` passed.
+    pub async fn deadline(self) {
+        self.wait().await;
+        tokio::time::sleep(STOP_WITHIN).await;
+    }
+
+    /// Stops `engine`'s runs at their next batch once the process is asked to stop.
+    pub fn stop_runs_on_signal(&self, engine: &Arc<Engine>) {
+        let (me, engine) = (self.clone(), engine.clone());
+        tokio::spawn(async move {
+            me.wait().await;
+            engine.stop_runs();
+        });
     }
 }
 
@@ -118,6 +160,8 @@ pub async fn worker(
         });
     }
     let owner = scheduler_name("worker");
+    let shutdown = Shutdown::listen()?;
+    shutdown.stop_runs_on_signal(&engine);
     let scheduler = Scheduler::start(
         engine.clone(),
         Arc::new(SystemClock),
@@ -127,10 +171,15 @@ pub async fn worker(
     .await?;
     spawn_derived_refresh(&engine);
     eprintln!(
-        "worker {owner} scheduling {} sources; Ctrl-C stops it",
+        "worker {owner} scheduling {} sources; Ctrl-C or SIGTERM stops it",
         engine.loaded().config.sources.len()
     );
-    scheduler.run_until(shutdown_signal()).await?;
+    tokio::select! {
+        r = scheduler.run_until(shutdown.clone().wait()) => r?,
+        () = shutdown.deadline() => {
+            tracing::warn!(within_ms = STOP_WITHIN.as_millis() as u64, "runs did not stop in time; exiting with their committed batches");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -181,7 +230,7 @@ pub async fn source_action(
 
 /// `dossier sources`: each source's schedule and health.
 pub async fn sources(config: &Path, plugins: &PluginDir) -> anyhow::Result<ExitCode> {
-    let engine = engine(config, plugins).await?;
+    let engine = crate::commands::engine_read_only(config, plugins).await?;
     let now = Utc::now().timestamp_micros();
     let rows = engine.store().schedules(engine.workspace(), now).await?;
     let time = |t: Option<i64>| {

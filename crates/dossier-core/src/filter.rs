@@ -395,14 +395,26 @@ mod tests {
 
     #[test]
     fn filters_on_undefined_aggregates_are_refused_listing_the_defined_ones() {
-        let on = |name: &str| Filter::Not(Box::new(Filter::And(vec![Filter::Exists(field(
-            &format!("agg.{name}"),
-        ))])));
+        let on = |name: &str| {
+            Filter::Not(Box::new(Filter::And(vec![Filter::Exists(field(
+                &format!("agg.{name}"),
+            ))])))
+        };
         let defined = ["total_spent", "avg_basket"];
         assert!(on("avg_basket").check_aggregates(defined).is_ok());
         insta::assert_snapshot!(on("avg_bsket").check_aggregates(defined).unwrap_err(), @r#"invalid filter at field "agg.avg_bsket": no aggregate "avg_bsket" is defined; defined: avg_basket, total_spent"#);
-        assert!(on("x").check_aggregates([]).unwrap_err().to_string().ends_with("defined: none"));
-        assert!(Filter::Exists(field("country")).check_aggregates([]).is_ok());
+        assert!(
+            on("x")
+                .check_aggregates([])
+                .unwrap_err()
+                .to_string()
+                .ends_with("defined: none")
+        );
+        assert!(
+            Filter::Exists(field("country"))
+                .check_aggregates([])
+                .is_ok()
+        );
     }
 
     #[test]

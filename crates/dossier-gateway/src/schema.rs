@@ -160,6 +160,10 @@ impl CoreQuery {
             1 => parts.pop(),
             _ => Some(Filter::And(parts)),
         };
+        if let Some(f) = &filter {
+            let rules = gateway(ctx)?.store.rules(ws(ctx)?).await?;
+            f.check_aggregates(rules.iter().map(|r| r.name.as_str()))?;
+        }
         ContactConnection::load(ctx, filter, first, after).await
     }
 
