@@ -8,6 +8,8 @@
 //! - [`HttpResponse::json`] parses a JSON body, and turns a non-JSON answer (an HTML error page
 //!   of a proxy or of WordPress) into a clear error.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::{BackoffBuilder as _, ExponentialBuilder};
@@ -189,6 +191,8 @@ pub struct HttpClient {
     client: reqwest::Client,
     retry: RetryConfig,
     what: String,
+    /// Requests sent again so far, by this client and its clones (for the run history).
+    retries: Arc<AtomicU64>,
 }
 
 impl HttpClient {
@@ -206,11 +210,17 @@ impl HttpClient {
             client,
             retry,
             what: what.to_string(),
+            retries: Arc::default(),
         })
     }
 
     pub fn retry(&self) -> &RetryConfig {
         &self.retry
+    }
+
+    /// How many requests this client (and its clones) sent again after an error so far.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -290,6 +300,7 @@ impl HttpClient {
             };
             let wait = retry_after.map_or(backoff, |d| d.min(MAX_RETRY_AFTER));
             tracing::warn!(api = %self.what, %reason, attempt = attempts, wait_ms = wait.as_millis() as u64, "retrying");
+            self.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(wait).await;
         }
     }
@@ -470,6 +481,7 @@ mod tests {
         assert!(e.is_retryable());
         assert!(e.to_string().contains("after 3 attempts"), "{e}");
         assert_eq!(server.received_requests().await.unwrap().len(), 3);
+        assert_eq!(c.clone().retries(), 2, "clones share the count");
     }
 
     #[tokio::test]

@@ -275,6 +275,10 @@ impl Connector for ShopifyConnector {
     fn read(self: Arc<Self>, request: ReadRequest<Stream>) -> BatchStream {
         read::read(self, request)
     }
+
+    fn retries(&self) -> u64 {
+        self.client.http.retries()
+    }
 }
 
 #[cfg(test)]

@@ -515,6 +515,17 @@ async fn the_example_config_syncs_end_to_end() {
         .unwrap();
     assert!(run.error.is_none(), "{:?}", run.error);
     assert_eq!(run.rows_read(), 0);
+
+    // Requests the HTTP client sent again count in the run history's retries.
+    fake.state().inject.push_back((503, None));
+    fake.state().inject.push_back((503, None));
+    let run = engine
+        .sync("shopify", None, "test", &dossier_sync::NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(run.streams["customers"].retries, 2, "{:?}", run.streams);
+    let history = engine.store().runs(&ws, Some("shopify"), 1, None).await.unwrap();
+    assert_eq!(history.items[0].streams["customers"].retries, 2);
 }
 
 #[tokio::test]

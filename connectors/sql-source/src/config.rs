@@ -65,7 +65,7 @@ pub struct Config {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("url", &self.url.as_deref().map(sql::redact_url))
+            .field("url", &self.url.as_deref().map(dossier_core::redact_url))
             .field("host", &self.host)
             .field("port", &self.port)
             .field("user", &self.user)

@@ -85,9 +85,10 @@ pub use config::{Config, Endpoint, MAX_BATCH_SIZE, Stream, TlsMode};
 pub use dialect::{
     Cell, Column, Dialect, Kind, RawColumn, Wire, decode_row, expanded_after, to_value,
 };
+pub use dossier_core::redact_url;
 pub use error::{DbError, ErrorClass, connect_error, driver_error_class, error};
 pub use kept::{Connect, KeptConnection, connect_within};
-pub use sql::{Binder, Placeholders, redact_url};
+pub use sql::{Binder, Placeholders};
 
 /// The server-specific half of a SQL connector.
 #[async_trait::async_trait]

@@ -94,20 +94,6 @@ fn skip_comments(mut sql: &str) -> &str {
     }
 }
 
-/// A connection URL without its password: `postgres://ada:***@host/db`.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}://{user}:***@{}", &url[..s], &url[at + 1..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
 /// A list of names for a message, at most `max` of them.
 pub(crate) fn name_list<'a>(names: impl IntoIterator<Item = &'a str>, max: usize) -> String {
     let names: Vec<&str> = names.into_iter().collect();
@@ -158,18 +144,6 @@ mod tests {
         assert_eq!(b.bind("a"), "?");
         assert_eq!(b.bind("a"), "?");
         assert_eq!(b.into_params().len(), 2);
-    }
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact_url("mysql://root:pw@127.0.0.1:3306/shop"),
-            "mysql://root:***@127.0.0.1:3306/shop"
-        );
-        assert_eq!(
-            redact_url("postgres://postgres@h/db"),
-            "postgres://postgres@h/db"
-        );
     }
 
     #[test]

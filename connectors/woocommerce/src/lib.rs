@@ -283,6 +283,10 @@ impl Connector for WooConnector {
     fn read(self: Arc<Self>, request: ReadRequest<Stream>) -> BatchStream {
         read::read(self, request)
     }
+
+    fn retries(&self) -> u64 {
+        self.http.retries()
+    }
 }
 
 #[cfg(test)]

@@ -88,4 +88,10 @@ pub trait Connector: Send + Sync + Sized + 'static {
     /// Reads a stream from `state` on. Every batch carries the state to resume after it;
     /// an empty read yields no batch, so the stored state is never reset.
     fn read(self: Arc<Self>, request: ReadRequest<Self::Stream>) -> BatchStream;
+
+    /// Requests the connector sent again after an error so far (an HTTP client's retries),
+    /// which a run counts into its history's `retries`.
+    fn retries(&self) -> u64 {
+        0
+    }
 }

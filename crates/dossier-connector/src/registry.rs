@@ -29,6 +29,10 @@ pub trait Source: Send + Sync {
         state: Option<StreamState>,
         batch_size: usize,
     ) -> Result<BatchStream, ConnectorError>;
+    /// See [`Connector::retries`](crate::Connector::retries).
+    fn retries(&self) -> u64 {
+        0
+    }
 }
 
 /// Makes sources of one connector from untyped config.
@@ -102,6 +106,10 @@ impl<C: Connector> Source for TypedSource<C> {
             batch_size,
         };
         Ok(self.0.clone().read(request))
+    }
+
+    fn retries(&self) -> u64 {
+        self.0.retries()
     }
 }
 

@@ -5,7 +5,6 @@
 
 pub mod aggregate;
 pub mod condition;
-pub mod country;
 pub mod digest;
 pub mod duration;
 pub mod error;
@@ -16,12 +15,12 @@ pub mod key;
 pub mod mapping;
 pub mod model;
 pub mod policy;
+pub mod redact;
 pub mod template;
 pub mod value;
 
 pub use aggregate::{AggOp, AggState, AggregateRule, Contribution};
 pub use condition::{SessionCondition, holds_for_value};
-pub use country::country_code;
 pub use digest::sha256_hex;
 pub use duration::parse_duration_secs;
 pub use error::CoreError;
@@ -32,5 +31,6 @@ pub use key::DataKey;
 pub use mapping::{CompiledMapping, MappedRecord, MappingConfig, Target};
 pub use model::{ProfileField, WorkspaceId};
 pub use policy::{FieldOrigin, IdentityPolicy, Provenance};
+pub use redact::redact_url;
 pub use template::{Template, TemplateContext, TemplatePath};
 pub use value::{DataValue, Value};

@@ -1,7 +1,7 @@
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use dossier_core::AggregateRule;
+use dossier_core::{AggregateRule, redact_url};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions as _, Connection as _, Executor, Row};
 
@@ -290,30 +290,4 @@ fn sqlite_read_pragmas(
         conn.execute("PRAGMA mmap_size = 1073741824;").await?;
         Ok(())
     })
-}
-
-/// Hides a password in a database URL before it is shown anywhere.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}://{user}:***@{}", &url[..s], &url[at + 1..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn urls_are_redacted() {
-        assert_eq!(
-            super::redact_url("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
-        assert_eq!(super::redact_url("sqlite://x.db"), "sqlite://x.db");
-    }
 }

@@ -24,8 +24,10 @@ mod segments;
 mod shortcuts;
 mod types;
 
-pub use backend::{Backend, SqlStore, redact_url};
+pub use backend::{Backend, SqlStore};
 pub use card::{CardParts, ContactCard, ContactKey, SessionsPage};
+/// URL redaction lives in dossier-core, shared with the connectors; re-exported for callers.
+pub use dossier_core::redact_url;
 pub use error::{Result, StoreError};
 pub use identity::API_SOURCE;
 pub use ingest::WriteGroup;
