@@ -5,6 +5,7 @@
 
 pub mod aggregate;
 pub mod condition;
+pub mod country;
 pub mod digest;
 pub mod duration;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod value;
 
 pub use aggregate::{AggOp, AggState, AggregateRule, Contribution};
 pub use condition::{SessionCondition, holds_for_value};
+pub use country::country_code;
 pub use digest::sha256_hex;
 pub use duration::parse_duration_secs;
 pub use error::CoreError;

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use dossier_connector::{Registry, StreamConfig};
+use dossier_core::mapping::{FieldRef, Transform};
 use dossier_core::{
     AggOp, AggregateRule, DataKey, IdentityPolicy, MappingConfig, Target, parse_duration_secs,
 };
@@ -258,6 +259,12 @@ pub struct SourceConfig {
     /// back to the last commit, where the next run resumes. `1` commits every batch.
     #[serde(default = "default_bulk_commit_rows")]
     pub bulk_commit_rows: u64,
+    /// The largest share of a stream's records its mapping may reject in one run, between 0
+    /// and 1 (default 0.1, 10%): a run whose stream rejects more fails, with the reasons, as a
+    /// mapping that does not fit the data would otherwise sync nothing and say ok. The
+    /// records rejected below it are counted and kept with their reason.
+    #[serde(default = "default_max_rejected")]
+    pub max_rejected: f64,
     /// The streams to read, each with its mapping.
     pub streams: Vec<StreamEntry>,
 }
@@ -268,6 +275,10 @@ fn default_batch_size() -> usize {
 
 fn default_bulk_commit_rows() -> u64 {
     50_000
+}
+
+fn default_max_rejected() -> f64 {
+    0.1
 }
 
 /// Retries within a run: each retryable error waits (exponential backoff with jitter), then
@@ -322,6 +333,11 @@ impl RetryConfig {
 }
 
 impl SourceConfig {
+    /// Whether `rejected` of `read` records is more than the source lets a stream reject.
+    pub fn rejects_too_many(&self, rejected: u64, read: u64) -> bool {
+        read > 0 && rejected as f64 > self.max_rejected * read as f64
+    }
+
     /// The source's schedule, if it has one.
     pub fn parsed_schedule(&self) -> Result<Option<crate::schedule::Schedule>, String> {
         match &self.schedule {
@@ -379,17 +395,44 @@ pub struct Loaded {
     pub base_dir: PathBuf,
     /// Each source's `config` table before `${VAR}` expansion, with literal secrets masked.
     pub display_configs: Vec<serde_json::Value>,
+    /// Per source, why its connection settings could not be expanded (an unset variable),
+    /// when loaded by [`Config::load_offline`]: connecting to it fails with this.
+    pub unresolved: Vec<Option<String>>,
+}
+
+impl Loaded {
+    /// Why `source` cannot be connected to, if its settings reference an unset variable.
+    pub fn unresolved(&self, source: &str) -> Option<&str> {
+        let i = self.config.sources.iter().position(|s| s.name == source)?;
+        self.unresolved.get(i)?.as_deref()
+    }
 }
 
 impl Config {
     /// Reads, expands and checks a config file.
     pub fn load(path: &Path, registry: &Registry) -> Result<Loaded, SyncError> {
+        Self::load_with(path, registry, false)
+    }
+
+    /// Like [`Config::load`] for commands that never connect to a source (`query`, `runs`,
+    /// ...): a source's `config` table may reference variables that are not set.
+    pub fn load_offline(path: &Path, registry: &Registry) -> Result<Loaded, SyncError> {
+        Self::load_with(path, registry, true)
+    }
+
+    fn load_with(path: &Path, registry: &Registry, offline: bool) -> Result<Loaded, SyncError> {
         let text = std::fs::read_to_string(path).map_err(|e| SyncError::ConfigFile {
             path: path.display().to_string(),
             message: format!("cannot read it: {e}"),
         })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::parse(&text, &path.display().to_string(), base_dir, registry)
+        Self::parse_with(
+            &text,
+            &path.display().to_string(),
+            base_dir,
+            registry,
+            offline,
+        )
     }
 
     /// Parses config text; `origin` names it in messages.
@@ -398,6 +441,16 @@ impl Config {
         origin: &str,
         base_dir: PathBuf,
         registry: &Registry,
+    ) -> Result<Loaded, SyncError> {
+        Self::parse_with(text, origin, base_dir, registry, false)
+    }
+
+    fn parse_with(
+        text: &str,
+        origin: &str,
+        base_dir: PathBuf,
+        registry: &Registry,
+        offline: bool,
     ) -> Result<Loaded, SyncError> {
         let file_err = |message: String| SyncError::ConfigFile {
             path: origin.to_string(),
@@ -412,6 +465,27 @@ impl Config {
             .map(|s| mask_secrets(&s.config))
             .collect();
         let mut tree: toml::Value = toml::from_str(text).map_err(|e| file_err(e.to_string()))?;
+        let mut unresolved = vec![None; raw.sources.len()];
+        if offline {
+            // Connection settings stay as written where a variable is unset; the source
+            // remembers why, and refuses to connect.
+            let sources = tree.get_mut("sources").and_then(|s| s.as_array_mut());
+            for (i, source) in sources.into_iter().flatten().enumerate() {
+                let Some(config) = source.get_mut("config") else {
+                    continue;
+                };
+                let mut expanded = config.clone();
+                match expand_env(&mut expanded, &mut format!("sources[{i}].config")) {
+                    Ok(()) => *config = expanded,
+                    Err(e) => {
+                        if let Some(slot) = unresolved.get_mut(i) {
+                            *slot = Some(e);
+                        }
+                        *config = toml::Value::Table(Default::default());
+                    }
+                }
+            }
+        }
         expand_env(&mut tree, &mut String::new()).map_err(file_err)?;
         let mut config: Config = tree
             .try_into()
@@ -422,6 +496,7 @@ impl Config {
             config,
             base_dir,
             display_configs,
+            unresolved,
         })
     }
 
@@ -489,6 +564,12 @@ impl Config {
                     "{at}: `bulk_commit_rows` must be at least 1 (1 commits every batch)"
                 ));
             }
+            if !(0.0..=1.0).contains(&s.max_rejected) {
+                return Err(format!(
+                    "{at}: `max_rejected` is a share between 0 and 1 (0.1 is 10%), not {}",
+                    s.max_rejected
+                ));
+            }
             s.parsed_schedule()
                 .map_err(|e| format!("{at}: schedule: {e}"))?;
             s.parsed_timeout()
@@ -532,7 +613,85 @@ impl Config {
         self.identity.validate()?;
         parse_interval(&self.scheduler.lease).map_err(|e| format!("scheduler.lease: {e}"))?;
         parse_interval(&self.scheduler.poll).map_err(|e| format!("scheduler.poll: {e}"))?;
-        self.rules().map(|_| ())
+        self.rules()?;
+        self.check_rules_have_data()
+    }
+
+    /// Refuses aggregate rules that could only ever answer nothing: over a session kind no
+    /// stream produces, a data key no stream of that kind maps, or a sum or average of what
+    /// the mapping makes text, a boolean or a date.
+    fn check_rules_have_data(&self) -> Result<(), String> {
+        let sessions: Vec<(&str, &str, &MappingConfig)> = self
+            .sources
+            .iter()
+            .flat_map(|s| s.streams.iter().map(move |st| (s.name.as_str(), st)))
+            .filter(|(_, st)| st.mapping.target == Target::Session)
+            .filter_map(|(src, st)| {
+                let kind = st.mapping.kind.as_deref()?;
+                Some((kind, src, &st.mapping))
+            })
+            .collect();
+        let list = |items: BTreeSet<&str>| {
+            if items.is_empty() {
+                "none".to_string()
+            } else {
+                items.into_iter().collect::<Vec<_>>().join(", ")
+            }
+        };
+        for a in &self.aggregates {
+            let at = format!("aggregate {:?}", a.name);
+            let of_kind: Vec<_> = sessions.iter().filter(|(k, ..)| *k == a.kind).collect();
+            if of_kind.is_empty() {
+                return Err(format!(
+                    "{at}: no stream maps sessions of kind {:?}; the kinds mapped are: {}",
+                    a.kind,
+                    list(sessions.iter().map(|(k, ..)| *k).collect())
+                ));
+            }
+            let Some(field) = a.field.as_deref().filter(|f| *f != "started_at") else {
+                continue;
+            };
+            let refs: Vec<&FieldRef> = of_kind
+                .iter()
+                .filter_map(|(_, _, m)| m.data.get(field))
+                .collect();
+            if refs.is_empty() {
+                return Err(format!(
+                    "{at}: no stream of {:?} sessions maps data.{field}; they map: {}",
+                    a.kind,
+                    list(
+                        std::iter::once("started_at")
+                            .chain(
+                                of_kind
+                                    .iter()
+                                    .flat_map(|(_, _, m)| m.data.keys().map(String::as_str))
+                            )
+                            .collect()
+                    )
+                ));
+            }
+            if matches!(a.op, AggOp::Sum | AggOp::Avg)
+                && let Some(r) = refs.iter().find(|r| {
+                    matches!(
+                        r.transforms.last(),
+                        Some(
+                            Transform::Lowercase
+                                | Transform::Trim
+                                | Transform::Boolean
+                                | Transform::Datetime
+                        )
+                    )
+                })
+            {
+                let op = if a.op == AggOp::Sum { "sum" } else { "avg" };
+                return Err(format!(
+                    "{at}: {op} of data.{field}, but a stream maps it as {:?}, which is not a number; map it as \"{} | number\"",
+                    r.to_string(),
+                    r.field
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The aggregate rules, checked.
@@ -756,6 +915,82 @@ mod tests {
         insta::assert_snapshot!(parse(&lease).unwrap_err(), @r#"config file dossier.toml: scheduler.lease: "30" is not a duration; write a positive whole number and a unit, e.g. 90d, 12h, 30m, 2w or 45s"#);
         let blocked = format!("{GOOD}\n[identity]\nblocked = [\"*\"]\n");
         insta::assert_snapshot!(parse(&blocked).unwrap_err(), @r#"config file dossier.toml: identity.blocked: pattern "*" would block every value; name the inbox or number"#);
+    }
+
+    #[test]
+    fn rules_that_cannot_work_are_refused_naming_what_exists() {
+        let with_data = GOOD.replace(
+            "contact = { stream = \"customers\", field = \"customer_id\" } }",
+            "contact = { stream = \"customers\", field = \"customer_id\" }, data = { total = \"total | number\", status = \"status | lowercase\" } }",
+        );
+        let rule = |r: &str| format!("{with_data}\n[[aggregates]]\n{r}\n");
+        parse(&rule(
+            "name = \"spent\"\nop = \"sum\"\nkind = \"order\"\nfield = \"total\"",
+        ))
+        .unwrap();
+        parse(&rule(
+            "name = \"last\"\nop = \"max\"\nkind = \"order\"\nfield = \"started_at\"",
+        ))
+        .unwrap();
+        let kind = rule("name = \"visits\"\nop = \"count\"\nkind = \"visit\"");
+        insta::assert_snapshot!(parse(&kind).unwrap_err(), @r#"config file dossier.toml: aggregate "visits": no stream maps sessions of kind "visit"; the kinds mapped are: order"#);
+        let field = rule("name = \"spent\"\nop = \"sum\"\nkind = \"order\"\nfield = \"amount\"");
+        insta::assert_snapshot!(parse(&field).unwrap_err(), @r#"config file dossier.toml: aggregate "spent": no stream of "order" sessions maps data.amount; they map: started_at, status, total"#);
+        let text = rule("name = \"st\"\nop = \"avg\"\nkind = \"order\"\nfield = \"status\"");
+        insta::assert_snapshot!(parse(&text).unwrap_err(), @r#"config file dossier.toml: aggregate "st": avg of data.status, but a stream maps it as "status | lowercase", which is not a number; map it as "status | number""#);
+        // Text kept as text is fine for what does not add up.
+        parse(&rule(
+            "name = \"statuses\"\nop = \"distinct_count\"\nkind = \"order\"\nfield = \"status\"",
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn max_rejected_is_a_share() {
+        let l = parse(GOOD).unwrap();
+        assert_eq!(l.config.sources[0].max_rejected, 0.1);
+        assert!(l.config.sources[0].rejects_too_many(11, 100));
+        assert!(!l.config.sources[0].rejects_too_many(10, 100));
+        assert!(!l.config.sources[0].rejects_too_many(0, 0));
+        let bad = GOOD.replace(
+            "connector = \"sqlite\"",
+            "connector = \"sqlite\"\nmax_rejected = 10",
+        );
+        insta::assert_snapshot!(parse(&bad).unwrap_err(), @r#"config file dossier.toml: source "shop": `max_rejected` is a share between 0 and 1 (0.1 is 10%), not 10"#);
+    }
+
+    #[test]
+    fn offline_loads_leave_unset_connection_variables_to_connecting() {
+        let text = GOOD.replace(
+            "config = { path = \"shop.db\" }",
+            "config = { path = \"${DOSSIER_TEST_NEVER_SET_PATH}\" }",
+        );
+        assert!(parse(&text).is_err());
+        let l = Config::parse_with(
+            &text,
+            "dossier.toml",
+            PathBuf::from("/base"),
+            &registry(),
+            true,
+        )
+        .unwrap();
+        let why = l.unresolved("shop").unwrap();
+        assert!(
+            why.contains("${DOSSIER_TEST_NEVER_SET_PATH}, which is not set"),
+            "{why}"
+        );
+        // Other settings still must expand.
+        let store = text.replace("sqlite://dossier.db", "${DOSSIER_TEST_NEVER_SET_STORE}");
+        assert!(
+            Config::parse_with(
+                &store,
+                "dossier.toml",
+                PathBuf::from("/base"),
+                &registry(),
+                true
+            )
+            .is_err()
+        );
     }
 
     #[test]
