@@ -37,8 +37,8 @@ static NAMES: LazyLock<HashMap<String, Option<String>>> = LazyLock::new(|| {
 
 /// Case, dots and runs of spaces do not tell countries apart: `u.s.a.` is `USA`.
 fn fold(name: &str) -> String {
-    name.split(|c: char| c.is_whitespace() || c == '.')
-        .filter(|w| !w.is_empty())
+    name.replace('.', "")
+        .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
         .to_lowercase()
