@@ -1,18 +1,20 @@
 //! async-graphql's validation, kept off the async workers and quiet about the schema when
-//! introspection is off. The limits that bound its work are checked before it, by
-//! [`crate::admission`].
+//! introspection is off, and the store's own error messages kept from clients. The limits
+//! that bound validation's work are checked before it, by [`crate::admission`].
 
 use std::sync::Arc;
 
-use async_graphql::ServerError;
-use async_graphql::ValidationResult;
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextValidation,
+};
+use async_graphql::{Response, ServerError, ValidationResult};
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 /// Runs validation with [`tokio::task::block_in_place`] on a multi-threaded runtime, so that
 /// whatever it costs the worker's other tasks (`/healthz`, other clients) move to another
 /// worker meanwhile; strips typo suggestions (`Did you mean "contact"?`) from its errors when
-/// introspection is off, since they name the schema's fields one guess at a time.
+/// introspection is off, since they name the schema's fields one guess at a time; replaces
+/// store errors by [`client_message`]s (the original is logged).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Validation {
     pub(crate) introspection: bool,
@@ -22,6 +24,29 @@ impl ExtensionFactory for Validation {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(*self)
     }
+}
+
+/// What a client is told instead of a store error's message (`database error: ...`, which
+/// quotes the database: `LIKE or GLOB pattern too complex`, SQL, constraint names); `None`
+/// for messages that are ours to show.
+pub(crate) fn client_message(message: &str) -> Option<&'static str> {
+    const RAW: [&str; 4] = [
+        "database error:",
+        "cannot open the store",
+        "store migration failed",
+        "corrupt stored",
+    ];
+    if !RAW.iter().any(|p| message.starts_with(p)) {
+        return None;
+    }
+    let lower = message.to_ascii_lowercase();
+    Some(if lower.contains("pattern too complex") {
+        "a filter's pattern is too long for the store; use a shorter `contains` value"
+    } else if lower.contains("timeout") || lower.contains("canceling statement") {
+        "the store took too long to answer; ask for less (smaller pages, fewer fields)"
+    } else {
+        "the store could not answer this request; try again shortly"
+    })
 }
 
 /// `message` without async-graphql's ` Did you mean ...?` suffix.
@@ -57,5 +82,21 @@ impl Extension for Validation {
             }
             other => other,
         }
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let mut response = next.run(ctx, operation_name).await;
+        for e in &mut response.errors {
+            if let Some(shown) = client_message(&e.message) {
+                tracing::warn!(error = %e.message, path = ?e.path, "a store error was answered with a message of ours");
+                e.message = shown.to_string();
+            }
+        }
+        response
     }
 }

@@ -452,3 +452,21 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_errors_reach_clients_as_our_own_messages() {
+    let t = app().await;
+    // SQLite refuses LIKE patterns over 50,000 bytes with `LIKE or GLOB pattern too complex`.
+    let long = "x".repeat(60_000);
+    let q = format!(
+        r#"{{ contacts(where: {{field: "email", contains: "{long}"}}) {{ totalCount }} }}"#
+    );
+    let (status, out) = t.post(&q, json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let message = out["errors"][0]["message"].as_str().unwrap_or_default();
+    assert_eq!(
+        message, "a filter's pattern is too long for the store; use a shorter `contains` value",
+        "{out}"
+    );
+    assert!(!out.to_string().contains("GLOB"), "{out}");
+}
