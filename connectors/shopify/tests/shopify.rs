@@ -524,7 +524,11 @@ async fn the_example_config_syncs_end_to_end() {
         .await
         .unwrap();
     assert_eq!(run.streams["customers"].retries, 2, "{:?}", run.streams);
-    let history = engine.store().runs(&ws, Some("shopify"), 1, None).await.unwrap();
+    let history = engine
+        .store()
+        .runs(&ws, Some("shopify"), 1, None)
+        .await
+        .unwrap();
     assert_eq!(history.items[0].streams["customers"].retries, 2);
 }
 

@@ -625,6 +625,7 @@ impl Engine {
             let stream_started = Instant::now();
             let mut stat = stats.remove(name).unwrap_or_default();
             let mut reasons = vec![];
+            let requests_retried = conn.retries();
             let result = loop {
                 let read_before = stat.read;
                 match self
@@ -661,6 +662,8 @@ impl Engine {
                     }
                 }
             };
+            // What the connector retried inside (an HTTP client's retries) counts too.
+            stat.retries += conn.retries().saturating_sub(requests_retried);
             stats.insert(name.clone(), stat.clone());
             result?;
             tracing::info!(
