@@ -61,6 +61,15 @@ struct OrderReader {
     reanchor: bool,
 }
 
+/// The page to ask for after anchoring on `cp`: the orders of the anchor's second come first
+/// and `cp.ids` of them are read, so the page holding the next one, less one page for orders
+/// that moved up meanwhile (an order read before was modified again). Starting at page 1
+/// instead re-reads every order of a busy second once per page: quadratic in them, and a run
+/// that changed nothing would read them all.
+fn anchored_page(cp: &Checkpoint, per_page: usize) -> u64 {
+    (cp.ids.len() / per_page.max(1)).max(1) as u64
+}
+
 fn gmt_param(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S").to_string()
 }
@@ -80,7 +89,9 @@ impl OrderReader {
             connector,
             per_page,
             fields: field_names(Resource::Orders),
-            page: 1,
+            page: checkpoint
+                .as_ref()
+                .map_or(1, |cp| anchored_page(cp, per_page)),
             checkpoint,
             done: false,
             reanchor: true,
@@ -159,8 +170,10 @@ impl BatchReader for OrderReader {
             }
             // Re-anchor on the new checkpoint: orders modified meanwhile move past it instead
             // of shifting the pages.
-            if self.reanchor {
-                self.page = 1;
+            if self.reanchor
+                && let Some(cp) = &self.checkpoint
+            {
+                self.page = anchored_page(cp, self.per_page);
             } else {
                 self.page += 1;
             }

@@ -507,6 +507,36 @@ async fn orders_sharing_a_modification_second_across_pages() {
 }
 
 #[tokio::test]
+async fn many_orders_in_one_second_cost_linear_requests_and_a_rerun_two_pages() {
+    let fake = Fake::start().await;
+    fake.state().orders = (1..=100)
+        .map(|i| order(i, 26, "2024-05-01T10:00:00"))
+        .collect();
+    let c = fake.connect(10, SECRET).await;
+    let (batches, err) = read(&c, Resource::Orders, None).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(sorted(ids(&batches)), (1..=100).collect::<Vec<_>>());
+    // About two requests a page (each anchored page overlaps the last), not 1 + 2 + ... + 10.
+    let first = fake.state().requests;
+    assert!(first <= 22, "{first} requests for 10 pages");
+    // Nothing changed: the next run looks at the last pages of that second only.
+    fake.state().requests = 0;
+    let (rest, err) = read(
+        &c,
+        Resource::Orders,
+        Some(batches.last().unwrap().state.clone()),
+    )
+    .await;
+    assert!(err.is_none(), "{err:?}");
+    assert!(rest.iter().all(|b| b.rows.is_empty()), "{rest:?}");
+    assert!(
+        fake.state().requests <= 2,
+        "{} requests",
+        fake.state().requests
+    );
+}
+
+#[tokio::test]
 async fn an_order_modified_during_the_read_is_not_lost() {
     let fake = Fake::start().await;
     {
