@@ -190,6 +190,13 @@ pub fn gateway_config(engine: &Engine) -> anyhow::Result<GatewayConfig> {
             PersistedQueries::allow_list(docs)
         }
     };
+    if srv.max_nesting > dossier_gateway::NESTING_CEILING {
+        anyhow::bail!(
+            "server.max_nesting is {}; at most {} is allowed (the parser recurses once per level)",
+            srv.max_nesting,
+            dossier_gateway::NESTING_CEILING
+        );
+    }
     Ok(GatewayConfig {
         access,
         max_page_size: srv.max_page_size,
@@ -197,6 +204,9 @@ pub fn gateway_config(engine: &Engine) -> anyhow::Result<GatewayConfig> {
         max_complexity: srv.max_complexity,
         max_aliases: srv.max_aliases,
         max_root_fields: srv.max_root_fields,
+        max_tokens: srv.max_tokens,
+        max_nesting: srv.max_nesting,
+        max_selections: srv.max_selections,
         max_body_bytes: srv.max_body_bytes,
         request_timeout: dossier_sync::config::parse_interval(&srv.request_timeout)
             .map_err(|e| anyhow::anyhow!("server.request_timeout: {e}"))?,

@@ -126,6 +126,19 @@ pub struct ServerConfig {
     /// Most fields one operation may select at its root.
     #[serde(default = "default_max_root_fields")]
     pub max_root_fields: usize,
+    /// Most tokens (names, punctuation, values, strings) a document may have; counted before
+    /// it is parsed.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: usize,
+    /// Deepest nesting of braces, brackets and parentheses a document may have (selections,
+    /// arguments, lists and input objects alike; fragments expanded too), checked before it
+    /// is parsed; at most 256.
+    #[serde(default = "default_max_nesting")]
+    pub max_nesting: usize,
+    /// Most fields a document may select once its fragments are expanded (counted without
+    /// expanding them).
+    #[serde(default = "default_max_selections")]
+    pub max_selections: usize,
     /// Largest request body, in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
@@ -173,6 +186,9 @@ impl Default for ServerConfig {
             max_complexity: default_max_complexity(),
             max_aliases: default_max_aliases(),
             max_root_fields: default_max_root_fields(),
+            max_tokens: default_max_tokens(),
+            max_nesting: default_max_nesting(),
+            max_selections: default_max_selections(),
             max_body_bytes: default_max_body_bytes(),
             request_timeout: default_request_timeout(),
             rate_limit_per_second: default_rate_limit(),
@@ -206,6 +222,18 @@ fn default_max_aliases() -> usize {
 
 fn default_max_root_fields() -> usize {
     10
+}
+
+fn default_max_tokens() -> usize {
+    15_000
+}
+
+fn default_max_nesting() -> usize {
+    128
+}
+
+fn default_max_selections() -> usize {
+    10_000
 }
 
 fn default_max_body_bytes() -> usize {
@@ -529,6 +557,9 @@ impl Config {
             ("max_depth", srv.max_depth),
             ("max_complexity", srv.max_complexity),
             ("max_root_fields", srv.max_root_fields),
+            ("max_tokens", srv.max_tokens),
+            ("max_nesting", srv.max_nesting),
+            ("max_selections", srv.max_selections),
             ("max_body_bytes", srv.max_body_bytes),
         ] {
             if v == 0 {
