@@ -1,0 +1,217 @@
+//! The write path's edges, on both backends: filters agree with reads for contacts without
+//! aggregate rows, a rule edit reports no spurious segment events, a full refresh keeps the
+//! sessions of records its mapping rejected, and its deletion pass checks the run's lease.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use dossier_core::{AggOp, AggregateRule, parse_filter};
+use dossier_store::StoreError;
+
+const LEASE: i64 = 60_000_000;
+
+async fn members(s: &dossier_store::SqlStore, text: &str) -> Vec<i64> {
+    let f = parse_filter(text).unwrap();
+    s.contacts(WS, Some(&f), 100, None)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|c| c.id)
+        .collect()
+}
+
+/// A contact without sessions reads `transactions: 0` and `total_spent: 0`; filters say the
+/// same, and an average of nothing is absent for both.
+async fn filters_see_empty_aggregates_as_reads_do(db: TestDb) {
+    let s = &db.store;
+    with_one_customer(s, &rules()).await;
+    s.apply_batch(
+        WS,
+        &batch(
+            "customers",
+            vec![customer(2, "b@example.com", "DE", "pro")],
+            2,
+        ),
+    )
+    .await
+    .unwrap();
+    s.apply_batch(WS, &batch("orders", vec![order(1, 2, 30.0, 10)], 3))
+        .await
+        .unwrap();
+    let a = s
+        .contact_by_email(WS, "a@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let b = s
+        .contact_by_email(WS, "b@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert_eq!(aggs(s, a).await["transactions"], n(0.0), "reads show 0");
+    assert_eq!(members(s, "agg.transactions = 0").await, vec![a]);
+    assert_eq!(members(s, "agg.total_spent < 5").await, vec![a]);
+    assert_eq!(members(s, "agg.transactions != 0").await, vec![b]);
+    assert_eq!(members(s, "agg.transactions >= 0").await, vec![a, b]);
+    assert_eq!(members(s, "agg.transactions in [0, 7]").await, vec![a]);
+    assert_eq!(members(s, "agg.transactions exists").await, vec![a, b]);
+    assert_eq!(members(s, "not agg.transactions = 0").await, vec![b]);
+    // An average of nothing is absent on reads and in filters alike.
+    assert!(!aggs(s, a).await.contains_key("avg_basket"));
+    assert_eq!(members(s, "agg.avg_basket = 0").await, Vec::<i64>::new());
+    assert_eq!(members(s, "agg.avg_basket exists").await, vec![b]);
+    assert_eq!(
+        s.count_contacts(WS, Some(&parse_filter("agg.transactions = 0").unwrap()))
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+/// Editing a rule recomputes it; a segment over it reports changes only for contacts whose
+/// value changed, not for every contact whose row the edit rewrote or left out.
+async fn a_rule_edit_reports_only_real_segment_changes(db: TestDb) {
+    let s = &db.store;
+    with_one_customer(s, &rules()).await;
+    for (id, email) in [(2, "b@example.com"), (3, "c@example.com")] {
+        s.apply_batch(
+            WS,
+            &batch(
+                "customers",
+                vec![customer(id, email, "DE", "pro")],
+                id as i64,
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    // Contact 1's only order is gone from the source: its row stays, at 0.
+    for (state, orders) in [
+        (
+            4,
+            vec![
+                order(1, 2, 30.0, 10),
+                order(2, 3, 5.0, 20),
+                order(9, 1, 3.0, 5),
+            ],
+        ),
+        (5, vec![order(1, 2, 30.0, 10), order(2, 3, 5.0, 20)]),
+    ] {
+        let run = s.start_run(WS, "shop", "test").await.unwrap();
+        let mut b = batch("orders", orders, state);
+        b.run_id = Some(run);
+        b.mark_seen = true;
+        s.apply_batch(WS, &b).await.unwrap();
+        s.mark_unseen_deleted(WS, "shop", "orders", run)
+            .await
+            .unwrap();
+    }
+    s.save_segment(WS, "small", "agg.total_spent < 10", None)
+        .await
+        .unwrap();
+    s.refresh_segments(WS).await.unwrap();
+    let head = s.segment_feed_head(WS, "small").await.unwrap();
+    // `total_spent` now counts only orders over 20: contact 3 goes from 5 to 0 (still small),
+    // contact 1 stays at 0 (the edit drops its row: it has no live order), contact 2 at 30.
+    let mut edited = rules();
+    edited[1] = AggregateRule::new("total_spent", AggOp::Sum, "order", Some("total"))
+        .unwrap()
+        .with_condition("data.total > 20")
+        .unwrap();
+    s.set_rules(WS, &edited).await.unwrap();
+    assert_eq!(
+        s.refresh_segments(WS).await.unwrap(),
+        0,
+        "no member changed"
+    );
+    let changes = s
+        .segment_changes(WS, "small", Some(head), 100)
+        .await
+        .unwrap();
+    assert!(changes.items.is_empty(), "{:?}", changes.items);
+    // A real change is still reported.
+    s.apply_batch(WS, &batch("orders", vec![order(3, 1, 50.0, 30)], 6))
+        .await
+        .unwrap();
+    assert_eq!(s.refresh_segments(WS).await.unwrap(), 1);
+}
+
+/// A full refresh whose mapping rejects a record (it is still at the source, just bad now)
+/// keeps that record's session as it was, rather than deleting it as unseen.
+async fn a_rejected_record_in_a_full_refresh_keeps_its_session(db: TestDb) {
+    let s = &db.store;
+    with_one_customer(s, &rules()).await;
+    let run1 = s.start_run(WS, "shop", "test").await.unwrap();
+    let mut b = batch(
+        "orders",
+        vec![order(1, 1, 10.0, 10), order(2, 1, 20.0, 20)],
+        1,
+    );
+    b.run_id = Some(run1);
+    b.mark_seen = true;
+    s.apply_batch(WS, &b).await.unwrap();
+    let run2 = s.start_run(WS, "shop", "test").await.unwrap();
+    let mut b = batch("orders", vec![order(1, 1, 10.0, 10)], 2);
+    b.rejected = vec![(Some("2".into()), "total: not a number".into())];
+    b.run_id = Some(run2);
+    b.mark_seen = true;
+    s.apply_batch(WS, &b).await.unwrap();
+    assert_eq!(
+        s.mark_unseen_deleted(WS, "shop", "orders", run2)
+            .await
+            .unwrap(),
+        0,
+        "the rejected record's session stays"
+    );
+    let id = s
+        .contact_by_email(WS, "a@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert_eq!(aggs(s, id).await["total_spent"], n(30.0));
+}
+
+/// The deletion pass of a run whose scheduler lost the source's lease deletes nothing: the
+/// successor may have seen those sessions.
+async fn a_deletion_pass_needs_the_runs_lease(db: TestDb) {
+    let s = &db.store;
+    with_one_customer(s, &rules()).await;
+    assert!(
+        s.claim_now(WS, "shop", "a", 1_000, LEASE)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let run = s
+        .start_run_for(WS, "shop", "schedule", Some(1_000), Some("a"))
+        .await
+        .unwrap();
+    s.apply_batch(WS, &batch("orders", vec![order(1, 1, 10.0, 10)], 1))
+        .await
+        .unwrap();
+    // Another scheduler takes the source over (a's lease expired).
+    s.release_lease(WS, "shop", "a", None, None, 1_500)
+        .await
+        .unwrap();
+    assert!(
+        s.claim_now(WS, "shop", "b", 2_000, LEASE)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let r = s.mark_unseen_deleted(WS, "shop", "orders", run).await;
+    assert!(matches!(r, Err(StoreError::LeaseLost { .. })), "{r:?}");
+    assert_eq!(s.counts(WS).await.unwrap(), (1, 1), "nothing deleted");
+}
+
+suite!(
+    filters_see_empty_aggregates_as_reads_do,
+    a_rule_edit_reports_only_real_segment_changes,
+    a_rejected_record_in_a_full_refresh_keeps_its_session,
+    a_deletion_pass_needs_the_runs_lease,
+);
