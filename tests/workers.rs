@@ -425,3 +425,93 @@ async fn a_worker_killed_mid_sync_is_taken_over_with_nothing_lost_or_doubled() {
             .get(0);
     assert_eq!(with_aggs, people);
 }
+
+/// Two sources whose people share every email (both read the same shop), synced by two
+/// `dossier sync` processes started at the same moment into one PostgreSQL store: one contact
+/// per person, each with both sources' identities and orders, as when they run one after
+/// the other.
+#[tokio::test]
+async fn two_syncs_at_once_sharing_emails_leave_one_contact_per_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = PgDb::create("two_syncs").await;
+    let people = 3_000;
+    let file = dir.path().join("shop.db");
+    source_file(&file, people).await;
+    let sources = format!(
+        "{}{}",
+        source_toml("a", &file, "1h", 200),
+        source_toml("b", &file, "1h", 200)
+    );
+    let cfg = config(dir.path(), &pg.url, &sources);
+    let sync = |name: &str| {
+        bin()
+            .args(["sync", name, "--config", cfg.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (sync("a"), sync("b"));
+    for (name, child) in [("a", a), ("b", b)] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "sync {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut c = pg.conn().await;
+    async fn count(c: &mut PgConnection, sql: &'static str) -> i64 {
+        sqlx::query(sql).fetch_one(c).await.unwrap().get(0)
+    }
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT COUNT(*) FROM contacts WHERE merged_into IS NULL"
+        )
+        .await,
+        people,
+        "one contact per distinct email"
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT COUNT(DISTINCT contact_id) FROM identities WHERE kind = 'email'"
+        )
+        .await,
+        people,
+        "every email on a live contact of its own"
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT COUNT(*) FROM contacts c WHERE c.merged_into IS NULL AND (SELECT COUNT(*) FROM identities i \
+             WHERE i.contact_id = c.id) <> 3"
+        )
+        .await,
+        0,
+        "each contact holds its email and both sources' ids"
+    );
+    assert_eq!(
+        count(&mut c, "SELECT COUNT(*) FROM sessions WHERE deleted = 0").await,
+        people * 4
+    );
+    // Each person's four orders (two per source) on their contact, summed exactly.
+    let wrong: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM contact_aggregates a JOIN contacts c ON c.id = a.contact_id \
+         WHERE a.name = 'total_spent' AND c.merged_into IS NULL \
+         AND a.num <> (SELECT SUM((s.data::json->'total'->>'n')::float8) FROM sessions s WHERE s.contact_id = c.id)",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(wrong, 0, "aggregates equal their sessions");
+    let with_aggregate: i64 =
+        sqlx::query("SELECT COUNT(*) FROM contact_aggregates WHERE name = 'total_spent'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(with_aggregate, people);
+}
