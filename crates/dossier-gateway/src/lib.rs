@@ -26,6 +26,7 @@ mod identity;
 mod limits;
 mod loaders;
 mod metrics;
+mod nulls;
 mod persisted;
 mod schema;
 mod segments;
@@ -272,7 +273,10 @@ pub(crate) fn prepare(
     caller: Caller,
 ) -> async_graphql::Request {
     let loaders = loaders::Loaders::new(store, &caller.workspace);
-    request.data(loaders).data(caller)
+    request
+        .data(loaders)
+        .data(caller)
+        .data(nulls::Sink::default())
 }
 
 /// Runs one GraphQL document without HTTP as `caller`, through the same admission as HTTP;

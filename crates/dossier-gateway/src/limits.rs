@@ -5,16 +5,20 @@
 use std::sync::Arc;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextValidation,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextResolve, NextValidation,
+    ResolveInfo,
 };
-use async_graphql::{Response, ServerError, ValidationResult};
+use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Value};
+
+use crate::nulls::Sink;
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 /// Runs validation with [`tokio::task::block_in_place`] on a multi-threaded runtime, so that
 /// whatever it costs the worker's other tasks (`/healthz`, other clients) move to another
 /// worker meanwhile; strips typo suggestions (`Did you mean "contact"?`) from its errors when
 /// introspection is off, since they name the schema's fields one guess at a time; replaces
-/// store errors by [`client_message`]s (the original is logged).
+/// store errors by [`client_message`]s (the original is logged); and makes errored fields
+/// `null` as the specification wants ([`crate::nulls`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Validation {
     pub(crate) introspection: bool,
@@ -84,6 +88,21 @@ impl Extension for Validation {
         }
     }
 
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        let path = info.path_node.to_string_vec();
+        let ty = info.return_type.to_string();
+        let result = next.run(ctx, info).await;
+        match ctx.data_opt::<Sink>() {
+            Some(sink) => sink.settle(path, &ty, result),
+            None => result,
+        }
+    }
+
     async fn execute(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -91,6 +110,9 @@ impl Extension for Validation {
         next: NextExecute<'_>,
     ) -> Response {
         let mut response = next.run(ctx, operation_name).await;
+        if let Some(sink) = ctx.data_opt::<Sink>() {
+            response = sink.finish(response);
+        }
         for e in &mut response.errors {
             if let Some(shown) = client_message(&e.message) {
                 tracing::warn!(error = %e.message, path = ?e.path, "a store error was answered with a message of ours");

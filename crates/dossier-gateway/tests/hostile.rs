@@ -470,3 +470,26 @@ async fn database_errors_reach_clients_as_our_own_messages() {
     );
     assert!(!out.to_string().contains("GLOB"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errored_fields_are_null_as_the_specification_says() {
+    let t = app().await;
+    // A nullable field that errors is null in data, beside the fields that worked.
+    let (status, out) = t
+        .post(r#"{ contact(id: "nope") { id } contacts { totalCount } }"#, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        out["data"],
+        json!({ "contact": null, "contacts": { "totalCount": 30 } }),
+        "{out}"
+    );
+    assert_eq!(out["errors"].as_array().map(Vec::len), Some(1), "{out}");
+    assert_eq!(out["errors"][0]["path"], json!(["contact"]), "{out}");
+    // A non-null root field that errors makes data null.
+    let (_, out) = t
+        .post(r#"{ contacts(after: "forged") { totalCount } }"#, json!({}))
+        .await;
+    assert_eq!(out["data"], Value::Null, "{out}");
+    assert_eq!(out["errors"].as_array().map(Vec::len), Some(1), "{out}");
+}
