@@ -123,11 +123,12 @@ async fn assert_stopped_cleanly(d: &Path) {
     );
 }
 
-/// Sends one request on `s` (kept alive) and reads its response.
-fn request(s: &mut TcpStream, addr: &str, body: &str) -> String {
+/// Sends one request on `s` (kept alive), with `key` if any, and reads its response.
+fn request(s: &mut TcpStream, addr: &str, key: Option<&str>, body: &str) -> String {
+    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
     write!(
         s,
-        "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /graphql HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -155,7 +156,10 @@ async fn sigterm_stops_serve_with_a_keep_alive_connection_and_a_sync_in_flight()
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     shop_without_store(d, 3000);
-    slow_batches(d, "access = \"open\"\nrequest_timeout = \"5m\"");
+    slow_batches(d, "request_timeout = \"5m\"");
+    // With keys, not `access = "open"`: `serve` prints nothing more after the address, which
+    // is all the helper reads of its output.
+    let key = api_key(&config(d), "write");
     let (mut child, addr) = serve(&["--config", config(d).to_str().unwrap()]);
 
     // A keep-alive connection, idle once its first request is answered.
@@ -163,18 +167,20 @@ async fn sigterm_stops_serve_with_a_keep_alive_connection_and_a_sync_in_flight()
     let first = request(
         &mut idle,
         &addr,
+        Some(&key),
         r#"{"query":"{ contacts(first: 1) { totalCount } }"}"#,
     );
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
 
     // A request in flight: it runs the sync.
     let in_flight = {
-        let addr = addr.clone();
+        let (addr, key) = (addr.clone(), key.clone());
         std::thread::spawn(move || {
             let mut s = TcpStream::connect(&addr).unwrap();
             request(
                 &mut s,
                 &addr,
+                Some(&key),
                 r#"{"query":"mutation { triggerSync(source: \"shop\") { id status } }"}"#,
             )
         })
@@ -263,6 +269,7 @@ async fn sigterm_stops_demo_while_serving() {
     let first = request(
         &mut idle,
         &addr,
+        None,
         r#"{"query":"{ contacts(first: 1) { totalCount } }"}"#,
     );
     assert!(first.contains("\"totalCount\":200"), "{first}");
