@@ -595,6 +595,14 @@ async fn automatic_persisted_queries_over_http() {
         first_error(&out).contains("but the query's sha256 is"),
         "{out}"
     );
+    // Another workspace's key never saw the document: the cache is per workspace.
+    let other = key(&t, OTHER, Role::Read).await;
+    let out = post_persisted(&t, &other, None, &h).await;
+    assert_eq!(first_error(&out), "PersistedQueryNotFound");
+    // A key of the same workspace did.
+    let same = key(&t, WS, Role::Read).await;
+    let out = post_persisted(&t, &same, None, &h).await;
+    assert_eq!(out["data"]["contacts"]["totalCount"], 30);
 }
 
 #[tokio::test]
