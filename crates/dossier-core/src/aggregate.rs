@@ -240,6 +240,19 @@ mod opt_i128_str {
     }
 }
 
+/// `sum / count` in the sums' fixed point (1e-9), rounded half away from zero: an average is
+/// exact to nine decimals, so the average of 5.66, 5.66 and 5.66 is 5.66, as SQL's decimal
+/// `AVG` says, not 5.659999999999999.
+fn exact_ratio(sum: i128, count: u64) -> i128 {
+    let count = i128::from(count.max(1));
+    let (q, r) = (sum / count, sum % count);
+    if 2 * r.abs() >= count {
+        q + sum.signum()
+    } else {
+        q
+    }
+}
+
 fn fixed(v: &Option<DataValue>) -> i128 {
     match v {
         Some(DataValue::Number(n)) => (n * SUM_SCALE).round() as i128,
@@ -337,7 +350,7 @@ impl AggState {
             AggOp::Sum => Some(DataValue::Number(self.sum.unwrap_or(0) as f64 / SUM_SCALE)),
             AggOp::Avg if self.count == 0 => None,
             AggOp::Avg => Some(DataValue::Number(
-                self.sum.unwrap_or(0) as f64 / SUM_SCALE / self.count as f64,
+                exact_ratio(self.sum.unwrap_or(0), self.count) as f64 / SUM_SCALE,
             )),
             AggOp::Min | AggOp::Max | AggOp::First | AggOp::Last => {
                 self.best.as_ref().and_then(|b| b.value.clone())
@@ -430,6 +443,25 @@ mod tests {
                 assert_eq!(state.value(op), want.value(op), "{op:?} at step {step}");
             }
         }
+    }
+
+    #[test]
+    fn averages_are_exact_to_nine_decimals() {
+        let mut s = AggState::default();
+        for id in 1..=3 {
+            s.add(AggOp::Avg, &c(id, 0, 5.66));
+        }
+        assert_eq!(s.value(AggOp::Avg), Some(DataValue::Number(5.66)));
+        let mut s = AggState::default();
+        for (id, v) in [(1, 1.0), (2, 0.0), (3, 0.0)] {
+            s.add(AggOp::Avg, &c(id, 0, v));
+        }
+        assert_eq!(s.value(AggOp::Avg), Some(DataValue::Number(0.333333333)));
+        let mut s = AggState::default();
+        for (id, v) in [(1, -2.0), (2, 0.0), (3, 0.0)] {
+            s.add(AggOp::Avg, &c(id, 0, v));
+        }
+        assert_eq!(s.value(AggOp::Avg), Some(DataValue::Number(-0.666666667)));
     }
 
     #[test]

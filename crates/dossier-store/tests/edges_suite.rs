@@ -209,7 +209,27 @@ async fn a_deletion_pass_needs_the_runs_lease(db: TestDb) {
     assert_eq!(s.counts(WS).await.unwrap(), (1, 1), "nothing deleted");
 }
 
+/// An average of decimals is exact (to nine places), on reads and in filters: three orders
+/// of 5.66 average 5.66, not 5.659999999999999.
+async fn averages_of_decimals_are_exact(db: TestDb) {
+    let s = &db.store;
+    with_one_customer(s, &rules()).await;
+    let orders = (1..=3).map(|i| order(i, 1, 5.66, i as i64)).collect();
+    s.apply_batch(WS, &batch("orders", orders, 2))
+        .await
+        .unwrap();
+    let id = s
+        .contact_by_email(WS, "a@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert_eq!(aggs(s, id).await["avg_basket"], n(5.66));
+    assert_eq!(members(s, "agg.avg_basket = 5.66").await, vec![id]);
+}
+
 suite!(
+    averages_of_decimals_are_exact,
     filters_see_empty_aggregates_as_reads_do,
     a_rule_edit_reports_only_real_segment_changes,
     a_rejected_record_in_a_full_refresh_keeps_its_session,
