@@ -638,6 +638,15 @@ fn a_filter_on_an_undefined_aggregate_is_an_error_listing_the_defined_ones() {
     }
     let out = query(
         d,
+        r#"mutation { saveSegment(name: "typo", definition: "agg.avg_bsket > 1") { name } }"#,
+    );
+    let msg = out["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(r#"no aggregate "avg_bsket" is defined"#),
+        "{out}"
+    );
+    let out = query(
+        d,
         r#"{ contacts(where: { field: "agg.avg_basket", gt: 1 }) { totalCount } }"#,
     );
     assert!(out["errors"].is_null(), "{out}");

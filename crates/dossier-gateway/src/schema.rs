@@ -161,8 +161,7 @@ impl CoreQuery {
             _ => Some(Filter::And(parts)),
         };
         if let Some(f) = &filter {
-            let rules = gateway(ctx)?.store.rules(ws(ctx)?).await?;
-            f.check_aggregates(rules.iter().map(|r| r.name.as_str()))?;
+            defined_aggregates_only(ctx, f).await?;
         }
         ContactConnection::load(ctx, filter, first, after).await
     }
@@ -338,6 +337,13 @@ impl CoreMutation {
             .map(SyncRun)
             .ok_or_else(|| Error::new(format!("sync run {run} not found")))
     }
+}
+
+/// Refuses a filter on an aggregate the workspace's rules do not define, listing those they do.
+pub(crate) async fn defined_aggregates_only(ctx: &Context<'_>, filter: &Filter) -> Result<()> {
+    let rules = gateway(ctx)?.store.rules(ws(ctx)?).await?;
+    filter.check_aggregates(rules.iter().map(|r| r.name.as_str()))?;
+    Ok(())
 }
 
 /// A source of the caller's workspace, or an error naming the ones that exist.

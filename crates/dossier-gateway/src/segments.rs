@@ -53,6 +53,8 @@ impl SegmentMutation {
         definition: String,
         description: Option<String>,
     ) -> Result<Segment> {
+        let filter = dossier_core::filter_text::parse_filter(&definition)?;
+        crate::schema::defined_aggregates_only(ctx, &filter).await?;
         let row = gateway(ctx)?
             .store
             .save_segment(ws(ctx)?, &name, &definition, description.as_deref())
