@@ -493,13 +493,19 @@ mod tests {
         let at = 1_000_000_000_000;
         let expiry = rule.expiry_of(at).unwrap();
         let data = BTreeMap::new();
-        assert!(rule.contribution(1, "order", at, &data, expiry - 1).is_some());
+        assert!(
+            rule.contribution(1, "order", at, &data, expiry - 1)
+                .is_some()
+        );
         assert_eq!(rule.contribution(1, "order", at, &data, expiry), None);
         let contributions: Vec<_> = rule
             .contribution(1, "order", at, &data, expiry)
             .into_iter()
             .collect();
         let state = AggState::fold(&rule, &contributions);
-        assert!(!state.expired(expiry), "a refold at the expiry must not be due again");
+        assert!(
+            !state.expired(expiry),
+            "a refold at the expiry must not be due again"
+        );
     }
 }

@@ -9,8 +9,8 @@ use dossier_core::{Filter, filter_text};
 use sqlx::{AnyConnection, AssertSqlSafe, Row as _};
 
 use crate::backend::{Backend, SqlStore, now_micros};
-use crate::ingest::begin_write;
 use crate::filter_sql::{Bind, SqlBuilder, bind_all};
+use crate::ingest::begin_write;
 use crate::names::check_name;
 use crate::{Page, Result, StoreError};
 

@@ -3,8 +3,8 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::*;
 use super::write::check_lease;
+use super::*;
 use crate::backend::now_micros;
 use crate::error::Result;
 use crate::{Backend, SqlStore};

@@ -61,8 +61,8 @@ use sqlx::AnyConnection;
 
 pub(crate) use encoding::{decode_data, decode_provenance, encode, projections};
 pub(crate) use rules::{empty_aggregates, load_rules};
-pub(crate) use write::begin_write;
 pub use write::WriteGroup;
+pub(crate) use write::begin_write;
 
 use crate::backend::now_micros;
 use crate::error::Result;
