@@ -205,13 +205,9 @@ async fn sigterm_stops_serve_with_a_keep_alive_connection_and_a_sync_in_flight()
     assert!(TcpStream::connect(&addr).is_err());
 }
 
-#[tokio::test]
-async fn sigterm_stops_demo_mid_sync_with_what_it_committed() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    shop_without_store(d, 3000);
-    slow_batches(d, "");
-    let mut child = bin()
+/// `dossier demo` on the shop in `d`, serving on a free port; its stdout is piped.
+fn spawn_demo(d: &Path) -> Child {
+    bin()
         .args([
             "demo",
             "--dir",
@@ -220,9 +216,18 @@ async fn sigterm_stops_demo_mid_sync_with_what_it_committed() {
             "127.0.0.1:0",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sigterm_stops_demo_mid_sync_with_what_it_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    shop_without_store(d, 3000);
+    slow_batches(d, "");
+    let mut child = spawn_demo(d);
     wait_for_committed_rows(d).await;
     signal(&child, "-TERM");
     let (status, _) = exits_within(&mut child, Duration::from_secs(10));
@@ -239,18 +244,7 @@ async fn sigterm_stops_demo_while_serving() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     demo(d, 200);
-    let mut child = bin()
-        .args([
-            "demo",
-            "--dir",
-            d.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_demo(d);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let start = Instant::now();
     let mut line = String::new();

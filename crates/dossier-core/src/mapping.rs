@@ -646,8 +646,8 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
-    #[test]
-    fn maps_a_contact() {
+    /// The customers mapping, compiled, and its fields in the order `names` lists them.
+    fn customers_in(names: [&str; 5]) -> (CompiledMapping, Vec<String>) {
         let m = customers()
             .compile(
                 "shop",
@@ -655,9 +655,12 @@ mod tests {
                 &fields(&["id", "email", "first_name", "country", "plan"]),
             )
             .unwrap();
-        let names: Vec<String> = ["plan", "id", "email", "first_name", "country"]
-            .map(String::from)
-            .to_vec();
+        (m, names.map(String::from).to_vec())
+    }
+
+    #[test]
+    fn maps_a_contact() {
+        let (m, names) = customers_in(["plan", "id", "email", "first_name", "country"]);
         let b = m.bind(&names).unwrap();
         let row = [
             Value::Text("basic".into()),
@@ -686,16 +689,7 @@ mod tests {
 
     #[test]
     fn countries_are_read_as_codes_and_a_bad_one_costs_only_its_field() {
-        let m = customers()
-            .compile(
-                "shop",
-                "customers",
-                &fields(&["id", "email", "first_name", "country", "plan"]),
-            )
-            .unwrap();
-        let names: Vec<String> = ["id", "email", "first_name", "country", "plan"]
-            .map(String::from)
-            .to_vec();
+        let (m, names) = customers_in(["id", "email", "first_name", "country", "plan"]);
         let b = m.bind(&names).unwrap();
         let row = |country: &str| {
             [

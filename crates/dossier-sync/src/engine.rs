@@ -175,14 +175,7 @@ impl Engine {
         if changed > 0 {
             tracing::info!(changed, "aggregate rules updated and backfilled");
         }
-        Ok(Arc::new(Self {
-            store,
-            registry,
-            loaded,
-            running: Mutex::new(HashMap::new()),
-            stopping: AtomicBool::new(false),
-            events: SyncEvents::default(),
-        }))
+        Ok(Self::read_only(store, registry, loaded))
     }
 
     /// The engine of a command that only reads the store (`runs`, `query`, ...): nothing is
