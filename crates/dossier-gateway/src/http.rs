@@ -462,8 +462,13 @@ impl App {
         }
         let request = prepare(request, &self.store, caller);
         let remaining = limit.saturating_sub(started.elapsed());
-        match tokio::time::timeout(remaining, self.schema.execute(request)).await {
-            Ok(response) => {
+        // Its own task: validation is synchronous (no await in it for a timeout to act on),
+        // so the answer waits on the task, not on the work; the work is aborted at its next
+        // await past the deadline.
+        let schema = self.schema.clone();
+        let mut task = tokio::spawn(async move { schema.execute(request).await });
+        match tokio::time::timeout(remaining, &mut task).await {
+            Ok(Ok(response)) => {
                 let status = if response.errors.is_empty() {
                     Status::Ok
                 } else {
@@ -471,7 +476,23 @@ impl App {
                 };
                 outcome(operation_type, status, respond(media, response))
             }
-            Err(_) => timed_out(operation_type),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "a request's execution failed");
+                outcome(
+                    operation_type,
+                    Status::Error,
+                    refuse(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        media,
+                        "the request failed inside the gateway",
+                        "INTERNAL",
+                    ),
+                )
+            }
+            Err(_) => {
+                task.abort();
+                timed_out(operation_type)
+            }
         }
     }
 }

@@ -476,7 +476,10 @@ async fn errored_fields_are_null_as_the_specification_says() {
     let t = app().await;
     // A nullable field that errors is null in data, beside the fields that worked.
     let (status, out) = t
-        .post(r#"{ contact(id: "nope") { id } contacts { totalCount } }"#, json!({}))
+        .post(
+            r#"{ contact(id: "nope") { id } contacts { totalCount } }"#,
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -492,4 +495,44 @@ async fn errored_fields_are_null_as_the_specification_says() {
         .await;
     assert_eq!(out["data"], Value::Null, "{out}");
     assert_eq!(out["errors"].as_array().map(Vec::len), Some(1), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_timeout_bounds_validation_and_healthz_is_served_meanwhile() {
+    // Limits raised far past the defaults so that a document costly to validate and run
+    // (3^13 fields once expanded) gets past admission.
+    let t = seeded_with(
+        GatewayConfig {
+            max_selections: 10_000_000,
+            max_complexity: 10_000_000,
+            max_root_fields: 10_000_000,
+            request_timeout: Duration::from_millis(300),
+            ..config()
+        },
+        |_| None,
+    )
+    .await;
+    let q = format!("{{ ...F13 }} {}", fan_out(13, 3, "Query", "__typename"));
+    let app = t.app.clone();
+    let slow = tokio::spawn(async move {
+        let start = Instant::now();
+        let req = Request::post("/graphql")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({ "query": q }).to_string()))
+            .unwrap();
+        let status = tower::ServiceExt::oneshot(app, req).await.unwrap().status();
+        (status, start.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let start = Instant::now();
+    let (status, _, _) = t.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        start.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        start.elapsed()
+    );
+    let (status, took) = slow.await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(took < Duration::from_millis(800), "answered after {took:?}");
 }
