@@ -101,14 +101,7 @@ async fn a_rule_edit_reports_only_real_segment_changes(db: TestDb) {
         ),
         (5, vec![order(1, 2, 30.0, 10), order(2, 3, 5.0, 20)]),
     ] {
-        let run = s.start_run(WS, "shop", "test").await.unwrap();
-        let mut b = batch("orders", orders, state);
-        b.run_id = Some(run);
-        b.mark_seen = true;
-        s.apply_batch(WS, &b).await.unwrap();
-        s.mark_unseen_deleted(WS, "shop", "orders", run)
-            .await
-            .unwrap();
+        full_refresh(s, batch("orders", orders, state)).await;
     }
     s.save_segment(WS, "small", "agg.total_spent < 10", None)
         .await
@@ -145,28 +138,19 @@ async fn a_rule_edit_reports_only_real_segment_changes(db: TestDb) {
 async fn a_rejected_record_in_a_full_refresh_keeps_its_session(db: TestDb) {
     let s = &db.store;
     with_one_customer(s, &rules()).await;
-    let run1 = s.start_run(WS, "shop", "test").await.unwrap();
-    let mut b = batch(
-        "orders",
-        vec![order(1, 1, 10.0, 10), order(2, 1, 20.0, 20)],
-        1,
-    );
-    b.run_id = Some(run1);
-    b.mark_seen = true;
-    s.apply_batch(WS, &b).await.unwrap();
-    let run2 = s.start_run(WS, "shop", "test").await.unwrap();
+    full_refresh(
+        s,
+        batch(
+            "orders",
+            vec![order(1, 1, 10.0, 10), order(2, 1, 20.0, 20)],
+            1,
+        ),
+    )
+    .await;
     let mut b = batch("orders", vec![order(1, 1, 10.0, 10)], 2);
     b.rejected = vec![(Some("2".into()), "total: not a number".into())];
-    b.run_id = Some(run2);
-    b.mark_seen = true;
-    s.apply_batch(WS, &b).await.unwrap();
-    assert_eq!(
-        s.mark_unseen_deleted(WS, "shop", "orders", run2)
-            .await
-            .unwrap(),
-        0,
-        "the rejected record's session stays"
-    );
+    let (_, deleted) = full_refresh(s, b).await;
+    assert_eq!(deleted, 0, "the rejected record's session stays");
     let id = s
         .contact_by_email(WS, "a@example.com")
         .await

@@ -193,21 +193,6 @@ async fn conditional_and_windowed_aggregates(db: TestDb) {
     );
 }
 
-/// A tiny deterministic generator, so a failure reproduces from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Every aggregate of every live contact, recomputed from its live sessions.
 async fn recomputed(
     s: &SqlStore,

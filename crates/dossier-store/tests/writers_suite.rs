@@ -19,24 +19,6 @@ use dossier_core::{
 };
 use dossier_store::{BatchWrite, SqlStore};
 
-/// A deterministic generator, so a failure reproduces from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
-
 /// What one writer does next, in its order.
 #[derive(Clone)]
 enum Step {

@@ -200,3 +200,37 @@ macro_rules! suite {
         }
     };
 }
+
+/// A tiny deterministic generator, so a failure reproduces from its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// A full-refresh read of `stream` by a new run: `records` marked seen, then the deletion of
+/// what the run did not see. Returns the run and how many sessions it deleted.
+pub async fn full_refresh(s: &SqlStore, mut batch: BatchWrite) -> (i64, u64) {
+    let run = s.start_run(WS, &batch.source, "test").await.unwrap();
+    batch.run_id = Some(run);
+    batch.mark_seen = true;
+    s.apply_batch(WS, &batch).await.unwrap();
+    let deleted = s
+        .mark_unseen_deleted(WS, &batch.source, &batch.stream, run)
+        .await
+        .unwrap();
+    (run, deleted)
+}
