@@ -21,7 +21,9 @@
 //! store exactly as one writer applying the same transactions one after the other would.
 //! What may run in parallel is everything before the write: reading the sources and mapping
 //! their rows (the engine's read-ahead), and every read of the gateway. Workspaces do not
-//! wait for each other.
+//! wait for each other. A sync holds the lock for one group of batches at a time (at most
+//! `bulk_commit_rows` rows or 2 s, and never while its source has nothing read ahead), so
+//! another writer waits at most that long.
 //!
 //! Within a transaction, a batch applies in this order:
 //!
