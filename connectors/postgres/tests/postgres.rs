@@ -816,10 +816,10 @@ async fn config_errors_name_the_stream_table_and_columns() {
     })
     .await
     .unwrap_err();
-    assert!(e.is_retryable(), "{e}");
+    assert!(e.is_retryable() && e.is_unreachable(), "{e}");
     assert!(
         e.to_string()
-            .contains("cannot connect to postgres at postgres@127.0.0.1:1"),
+            .contains("postgres at postgres@127.0.0.1:1 is unreachable: "),
         "{e}"
     );
     let e = config_error(
