@@ -33,7 +33,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::admission::{self, Limits, request_error};
 use crate::metrics::{self, Metrics, Outcome, Status};
 use crate::persisted::{self, Cache};
-use crate::{Access, Caller, DossierSchema, Gateway, GatewayConfig, prepare};
+use crate::{Access, Caller, DossierSchema, Gateway, GatewayConfig, prepare_operation};
 
 /// How often a key's `last_used_at` is written, at most.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
@@ -460,7 +460,7 @@ impl App {
                 request_errors(media, &[error]),
             );
         }
-        let request = prepare(request, &self.store, caller);
+        let request = prepare_operation(request, &self.store, caller);
         let remaining = limit.saturating_sub(started.elapsed());
         // Its own task: validation is synchronous (no await in it for a timeout to act on),
         // so the answer waits on the task, not on the work; the work is aborted at its next

@@ -266,6 +266,17 @@ pub fn sdl() -> String {
         .sdl()
 }
 
+/// A query or mutation as `caller`: [`prepare`], and errored fields made `null` as the
+/// specification says ([`nulls`]; its errors are handed back when execution ends, which a
+/// subscription's events never do, so subscriptions go without it).
+pub(crate) fn prepare_operation(
+    request: async_graphql::Request,
+    store: &SqlStore,
+    caller: Caller,
+) -> async_graphql::Request {
+    prepare(request, store, caller).data(nulls::Sink::default())
+}
+
 /// A request as `caller`: the caller and this request's data loaders travel with it.
 pub(crate) fn prepare(
     request: async_graphql::Request,
@@ -273,10 +284,7 @@ pub(crate) fn prepare(
     caller: Caller,
 ) -> async_graphql::Request {
     let loaders = loaders::Loaders::new(store, &caller.workspace);
-    request
-        .data(loaders)
-        .data(caller)
-        .data(nulls::Sink::default())
+    request.data(loaders).data(caller)
 }
 
 /// Runs one GraphQL document without HTTP as `caller`, through the same admission as HTTP;
@@ -297,7 +305,11 @@ pub async fn execute(
         .map(|g| admission::Limits::of(&g.config))
         .unwrap_or_else(|| admission::Limits::of(&GatewayConfig::default()));
     let response = match admission::admit(&limits, &mut request) {
-        Ok(_) => schema.execute(prepare(request, store, caller)).await,
+        Ok(_) => {
+            schema
+                .execute(prepare_operation(request, store, caller))
+                .await
+        }
         Err(e) => async_graphql::Response::from_errors(vec![e]),
     };
     serde_json::to_value(&response).unwrap_or_else(|e| {
