@@ -819,7 +819,7 @@ async fn config_errors_name_the_stream_table_and_columns() {
     assert!(e.is_retryable() && e.is_unreachable(), "{e}");
     assert!(
         e.to_string()
-            .contains("postgres at postgres@127.0.0.1:1 is unreachable: "),
+            .contains("postgres at postgres@127.0.0.1:1/postgres is unreachable: "),
         "{e}"
     );
     let e = config_error(
