@@ -193,10 +193,8 @@ impl SqlBuilder {
         if !holds {
             return exists;
         }
-        let ph = self.param(Bind::Text(name.to_string()));
-        format!(
-            "({exists} OR NOT EXISTS (SELECT 1 FROM contact_aggregates x WHERE x.contact_id = c.id AND x.name = {ph}))"
-        )
+        let row = self.custom(field, "1 = 1".into());
+        format!("({exists} OR NOT {row})")
     }
 
     fn custom(&mut self, field: &FilterField, cond: String) -> String {
@@ -214,6 +212,20 @@ impl SqlBuilder {
         format!(
             "EXISTS (SELECT 1 FROM {table} x WHERE x.contact_id = c.id{floor} AND x.{col} = {ph} AND {cond})"
         )
+    }
+}
+
+/// Whether `f` compares an aggregate (`agg.<name>`) anywhere: only then does building its SQL
+/// need what the workspace's aggregates read as without a row.
+pub(crate) fn names_aggregate(f: &Filter) -> bool {
+    match f {
+        Filter::And(v) | Filter::Or(v) => v.iter().any(names_aggregate),
+        Filter::Not(c) => names_aggregate(c),
+        Filter::Cmp { field, .. }
+        | Filter::In { field, .. }
+        | Filter::Contains { field, .. }
+        | Filter::Exists(field)
+        | Filter::Ago { field, .. } => matches!(field, FilterField::Agg(_)),
     }
 }
 

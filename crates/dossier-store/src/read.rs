@@ -258,7 +258,8 @@ impl SqlStore {
         first: usize,
         after: Option<i64>,
     ) -> Result<Page<ContactRow>> {
-        let mut b = SqlBuilder::new(0).with_empty_aggregates(self.empty_aggregates(ws).await?);
+        let mut b =
+            SqlBuilder::new(0).with_empty_aggregates(self.empty_aggregates(ws, filter).await?);
         let ws_p = b.param(Bind::Text(ws.into()));
         let after_p = b.param(Bind::Int(after.unwrap_or(i64::MIN)));
         if after.is_some() {
@@ -279,13 +280,23 @@ impl SqlStore {
         Ok(Page { items, has_next })
     }
 
-    /// What the workspace's aggregates read as on a contact without their row, for filters.
-    pub(crate) async fn empty_aggregates(&self, ws: &str) -> Result<HashMap<String, DataValue>> {
-        crate::ingest::empty_aggregates(&mut *self.read.acquire().await?, ws).await
+    /// What the workspace's aggregates read as on a contact without their row, for `filter`
+    /// (nothing to read when there is no filter or it compares no aggregate).
+    pub(crate) async fn empty_aggregates(
+        &self,
+        ws: &str,
+        filter: Option<&Filter>,
+    ) -> Result<HashMap<String, DataValue>> {
+        match filter {
+            Some(f) if crate::filter_sql::names_aggregate(f) => {
+                crate::ingest::empty_aggregates(&mut *self.read.acquire().await?, ws, f).await
+            }
+            _ => Ok(HashMap::new()),
+        }
     }
 
     pub async fn count_contacts(&self, ws: &str, filter: Option<&Filter>) -> Result<i64> {
-        let (sql, binds) = count_sql(ws, filter, self.empty_aggregates(ws).await?);
+        let (sql, binds) = count_sql(ws, filter, self.empty_aggregates(ws, filter).await?);
         let row = bind_all(sqlx::query(AssertSqlSafe(sql)), &binds)
             .fetch_one(&self.read)
             .await?;
@@ -295,7 +306,7 @@ impl SqlStore {
     /// How the database plans [`SqlStore::count_contacts`] for `filter`, one line per step
     /// (SQLite's `EXPLAIN QUERY PLAN`, PostgreSQL's `EXPLAIN`): to check that indexes are used.
     pub async fn count_plan(&self, ws: &str, filter: Option<&Filter>) -> Result<Vec<String>> {
-        let (sql, binds) = count_sql(ws, filter, self.empty_aggregates(ws).await?);
+        let (sql, binds) = count_sql(ws, filter, self.empty_aggregates(ws, filter).await?);
         let sqlite = self.backend == crate::Backend::Sqlite;
         let explain = if sqlite {
             "EXPLAIN QUERY PLAN"

@@ -220,12 +220,13 @@ impl SqlStore {
     /// The saved segments a contact is in now (evaluated live).
     pub async fn segments_of_contact(&self, ws: &str, contact: i64) -> Result<Vec<String>> {
         let mut out = vec![];
-        let empty = self.empty_aggregates(ws).await?;
         for s in self.segments(ws).await? {
-            let mut b = SqlBuilder::new(0).with_empty_aggregates(empty.clone());
+            let filter = s.filter()?;
+            let empty = self.empty_aggregates(ws, Some(&filter)).await?;
+            let mut b = SqlBuilder::new(0).with_empty_aggregates(empty);
             let id_p = b.param(Bind::Int(contact));
             let ws_p = b.param(Bind::Text(ws.into()));
-            let cond = b.filter(&s.filter()?);
+            let cond = b.filter(&filter);
             let sql = format!(
                 "SELECT 1 FROM contacts c WHERE c.id = {id_p} AND c.workspace = {ws_p} AND c.merged_into IS NULL AND {cond}"
             );
@@ -252,7 +253,7 @@ async fn diff_members(
         .fetch_one(&mut *conn)
         .await?
         .try_get(0)?;
-    let empty = crate::ingest::empty_aggregates(&mut *conn, ws).await?;
+    let empty = crate::ingest::empty_aggregates(&mut *conn, ws, filter).await?;
     let mut b = SqlBuilder::new(0).with_empty_aggregates(empty);
     let ws_p = b.param(Bind::Text(ws.into()));
     let seg_p = b.param(Bind::Text(name.into()));

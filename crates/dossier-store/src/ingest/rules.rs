@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dossier_core::{AggState, AggregateRule};
+use dossier_core::{AggState, AggregateRule, Filter};
 use sqlx::{AnyConnection, Row};
 
 use super::*;
@@ -28,11 +28,16 @@ pub(crate) async fn load_rules(conn: &mut AnyConnection, ws: &str) -> Result<Vec
 const BACKFILL_CONTACTS: i64 = 2_000;
 
 /// What each rule reads as on a contact without a row for it (`count`, `sum` and
-/// `distinct_count` of nothing are 0; the others are absent), for filters to agree with reads.
+/// `distinct_count` of nothing are 0; the others are absent), for `filter` to agree with
+/// reads. Read only when the filter compares an aggregate: other filters need none of it.
 pub(crate) async fn empty_aggregates(
     conn: &mut AnyConnection,
     ws: &str,
+    filter: &Filter,
 ) -> Result<HashMap<String, DataValue>> {
+    if !crate::filter_sql::names_aggregate(filter) {
+        return Ok(HashMap::new());
+    }
     Ok(load_rules(conn, ws)
         .await?
         .iter()
