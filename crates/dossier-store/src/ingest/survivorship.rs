@@ -66,7 +66,12 @@ impl Ingest<'_> {
         // its origin wins (the loser's own rows were already copied where the survivor had
         // none, or only a session's).
         for (key, origin) in other_origin.iter().filter(|(k, _)| k.starts_with("data.")) {
-            if !self.policy.wins(origin, keep_origin.get(key)) {
+            let Some(kept) = keep_origin.get(key) else {
+                // Only the loser set it: its row was copied as it is.
+                keep_origin.insert(key.clone(), origin.clone());
+                continue;
+            };
+            if !self.policy.wins(origin, Some(kept)) {
                 continue;
             }
             keep_origin.insert(key.clone(), origin.clone());
