@@ -40,18 +40,8 @@ async fn filters_see_empty_aggregates_as_reads_do(db: TestDb) {
     s.apply_batch(WS, &batch("orders", vec![order(1, 2, 30.0, 10)], 3))
         .await
         .unwrap();
-    let a = s
-        .contact_by_email(WS, "a@example.com")
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
-    let b = s
-        .contact_by_email(WS, "b@example.com")
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let a = email_id(s, "a@example.com").await;
+    let b = email_id(s, "b@example.com").await;
     assert_eq!(aggs(s, a).await["transactions"], n(0.0), "reads show 0");
     assert_eq!(members(s, "agg.transactions = 0").await, vec![a]);
     assert_eq!(members(s, "agg.total_spent < 5").await, vec![a]);
@@ -151,12 +141,7 @@ async fn a_rejected_record_in_a_full_refresh_keeps_its_session(db: TestDb) {
     b.rejected = vec![(Some("2".into()), "total: not a number".into())];
     let (_, deleted) = full_refresh(s, b).await;
     assert_eq!(deleted, 0, "the rejected record's session stays");
-    let id = s
-        .contact_by_email(WS, "a@example.com")
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = email_id(s, "a@example.com").await;
     assert_eq!(aggs(s, id).await["total_spent"], n(30.0));
 }
 
@@ -202,12 +187,7 @@ async fn averages_of_decimals_are_exact(db: TestDb) {
     s.apply_batch(WS, &batch("orders", orders, 2))
         .await
         .unwrap();
-    let id = s
-        .contact_by_email(WS, "a@example.com")
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = email_id(s, "a@example.com").await;
     assert_eq!(aggs(s, id).await["avg_basket"], n(5.66));
     assert_eq!(members(s, "agg.avg_basket = 5.66").await, vec![id]);
 }

@@ -72,10 +72,6 @@ fn model_rules() -> Vec<AggregateRule> {
     ]
 }
 
-async fn email_id(s: &SqlStore, email: &str) -> i64 {
-    s.contact_by_email(WS, email).await.unwrap().unwrap().id
-}
-
 async fn conditional_and_windowed_aggregates(db: TestDb) {
     let s = &db.store;
     with_one_customer(s, &model_rules()).await;

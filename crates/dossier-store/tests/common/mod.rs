@@ -234,3 +234,8 @@ pub async fn full_refresh(s: &SqlStore, mut batch: BatchWrite) -> (i64, u64) {
         .unwrap();
     (run, deleted)
 }
+
+/// The id of the contact holding `email`.
+pub async fn email_id(s: &SqlStore, email: &str) -> i64 {
+    s.contact_by_email(WS, email).await.unwrap().unwrap().id
+}
