@@ -95,7 +95,9 @@ pub fn driver_error_class(e: &sqlx::Error) -> ErrorClass {
                 std::io::ErrorKind::ConnectionRefused
                     | std::io::ErrorKind::HostUnreachable
                     | std::io::ErrorKind::NetworkUnreachable
-            ) =>
+            )
+            // An unknown host: the standard library gives it no kind of its own.
+            || e.to_string().starts_with("failed to lookup address information") =>
         {
             ErrorClass::Unreachable
         }
@@ -137,6 +139,16 @@ mod tests {
         assert!(!error("x", e(ErrorClass::Permission), true).is_retryable());
         let refused = sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into());
         assert_eq!(driver_error_class(&refused), ErrorClass::Unreachable);
+        // How the standard library words a name that does not resolve (no kind of its own).
+        let unknown_host = std::io::Error::other(
+            "failed to lookup address information: Name or service not known",
+        );
+        assert_eq!(
+            driver_error_class(&sqlx::Error::Io(unknown_host)),
+            ErrorClass::Unreachable
+        );
+        let reset = sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into());
+        assert_eq!(driver_error_class(&reset), ErrorClass::ConnectionLost);
         let gone = connect_error(
             "postgres",
             "db:5432/shop",
