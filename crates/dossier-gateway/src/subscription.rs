@@ -559,7 +559,6 @@ async fn serve(connection: Connection, socket: WebSocket) {
                 Some(WsMessage::Close(4408, "connection initialisation timeout".into()))
             }
             () = connection.revoked.notified() => {
-                connection.refused.store(true, Ordering::SeqCst);
                 Some(WsMessage::Close(4403, "the API key was revoked or has expired".into()))
             }
             _ = recheck.tick(), if connection.authorization.get().is_some() => {
