@@ -94,11 +94,11 @@ impl Extension for Validation {
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
-        let path = info.path_node.to_string_vec();
-        let ty = info.return_type.to_string();
+        // Both are references into the request: nothing is copied unless the sink needs it.
+        let (path, ty) = (info.path_node, info.return_type);
         let result = next.run(ctx, info).await;
         match ctx.data_opt::<Sink>() {
-            Some(sink) => sink.settle(path, &ty, result),
+            Some(sink) => sink.settle(path, ty, result),
             None => result,
         }
     }

@@ -10,7 +10,7 @@
 
 use std::sync::Mutex;
 
-use async_graphql::{ServerError, ServerResult, Value};
+use async_graphql::{QueryPathNode, ServerError, ServerResult, Value};
 
 /// Marks an error that only carries a pending null upwards: never shown.
 const CARRIER: &str = "\u{0}null propagates to the parent";
@@ -40,11 +40,16 @@ impl Sink {
     /// The outcome of the field at `path`, of type `ty`, made spec-conformant.
     pub(crate) fn settle(
         &self,
-        path: Vec<String>,
+        path: &QueryPathNode<'_>,
         ty: &str,
         result: ServerResult<Option<Value>>,
     ) -> ServerResult<Option<Value>> {
         let mut pending = self.pending.lock().expect("sink lock");
+        // The common case, a field that worked with no null waiting below it: no path built.
+        if result.is_ok() && pending.is_empty() {
+            return result;
+        }
+        let path = path.to_string_vec();
         match result {
             Err(e) if e.message == CARRIER || non_null(ty) => {
                 // async-graphql drops the field; its parent must become null.
