@@ -125,11 +125,10 @@ pub(crate) fn scan(text: &str, limits: &Limits) -> Result<(), ServerError> {
             b'{' | b'[' | b'(' => {
                 depth += 1;
                 if depth > limits.max_nesting {
-                    return Err(request_error(
-                        format!(
-                            "the document nests more than {} levels of braces, brackets and parentheses; at most {} are allowed",
-                            limits.max_nesting, limits.max_nesting
-                        ),
+                    return Err(past_limit(
+                        "nests more than",
+                        limits.max_nesting,
+                        "levels of braces, brackets and parentheses",
                         "DOCUMENT_TOO_DEEP",
                     ));
                 }
@@ -152,16 +151,24 @@ pub(crate) fn scan(text: &str, limits: &Limits) -> Result<(), ServerError> {
         }
         tokens += 1;
         if tokens > limits.max_tokens {
-            return Err(request_error(
-                format!(
-                    "the document has more than {} tokens; at most {} are allowed",
-                    limits.max_tokens, limits.max_tokens
-                ),
+            return Err(past_limit(
+                "has more than",
+                limits.max_tokens,
+                "tokens",
                 "DOCUMENT_TOO_LARGE",
             ));
         }
     }
     Ok(())
+}
+
+/// The refusal of a document past limit `max`: "the document {verb} {max} {what}; at most
+/// {max} are allowed".
+fn past_limit(verb: &str, max: impl std::fmt::Display, what: &str, code: &str) -> ServerError {
+    request_error(
+        format!("the document {verb} {max} {what}; at most {max} are allowed"),
+        code,
+    )
 }
 
 /// What a selection set (or a fragment) amounts to once its fragments are expanded.
@@ -285,21 +292,19 @@ impl<'d> Measure<'d> {
     }
 
     fn too_many(&self, n: u64) -> ServerError {
-        let max = self.limits.max_selections;
-        request_error(
-            format!(
-                "the document selects more than {max} fields once its fragments are expanded ({n}); at most {max} are allowed"
-            ),
+        past_limit(
+            "selects more than",
+            self.limits.max_selections,
+            &format!("fields once its fragments are expanded ({n})"),
             "TOO_MANY_SELECTIONS",
         )
     }
 
     fn too_deep(&self) -> ServerError {
-        let max = self.limits.max_nesting;
-        request_error(
-            format!(
-                "the document nests more than {max} levels once its fragments are expanded; at most {max} are allowed"
-            ),
+        past_limit(
+            "nests more than",
+            self.limits.max_nesting,
+            "levels once its fragments are expanded",
             "DOCUMENT_TOO_DEEP",
         )
     }
