@@ -129,8 +129,8 @@ async fn deep_nesting_of_every_kind_is_refused_before_parsing() {
     let max = GatewayConfig::default().max_nesting;
     for n in [max + 1, 1_600, 10_000, 100_000] {
         for (what, q) in deep_documents(n) {
-            // 100,000 levels of some families is past the body limit: raise it, so that the
-            // nesting limit is what answers.
+            // 100,000 levels of some families is past the body limit, which would answer
+            // first: those are skipped.
             if q.len() > GatewayConfig::default().max_body_bytes {
                 continue;
             }

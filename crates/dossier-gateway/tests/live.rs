@@ -272,6 +272,11 @@ async fn live(config: GatewayConfig) -> Live {
 impl Live {
     /// A client whose connection was initialised with the read key in `connection_init`.
     async fn client(&self) -> Client {
+        self.client_with(&self.key).await
+    }
+
+    /// A client whose connection was initialised with key `raw` in `connection_init`.
+    async fn client_with(&self, raw: &str) -> Client {
         let mut c = Client(
             self.connector
                 .websocket(None, "graphql-transport-ws")
@@ -279,7 +284,7 @@ impl Live {
                 .unwrap(),
         );
         let ack = c
-            .init(json!({ "Authorization": format!("Bearer {}", self.key) }))
+            .init(json!({ "Authorization": format!("Bearer {raw}") }))
             .await
             .unwrap();
         assert_eq!(ack["type"], "connection_ack", "{ack}");
@@ -749,17 +754,7 @@ async fn a_revoked_key_closes_its_open_socket_with_4403() {
         .create_key(WS, "soon revoked", Role::Read, None)
         .await
         .unwrap();
-    let mut c = Client(
-        live.connector
-            .websocket(None, "graphql-transport-ws")
-            .await
-            .unwrap(),
-    );
-    let ack = c
-        .init(json!({ "Authorization": format!("Bearer {raw}") }))
-        .await
-        .unwrap();
-    assert_eq!(ack["type"], "connection_ack");
+    let mut c = live.client_with(&raw).await;
     // Authenticated by the upgrade's header.
     let (header_key, header_raw) = live
         .store
@@ -809,15 +804,7 @@ async fn a_subscribe_with_a_revoked_key_is_refused_and_the_socket_closed() {
         .create_key(WS, "soon revoked", Role::Read, None)
         .await
         .unwrap();
-    let mut c = Client(
-        live.connector
-            .websocket(None, "graphql-transport-ws")
-            .await
-            .unwrap(),
-    );
-    c.init(json!({ "Authorization": format!("Bearer {raw}") }))
-        .await
-        .unwrap();
+    let mut c = live.client_with(&raw).await;
     live.store.revoke_key(&key.id).await.unwrap();
     // At once: the subscribe itself checks the key (unless the periodic check closed the
     // socket first, which the send then finds closed).
@@ -847,15 +834,7 @@ async fn an_expired_key_closes_its_open_socket_with_4403() {
         .create_key(WS, "short-lived", Role::Read, Some(expires))
         .await
         .unwrap();
-    let mut c = Client(
-        live.connector
-            .websocket(None, "graphql-transport-ws")
-            .await
-            .unwrap(),
-    );
-    c.init(json!({ "Authorization": format!("Bearer {raw}") }))
-        .await
-        .unwrap();
+    let mut c = live.client_with(&raw).await;
     c.subscribe("1", PROGRESS, json!({})).await;
     live.listening(1).await;
     let ((code, reason), _) = closed(&mut c).await;
