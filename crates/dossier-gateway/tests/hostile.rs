@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use common::{TestApp, WS, seeded_with};
+use common::{TestApp, WS, fan_out, seeded_with};
 use dossier_gateway::{GatewayConfig, PersistedQueries};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -192,16 +192,6 @@ async fn deep_nesting_over_get_and_in_variables_is_refused() {
     let (status, _, body) = t.send(req).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("recursion limit exceeded"), "{body}");
-}
-
-/// `{ ...F<levels> }` where each fragment spreads the one below `fan` times.
-fn fan_out(levels: usize, fan: usize, on: &str, leaf: &str) -> String {
-    let mut q = format!("fragment F0 on {on} {{ {leaf} }}");
-    for i in 1..=levels {
-        let spreads = vec![format!("...F{}", i - 1); fan].join(" ");
-        q.push_str(&format!(" fragment F{i} on {on} {{ {spreads} }}"));
-    }
-    q
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use common::{WS, batch, customer};
+use common::{WS, batch, customer, fan_out};
 use dossier_gateway::{
     GatewayConfig, ProgressChannel, ProgressEvent, ProgressKind, Role, SyncTrigger,
 };
@@ -858,15 +858,10 @@ async fn hostile_subscribes_are_refused_by_the_same_admission() {
         "[".repeat(10_000),
         "]".repeat(10_000)
     );
-    let mut fan = String::from(
-        "subscription { syncProgress { ...F20 } } fragment F0 on SyncProgressEvent { kind }",
+    let fan = format!(
+        "subscription {{ syncProgress {{ ...F20 }} }} {}",
+        fan_out(20, 3, "SyncProgressEvent", "kind")
     );
-    for i in 1..=20 {
-        let p = i - 1;
-        fan.push_str(&format!(
-            " fragment F{i} on SyncProgressEvent {{ ...F{p} ...F{p} ...F{p} }}"
-        ));
-    }
     for (id, q, code) in [
         ("deep", deep.as_str(), "DOCUMENT_TOO_DEEP"),
         ("fan", fan.as_str(), "TOO_MANY_SELECTIONS"),

@@ -165,6 +165,17 @@ pub async fn seeded_with(
     }
 }
 
+/// Fragments `F0` (selecting `leaf`) to `F<levels>` on type `on`, each spreading the one
+/// below `fan` times: `...F<levels>` selects `leaf` fan^levels times once expanded.
+pub fn fan_out(levels: usize, fan: usize, on: &str, leaf: &str) -> String {
+    let mut q = format!("fragment F0 on {on} {{ {leaf} }}");
+    for i in 1..=levels {
+        let spreads = vec![format!("...F{}", i - 1); fan].join(" ");
+        q.push_str(&format!(" fragment F{i} on {on} {{ {spreads} }}"));
+    }
+    q
+}
+
 /// Percent-encodes a URL query value.
 pub fn url_encode(s: &str) -> String {
     s.bytes()
