@@ -39,45 +39,53 @@ pub fn redact_url(url: &str) -> String {
         return url.to_string();
     };
     let start = scheme_end + 3;
-    let rest = &url[start..];
+    let mut out = String::with_capacity(url.len());
+    out.push_str(&url[..start]);
+    let mut rest = &url[start..];
+    if let Some(at) = userinfo_end(rest) {
+        match rest[..at].split_once(':') {
+            Some((user, _)) => {
+                out.push_str(user);
+                out.push_str(":***");
+            }
+            None => out.push_str(&rest[..at]),
+        }
+        rest = &rest[at..];
+    }
     // The fragment never reaches a server; it is kept as written.
     let (rest, fragment) = match rest.find('#') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    // The userinfo ends at the last `@` before the query: a password may hold `@` and `/`
-    // unencoded (drivers accept it), a query parameter may hold `@` too.
-    let query_at = rest.find('?');
-    let before_query = &rest[..query_at.unwrap_or(rest.len())];
-    let mut out = String::with_capacity(url.len());
-    out.push_str(&url[..start]);
-    let path_start = match before_query.rfind('@') {
-        Some(at) => {
-            match before_query[..at].split_once(':') {
-                Some((user, _)) => {
-                    out.push_str(user);
-                    out.push_str(":***");
-                }
-                None => out.push_str(&before_query[..at]),
-            }
-            at
+    match rest.split_once('?') {
+        None => out.push_str(rest),
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if is_secret_parameter(name) => format!("{name}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            out.push_str(&pairs.join("&"));
         }
-        None => 0,
-    };
-    out.push_str(&before_query[path_start..]);
-    if let Some(q) = query_at {
-        out.push('?');
-        let pairs: Vec<String> = rest[q + 1..]
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((name, _)) if is_secret_parameter(name) => format!("{name}=***"),
-                _ => pair.to_string(),
-            })
-            .collect();
-        out.push_str(&pairs.join("&"));
     }
     out.push_str(fragment);
     out
+}
+
+/// Where the userinfo of `rest` (the URL after `://`) ends: at the last `@` before the query
+/// or fragment, since a password may hold `@` and `/` unencoded (drivers accept it) and a
+/// query parameter may hold `@` too. A password may also hold `?` or `#`: then the first `@`
+/// ends it, when what comes before it reads `user:password` with no path in it.
+fn userinfo_end(rest: &str) -> Option<usize> {
+    let authority = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    authority.rfind('@').or_else(|| {
+        rest.find('@')
+            .filter(|&at| rest[..at].contains(':') && !rest[..at].contains('/'))
+    })
 }
 
 /// `%XX` sequences decoded (a name spelled `pass%77ord` is still `password`); malformed ones
@@ -126,6 +134,19 @@ mod tests {
         assert_eq!(
             redact_url("postgres://u:p@ss/w:rd@h:5432/db?sslmode=require"),
             "postgres://u:***@h:5432/db?sslmode=require"
+        );
+        // A password holding `?` or `#`, which would otherwise start the query or fragment.
+        assert_eq!(
+            redact_url("postgres://u:pa?ss@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(
+            redact_url("postgres://u:pa#ss@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p?a#ss@h/db?password=x"),
+            "postgres://u:***@h/db?password=***"
         );
         // An `@` in a query parameter is not userinfo.
         assert_eq!(
