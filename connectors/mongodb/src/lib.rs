@@ -426,10 +426,17 @@ impl Connector for MongoConnector {
         options.server_selection_timeout.get_or_insert(timeout);
         let target = format!("{}/{}", hosts(&options), config.database);
         let connect_error = |e: mongodb::error::Error| {
-            error::redacted(
-                error(format!("cannot connect to mongodb at {target}"), &e, true),
-                uri,
-            )
+            let e = match &*e.kind {
+                // No server answered at all (refused, unknown host): a run someone watches
+                // fails at once rather than retrying, as for the other connectors.
+                mongodb::error::ErrorKind::ServerSelection { .. }
+                | mongodb::error::ErrorKind::DnsResolve { .. } => ConnectorError::unreachable(
+                    &format!("mongodb at {target}"),
+                    &error::message(&e),
+                ),
+                _ => error(format!("cannot connect to mongodb at {target}"), &e, true),
+            };
+            error::redacted(e, uri)
         };
         let client = Client::with_options(options).map_err(connect_error)?;
         let db = client.database(&config.database);

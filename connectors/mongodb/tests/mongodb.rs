@@ -776,6 +776,7 @@ async fn secrets_stay_out_of_messages_and_the_spec_documents_every_setting() {
     });
     let e = factory.connect(config.clone()).await.err().unwrap();
     assert!(e.is_retryable(), "{e}");
+    assert!(e.is_unreachable(), "{e}");
     let shown = e.to_string();
     assert!(shown.contains("127.0.0.1:9/shop"), "{shown}");
     assert!(!shown.contains("s3cret-pw"), "{shown}");
