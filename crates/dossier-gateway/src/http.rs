@@ -378,14 +378,15 @@ impl App {
             );
             return outcome("unknown", Status::Rejected, r);
         }
-        if let Err(e) = persisted::resolve(
+        let unadmitted = match persisted::resolve(
             &self.config.persisted_queries,
             &self.persisted,
             &caller.workspace,
             &mut request,
         ) {
-            return outcome("unknown", Status::Error, request_errors(media, &[e]));
-        }
+            Ok(unadmitted) => unadmitted,
+            Err(e) => return outcome("unknown", Status::Error, request_errors(media, &[e])),
+        };
         // The timeout covers admission, validation and execution alike. Admission (scan,
         // parse, measure) runs on the blocking pool: bounded as it is, a 256 KiB document
         // still takes milliseconds that belong to no async worker.
@@ -437,6 +438,9 @@ impl App {
             }
             Ok(Ok((request, Ok(kinds)))) => (request, kinds),
         };
+        if let Some(doc) = unadmitted {
+            doc.admitted(&self.persisted);
+        }
         let operation_type = metrics::operation_label(ty);
         if queries_only && !read_only {
             let mut r = refuse(

@@ -54,14 +54,30 @@ fn requested_hash(request: &Request) -> Result<Option<String>, ServerError> {
     }
 }
 
+/// A document sent with its hash, to cache once admission has let it through.
+#[derive(Debug)]
+pub(crate) struct Unadmitted {
+    key: (String, String),
+    doc: Arc<str>,
+}
+
+impl Unadmitted {
+    /// Caches the document: later requests of its workspace may send the hash alone.
+    pub(crate) fn admitted(self, cache: &Cache) {
+        cache.0.lock().expect("cache lock").put(self.key, self.doc);
+    }
+}
+
 /// Fills in the document of a request of `workspace` that sent only its hash, and refuses what
-/// the mode does not allow. Errors are request errors (nothing runs).
+/// the mode does not allow. Errors are request errors (nothing runs). A document sent with its
+/// hash comes back as [`Unadmitted`]: it is cached only once admission let it through, so a
+/// document the limits refuse is never remembered.
 pub(crate) fn resolve(
     mode: &PersistedQueries,
     cache: &Cache,
     workspace: &str,
     request: &mut Request,
-) -> Result<(), ServerError> {
+) -> Result<Option<Unadmitted>, ServerError> {
     let hash = requested_hash(request)?;
     let has_query = !request.query.trim().is_empty();
     if has_query && let Some(h) = &hash {
@@ -83,7 +99,7 @@ pub(crate) fn resolve(
             match list.get(&h) {
                 Some(doc) => {
                     request.query = doc.clone();
-                    Ok(())
+                    Ok(None)
                 }
                 None => Err(error(
                     format!(
@@ -100,21 +116,17 @@ pub(crate) fn resolve(
                 match doc {
                     Some(doc) => {
                         request.query = doc.to_string();
-                        Ok(())
+                        Ok(None)
                     }
                     // Apollo's protocol: the client sends the document with its hash next.
                     None => Err(error("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")),
                 }
             }
-            (Some(h), true) => {
-                if request.query.len() <= CACHE_MAX_DOCUMENT {
-                    let doc: Arc<str> = request.query.as_str().into();
-                    let key = (workspace.to_string(), h);
-                    cache.0.lock().expect("cache lock").put(key, doc);
-                }
-                Ok(())
-            }
-            (None, true) => Ok(()),
+            (Some(h), true) if request.query.len() <= CACHE_MAX_DOCUMENT => Ok(Some(Unadmitted {
+                key: (workspace.to_string(), h),
+                doc: request.query.as_str().into(),
+            })),
+            (Some(_) | None, true) => Ok(None),
             (None, false) => Err(error("the request has no query", "BAD_REQUEST")),
         },
     }
@@ -144,7 +156,10 @@ mod tests {
         let mode = PersistedQueries::Automatic;
         let e = resolve(&mode, &cache, "w", &mut with_hash("", &h)).unwrap_err();
         assert_eq!(e.message, "PersistedQueryNotFound");
-        resolve(&mode, &cache, "w", &mut with_hash(doc, &h)).unwrap();
+        resolve(&mode, &cache, "w", &mut with_hash(doc, &h))
+            .unwrap()
+            .expect("a document to cache")
+            .admitted(&cache);
         let mut r = with_hash("", &h);
         resolve(&mode, &cache, "w", &mut r).unwrap();
         assert_eq!(r.query, doc);

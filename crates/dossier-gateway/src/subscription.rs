@@ -360,9 +360,13 @@ impl Executor for Connection {
             &caller.workspace,
             &mut request,
         )
-        .and_then(|()| {
-            admission::admit(&self.app.limits, &mut request)
-                .map(|doc| operation_type_in(doc, operation.as_deref()))
+        .and_then(|unadmitted| {
+            let ty = admission::admit(&self.app.limits, &mut request)
+                .map(|doc| operation_type_in(doc, operation.as_deref()))?;
+            if let Some(doc) = unadmitted {
+                doc.admitted(&self.app.persisted);
+            }
+            Ok(ty)
         });
         let ty = match admitted {
             Ok(ty) => ty,
