@@ -210,32 +210,36 @@ impl Filter {
         walk(self, 0, &mut 0)
     }
 
+    /// The fields the filter's conditions compare, in the order they are written.
+    pub fn fields(&self) -> Vec<&FilterField> {
+        fn walk<'f>(f: &'f Filter, out: &mut Vec<&'f FilterField>) {
+            match f {
+                Filter::And(v) | Filter::Or(v) => v.iter().for_each(|c| walk(c, out)),
+                Filter::Not(c) => walk(c, out),
+                Filter::Cmp { field, .. }
+                | Filter::In { field, .. }
+                | Filter::Contains { field, .. }
+                | Filter::Exists(field)
+                | Filter::Ago { field, .. } => out.push(field),
+            }
+        }
+        let mut out = vec![];
+        walk(self, &mut out);
+        out
+    }
+
     /// Refuses a filter on an aggregate that no rule defines: it would match nothing, as if
     /// every contact's aggregate were absent, rather than say the name is wrong.
     pub fn check_aggregates<'a>(
         &self,
         defined: impl IntoIterator<Item = &'a str> + Clone,
     ) -> Result<(), CoreError> {
-        fn walk<'a>(
-            f: &Filter,
-            defined: &(impl IntoIterator<Item = &'a str> + Clone),
-        ) -> Result<(), CoreError> {
-            let field = match f {
-                Filter::And(v) | Filter::Or(v) => {
-                    return v.iter().try_for_each(|c| walk(c, defined));
-                }
-                Filter::Not(c) => return walk(c, defined),
-                Filter::Cmp { field, .. }
-                | Filter::In { field, .. }
-                | Filter::Contains { field, .. }
-                | Filter::Exists(field)
-                | Filter::Ago { field, .. } => field,
-            };
+        for field in self.fields() {
             match field {
                 FilterField::Agg(k) if !defined.clone().into_iter().any(|d| d == k.as_str()) => {
                     let mut names: Vec<&str> = defined.clone().into_iter().collect();
                     names.sort_unstable();
-                    Err(CoreError::Filter {
+                    return Err(CoreError::Filter {
                         path: format!("field \"{field}\""),
                         reason: format!(
                             "no aggregate {:?} is defined; defined: {}",
@@ -246,12 +250,12 @@ impl Filter {
                                 names.join(", ")
                             }
                         ),
-                    })
+                    });
                 }
-                _ => Ok(()),
+                _ => {}
             }
         }
-        walk(self, &defined)
+        Ok(())
     }
 
     /// The same filter with every [`Filter::Ago`] turned into a comparison with the date-time

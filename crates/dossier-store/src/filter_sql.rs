@@ -218,15 +218,9 @@ impl SqlBuilder {
 /// Whether `f` compares an aggregate (`agg.<name>`) anywhere: only then does building its SQL
 /// need what the workspace's aggregates read as without a row.
 pub(crate) fn names_aggregate(f: &Filter) -> bool {
-    match f {
-        Filter::And(v) | Filter::Or(v) => v.iter().any(names_aggregate),
-        Filter::Not(c) => names_aggregate(c),
-        Filter::Cmp { field, .. }
-        | Filter::In { field, .. }
-        | Filter::Contains { field, .. }
-        | Filter::Exists(field)
-        | Filter::Ago { field, .. } => matches!(field, FilterField::Agg(_)),
-    }
+    f.fields()
+        .into_iter()
+        .any(|field| matches!(field, FilterField::Agg(_)))
 }
 
 fn escape_like(s: &str) -> String {
