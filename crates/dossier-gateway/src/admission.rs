@@ -21,7 +21,9 @@
 
 use std::collections::HashMap;
 
-use async_graphql::parser::types::{ExecutableDocument, Field, Selection, SelectionSet};
+use async_graphql::parser::types::{
+    ExecutableDocument, Field, OperationType, Selection, SelectionSet,
+};
 use async_graphql::{Request, ServerError};
 
 use crate::GatewayConfig;
@@ -356,6 +358,23 @@ fn check(doc: &ExecutableDocument, limits: &Limits) -> Result<(), ServerError> {
         }
     }
     Ok(())
+}
+
+/// The type of the operation a parsed document runs: the one named, or the document's only
+/// one; `None` when it is not found.
+pub(crate) fn operation_type_in(
+    doc: &ExecutableDocument,
+    operation: Option<&str>,
+) -> Option<OperationType> {
+    let mut ops = doc
+        .operations
+        .iter()
+        .filter(|(name, _)| operation.is_none() || name.map(|n| n.as_str()) == operation);
+    let (_, op) = ops.next()?;
+    if ops.next().is_some() {
+        return None;
+    }
+    Some(op.node.ty)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use async_graphql::{SelectionField, Value};
 use dossier_store::{CardParts, SessionsPage};
 
 use crate::Gateway;
-use crate::schema::page_size;
+use crate::context::page_size;
 
 /// The parts selected under `field` (a `contact` lookup). Sessions are read along only for a
 /// single first-page selection whose arguments are plain; anything else (a second `sessions`

@@ -9,10 +9,8 @@
 // nothing.
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_graphql::http::GraphiQLSource;
@@ -25,35 +23,14 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Extension, Router};
-use dossier_store::{KeyCache, SqlStore};
-use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
+use dossier_store::SqlStore;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::admission::{self, Limits, request_error};
-use crate::metrics::{self, Metrics, Outcome, Status};
-use crate::persisted::{self, Cache};
-use crate::{Access, Caller, DossierSchema, Gateway, GatewayConfig, prepare_operation};
-
-/// How often a key's `last_used_at` is written, at most.
-const TOUCH_EVERY: Duration = Duration::from_secs(60);
-
-pub(crate) struct App {
-    pub(crate) schema: DossierSchema,
-    pub(crate) store: SqlStore,
-    pub(crate) config: GatewayConfig,
-    /// What [`admission::admit`] allows, from `config`.
-    pub(crate) limits: Limits,
-    limiter: Option<DefaultKeyedRateLimiter<String>>,
-    pub(crate) persisted: Cache,
-    /// Keys read in the last second: most requests then check their key without a store
-    /// read (revocations through this process still apply at once; see [`KeyCache`]).
-    keys: KeyCache,
-    touched: Mutex<HashMap<String, Instant>>,
-    pub(crate) metrics: Metrics,
-}
-
-pub(crate) type AppState = Arc<App>;
+use crate::admission::{self, operation_type_in, request_error};
+use crate::app::{App, AppState, Refusal, who};
+use crate::metrics::{self, Outcome, Status};
+use crate::persisted;
+use crate::{Caller, DossierSchema, Gateway, prepare_operation};
 
 /// The HTTP app. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so that
 /// an open gateway rate-limits per client address (otherwise all clients share one budget).
@@ -62,23 +39,8 @@ pub fn router(schema: DossierSchema, store: SqlStore) -> Router {
         .data::<Gateway>()
         .map(|g| (g.config.clone(), g.metrics.clone()))
         .unwrap_or_default();
-    let limiter = config.rate_limit.map(|r| {
-        let per_second = NonZeroU32::new(r.per_second.max(1)).expect("non-zero");
-        let burst = NonZeroU32::new(r.burst.max(1)).expect("non-zero");
-        DefaultKeyedRateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
-    });
     let cors = cors(&config.cors_origins);
-    let app = Arc::new(App {
-        schema,
-        store,
-        limits: Limits::of(&config),
-        config,
-        limiter,
-        persisted: Cache::default(),
-        keys: KeyCache::default(),
-        touched: Mutex::new(HashMap::new()),
-        metrics: metrics.clone(),
-    });
+    let app = Arc::new(App::new(schema, store, config, metrics.clone()));
     let router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -210,14 +172,8 @@ fn respond(media: Media, response: Response) -> axum::response::Response {
     }
 }
 
-/// Why a caller was not let in.
-pub(crate) struct Refusal {
-    pub(crate) status: StatusCode,
-    pub(crate) message: String,
-    code: &'static str,
-}
-
 impl Refusal {
+    /// The answer refusing the caller, in the media type it accepts.
     fn respond(self, media: Media) -> axum::response::Response {
         let mut r = refuse(self.status, media, self.message, self.code);
         if self.status == StatusCode::UNAUTHORIZED {
@@ -225,15 +181,6 @@ impl Refusal {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         r
-    }
-}
-
-/// Whom the rate limit counts: the key, or the client's address without keys.
-pub(crate) fn who(key_id: String, client: Option<SocketAddr>) -> String {
-    if key_id.is_empty() {
-        client.map_or_else(|| "local".to_string(), |a| a.ip().to_string())
-    } else {
-        key_id
     }
 }
 
@@ -247,83 +194,6 @@ impl App {
         self.identify(headers.get(header::AUTHORIZATION))
             .await
             .map_err(|r| r.respond(media))
-    }
-
-    /// The caller presenting this `Authorization` value (`Bearer <key>`), and its key's id
-    /// (empty on an open gateway); `None`: no key was sent.
-    pub(crate) async fn identify(
-        &self,
-        authorization: Option<&HeaderValue>,
-    ) -> Result<(Caller, String), Refusal> {
-        let unauthorized = |message: String| Refusal {
-            status: StatusCode::UNAUTHORIZED,
-            message,
-            code: "UNAUTHENTICATED",
-        };
-        if let Access::Open { workspace } = &self.config.access {
-            return Ok((Caller::admin(workspace), String::new()));
-        }
-        let Some(value) = authorization else {
-            return Err(unauthorized(
-                "no API key: send `Authorization: Bearer <key>` (an admin creates keys with `dossier keys create`)".into(),
-            ));
-        };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .unwrap_or_default();
-        let key = match self.store.authenticate_cached(&self.keys, token).await {
-            Ok(Ok(key)) => key,
-            Ok(Err(refusal)) => return Err(unauthorized(refusal.to_string())),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot check an API key");
-                return Err(Refusal {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    message: "the store is not answering; try again shortly".into(),
-                    code: "UNAVAILABLE",
-                });
-            }
-        };
-        self.touch(&key.id).await;
-        Ok((
-            Caller {
-                workspace: key.workspace,
-                role: key.role,
-            },
-            key.id,
-        ))
-    }
-
-    /// Records a key's use, at most once a minute per key.
-    async fn touch(&self, id: &str) {
-        let due = {
-            let mut touched = self.touched.lock().expect("touch lock");
-            let now = Instant::now();
-            match touched.get(id) {
-                Some(at) if now.duration_since(*at) < TOUCH_EVERY => false,
-                _ => {
-                    touched.insert(id.to_string(), now);
-                    true
-                }
-            }
-        };
-        if due && let Err(e) = self.store.touch_key(id).await {
-            tracing::warn!(key = id, error = %e, "cannot record an API key's last use");
-        }
-    }
-
-    /// `Some(seconds to wait)` when `who` is over its rate; else counts one request.
-    pub(crate) fn over_rate(&self, who: &str) -> Option<u64> {
-        let limiter = self.limiter.as_ref()?;
-        let not_until = limiter.check_key(&who.to_string()).err()?;
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        Some(secs.max(1))
     }
 
     /// `Err` with a 429 answer when `who` is over its rate.
@@ -601,23 +471,6 @@ async fn graphql_get(
     };
     app.run(media, &headers, client.map(|c| c.0.0), parse, true)
         .await
-}
-
-/// The type of the operation a parsed document runs: the one named, or the document's only
-/// one; `None` when it is not found.
-pub(crate) fn operation_type_in(
-    doc: &ExecutableDocument,
-    operation: Option<&str>,
-) -> Option<OperationType> {
-    let mut ops = doc
-        .operations
-        .iter()
-        .filter(|(name, _)| operation.is_none() || name.map(|n| n.as_str()) == operation);
-    let (_, op) = ops.next()?;
-    if ops.next().is_some() {
-        return None;
-    }
-    Some(op.node.ty)
 }
 
 /// Does the operation a GET would run only read?

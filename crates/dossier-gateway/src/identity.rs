@@ -7,7 +7,7 @@ use dossier_store::{MergeRow, ValueOrigin as OriginRow};
 
 use crate::Role;
 use crate::auth::RoleGuard;
-use crate::schema::{gateway, ws};
+use crate::context::{gateway, ws};
 
 /// Reads of the workspace's merge log.
 #[derive(Debug, Default, Clone, Copy)]

@@ -16,9 +16,12 @@
 #![warn(missing_docs)]
 
 mod admission;
+mod app;
 mod auth;
 mod card;
 mod connectors;
+mod contact;
+mod context;
 mod cursor;
 mod filter;
 mod http;

@@ -7,8 +7,9 @@ use dossier_core::value::from_micros;
 use dossier_store::{SegmentChange as ChangeRow, SegmentRow};
 
 use crate::auth::RoleGuard;
-use crate::schema::{
-    Contact, ContactConnection, PageInfo, gateway, loaders, page_size, parse_cursor, ws,
+use crate::contact::{Contact, ContactConnection};
+use crate::context::{
+    PageInfo, defined_aggregates_only, gateway, loaders, page_size, parse_cursor, ws,
 };
 use crate::{Role, cursor};
 
@@ -54,7 +55,7 @@ impl SegmentMutation {
         description: Option<String>,
     ) -> Result<Segment> {
         let filter = dossier_core::filter_text::parse_filter(&definition)?;
-        crate::schema::defined_aggregates_only(ctx, &filter).await?;
+        defined_aggregates_only(ctx, &filter).await?;
         let row = gateway(ctx)?
             .store
             .save_segment(ws(ctx)?, &name, &definition, description.as_deref())

@@ -8,7 +8,7 @@ use dossier_store::ShortcutRow;
 
 use crate::Role;
 use crate::auth::RoleGuard;
-use crate::schema::{gateway, parse_id, ws};
+use crate::context::{gateway, parse_id, ws};
 
 /// Reads of shortcuts, and rendering.
 #[derive(Debug, Default, Clone, Copy)]

@@ -32,9 +32,10 @@ use axum::response::IntoResponse as _;
 use futures::stream::{BoxStream, StreamExt as _};
 use tokio::sync::broadcast;
 
+use crate::admission::operation_type_in;
+use crate::app::{AppState, Refusal, who};
 use crate::auth::RoleGuard;
-use crate::http::{AppState, Refusal, operation_type_in, who};
-use crate::schema::gateway;
+use crate::context::gateway;
 use crate::{Caller, Role, admission, persisted, prepare};
 
 /// The graphql-transport-ws subprotocol, the only one served.
