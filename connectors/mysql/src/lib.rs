@@ -253,7 +253,7 @@ impl Dialect for MySqlDialect {
         }
     }
 
-    fn after(&self, keys: &[(&str, &Column, &str)], b: &mut Binder) -> String {
+    fn after(&self, keys: &[(&str, &Column, &Cell)], b: &mut Binder) -> String {
         expanded_after(self, keys, b)
     }
 }
@@ -368,6 +368,8 @@ impl Driver for MySql {
     const NAME: &'static str = "mysql";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
+    type Config = Config;
+
     async fn connect(config: &Config) -> Result<Self, ConnectorError> {
         let options = Self::options(config)?;
         let user = options.get_username().to_string();
@@ -441,7 +443,7 @@ impl Driver for MySql {
     async fn fetch(
         &self,
         sql: String,
-        params: Vec<String>,
+        params: Vec<Cell>,
         wires: &[Wire],
     ) -> Result<Vec<Vec<Cell>>, DbError> {
         let rows = self

@@ -281,6 +281,8 @@ impl Driver for Postgres {
     const NAME: &'static str = "postgres";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
+    type Config = Config;
+
     async fn connect(config: &Config) -> Result<Self, ConnectorError> {
         let options = Self::options(config)?;
         let user = options.get_username().to_string();
@@ -324,7 +326,7 @@ impl Driver for Postgres {
     async fn fetch(
         &self,
         sql: String,
-        params: Vec<String>,
+        params: Vec<Cell>,
         wires: &[Wire],
     ) -> Result<Vec<Vec<Cell>>, DbError> {
         let rows = self
@@ -368,7 +370,7 @@ impl Driver for Postgres {
                        ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
                      WHERE t.oid = ANY(CAST($1 AS oid[]))"
                 ),
-                vec![format!("{{{}}}", known.join(","))],
+                vec![Cell::Text(format!("{{{}}}", known.join(",")))],
                 &[Wire::Int, Wire::Text, Wire::Text],
             )
             .await?;

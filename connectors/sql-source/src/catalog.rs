@@ -6,7 +6,7 @@ use std::sync::Arc;
 use dossier_connector::{Catalog, ConnectorError, FieldInfo, StreamInfo};
 
 use crate::config::Source;
-use crate::dialect::{Column, Kind, RawColumn, Wire};
+use crate::dialect::{Cell, Column, Kind, RawColumn, Wire};
 use crate::error::error;
 use crate::sql::{Binder, name_list};
 use crate::{Driver, SqlConnector, Stream};
@@ -91,13 +91,17 @@ const CURSOR_NAMES: &[&str] = &[
 /// Whether a column looks like a last-update time: by name, or a date/time column with
 /// "update" or "modif" in its name.
 fn looks_like_update_time(name: &str, kind: &Kind) -> bool {
+    let number = matches!(kind, Kind::Int | Kind::BigUnsigned | Kind::Decimal);
+    names_update_time(name, kind.is_time(), number)
+}
+
+/// [`looks_like_update_time`] for a column that may hold a time (`time`) or a number.
+fn names_update_time(name: &str, time: bool, number: bool) -> bool {
     let name: String = name
         .chars()
         .filter(|c| *c != '_')
         .flat_map(char::to_lowercase)
         .collect();
-    let time = matches!(kind, Kind::Date | Kind::Timestamp | Kind::TimestampTz);
-    let number = matches!(kind, Kind::Int | Kind::BigUnsigned | Kind::Decimal);
     ((time || number) && CURSOR_NAMES.contains(&name.as_str()))
         || (time && (name.contains("update") || name.contains("modif")))
 }
@@ -108,11 +112,20 @@ fn cursor_candidates(columns: &[Column], pk: &[String]) -> Vec<String> {
     columns
         .iter()
         .filter(|c| {
-            looks_like_update_time(&c.name, &c.kind)
+            let update_time = match &c.kind {
+                // Any value fits; the declared type tells what the values are meant to be.
+                Kind::Any => {
+                    let declared = c.class.to_ascii_lowercase();
+                    let time = declared.contains("time") || declared.contains("date");
+                    names_update_time(&c.name, time, true)
+                }
+                kind => looks_like_update_time(&c.name, kind),
+            };
+            update_time
                 || (pk.len() == 1
                     && pk[0] == c.name
                     && c.auto_increment
-                    && matches!(c.kind, Kind::Int | Kind::BigUnsigned))
+                    && matches!(c.kind, Kind::Int | Kind::BigUnsigned | Kind::Any))
         })
         .map(|c| c.name.clone())
         .collect()
@@ -236,8 +249,28 @@ impl<D: Driver> SqlConnector<D> {
     }
 
     pub(crate) async fn discover_streams(&self) -> Result<Catalog, ConnectorError> {
-        let tables = self.tables().await?;
-        let mut columns = self.columns(None).await?;
+        let mut tables = self.tables().await?;
+        let mut columns = if self.driver.dialect().columns_per_table() {
+            let mut all = BTreeMap::new();
+            let mut readable = vec![];
+            for t in tables {
+                match self.columns(Some(&t)).await {
+                    Ok(c) => {
+                        all.extend(c);
+                        readable.push(t);
+                    }
+                    Err(e) => tracing::warn!(
+                        table = %t.name,
+                        error = %e,
+                        "skipping a table whose columns cannot be read"
+                    ),
+                }
+            }
+            tables = readable;
+            all
+        } else {
+            self.columns(None).await?
+        };
         let default = self.default_schema();
         let streams = tables
             .iter()
@@ -443,8 +476,9 @@ impl<D: Driver> SqlConnector<D> {
             }
             None if declared.is_empty() => {
                 return Err(ConnectorError::config(format!(
-                    "{at}: {what} has no primary key; set `primary_key` to the columns that \
-                     identify a row"
+                    "{at}: {what} has no {}; set `primary_key` to the columns that identify a \
+                     row",
+                    d.primary_key_term()
                 )));
             }
             None => declared
@@ -534,23 +568,42 @@ impl<D: Driver> SqlConnector<D> {
         if let Some(c) = plan.cursor
             && plan.cursor_nullable
         {
+            let d = self.driver.dialect();
+            let count = d.counts_null_cursors();
             let sql = format!(
-                "SELECT 1 FROM {} AS {} WHERE {} IS NULL LIMIT 1",
+                "SELECT {} FROM {} AS {} WHERE {} IS NULL{}",
+                if count { "count(*)" } else { "1" },
                 plan.from,
-                self.driver.dialect().quote(ALIAS),
-                plan.column_sql[c]
+                d.quote(ALIAS),
+                plan.column_sql[c],
+                if count { "" } else { " LIMIT 1" }
             );
+            // Only a count is decoded: `1` is a 4-byte integer on PostgreSQL.
+            let wires: &[Wire] = if count { &[Wire::Int] } else { &[] };
             let rows = self
                 .driver
-                .fetch(sql, vec![], &[])
+                .fetch(sql, vec![], wires)
                 .await
                 .map_err(|e| error(format!("{at}: cannot read {}", plan.what), e, true))?;
-            if !rows.is_empty() {
-                warnings.push(format!(
-                    "some rows have a NULL cursor {:?}; they are read only by a full read (the \
-                     first read, or a read after the stream's state is reset)",
-                    plan.columns[c].name
-                ));
+            let column = &plan.columns[c].name;
+            let later = "read only by a full read (the first read, or a read after the \
+                         stream's state is reset)";
+            let nulls = match rows.first() {
+                None => 0,
+                Some(row) if count => row.first().and_then(Cell::as_int).unwrap_or_default(),
+                Some(_) => {
+                    warnings.push(format!(
+                        "some rows have a NULL cursor {column:?}; they are {later}"
+                    ));
+                    0
+                }
+            };
+            match nulls {
+                0 => {}
+                1 => warnings.push(format!("1 row has a NULL cursor {column:?}; it is {later}")),
+                n => warnings.push(format!(
+                    "{n} rows have a NULL cursor {column:?}; they are {later}"
+                )),
             }
         }
         Ok(warnings)

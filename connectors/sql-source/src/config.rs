@@ -1,4 +1,5 @@
-//! Connection and stream settings, shared by the PostgreSQL and MySQL connectors.
+//! Connection settings of the PostgreSQL and MySQL connectors; stream settings of every SQL
+//! connector.
 
 use std::fmt;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use dossier_connector::ConnectorError;
 use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::sql;
 
@@ -25,6 +27,29 @@ pub enum TlsMode {
     Prefer,
     /// Refuse to connect without TLS.
     Require,
+}
+
+/// What [`SqlConnector`](crate::SqlConnector) needs of a driver's connection settings.
+pub trait SourceConfig: DeserializeOwned + JsonSchema + Send + Sync + 'static {
+    /// Checks what needs no server.
+    fn validate(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    /// The schemas to read when the settings name them, the default one first.
+    fn schemas(&self) -> Option<&[String]> {
+        None
+    }
+}
+
+impl SourceConfig for Config {
+    fn validate(&self) -> Result<(), ConnectorError> {
+        Config::validate(self)
+    }
+
+    fn schemas(&self) -> Option<&[String]> {
+        self.schemas.as_deref()
+    }
 }
 
 /// Connection settings of a SQL source (PostgreSQL, MySQL or MariaDB).

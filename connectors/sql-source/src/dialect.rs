@@ -25,6 +25,10 @@ pub enum Kind {
     TimestampTz,
     /// JSON (and PostgreSQL arrays, as JSON arrays).
     Json,
+    /// Any value (SQLite, whose column types are only declared): each value is read as it is
+    /// stored, an integer as `Int`, a real as `Float`, text as `Text`, a BLOB as `Text` holding
+    /// its bytes in lowercase hex.
+    Any,
     /// Not read; the reason says why and how to read it anyway.
     Unsupported(String),
 }
@@ -39,7 +43,7 @@ impl Kind {
         !matches!(self, Kind::Json | Kind::Unsupported(_))
     }
 
-    fn is_time(&self) -> bool {
+    pub(crate) fn is_time(&self) -> bool {
         matches!(self, Kind::Date | Kind::Timestamp | Kind::TimestampTz)
     }
 }
@@ -64,6 +68,32 @@ pub enum Cell {
     Float(f64),
     Bool(bool),
     Text(String),
+    /// Bytes, as SQLite stores them.
+    Blob(Vec<u8>),
+}
+
+impl From<String> for Cell {
+    fn from(s: String) -> Self {
+        Cell::Text(s)
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(s: &str) -> Self {
+        Cell::Text(s.to_string())
+    }
+}
+
+impl From<&String> for Cell {
+    fn from(s: &String) -> Self {
+        Cell::Text(s.clone())
+    }
+}
+
+impl PartialEq<&str> for Cell {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_text() == Some(*other)
+    }
 }
 
 impl Cell {
@@ -85,8 +115,8 @@ impl Cell {
         }
     }
 
-    /// The text this value is bound back as, in a keyset predicate.
-    pub(crate) fn to_param(&self) -> Option<String> {
+    /// The text this value is bound as by drivers that bind every parameter as text.
+    pub fn to_param(&self) -> Option<String> {
         Some(match self {
             Cell::Null => return None,
             Cell::Int(i) => i.to_string(),
@@ -94,6 +124,7 @@ impl Cell {
             Cell::Float(f) => f.to_string(),
             Cell::Bool(b) => if *b { "1" } else { "0" }.to_string(),
             Cell::Text(s) => s.clone(),
+            Cell::Blob(b) => hex(b),
         })
     }
 }
@@ -199,11 +230,11 @@ pub trait Dialect: Send + Sync + 'static {
 
     /// `keys > values` in `ORDER BY keys` order, for non-NULL values: `keys` are (column SQL,
     /// column, value). The default is a row-value comparison, `(a, b) > ($1, $2)`.
-    fn after(&self, keys: &[(&str, &Column, &str)], b: &mut Binder) -> String {
+    fn after(&self, keys: &[(&str, &Column, &Cell)], b: &mut Binder) -> String {
         let cols: Vec<&str> = keys.iter().map(|(sql, _, _)| *sql).collect();
         let params: Vec<String> = keys
             .iter()
-            .map(|(_, c, v)| self.param_expr(b.bind(*v), c))
+            .map(|(_, c, v)| self.param_expr(b.bind((*v).clone()), c))
             .collect();
         if keys.len() == 1 {
             format!("{} > {}", cols[0], params[0])
@@ -211,6 +242,64 @@ pub trait Dialect: Send + Sync + 'static {
             format!("({}) > ({})", cols.join(", "), params.join(", "))
         }
     }
+
+    /// Whether primary key columns may hold NULL. Only where NULL sorts before every value
+    /// (SQLite, whose declared keys allow NULLs): a keyset ending on a NULL then resumes with
+    /// `IS NULL` tests ([`null_after`]). Elsewhere a NULL key is refused as a config error.
+    fn nulls_in_keys(&self) -> bool {
+        false
+    }
+
+    /// How messages name a table's own key: SQLite says "declared primary key", since every
+    /// rowid table has a key that is no column.
+    fn primary_key_term(&self) -> &'static str {
+        "primary key"
+    }
+
+    /// Whether `check` counts the rows with a NULL cursor, rather than only asking whether
+    /// there is one: a count reads every row, cheap in a local file (SQLite), not on a server.
+    fn counts_null_cursors(&self) -> bool {
+        false
+    }
+
+    /// Whether discovery reads each table's columns with its own statement, skipping a table
+    /// whose columns cannot be read (SQLite keeps views over dropped tables, and virtual
+    /// tables of modules it lacks), rather than all columns with one statement.
+    fn columns_per_table(&self) -> bool {
+        false
+    }
+}
+
+/// `keys > values` in `ORDER BY keys` order where NULL sorts before every value and some
+/// values are NULL: `(a IS NOT NULL) OR (a IS NULL AND b > ?)`. A row-value comparison would
+/// be unknown for every row.
+pub(crate) fn null_after(
+    dialect: &dyn Dialect,
+    keys: &[(&str, &Column, &Cell)],
+    b: &mut Binder,
+) -> String {
+    let mut terms = vec![];
+    for (i, &(sql, col, v)) in keys.iter().enumerate() {
+        let mut parts = vec![];
+        for &(before, before_col, before_v) in &keys[..i] {
+            if before_v.is_null() {
+                parts.push(format!("{before} IS NULL"));
+            } else {
+                let p = dialect.param_expr(b.bind(before_v.clone()), before_col);
+                parts.push(format!("{before} = {p}"));
+            }
+        }
+        if v.is_null() {
+            parts.push(format!("{sql} IS NOT NULL"));
+        } else {
+            parts.push(format!(
+                "{sql} > {}",
+                dialect.param_expr(b.bind(v.clone()), col)
+            ));
+        }
+        terms.push(format!("({})", parts.join(" AND ")));
+    }
+    terms.join(" OR ")
 }
 
 /// The lexicographic `keys > values` spelled out, for servers whose optimizer does not use an
@@ -218,23 +307,23 @@ pub trait Dialect: Send + Sync + 'static {
 /// `a >= ?` lets the optimizer start an index range scan.
 pub fn expanded_after(
     dialect: &dyn Dialect,
-    keys: &[(&str, &Column, &str)],
+    keys: &[(&str, &Column, &Cell)],
     b: &mut Binder,
 ) -> String {
-    fn rest(dialect: &dyn Dialect, keys: &[(&str, &Column, &str)], b: &mut Binder) -> String {
+    fn rest(dialect: &dyn Dialect, keys: &[(&str, &Column, &Cell)], b: &mut Binder) -> String {
         let (sql, col, v) = keys[0];
         if keys.len() == 1 {
-            return format!("{sql} > {}", dialect.param_expr(b.bind(v), col));
+            return format!("{sql} > {}", dialect.param_expr(b.bind(v.clone()), col));
         }
-        let gt = format!("{sql} > {}", dialect.param_expr(b.bind(v), col));
-        let eq = format!("{sql} = {}", dialect.param_expr(b.bind(v), col));
+        let gt = format!("{sql} > {}", dialect.param_expr(b.bind(v.clone()), col));
+        let eq = format!("{sql} = {}", dialect.param_expr(b.bind(v.clone()), col));
         format!("({gt} OR ({eq} AND {}))", rest(dialect, &keys[1..], b))
     }
     if keys.len() == 1 {
         return rest(dialect, keys, b);
     }
     let (sql, col, v) = keys[0];
-    let ge = format!("{sql} >= {}", dialect.param_expr(b.bind(v), col));
+    let ge = format!("{sql} >= {}", dialect.param_expr(b.bind(v.clone()), col));
     format!("{ge} AND {}", rest(dialect, keys, b))
 }
 
@@ -248,6 +337,8 @@ pub fn to_value(kind: &Kind, cell: Cell) -> Value {
         (_, Cell::Int(i)) => Value::Int(i),
         (_, Cell::Float(f)) => Value::Float(f),
         (_, Cell::Bool(b)) => Value::Bool(b),
+        (_, Cell::Blob(b)) => Value::Text(hex(&b)),
+        (Kind::Any, Cell::Text(s)) => Value::Text(s),
         (Kind::Int | Kind::BigUnsigned, Cell::Text(s)) => match s.parse::<i64>() {
             Ok(i) => Value::Int(i),
             Err(_) => Value::Decimal(s),
@@ -274,11 +365,19 @@ pub fn to_value(kind: &Kind, cell: Cell) -> Value {
     }
 }
 
+/// The key under which a BLOB key value is kept in a checkpoint, as lowercase hex (so that it
+/// stays distinct from text and is bound back as a BLOB).
+const BLOB_HEX: &str = "blob_hex";
+
 /// The value a checkpoint keeps for a key cell: the record value when it binds back to the
-/// same server value, else the exact text the server sent.
+/// same server value, else the exact text the server sent. A value of kind `Any` keeps its
+/// storage class.
 pub(crate) fn to_state(kind: &Kind, cell: &Cell) -> Value {
     match (kind, cell) {
         (_, Cell::Null) => Value::Null,
+        (_, Cell::Blob(b)) => Value::Json(serde_json::json!({ BLOB_HEX: hex(b) })),
+        // A double survives JSON exactly (`float_roundtrip`) and must bind back as a real.
+        (Kind::Any, Cell::Float(f)) => Value::Float(*f),
         // Through JSON a double may come back one unit off; its shortest text does not.
         (_, Cell::Float(f)) => Value::Decimal(f.to_string()),
         (_, Cell::Text(s)) => match to_value(kind, cell.clone()) {
@@ -289,8 +388,24 @@ pub(crate) fn to_state(kind: &Kind, cell: &Cell) -> Value {
     }
 }
 
+/// The parameter a checkpoint value is bound back as; `None` for NULL or a value the kind
+/// cannot have. A value of kind `Any` is bound with the storage class it was read with; any
+/// other as text, which dialects cast to the column's type.
+pub(crate) fn state_cell(kind: &Kind, v: &Value) -> Option<Cell> {
+    if *kind == Kind::Any {
+        return Some(match v {
+            Value::Int(i) => Cell::Int(*i),
+            Value::Float(f) => Cell::Float(*f),
+            Value::Text(s) => Cell::Text(s.clone()),
+            Value::Json(j) => Cell::Blob(unhex(j.get(BLOB_HEX)?.as_str()?)?),
+            Value::Null | Value::Bool(_) | Value::Decimal(_) | Value::DateTime(_) => return None,
+        });
+    }
+    state_param(kind, v).map(Cell::Text)
+}
+
 /// The text a checkpoint value is bound back as; `None` for NULL.
-pub(crate) fn state_param(kind: &Kind, v: &Value) -> Option<String> {
+fn state_param(kind: &Kind, v: &Value) -> Option<String> {
     Some(match v {
         Value::Null => return None,
         Value::Bool(b) => if *b { "1" } else { "0" }.to_string(),
@@ -305,6 +420,27 @@ pub(crate) fn state_param(kind: &Kind, v: &Value) -> Option<String> {
         },
         Value::Json(j) => j.to_string(),
     })
+}
+
+/// Bytes as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    s
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 fn parse_date(s: &str) -> Option<DateTime<Utc>> {
@@ -421,5 +557,85 @@ mod tests {
             state_param(&Kind::Int, &to_state(&Kind::Int, &Cell::Int(7))).unwrap(),
             "7"
         );
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let bytes = vec![0, 1, 0xab, 0xff, 0x10];
+        assert_eq!(hex(&bytes), "0001abff10");
+        assert_eq!(unhex("0001abff10"), Some(bytes));
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+    }
+
+    #[test]
+    fn any_values_keep_their_storage_class_through_json() {
+        for cell in [
+            Cell::Int(-5),
+            Cell::Int(i64::MAX),
+            Cell::Float(0.1),
+            Cell::Float(1.0),
+            Cell::Text("2024-01-01 10:00:00".into()),
+            Cell::Blob(vec![1, 2, 254]),
+        ] {
+            let json = serde_json::to_string(&to_state(&Kind::Any, &cell)).unwrap();
+            let back: Value = serde_json::from_str(&json).unwrap();
+            assert_eq!(state_cell(&Kind::Any, &back), Some(cell));
+        }
+        assert_eq!(to_state(&Kind::Any, &Cell::Null), Value::Null);
+        assert_eq!(
+            to_value(&Kind::Any, Cell::Blob(vec![0, 0xff])),
+            Value::Text("00ff".into())
+        );
+    }
+
+    #[test]
+    fn keysets_ending_on_a_null_resume_with_is_null_tests() {
+        struct Sqlite;
+        impl Dialect for Sqlite {
+            fn quote(&self, ident: &str) -> String {
+                format!("\"{ident}\"")
+            }
+            fn placeholders(&self) -> Placeholders {
+                Placeholders::Question
+            }
+            fn tables_sql(&self, _: &[String], _: &mut Binder) -> String {
+                String::new()
+            }
+            fn columns_sql(&self, _: &[String], _: Option<(&str, &str)>, _: &mut Binder) -> String {
+                String::new()
+            }
+            fn classify(&self, _: &str, _: &str) -> (Kind, String) {
+                (Kind::Any, String::new())
+            }
+            fn select_expr(&self, c: &str, _: &Column) -> String {
+                c.to_string()
+            }
+            fn param_expr(&self, placeholder: String, _: &Column) -> String {
+                placeholder
+            }
+        }
+        let column = Column::classify(
+            RawColumn {
+                name: "x".into(),
+                display: String::new(),
+                class: String::new(),
+                nullable: None,
+                pk_position: 0,
+                auto_increment: false,
+            },
+            &Sqlite,
+        );
+        let (null, seven) = (Cell::Null, Cell::Int(7));
+        let mut b = Binder::new(Placeholders::Question);
+        let keys = [
+            ("\"updated_at\"", &column, &null),
+            ("\"id\"", &column, &seven),
+        ];
+        assert_eq!(
+            null_after(&Sqlite, &keys, &mut b),
+            r#"("updated_at" IS NOT NULL) OR ("updated_at" IS NULL AND "id" > ?)"#
+        );
+        assert_eq!(b.into_params(), vec![Cell::Int(7)]);
     }
 }

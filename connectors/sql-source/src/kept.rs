@@ -7,7 +7,7 @@ use futures::future::BoxFuture;
 use sqlx::{AssertSqlSafe, Database, Either, Executor as _, SqlSafeStr as _, Statement as _};
 use tokio::sync::Mutex;
 
-use crate::{DbError, ErrorClass};
+use crate::{Cell, DbError, ErrorClass};
 
 /// Opens a new connection to the source's server.
 pub type Connect<C> = Box<dyn Fn() -> BoxFuture<'static, Result<C, DbError>> + Send + Sync>;
@@ -89,19 +89,20 @@ where
     C: sqlx::Connection,
     for<'e> &'e mut <C::Database as Database>::Connection:
         sqlx::Executor<'e, Database = C::Database>,
-    String: for<'q> sqlx::Encode<'q, C::Database> + sqlx::Type<C::Database>,
+    Option<String>: for<'q> sqlx::Encode<'q, C::Database> + sqlx::Type<C::Database>,
     <C::Database as Database>::Arguments: sqlx::IntoArguments<C::Database>,
 {
-    /// Runs one statement, with text parameters, in a transaction of its own that `begin`
-    /// starts (read-only, in the dialect's words).
+    /// Runs one statement, with parameters bound as text, in a transaction of its own that
+    /// `begin` starts (read-only, in the dialect's words).
     pub async fn fetch_in_transaction(
         &self,
         begin: &'static str,
         sql: &str,
-        params: &[String],
+        params: &[Cell],
     ) -> Result<Vec<<C::Database as Database>::Row>, DbError> {
         self.run(|conn| {
-            let (sql, params) = (sql.to_string(), params.to_vec());
+            let sql = sql.to_string();
+            let params: Vec<Option<String>> = params.iter().map(Cell::to_param).collect();
             Box::pin(async move {
                 let mut tx = conn.begin_with(begin).await?;
                 let mut query = sqlx::query(AssertSqlSafe(sql));

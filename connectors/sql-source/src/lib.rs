@@ -1,9 +1,10 @@
-//! What Dossier's SQL source connectors (PostgreSQL, MySQL/MariaDB) share.
+//! What Dossier's SQL source connectors (PostgreSQL, MySQL/MariaDB, SQLite) share.
 //!
 //! A connector crate implements [`Driver`] — connecting, running one statement in a read-only
 //! transaction, describing a query — and a [`Dialect`] — quoting, placeholders, catalog
-//! queries, types. [`SqlConnector`] does the rest once for both: config, discovery, streams
-//! checked against the catalog, keyset reads and checkpoints.
+//! queries, types. [`SqlConnector`] does the rest once for all: streams, discovery, streams
+//! checked against the catalog, keyset reads and checkpoints. PostgreSQL and MySQL share
+//! [`Config`] too; SQLite has its own (a file path).
 //!
 //! ```toml
 //! [[sources]]
@@ -32,7 +33,8 @@
 //!   most one batch is in memory. Each batch's checkpoint is a [`KeysetState`].
 //! - **NULL cursors** sort first: rows whose cursor is NULL are read (by primary key) before
 //!   the others, by a full read only (the first read, or one after the stream's state is
-//!   reset). `check` reports a stream whose cursor column holds NULLs.
+//!   reset). `check` reports a stream whose cursor column holds NULLs. A NULL in a primary
+//!   key column is an error, except where the dialect allows it ([`Dialect::nulls_in_keys`]).
 //! - **Rows changed during a read** get a newer cursor value and are read later in the same
 //!   read, or by the next one; none is lost. A row may be read twice (once before and once
 //!   after its change); the store's upserts make that harmless. As with any cursor-based
@@ -81,9 +83,9 @@ use dossier_connector::{
     problems_per_stream,
 };
 
-pub use config::{Config, Endpoint, MAX_BATCH_SIZE, Stream, TlsMode};
+pub use config::{Config, Endpoint, MAX_BATCH_SIZE, SourceConfig, Stream, TlsMode};
 pub use dialect::{
-    Cell, Column, Dialect, Kind, RawColumn, Wire, decode_row, expanded_after, to_value,
+    Cell, Column, Dialect, Kind, RawColumn, Wire, decode_row, expanded_after, hex, to_value,
 };
 pub use dossier_core::redact_url;
 pub use error::{DbError, ErrorClass, connect_error, driver_error_class, error};
@@ -97,8 +99,11 @@ pub trait Driver: Send + Sync + Sized + 'static {
     const NAME: &'static str;
     const VERSION: &'static str;
 
+    /// The connection settings ([`Config`] for servers).
+    type Config: SourceConfig;
+
     /// Connects (checking the server answers and the credentials work).
-    async fn connect(config: &Config) -> Result<Self, ConnectorError>;
+    async fn connect(config: &Self::Config) -> Result<Self, ConnectorError>;
 
     fn dialect(&self) -> &dyn Dialect;
 
@@ -108,12 +113,12 @@ pub trait Driver: Send + Sync + Sized + 'static {
     /// The schemas read when the config sets none.
     fn default_schemas(&self) -> Result<Vec<String>, ConnectorError>;
 
-    /// Runs one statement, with text parameters, in its own read-only transaction; decodes
-    /// each column of the result as `wires` says.
+    /// Runs one statement, with parameters, in its own read-only transaction; decodes each
+    /// column of the result as `wires` says.
     async fn fetch(
         &self,
         sql: String,
-        params: Vec<String>,
+        params: Vec<Cell>,
         wires: &[Wire],
     ) -> Result<Vec<Vec<Cell>>, DbError>;
 
@@ -151,17 +156,17 @@ impl<D: Driver> SqlConnector<D> {
 
 #[async_trait::async_trait]
 impl<D: Driver> Connector for SqlConnector<D> {
-    type Config = Config;
+    type Config = D::Config;
     type Stream = Stream;
 
     const NAME: &'static str = D::NAME;
     const VERSION: &'static str = D::VERSION;
 
-    async fn connect(config: Config) -> Result<Self, ConnectorError> {
+    async fn connect(config: D::Config) -> Result<Self, ConnectorError> {
         config.validate()?;
         let driver = D::connect(&config).await?;
-        let schemas = match config.schemas {
-            Some(s) => s,
+        let schemas = match config.schemas() {
+            Some(s) => s.to_vec(),
             None => driver.default_schemas()?,
         };
         Ok(Self { driver, schemas })

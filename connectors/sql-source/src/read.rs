@@ -8,24 +8,29 @@ use dossier_connector::{
 };
 
 use crate::catalog::Plan;
-use crate::dialect::{Dialect, state_param, to_state, to_value};
+use crate::dialect::{Cell, Dialect, null_after, state_cell, to_state, to_value};
 use crate::error::error;
 use crate::sql::Binder;
 use crate::{Driver, SqlConnector, Stream};
 
-/// Where the next page starts. Parameters are the text the key values are bound as.
+/// Where the next page starts, after the key values bound as these parameters.
 #[derive(Debug, Clone, PartialEq)]
 enum Position {
     /// Rows whose cursor is NULL, by primary key, after these primary key values (which
     /// come first: NULL sorts before every value).
-    Nulls(Option<Vec<String>>),
+    Nulls(Option<Vec<Cell>>),
     /// Rows in keyset order (cursor, then primary key) after these keyset values; for a
     /// stream without a cursor the keyset is the primary key.
-    Keys(Option<Vec<String>>),
+    Keys(Option<Vec<Cell>>),
 }
 
 /// Where a read starts, from the stored state.
-fn start(at: &str, plan: &Plan, state: Option<&StreamState>) -> Result<Position, ConnectorError> {
+fn start(
+    at: &str,
+    d: &dyn Dialect,
+    plan: &Plan,
+    state: Option<&StreamState>,
+) -> Result<Position, ConnectorError> {
     let Some(cursor) = plan.cursor else {
         // Without a cursor every read is a full read.
         return Ok(Position::Keys(None));
@@ -54,37 +59,43 @@ fn start(at: &str, plan: &Plan, state: Option<&StreamState>) -> Result<Position,
         .pk
         .iter()
         .zip(&keyset.pk)
-        .map(|(&i, v)| state_param(&plan.columns[i].kind, v).ok_or_else(mismatch))
+        .map(|(&i, v)| match v {
+            Value::Null if d.nulls_in_keys() => Ok(Cell::Null),
+            v => state_cell(&plan.columns[i].kind, v).ok_or_else(mismatch),
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(
-        match state_param(&plan.columns[cursor].kind, cursor_value) {
-            None => Position::Nulls(Some(pk)),
-            Some(c) => {
-                let mut key = vec![c];
-                key.extend(
-                    plan.pk
-                        .iter()
-                        .zip(pk)
-                        .filter(|(i, _)| **i != cursor)
-                        .map(|(_, v)| v),
-                );
-                Position::Keys(Some(key))
-            }
-        },
-    )
+    Ok(match cursor_value {
+        Value::Null => Position::Nulls(Some(pk)),
+        v => {
+            let c = state_cell(&plan.columns[cursor].kind, v).ok_or_else(mismatch)?;
+            let mut key = vec![c];
+            key.extend(
+                plan.pk
+                    .iter()
+                    .zip(pk)
+                    .filter(|(i, _)| **i != cursor)
+                    .map(|(_, v)| v),
+            );
+            Position::Keys(Some(key))
+        }
+    })
 }
 
 /// The SQL of one page and its parameters.
-fn page(d: &dyn Dialect, plan: &Plan, pos: &Position, limit: usize) -> (String, Vec<String>) {
+fn page(d: &dyn Dialect, plan: &Plan, pos: &Position, limit: usize) -> (String, Vec<Cell>) {
     let mut b = Binder::new(d.placeholders());
     let mut filter = vec![];
-    let after = |b: &mut Binder, cols: &[usize], values: &[String]| {
-        let keys: Vec<(&str, &crate::Column, &str)> = cols
+    let after = |b: &mut Binder, cols: &[usize], values: &[Cell]| {
+        let keys: Vec<(&str, &crate::Column, &Cell)> = cols
             .iter()
             .zip(values)
-            .map(|(&i, v)| (plan.column_sql[i].as_str(), &plan.columns[i], v.as_str()))
+            .map(|(&i, v)| (plan.column_sql[i].as_str(), &plan.columns[i], v))
             .collect();
-        format!("({})", d.after(&keys, b))
+        if values.iter().any(Cell::is_null) {
+            format!("({})", null_after(d, &keys, b))
+        } else {
+            format!("({})", d.after(&keys, b))
+        }
     };
     let order = match pos {
         Position::Nulls(values) => {
@@ -144,7 +155,8 @@ impl<D: Driver> BatchReader for Reader<D> {
         let at = format!("stream {:?}", self.name);
         if self.plan.is_none() {
             let plan = self.connector.resolve(&self.name, &self.stream).await?;
-            self.pos = Some(start(&at, &plan, self.state.as_ref())?);
+            let dialect = self.connector.driver.dialect();
+            self.pos = Some(start(&at, dialect, &plan, self.state.as_ref())?);
             self.plan = Some(plan);
         }
         let (Some(plan), Some(pos)) = (self.plan.as_ref(), self.pos.as_mut()) else {
@@ -168,10 +180,11 @@ impl<D: Driver> BatchReader for Reader<D> {
                     Position::Keys(_) => return Ok(None),
                 }
             };
+            let nulls_in_keys = driver.dialect().nulls_in_keys();
             if let Some(&i) = plan
                 .pk
                 .iter()
-                .find(|&&i| rows.iter().any(|r| r[i].is_null()))
+                .find(|&&i| !nulls_in_keys && rows.iter().any(|r| r[i].is_null()))
             {
                 return Err(ConnectorError::config(format!(
                     "{at}: primary key column {:?} is NULL in a row of {}; set `primary_key` \
@@ -179,15 +192,14 @@ impl<D: Driver> BatchReader for Reader<D> {
                     plan.columns[i].name, plan.what
                 )));
             }
-            let params = |cols: &[usize]| -> Result<Vec<String>, ConnectorError> {
+            let params = |cols: &[usize]| -> Result<Vec<Cell>, ConnectorError> {
                 cols.iter()
-                    .map(|&i| {
-                        last[i].to_param().ok_or_else(|| {
-                            ConnectorError::internal(format!(
-                                "{at}: keyset column {:?} is NULL where it cannot be",
-                                plan.columns[i].name
-                            ))
-                        })
+                    .map(|&i| match &last[i] {
+                        Cell::Null if !nulls_in_keys => Err(ConnectorError::internal(format!(
+                            "{at}: keyset column {:?} is NULL where it cannot be",
+                            plan.columns[i].name
+                        ))),
+                        cell => Ok(cell.clone()),
                     })
                     .collect()
             };

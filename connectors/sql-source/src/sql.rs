@@ -1,20 +1,23 @@
-//! SQL text: query checks, parameters, URLs in messages.
+//! SQL text: query checks, parameters.
+
+use crate::Cell;
 
 /// How a dialect writes the n-th parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placeholders {
     /// `$1`, `$2`, ... (PostgreSQL).
     Dollar,
-    /// `?` each time (MySQL): a value used twice is bound twice.
+    /// `?` each time (MySQL, SQLite): a value used twice is bound twice.
     Question,
 }
 
-/// Collects the parameters of one statement, in placeholder order. Every value is bound as
-/// text; dialects cast it to the column's type in SQL.
+/// Collects the parameters of one statement, in placeholder order. PostgreSQL and MySQL bind
+/// every value as text, which dialects cast to the column's type in SQL; SQLite binds each
+/// with the storage class it was read with.
 #[derive(Debug, Clone)]
 pub struct Binder {
     style: Placeholders,
-    params: Vec<String>,
+    params: Vec<Cell>,
 }
 
 impl Binder {
@@ -26,7 +29,7 @@ impl Binder {
     }
 
     /// Adds a parameter and returns its placeholder.
-    pub fn bind(&mut self, value: impl Into<String>) -> String {
+    pub fn bind(&mut self, value: impl Into<Cell>) -> String {
         self.params.push(value.into());
         match self.style {
             Placeholders::Dollar => format!("${}", self.params.len()),
@@ -38,12 +41,12 @@ impl Binder {
     pub fn bind_list<'a>(&mut self, values: impl IntoIterator<Item = &'a String>) -> String {
         values
             .into_iter()
-            .map(|v| self.bind(v.clone()))
+            .map(|v| self.bind(v))
             .collect::<Vec<_>>()
             .join(", ")
     }
 
-    pub fn into_params(self) -> Vec<String> {
+    pub fn into_params(self) -> Vec<Cell> {
         self.params
     }
 }
@@ -116,6 +119,7 @@ mod tests {
             check_query("WITH a AS (SELECT 1) SELECT * FROM a"),
             Ok("WITH a AS (SELECT 1) SELECT * FROM a")
         );
+        assert_eq!(check_query("SELECT\n*\nFROM t"), Ok("SELECT\n*\nFROM t"));
         assert_eq!(
             check_query("-- note\n/* more */ SELECT 1 -- end"),
             Ok("-- note\n/* more */ SELECT 1 -- end")
@@ -125,6 +129,7 @@ mod tests {
             " ; ",
             "DELETE FROM customers",
             "selected",
+            "PRAGMA table_info(x)",
             "SELECT 1; DROP TABLE customers",
             "-- SELECT\nDELETE FROM customers",
             "/* SELECT */ DELETE FROM customers",

@@ -1,6 +1,8 @@
 //! SQLite source connector for Dossier.
 //!
-//! Reads tables, views or `SELECT` queries of one SQLite file, opened read-only.
+//! Reads tables, views or `SELECT` queries of one SQLite file, opened read-only. The shared
+//! rules (keyset reads, checkpoints, NULL cursors, full refresh, queries, errors) are those of
+//! [`dossier_sql_source`]; this crate is its SQLite [`Driver`] and [`Dialect`].
 //!
 //! ```toml
 //! [sources.shop]
@@ -17,60 +19,49 @@
 //! primary_key = ["id"]
 //! ```
 //!
-//! # Rules
+//! # SQLite specifics
 //!
-//! - **Incremental reads** (a stream with a `cursor`) page through the rows in
-//!   `(cursor, primary key)` order and resume strictly after the last committed row, so rows
-//!   sharing a cursor value are neither lost nor duplicated at batch boundaries. Every batch
-//!   is one `SELECT ... ORDER BY ... LIMIT ?` statement, which SQLite runs on one consistent
-//!   snapshot; pages are read only when the consumer asks for the next batch, so at most one
-//!   batch is in memory. The checkpoint is a [`KeysetState`]; its values are bound back with
-//!   the storage class they were read with (a BLOB key is kept as `{"blob_hex": "..."}`).
-//! - **NULL cursors**: SQLite sorts NULL before every value, and so does the checkpoint. Rows
-//!   whose cursor is NULL are read by a full read (the first read, or a read after the stream's
-//!   state was reset) and not by later incremental reads, unless their cursor gets a value.
-//!   [`Connector::check`] reports how many rows of a stream have a NULL cursor.
-//! - **No cursor**: the stream is read whole on every run. Incoming state is ignored and every
-//!   batch carries the state `{"full_refresh": true}`; pages are still read by primary key, one
-//!   short statement each. A cursor added later starts with a full read.
-//! - **Primary key**: defaults to a table's declared primary key. Views, queries and tables
-//!   without a declared primary key must set `primary_key`; its columns must identify a row
-//!   (rows with the same key at a batch boundary would be skipped). `rowid` is not used: it is
-//!   not a column of `SELECT *` and `VACUUM` may change it.
-//! - **Values** are converted by the storage class of each value, not the declared column type:
-//!   NULL → `Null`, INTEGER → `Int`, REAL → `Float`, TEXT → `Text` (invalid UTF-8 replaced),
-//!   BLOB → `Text` holding the bytes as lowercase hex. Booleans are integers (map them with the
-//!   `boolean` transform) and dates are whatever the file holds (map text or epoch seconds with
-//!   the `datetime` transform). Every field is mappable.
-//! - **SQL**: identifiers are checked against the file's schema and always double-quoted;
-//!   values are always bound as parameters. A `query` must be a single `SELECT` (or `WITH ...
-//!   SELECT`, leading comments allowed) without `;` (a trailing one is dropped; one inside a
-//!   string literal is refused too) and without parameters. It is wrapped as a subquery,
-//!   `SELECT * FROM (<query>) AS "src" WHERE ... ORDER BY ... LIMIT ?`, and so re-run for
-//!   every batch; SQLite names a repeated column of it uniquely (`id`, `id:1`).
+//! - **Values** are converted by the storage class of each value, not the declared column type
+//!   ([`Kind::Any`]): NULL → `Null`, INTEGER → `Int`, REAL → `Float`, TEXT → `Text` (invalid
+//!   UTF-8 replaced), BLOB → `Text` holding the bytes as lowercase hex. Booleans are integers
+//!   (map them with the `boolean` transform) and dates are whatever the file holds (map text or
+//!   epoch seconds with the `datetime` transform). Every field is mappable. Checkpoint values
+//!   are bound back with the storage class they were read with (a BLOB key is kept as
+//!   `{"blob_hex": "..."}`).
+//! - **Keys**: a declared primary key may hold NULLs in SQLite; NULL sorts before every value,
+//!   and so does the checkpoint. `rowid` is not used: it is not a column of `SELECT *` and
+//!   `VACUUM` may change it. An `INTEGER PRIMARY KEY` of a rowid table (an alias of the rowid,
+//!   which grows with inserts) is a cursor candidate.
+//! - **Schema**: `main`; SQLite's own and shadow tables are not listed, and a table whose
+//!   columns cannot be read (a view over a dropped table) is skipped by discovery. A query
+//!   that returns a column name twice gets it renamed by SQLite (`id`, `id:1`).
 //! - The file is opened read-only, never created, with `query_only` set: no statement can
-//!   write to it.
+//!   write to it. Each page is one statement, which SQLite runs on one consistent snapshot.
 //! - **Errors**: a missing file, table or column, or an invalid query, is a config error;
 //!   busy, locked and I/O errors are retryable source errors; other SQLite errors are source
 //!   errors that retrying does not fix.
-//!
-//! [`KeysetState`]: dossier_connector::keyset::KeysetState
 
-mod catalog;
-mod read;
-mod sql;
-
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dossier_connector::{
-    BatchStream, Catalog, Connector, ConnectorError, Problem, ReadRequest, StreamInfo,
-    problems_per_stream,
+use dossier_connector::ConnectorError;
+use dossier_sql_source::{
+    Binder, Cell, Column, DbError, Dialect, Driver, ErrorClass, Kind, Placeholders, RawColumn,
+    SourceConfig, SqlConnector, Wire, error,
 };
+use futures::TryStreamExt as _;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::{
+    AssertSqlSafe, Column as _, Executor as _, Row as _, SqlSafeStr as _, Statement as _,
+    TypeInfo as _, ValueRef as _,
+};
+
+pub use dossier_sql_source::Stream;
+
+/// The SQLite connector: [`SqlConnector`] over [`SqliteFile`].
+pub type SqliteConnector = SqlConnector<SqliteFile>;
 
 /// Connection settings of a SQLite source.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -80,166 +71,200 @@ pub struct Config {
     pub path: PathBuf,
 }
 
-/// One stream of a SQLite source: a table or view, or a `SELECT` query.
-///
-/// Exactly one of `table` and `query` is set; the settings are checked when they are parsed.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
-// Unknown fields are refused by `StreamSettings` (`deny_unknown_fields`), which this is parsed
-// from.
-#[serde(try_from = "StreamSettings")]
-pub struct Stream {
-    /// The table or view to read.
-    pub table: Option<String>,
-    /// A single `SELECT` (or `WITH ... SELECT`) statement to read instead of a table.
-    pub query: Option<String>,
-    /// The column to read incrementally by: a last-update timestamp or an ever-growing number.
-    pub cursor: Option<String>,
-    /// The columns that identify a row; defaults to the table's declared primary key.
-    pub primary_key: Option<Vec<String>>,
-}
+impl SourceConfig for Config {}
 
-/// One stream of a SQLite source: a table or view, or a `SELECT` query.
-// The unchecked form of `Stream`, as written in config; its docs make the JSON schema.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(rename = "Stream")]
-struct StreamSettings {
-    /// The table or view to read. Set either `table` or `query`.
-    table: Option<String>,
-    /// A single `SELECT` (or `WITH ... SELECT`) statement to read instead of a table, without
-    /// `;`. It is run as a subquery, once per batch. Requires `primary_key`.
-    query: Option<String>,
-    /// The column to read incrementally by: a last-update timestamp or an ever-growing number.
-    /// Without a cursor the stream is read whole on every run. Rows whose cursor is NULL are
-    /// read only by a full read.
-    cursor: Option<String>,
-    /// The columns that identify a row. Defaults to the table's declared primary key; required
-    /// for views, queries and tables without one.
-    primary_key: Option<Vec<String>>,
-}
-
-impl TryFrom<StreamSettings> for Stream {
-    type Error = String;
-
-    fn try_from(s: StreamSettings) -> Result<Self, String> {
-        let stream = Stream {
-            table: s.table,
-            query: s.query,
-            cursor: s.cursor,
-            primary_key: s.primary_key,
-        };
-        stream.validate()?;
-        Ok(stream)
-    }
-}
-
-/// What a validated stream reads.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Source<'a> {
-    Table(&'a str),
-    /// The query, without trailing `;` and whitespace.
-    Query(&'a str),
-}
-
-impl Stream {
-    /// A stream reading a whole table.
-    pub fn table(name: impl Into<String>) -> Self {
-        Self {
-            table: Some(name.into()),
-            query: None,
-            cursor: None,
-            primary_key: None,
-        }
-    }
-
-    /// A stream reading a `SELECT` query.
-    pub fn query(sql: impl Into<String>) -> Self {
-        Self {
-            table: None,
-            query: Some(sql.into()),
-            cursor: None,
-            primary_key: None,
-        }
-    }
-
-    /// Sets the cursor column.
-    pub fn with_cursor(mut self, column: impl Into<String>) -> Self {
-        self.cursor = Some(column.into());
-        self
-    }
-
-    /// Sets the primary key columns.
-    pub fn with_primary_key<I, S>(mut self, columns: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.primary_key = Some(columns.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// Checks the settings that need no database: one of `table`/`query`, a single `SELECT`,
-    /// no empty names.
-    pub fn validate(&self) -> Result<(), String> {
-        self.source().map(|_| ())
-    }
-
-    pub(crate) fn source(&self) -> Result<Source<'_>, String> {
-        let source = match (&self.table, &self.query) {
-            (Some(_), Some(_)) => return Err("set either `table` or `query`, not both".into()),
-            (None, None) => {
-                return Err(
-                    "set `table` (a table or view to read) or `query` (a SELECT statement)".into(),
-                );
-            }
-            (Some(t), None) if t.is_empty() => return Err("`table` is empty".into()),
-            (Some(t), None) => Source::Table(t),
-            (None, Some(q)) => Source::Query(sql::check_query(q)?),
-        };
-        if self.cursor.as_deref() == Some("") {
-            return Err("`cursor` is empty; name a column or remove it".into());
-        }
-        if let Some(pk) = &self.primary_key {
-            if pk.is_empty() {
-                return Err("`primary_key` is empty; name the columns that identify a row".into());
-            }
-            for (i, c) in pk.iter().enumerate() {
-                if c.is_empty() {
-                    return Err("`primary_key` has an empty column name".into());
-                }
-                if pk[..i].iter().any(|p| p.eq_ignore_ascii_case(c)) {
-                    return Err(format!("`primary_key` names column {c:?} twice"));
-                }
-            }
-        }
-        Ok(source)
-    }
-}
-
-/// Reads a SQLite file. See the [crate docs](crate) for the rules it follows.
+/// One SQLite file, opened read-only.
 #[derive(Debug)]
-pub struct SqliteConnector {
+pub struct SqliteFile {
     pool: SqlitePool,
     path: PathBuf,
+    target: String,
 }
 
-impl SqliteConnector {
+impl SqliteFile {
     /// The database file this connector reads.
-    pub fn path(&self) -> &std::path::Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 }
 
-#[async_trait::async_trait]
-impl Connector for SqliteConnector {
-    type Config = Config;
-    type Stream = Stream;
+/// SQLite's SQL.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SqliteDialect;
 
+/// The tables and views of the listed schemas, without SQLite's own and shadow tables.
+const TABLES: &str = r"t.type IN ('table', 'view', 'virtual')
+    AND t.name NOT LIKE 'sqlite\_%' ESCAPE '\'";
+
+impl Dialect for SqliteDialect {
+    fn quote(&self, ident: &str) -> String {
+        format!("\"{}\"", ident.replace('"', "\"\""))
+    }
+
+    fn placeholders(&self) -> Placeholders {
+        Placeholders::Question
+    }
+
+    fn tables_sql(&self, schemas: &[String], b: &mut Binder) -> String {
+        format!(
+            "SELECT t.schema, t.name, CASE t.type WHEN 'view' THEN 'view' ELSE 'table' END \
+             FROM pragma_table_list t \
+             WHERE {TABLES} AND t.schema IN ({}) \
+             ORDER BY 1, 2",
+            b.bind_list(schemas)
+        )
+    }
+
+    fn columns_sql(
+        &self,
+        schemas: &[String],
+        table: Option<(&str, &str)>,
+        b: &mut Binder,
+    ) -> String {
+        let mut filter = format!("t.schema IN ({})", b.bind_list(schemas));
+        if let Some((schema, name)) = table {
+            filter.push_str(&format!(
+                " AND t.schema = {} AND t.name = {}",
+                b.bind(schema),
+                b.bind(name)
+            ));
+        }
+        // The columns `SELECT *` returns: generated columns included (hidden 2 and 3), hidden
+        // columns of virtual tables not. The one column of an `INTEGER PRIMARY KEY` of a rowid
+        // table is an alias of the rowid, which SQLite fills.
+        format!(
+            "SELECT t.schema, t.name, c.name, c.cid, \
+                    CASE c.type WHEN '' THEN 'ANY' ELSE c.type END, c.type, \
+                    CASE WHEN c.\"notnull\" THEN 0 ELSE 1 END, c.pk, \
+                    CASE WHEN c.pk = 1 AND t.type = 'table' AND NOT t.wr \
+                              AND lower(c.type) = 'integer' \
+                              AND (SELECT count(*) FROM pragma_table_xinfo(t.name, t.schema) k \
+                                   WHERE k.pk > 0) = 1 \
+                         THEN 1 ELSE 0 END \
+             FROM pragma_table_list t \
+             JOIN pragma_table_xinfo(t.name, t.schema) c \
+             WHERE {TABLES} AND c.hidden IN (0, 2, 3) AND {filter} \
+             ORDER BY 1, 2, 4"
+        )
+    }
+
+    fn classify(&self, _class: &str, _display: &str) -> (Kind, String) {
+        (Kind::Any, String::new())
+    }
+
+    fn select_expr(&self, column_sql: &str, _column: &Column) -> String {
+        column_sql.to_string()
+    }
+
+    fn param_expr(&self, placeholder: String, _column: &Column) -> String {
+        placeholder
+    }
+
+    fn nulls_in_keys(&self) -> bool {
+        true
+    }
+
+    fn primary_key_term(&self) -> &'static str {
+        "declared primary key"
+    }
+
+    fn counts_null_cursors(&self) -> bool {
+        true
+    }
+
+    fn columns_per_table(&self) -> bool {
+        true
+    }
+}
+
+// Primary result codes, https://www.sqlite.org/rescode.html
+const SQLITE_ERROR: i32 = 1;
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
+const SQLITE_IOERR: i32 = 10;
+const SQLITE_CANTOPEN: i32 = 14;
+const SQLITE_NOTADB: i32 = 26;
+
+/// Classifies a SQLite error. Busy, locked and I/O errors may pass; a file that is not a
+/// database is the config's fault, as are SQL errors and files that cannot be opened while
+/// configuring.
+fn classify(e: sqlx::Error) -> DbError {
+    let class = match &e {
+        sqlx::Error::Database(db) => {
+            let code = db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .unwrap_or(SQLITE_ERROR);
+            return match code & 0xff {
+                SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR => {
+                    DbError::new(ErrorClass::Transient, db.message())
+                }
+                SQLITE_NOTADB => DbError::new(
+                    ErrorClass::UnknownDatabase,
+                    format!("the file is not a SQLite database ({})", db.message()),
+                ),
+                SQLITE_ERROR => DbError::new(ErrorClass::Invalid, db.message()),
+                SQLITE_CANTOPEN => DbError::new(ErrorClass::Undefined, db.message()),
+                _ => DbError::new(ErrorClass::Other, db.message()),
+            };
+        }
+        other => dossier_sql_source::driver_error_class(other),
+    };
+    DbError::new(class, e.to_string())
+}
+
+/// One value as SQLite stored it: its storage class decides the type, not the column.
+fn read_cell(row: &SqliteRow, i: usize) -> Result<Cell, sqlx::Error> {
+    let raw = row.try_get_raw(i)?;
+    if raw.is_null() {
+        return Ok(Cell::Null);
+    }
+    // For a non-NULL value this is the value's storage class (`sqlite3_value_type`).
+    let class = raw.type_info().name().to_string();
+    drop(raw);
+    Ok(match class.as_str() {
+        "INTEGER" => Cell::Int(row.try_get_unchecked(i)?),
+        "REAL" => Cell::Float(row.try_get_unchecked(i)?),
+        "TEXT" => {
+            // SQLite does not enforce UTF-8; invalid bytes become U+FFFD.
+            let bytes: Vec<u8> = row.try_get_unchecked(i)?;
+            Cell::Text(
+                String::from_utf8(bytes)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            )
+        }
+        "BLOB" => Cell::Blob(row.try_get_unchecked(i)?),
+        other => {
+            return Err(sqlx::Error::Decode(
+                format!("unexpected sqlite storage class {other}").into(),
+            ));
+        }
+    })
+}
+
+type Query<'q> = sqlx::query::Query<'q, Sqlite, <Sqlite as sqlx::Database>::Arguments>;
+
+/// Binds a value with the storage class it was read with.
+fn bind(q: Query<'_>, cell: Cell) -> Query<'_> {
+    match cell {
+        Cell::Null => q.bind(Option::<i64>::None),
+        Cell::Int(i) => q.bind(i),
+        Cell::Float(f) => q.bind(f),
+        Cell::Bool(b) => q.bind(b),
+        Cell::Text(s) => q.bind(s),
+        Cell::Blob(b) => q.bind(b),
+    }
+}
+
+#[async_trait::async_trait]
+impl Driver for SqliteFile {
     const NAME: &'static str = "sqlite";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-    async fn connect(config: Config) -> Result<Self, ConnectorError> {
-        let path = config.path;
+    type Config = Config;
+
+    async fn connect(config: &Config) -> Result<Self, ConnectorError> {
+        let path = config.path.clone();
         let shown = path.display();
         match tokio::fs::metadata(&path).await {
             Ok(m) if m.is_file() => {}
@@ -276,28 +301,112 @@ impl Connector for SqliteConnector {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await
-            .map_err(|e| sql::error(format!("cannot open sqlite database {shown}"), e, true))?;
+            .map_err(|e| {
+                error(
+                    format!("cannot open sqlite database {shown}"),
+                    classify(e),
+                    true,
+                )
+            })?;
         // Opening succeeds on any file; the first read tells whether it is a database.
         sqlx::query("SELECT count(*) FROM sqlite_schema")
             .fetch_one(&pool)
             .await
-            .map_err(|e| sql::error(format!("cannot read sqlite database {shown}"), e, true))?;
-        Ok(Self { pool, path })
+            .map_err(|e| {
+                error(
+                    format!("cannot read sqlite database {shown}"),
+                    classify(e),
+                    true,
+                )
+            })?;
+        let target = shown.to_string();
+        Ok(Self { pool, path, target })
     }
 
-    async fn check(&self, streams: &[(String, Stream)]) -> Vec<Problem> {
-        problems_per_stream(streams, |name, stream| self.check_stream(name, stream)).await
+    fn dialect(&self) -> &dyn Dialect {
+        &SqliteDialect
     }
 
-    async fn discover(&self) -> Result<Catalog, ConnectorError> {
-        self.discover_streams().await
+    fn target(&self) -> &str {
+        &self.target
     }
 
-    async fn describe(&self, name: &str, stream: &Stream) -> Result<StreamInfo, ConnectorError> {
-        Ok(self.resolve(name, stream).await?.info)
+    fn default_schemas(&self) -> Result<Vec<String>, ConnectorError> {
+        Ok(vec!["main".to_string()])
     }
 
-    fn read(self: Arc<Self>, request: ReadRequest<Stream>) -> BatchStream {
-        read::read(self, request)
+    /// Each statement runs alone on a read-only connection: it sees one snapshot, and needs
+    /// no transaction around it. Values are decoded by their storage class, whatever `wires`
+    /// says, since SQLite's values carry their own type.
+    async fn fetch(
+        &self,
+        sql: String,
+        params: Vec<Cell>,
+        wires: &[Wire],
+    ) -> Result<Vec<Vec<Cell>>, DbError> {
+        let query = params
+            .into_iter()
+            .fold(sqlx::query(AssertSqlSafe(sql)), bind);
+        let mut rows = query.fetch(&self.pool);
+        let mut out = vec![];
+        while let Some(row) = rows.try_next().await.map_err(classify)? {
+            let cells = (0..wires.len())
+                .map(|i| read_cell(&row, i))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(classify)?;
+            out.push(cells);
+        }
+        Ok(out)
+    }
+
+    async fn describe(&self, sql: String) -> Result<Vec<RawColumn>, DbError> {
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        let statement = (&mut *conn)
+            .prepare(AssertSqlSafe(sql).into_sql_str())
+            .await
+            .map_err(classify)?;
+        if let Some(n) = statement
+            .parameters()
+            .and_then(|p| p.right())
+            .filter(|&n| n > 0)
+        {
+            return Err(DbError::new(
+                ErrorClass::Invalid,
+                format!("it has {n} parameter(s) (`?`, `:name`); write the values into it"),
+            ));
+        }
+        Ok(statement
+            .columns()
+            .iter()
+            .map(|column| {
+                // The declared type of a column the query takes from a table (as SQLx reads
+                // it), else the type of the first value, which is unknown before a row is read.
+                let ty = column.type_info().name();
+                let display = if ty == "NULL" { "ANY" } else { ty }.to_string();
+                RawColumn {
+                    name: column.name().to_string(),
+                    class: display.clone(),
+                    display,
+                    nullable: None,
+                    pk_position: 0,
+                    auto_increment: false,
+                }
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_identifiers() {
+        let d = SqliteDialect;
+        assert_eq!(d.quote("customers"), r#""customers""#);
+        assert_eq!(
+            d.quote(r#"x"; DROP TABLE customers; --"#),
+            r#""x""; DROP TABLE customers; --""#
+        );
     }
 }

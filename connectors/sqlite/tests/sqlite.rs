@@ -1,5 +1,6 @@
 //! The SQLite connector against real SQLite files.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use dossier_connector::{
     StreamState, Value, read_all,
 };
 use dossier_connector_sqlite::{Config, SqliteConnector, Stream};
+use futures::StreamExt as _;
 use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use tempfile::TempDir;
@@ -354,6 +356,45 @@ async fn incremental_reads_with_many_rows_sharing_a_cursor_value() {
     let again = read(&c, stream, Some(stored(&first[2])), 2).await.unwrap();
     assert_eq!(again.len(), 3);
     assert_eq!(ints(&again, "id"), [3, 12, 20, 27, 26]);
+}
+
+#[tokio::test]
+async fn rows_updated_during_a_read_are_read_later_and_none_is_lost() {
+    let db = Db::new(CUSTOMERS).await;
+    let c = db.connect().await;
+    let stream = Stream::table("customers").with_cursor("updated_at");
+    let mut reading = c.clone().read(ReadRequest {
+        name: "customers".into(),
+        stream: stream.clone(),
+        state: None,
+        batch_size: 10,
+    });
+    let mut batches = vec![reading.next().await.unwrap().unwrap()];
+    // One row already read, one not yet.
+    db.exec("UPDATE customers SET updated_at = '2024-01-03 00:00:00' WHERE id IN (5, 22)")
+        .await;
+    while let Some(b) = reading.next().await {
+        batches.push(b.unwrap());
+    }
+    let ids = ints(&batches, "id");
+    let unique: BTreeSet<i64> = ids.iter().copied().collect();
+    assert_eq!(unique, (1..=25).collect());
+    // Both changed rows come last, in (cursor, id) order; 5 was read twice.
+    assert_eq!(ids[ids.len() - 2..], [5, 22]);
+    assert_eq!(ids.len(), 26);
+
+    // A later read sees only what changed after.
+    let last = stored(batches.last().unwrap());
+    assert!(
+        read(&c, stream.clone(), Some(last.clone()), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    db.exec("UPDATE customers SET updated_at = '2024-01-04 00:00:00' WHERE id = 7")
+        .await;
+    let next = read(&c, stream, Some(last), 10).await.unwrap();
+    assert_eq!(ints(&next, "id"), [7]);
 }
 
 #[tokio::test]
