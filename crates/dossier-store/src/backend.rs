@@ -35,6 +35,8 @@ pub struct SqlStore {
     pub(crate) read: AnyPool,
     /// Rows written since opening, for PostgreSQL's planner statistics.
     pub(crate) growth: Arc<GrowthWatch>,
+    /// Batches (or groups) that met a concurrent writer and were written again alone.
+    pub(crate) conflicts: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SqlStore {
@@ -47,6 +49,13 @@ impl SqlStore {
 }
 
 impl SqlStore {
+    /// How many batches (or groups of batches) since the store opened met a concurrent
+    /// writer of their workspace and were written again holding it alone (see the write
+    /// protocol): a measure of how much the sources being synced at once overlap.
+    pub fn write_conflicts(&self) -> u64 {
+        self.conflicts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Counts rows a sync committed; on PostgreSQL, refreshes the planner's statistics when
     /// they are due (see `planner_stats`).
     pub(crate) async fn wrote(&self, rows: u64) {
@@ -124,6 +133,7 @@ impl SqlStore {
                 write,
                 read,
                 growth: Arc::default(),
+                conflicts: Arc::default(),
             }
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = AnyPoolOptions::new()
@@ -148,6 +158,7 @@ impl SqlStore {
                 write: pool.clone(),
                 read: pool,
                 growth: Arc::default(),
+                conflicts: Arc::default(),
             }
         } else {
             return Err(StoreError::Url {

@@ -26,11 +26,28 @@ pub enum StoreError {
         "this scheduler lost its lease on source {source_name:?} (another one took it over); nothing more was written"
     )]
     LeaseLost { source_name: String },
+    /// A batch sharing its workspace with other writers met one of their writes (see the
+    /// write protocol); the store retries such a batch alone, so callers rarely see it.
+    #[error("a concurrent writer changed what this write read: {0}")]
+    Conflict(String),
     #[error("corrupt stored {what}: {reason}")]
     Corrupt { what: &'static str, reason: String },
 }
 
 impl StoreError {
+    /// A write that lost to a concurrent one (a conflict seen by the store, a deadlock or
+    /// serialization failure reported by PostgreSQL) and succeeds when run again alone.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            Self::Conflict(_) => true,
+            Self::Db(e) => e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|code| code == "40P01" || code == "40001"),
+            _ => false,
+        }
+    }
+
     pub(crate) fn corrupt(what: &'static str, e: impl std::fmt::Display) -> Self {
         Self::Corrupt {
             what,

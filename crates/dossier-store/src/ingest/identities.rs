@@ -27,6 +27,7 @@ impl Ingest<'_> {
         .await?;
         let id = row.map(|r| r.try_get::<i64, _>(0)).transpose()?;
         if let Some(id) = id {
+            self.guard(id)?;
             self.idents.insert(ident.clone(), id);
         }
         Ok(id)
@@ -171,7 +172,7 @@ impl Ingest<'_> {
             });
             let mut q = sqlx::query(AssertSqlSafe(format!(
                 "INSERT INTO identities (workspace, kind, value, contact_id, created_at) VALUES {values} \
-                 ON CONFLICT (workspace, kind, value) DO NOTHING"
+                 ON CONFLICT (workspace, kind, value) DO NOTHING RETURNING 1"
             )));
             for (contact, ident) in chunk {
                 q = q
@@ -181,7 +182,17 @@ impl Ingest<'_> {
                     .bind(*contact)
                     .bind(self.now);
             }
-            q.execute(&mut *self.conn).await?;
+            let inserted = q.fetch_all(&mut *self.conn).await?.len();
+            // Every identity queued was found missing: one that exists now was attached by a
+            // writer that committed meanwhile, and the contact this batch made for it would
+            // duplicate theirs.
+            if self.locked.is_some() && inserted < chunk.len() {
+                return Err(StoreError::Conflict(format!(
+                    "{} of {} new identities were attached meanwhile",
+                    chunk.len() - inserted,
+                    chunk.len()
+                )));
+            }
         }
         let own: Vec<_> = self.own_data.drain().collect();
         for chunk in own.chunks(CHUNK) {

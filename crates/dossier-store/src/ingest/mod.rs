@@ -4,40 +4,57 @@
 //!
 //! # The write protocol
 //!
-//! Every write transaction of the model (a batch, a group of batches, a full refresh's
-//! deletion pass, a window sweep, settling a bulk load, an API mutation, a rule's backfill)
-//! opens through [`write::begin_write`], which makes it **the workspace's only writer** until
-//! it ends:
+//! Writers of one workspace are kept apart by [`locks`]:
 //!
-//! - on PostgreSQL it takes a transaction-scoped advisory lock on the workspace
-//!   (`pg_advisory_xact_lock`) as its first statement; every later statement runs at READ
-//!   COMMITTED, so it sees everything the previous writer committed;
-//! - on SQLite it begins with `BEGIN IMMEDIATE`, which takes the database's write lock at once
-//!   (waiting up to the busy timeout) instead of at the first write on a possibly stale
-//!   snapshot.
+//! - **a sync batch** (or group of batches) on PostgreSQL holds the workspace's lock
+//!   *shared* (a transaction-scoped advisory lock, `pg_advisory_xact_lock_shared`), then
+//!   locks, in id order, the stored contacts its records name through their identities and
+//!   their stored sessions (`FOR NO KEY UPDATE`), and only then reads them;
+//! - **every other write** (a full refresh's deletion pass, a window sweep, settling a bulk
+//!   load, an API mutation, a rule's backfill, a segment refresh) opens through
+//!   [`write::begin_write`], which holds the workspace's lock *exclusively*;
+//! - on SQLite, every write transaction begins with `BEGIN IMMEDIATE`, which takes the
+//!   database's write lock at once (waiting up to the busy timeout) instead of at the first
+//!   write on a possibly stale snapshot: one writer at a time.
 //!
-//! **Invariant:** the writes of one workspace are serial, so any number of writers (sources,
-//! `dossier worker` processes, the window sweep, the segment refresh, the API) leave the
-//! store exactly as one writer applying the same transactions one after the other would.
-//! What may run in parallel is everything before the write: reading the sources and mapping
-//! their rows (the engine's read-ahead), and every read of the gateway. Workspaces do not
-//! wait for each other. A sync holds the lock for one group of batches at a time (at most
+//! **Invariant:** every committed write transaction leaves the store as it would have
+//! running alone, so any number of writers (sources, `dossier worker` processes, the window
+//! sweep, the segment refresh, the API) leave the store exactly as one writer applying the
+//! same transactions one after the other would. A batch beside others may change only what
+//! it locked: the contacts it named (their profile, identities, data, aggregates, and the
+//! sessions that reach them through it), its own source's sessions (a source is read by one
+//! scheduler at a time: its lease), and contacts it creates (invisible to others until it
+//! commits). Two things can still meet, and both make the batch a **conflict**: a stored
+//! contact found after locking that it did not lock (a concurrent merge moved an identity or a
+//! session), and a new identity another writer attached meanwhile (the insert finds it). A
+//! deadlock reported by PostgreSQL is one too. A conflicting batch rolls back and is written
+//! again holding the workspace alone, with the batches of its group before it; so sources
+//! whose people do not overlap write in parallel, and overlapping ones fall back to turns.
+//!
+//! A transaction waits for contact locks only while it holds none: a group's later batch
+//! takes the free ones (`SKIP LOCKED`), and if some are held, commits the group first and
+//! waits in a new transaction. Sorted waits and no waiting while holding rule out deadlocks
+//! between batches, except on new identities (the conflict above). What may also run in
+//! parallel is everything before the write: reading the sources and mapping their rows (the
+//! engine's read-ahead), and every read of the gateway. Workspaces do not wait for each
+//! other. A sync holds its locks for one group of batches at a time (at most
 //! `bulk_commit_rows` rows or 2 s, and never while its source has nothing read ahead), so
 //! another writer waits at most that long.
 //!
 //! Within a transaction, a batch applies in this order:
 //!
-//! 1. [`prefetch`]: the batch's identities, stored sessions, aggregate states and profiles,
+//! 1. [`locks`]: the contacts the batch names (PostgreSQL, beside other batches);
+//! 2. [`prefetch`]: the batch's identities, stored sessions, aggregate states and profiles,
 //!    in a few packed queries;
-//! 2. each record in order ([`Ingest::apply`]): identities resolved ([`identities`]), contacts
+//! 3. each record in order ([`Ingest::apply`]): identities resolved ([`identities`]), contacts
 //!    merged where a record ties several ([`merge`], fields chosen by [`survivorship`]),
 //!    contact records upserted ([`contacts`]), session records queued ([`sessions`]) and their
 //!    effects on aggregates and session data computed ([`derived`]);
-//! 3. queued rows are flushed, many per statement, before anything reads them back (a merge, a
+//! 4. queued rows are flushed, many per statement, before anything reads them back (a merge, a
 //!    recompute) and at [`Ingest::finish`]: changed sessions, new sessions, new contacts,
 //!    identities and own values, then recomputed session data and aggregate states;
-//! 4. rejected records and the stream's new state ([`write`]);
-//! 5. the lease: a sync's transaction commits only if its scheduler still holds the source's
+//! 5. rejected records and the stream's new state ([`write`]);
+//! 6. the lease: a sync's transaction commits only if its scheduler still holds the source's
 //!    lease, checked just before the commit, in the same transaction.
 
 mod api;
@@ -45,6 +62,7 @@ mod contacts;
 mod derived;
 mod encoding;
 mod identities;
+mod locks;
 mod maintenance;
 mod merge;
 mod prefetch;
@@ -67,7 +85,7 @@ pub use write::WriteGroup;
 pub(crate) use write::begin_write;
 
 use crate::backend::now_micros;
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::{Backend, BatchOutcome};
 use derived::*;
 use encoding::{encode_state, load_policy};
@@ -204,6 +222,10 @@ pub(crate) struct Ingest<'c> {
     reserved_ids: Vec<i64>,
     /// The largest contact id reserved so far.
     last_contact_id: Option<i64>,
+    /// PostgreSQL, a batch sharing its workspace with other writers: the stored contacts it
+    /// locked ([`locks`]). Finding any other stored contact means a concurrent writer moved
+    /// an identity or a session meanwhile, and the batch is retried alone.
+    locked: Option<&'c HashSet<i64>>,
 }
 
 impl<'c> Ingest<'c> {
@@ -246,7 +268,18 @@ impl<'c> Ingest<'c> {
             new_contact_ids: HashSet::new(),
             reserved_ids: Vec::new(),
             last_contact_id: None,
+            locked: None,
         })
+    }
+
+    /// Refuses a stored contact the batch did not lock, when it shares its workspace.
+    fn guard(&self, contact: i64) -> Result<()> {
+        match &self.locked {
+            Some(locked) if !locked.contains(&contact) => Err(StoreError::Conflict(format!(
+                "contact {contact} was not locked by the batch that found it"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     pub(crate) async fn apply(

@@ -10,6 +10,42 @@ use super::*;
 use crate::error::Result;
 use crate::json_sql::{Json, parse_json, strings_param};
 
+/// What a batch's records look up: their identities by kind, the external ids of their
+/// sessions, and the identities sessions link to. The same keys name the contacts a batch
+/// locks before it reads them (see [`super::locks`]).
+pub(super) struct BatchKeys<'r> {
+    pub by_kind: BTreeMap<IdentityKind, BTreeSet<&'r str>>,
+    pub external_ids: Vec<&'r str>,
+    pub linked: HashSet<&'r Identity>,
+}
+
+impl<'r> BatchKeys<'r> {
+    pub fn of(records: &'r [MappedRecord]) -> Self {
+        let mut keys = Self {
+            by_kind: BTreeMap::new(),
+            external_ids: vec![],
+            linked: HashSet::new(),
+        };
+        for rec in records {
+            match rec {
+                MappedRecord::Contact(c) => {
+                    for i in std::iter::once(&c.external).chain(&c.identities) {
+                        keys.by_kind.entry(i.kind).or_default().insert(&i.value);
+                    }
+                }
+                MappedRecord::Session(sr) => {
+                    if let Some(ContactLink::Identity(i)) = &sr.contact {
+                        keys.by_kind.entry(i.kind).or_default().insert(&i.value);
+                        keys.linked.insert(i);
+                    }
+                    keys.external_ids.push(&sr.external_id);
+                }
+            }
+        }
+        keys
+    }
+}
+
 impl Ingest<'_> {
     /// Loads in a few queries what the batch's records will look up one by one: their
     /// identities, their stored sessions, and the aggregate states of their contacts.
@@ -19,25 +55,11 @@ impl Ingest<'_> {
         stream: &str,
         records: &[MappedRecord],
     ) -> Result<()> {
-        let mut by_kind: BTreeMap<IdentityKind, BTreeSet<&str>> = BTreeMap::new();
-        let mut external_ids: Vec<&str> = vec![];
-        let mut linked: HashSet<&Identity> = HashSet::new();
-        for rec in records {
-            match rec {
-                MappedRecord::Contact(c) => {
-                    for i in std::iter::once(&c.external).chain(&c.identities) {
-                        by_kind.entry(i.kind).or_default().insert(&i.value);
-                    }
-                }
-                MappedRecord::Session(sr) => {
-                    if let Some(ContactLink::Identity(i)) = &sr.contact {
-                        by_kind.entry(i.kind).or_default().insert(&i.value);
-                        linked.insert(i);
-                    }
-                    external_ids.push(&sr.external_id);
-                }
-            }
-        }
+        let BatchKeys {
+            by_kind,
+            external_ids,
+            linked,
+        } = BatchKeys::of(records);
         let mut contacts: BTreeSet<i64> = BTreeSet::new();
         // Every record of a bulk load looks its contact up: packed, not a row each.
         let json = Json::new(self.sqlite);
@@ -74,6 +96,7 @@ impl Ingest<'_> {
                     };
                     match found.get(*v) {
                         Some(id) => {
+                            self.guard(*id)?;
                             // Only sessions touch aggregates: load states for their contacts.
                             if linked.contains(&ident) {
                                 contacts.insert(*id);

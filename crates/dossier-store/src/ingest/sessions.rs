@@ -73,7 +73,10 @@ impl Ingest<'_> {
         for (external_id, id, contact_id, kind, started_at, ended_at, data_json, deleted) in
             parse_json::<PackedStored>("sessions", packed)?
         {
-            contacts.extend(contact_id);
+            if let Some(contact) = contact_id {
+                self.guard(contact)?;
+                contacts.push(contact);
+            }
             let stored = StoredSession {
                 id,
                 contact_id,

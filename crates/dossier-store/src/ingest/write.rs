@@ -1,7 +1,11 @@
 //! The write transaction: batches and groups of batches, the lease check, the stream state.
 
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
+use super::locks::{self, Access, lock_workspace};
 use super::*;
 use crate::backend::now_micros;
 use crate::error::{Result, StoreError};
@@ -12,18 +16,32 @@ use crate::{Backend, BatchOutcome, BatchWrite, SqlStore};
 /// scatters its writes over are then written once per group rather than once per batch. Each
 /// batch still stores its stream's state with it, so a group that is dropped (an error, a
 /// crash) leaves the store at the last committed group, whose state the next run resumes from.
+///
+/// On PostgreSQL a group shares its workspace with other sync batches (see the write
+/// protocol): each batch locks the stored contacts it names. A batch that meets a concurrent
+/// writer (a contact it did not lock, an identity attached meanwhile, a deadlock) rolls the
+/// group's transaction back, and the group's batches are written again holding the workspace
+/// alone; the group stays alone until it commits.
 pub struct WriteGroup {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+    /// The open transaction; `None` only while it is replaced.
+    tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
     store: SqlStore,
-    /// Records the group's batches wrote.
+    /// Records the open transaction's batches wrote.
     written: u64,
     /// The workspace, source and scheduler whose lease the group's batches were written
     /// under: checked once, just before the commit, so that on PostgreSQL the schedule row is
     /// locked for an instant rather than for the whole group (the scheduler's renewal of the
     /// lease waits for that lock).
     lease: Option<(String, String, String)>,
-    /// The workspace whose writer lock the group holds (taken with its first batch).
+    /// The workspace whose lock the open transaction holds (taken with its first batch).
     locked: Option<String>,
+    /// How the open transaction holds its workspace: shared until a batch meets a concurrent
+    /// writer, then alone until the group commits.
+    access: Access,
+    /// Shared access: the stored contacts the open transaction locked, and its batches, to
+    /// write again alone after a conflict.
+    contacts: HashSet<i64>,
+    applied: Vec<BatchWrite>,
 }
 
 impl WriteGroup {
@@ -31,7 +49,8 @@ impl WriteGroup {
     pub async fn apply(&mut self, ws: &str, batch: &BatchWrite) -> Result<BatchOutcome> {
         match &self.locked {
             None => {
-                lock_workspace(&mut self.tx, self.store.backend, ws).await?;
+                let (backend, access) = (self.store.backend, self.access);
+                lock_workspace(self.tx(), backend, ws, access).await?;
                 self.locked = Some(ws.to_string());
             }
             Some(held) if held != ws => {
@@ -42,38 +61,116 @@ impl WriteGroup {
             }
             Some(_) => {}
         }
-        let outcome = write_batch(&mut self.tx, self.store.backend, ws, batch).await?;
-        self.written += outcome.written;
         if let Some(owner) = &batch.lease_owner {
             self.lease = Some((ws.to_string(), batch.source.clone(), owner.clone()));
         }
+        if self.access == Access::Exclusive {
+            let backend = self.store.backend;
+            let outcome = write_batch(self.tx(), backend, ws, batch, None).await?;
+            self.written += outcome.written;
+            return Ok(outcome);
+        }
+        match self.apply_shared(ws, batch).await {
+            Err(e) if e.is_conflict() => self.apply_alone(ws, batch, &e).await,
+            result => result,
+        }
+    }
+
+    async fn apply_shared(&mut self, ws: &str, batch: &BatchWrite) -> Result<BatchOutcome> {
+        let backend = self.store.backend;
+        // Only a transaction that holds no contact yet may wait for one.
+        let wait = self.applied.is_empty();
+        let locked = match lock_contacts(self.tx(), ws, batch, wait).await? {
+            Some(locked) => locked,
+            None => {
+                // Another writer holds some: commit what the group wrote, then wait for them
+                // in a new transaction.
+                self.commit_open().await?;
+                let tx = begin_unlocked(&self.store).await?;
+                let tx = self.tx.insert(tx);
+                lock_workspace(tx, backend, ws, Access::Shared).await?;
+                lock_contacts(tx, ws, batch, true)
+                    .await?
+                    .unwrap_or_default()
+            }
+        };
+        self.contacts.extend(locked);
+        let tx = self.tx.as_mut().expect("the group has a transaction");
+        let outcome = write_batch(tx, backend, ws, batch, Some(&self.contacts)).await?;
+        self.written += outcome.written;
+        self.applied.push(batch.clone());
         Ok(outcome)
+    }
+
+    /// After a conflict: rolls the open transaction back and writes its batches and `batch`
+    /// again holding the workspace alone, as the group does until it commits.
+    async fn apply_alone(
+        &mut self,
+        ws: &str,
+        batch: &BatchWrite,
+        conflict: &StoreError,
+    ) -> Result<BatchOutcome> {
+        let backend = self.store.backend;
+        if let Some(tx) = self.tx.take() {
+            // Explicitly: a dropped transaction rolls back only when its connection is next
+            // used, and until then it keeps the workspace's shared lock this one waits for.
+            tx.rollback().await?;
+        }
+        let again = std::mem::take(&mut self.applied);
+        self.store.conflicts.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(workspace = %ws, source = %batch.source, stream = %batch.stream, batches = again.len() + 1, reason = %conflict, "batches met a concurrent writer; writing them again alone");
+        self.contacts.clear();
+        self.access = Access::Exclusive;
+        self.written = 0;
+        let tx = self.tx.insert(begin_unlocked(&self.store).await?);
+        lock_workspace(tx, backend, ws, Access::Exclusive).await?;
+        for earlier in &again {
+            self.written += write_batch(tx, backend, ws, earlier, None).await?.written;
+        }
+        let outcome = write_batch(tx, backend, ws, batch, None).await?;
+        self.written += outcome.written;
+        Ok(outcome)
+    }
+
+    fn tx(&mut self) -> &mut AnyConnection {
+        self.tx.as_mut().expect("the group has a transaction")
+    }
+
+    /// Commits the open transaction, if its batches' scheduler still holds the lease.
+    async fn commit_open(&mut self) -> Result<()> {
+        let backend = self.store.backend;
+        if let Some((ws, source, owner)) = &self.lease {
+            let tx = self.tx.as_mut().expect("the group has a transaction");
+            check_lease(tx, backend, ws, source, owner).await?;
+        }
+        if let Some(tx) = self.tx.take() {
+            tx.commit().await?;
+        }
+        self.store.wrote(std::mem::take(&mut self.written)).await;
+        self.contacts.clear();
+        self.applied.clear();
+        Ok(())
     }
 
     /// Commits every batch of the group, if their scheduler still holds the source's lease.
     pub async fn commit(mut self) -> Result<()> {
-        if let Some((ws, source, owner)) = &self.lease {
-            check_lease(&mut self.tx, self.store.backend, ws, source, owner).await?;
-        }
-        self.tx.commit().await?;
-        self.store.wrote(self.written).await;
-        Ok(())
+        self.commit_open().await
     }
 }
 
-/// Opens a write transaction of the model in workspace `ws`: the workspace's only writer until
-/// it commits or rolls back (see the write protocol in this module's parent).
+/// Opens a write transaction of the model in workspace `ws` that holds the workspace alone
+/// until it commits or rolls back (see the write protocol in this module's parent).
 pub(crate) async fn begin_write(
     store: &SqlStore,
     ws: &str,
 ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
     let mut tx = begin_unlocked(store).await?;
-    lock_workspace(&mut tx, store.backend, ws).await?;
+    lock_workspace(&mut tx, store.backend, ws, Access::Exclusive).await?;
     Ok(tx)
 }
 
-/// A transaction that takes the workspace's writer lock later ([`lock_workspace`]). On SQLite
-/// it holds the database's write lock from its first statement.
+/// A transaction that takes the workspace's lock later ([`lock_workspace`]). On SQLite it
+/// holds the database's write lock from its first statement.
 async fn begin_unlocked(store: &SqlStore) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
     Ok(match store.backend {
         // IMMEDIATE: the write lock now, waiting for another process's writer (busy timeout),
@@ -83,19 +180,14 @@ async fn begin_unlocked(store: &SqlStore) -> Result<sqlx::Transaction<'static, s
     })
 }
 
-/// Makes the transaction the workspace's only writer until it ends. On PostgreSQL a
-/// transaction-scoped advisory lock keyed by the workspace, taken before anything is read;
-/// SQLite has one writer per database already.
-async fn lock_workspace(conn: &mut AnyConnection, backend: Backend, ws: &str) -> Result<()> {
-    if backend == Backend::Postgres {
-        // The `dossier.workspace:` prefix keeps the key apart from other advisory locks a
-        // shared database may use.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!("dossier.workspace:{ws}"))
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+/// [`locks::lock_contacts`] for a batch.
+async fn lock_contacts(
+    conn: &mut AnyConnection,
+    ws: &str,
+    batch: &BatchWrite,
+    wait: bool,
+) -> Result<Option<HashSet<i64>>> {
+    locks::lock_contacts(conn, ws, &batch.source, &batch.stream, &batch.records, wait).await
 }
 
 /// Refuses to write for a scheduler that no longer holds `source`'s lease. On PostgreSQL the
@@ -138,8 +230,10 @@ async fn write_batch(
     backend: Backend,
     ws: &str,
     batch: &BatchWrite,
+    locked: Option<&HashSet<i64>>,
 ) -> Result<BatchOutcome> {
     let mut ing = Ingest::new(conn, ws, backend).await?;
+    ing.locked = locked;
     if batch.mark_seen {
         ing.seen_run = batch.run_id;
     }
@@ -227,24 +321,68 @@ impl SqlStore {
     /// Commits a batch and its stream's new state in one transaction. Re-applying a batch
     /// changes nothing (upserts are idempotent by source, stream and external id).
     pub async fn apply_batch(&self, ws: &str, batch: &BatchWrite) -> Result<BatchOutcome> {
+        if self.backend == Backend::Postgres {
+            match self.apply_shared(ws, batch).await {
+                Err(e) if e.is_conflict() => {
+                    self.conflicts.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(workspace = %ws, source = %batch.source, stream = %batch.stream, reason = %e, "a batch met a concurrent writer; writing it again alone");
+                }
+                result => return result,
+            }
+        }
         let mut tx = begin_write(self, ws).await?;
         if let Some(owner) = &batch.lease_owner {
             check_lease(&mut tx, self.backend, ws, &batch.source, owner).await?;
         }
-        let outcome = write_batch(&mut tx, self.backend, ws, batch).await?;
+        let outcome = write_batch(&mut tx, self.backend, ws, batch, None).await?;
         tx.commit().await?;
         self.wrote(outcome.written).await;
         Ok(outcome)
     }
 
+    /// A batch beside other writers of the workspace (PostgreSQL): rolled back, explicitly,
+    /// on any error, so that its locks are gone before it is written again alone.
+    async fn apply_shared(&self, ws: &str, batch: &BatchWrite) -> Result<BatchOutcome> {
+        let mut tx = begin_unlocked(self).await?;
+        let written = async {
+            lock_workspace(&mut tx, self.backend, ws, Access::Shared).await?;
+            if let Some(owner) = &batch.lease_owner {
+                check_lease(&mut tx, self.backend, ws, &batch.source, owner).await?;
+            }
+            let locked = lock_contacts(&mut tx, ws, batch, true)
+                .await?
+                .unwrap_or_default();
+            write_batch(&mut tx, self.backend, ws, batch, Some(&locked)).await
+        }
+        .await;
+        match written {
+            Ok(outcome) => {
+                tx.commit().await?;
+                self.wrote(outcome.written).await;
+                Ok(outcome)
+            }
+            Err(e) => {
+                tx.rollback().await?;
+                Err(e)
+            }
+        }
+    }
+
     /// Opens a transaction for several batches of a read (see [`WriteGroup`]).
     pub async fn begin_group(&self) -> Result<WriteGroup> {
         Ok(WriteGroup {
-            tx: begin_unlocked(self).await?,
+            tx: Some(begin_unlocked(self).await?),
             store: self.clone(),
             written: 0,
             lease: None,
             locked: None,
+            // SQLite has one writer: a group holds the database alone from its first statement.
+            access: match self.backend {
+                Backend::Sqlite => Access::Exclusive,
+                Backend::Postgres => Access::Shared,
+            },
+            contacts: HashSet::new(),
+            applied: Vec::new(),
         })
     }
 }
