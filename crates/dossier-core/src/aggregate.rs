@@ -21,7 +21,7 @@ pub const STARTED_AT_FIELD: &str = "started_at";
 const MICROS: i64 = 1_000_000;
 
 /// Fixed-point scale for sums: 9 decimal places are kept exactly.
-const SUM_SCALE: f64 = 1e9;
+pub const SUM_SCALE: f64 = 1e9;
 
 /// The operation of an aggregate rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -243,7 +243,7 @@ mod opt_i128_str {
 /// `sum / count` in the sums' fixed point (1e-9), rounded half away from zero: an average is
 /// exact to nine decimals, so the average of 5.66, 5.66 and 5.66 is 5.66, as SQL's decimal
 /// `AVG` says, not 5.659999999999999.
-fn exact_ratio(sum: i128, count: u64) -> i128 {
+pub fn exact_ratio(sum: i128, count: u64) -> i128 {
     let count = i128::from(count.max(1));
     let (q, r) = (sum / count, sum % count);
     if 2 * r.abs() >= count {

@@ -20,7 +20,7 @@ pub mod redact;
 pub mod template;
 pub mod value;
 
-pub use aggregate::{AggOp, AggState, AggregateRule, Contribution};
+pub use aggregate::{AggOp, AggState, AggregateRule, Contribution, SUM_SCALE, exact_ratio};
 pub use condition::{SessionCondition, holds_for_value};
 pub use country::country_code;
 pub use digest::sha256_hex;

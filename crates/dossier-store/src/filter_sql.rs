@@ -23,6 +23,9 @@ pub(crate) struct SqlBuilder {
     /// What each aggregate reads as on a contact without its row (`count` and `sum` of
     /// nothing are 0), so filters agree with reads; rules absent here have no such value.
     empty_aggs: HashMap<String, DataValue>,
+    /// `Some(sqlite)`: the filter is over sessions (alias `s`), whose data is the JSON
+    /// column `s.data` of the given backend, rather than over contacts.
+    sessions: Option<bool>,
 }
 
 impl SqlBuilder {
@@ -32,7 +35,15 @@ impl SqlBuilder {
             offset,
             contact_floor: None,
             empty_aggs: HashMap::new(),
+            sessions: None,
         }
+    }
+
+    /// Filters then run over sessions (alias `s`): `data.<key>` reads the session's own data.
+    /// Other fields must have been refused first ([`session_filter_fields`]).
+    pub(crate) fn over_sessions(mut self, sqlite: bool) -> Self {
+        self.sessions = Some(sqlite);
+        self
     }
 
     /// Filters then match a contact without an aggregate's row as reads show it: with the
@@ -198,6 +209,15 @@ impl SqlBuilder {
     }
 
     fn custom(&mut self, field: &FilterField, cond: String) -> String {
+        if let (Some(sqlite), FilterField::Data(k)) = (self.sessions, field) {
+            let key = self.param(Bind::Text(k.to_string()));
+            let v = SessionValue::new(sqlite, &key);
+            // The same `x.num`/`x.txt` the comparisons read on a contact's data row.
+            return format!(
+                "EXISTS (SELECT 1 FROM (SELECT {} AS num, {} AS txt) x WHERE {} IS NOT NULL AND {cond})",
+                v.num, v.txt, v.value
+            );
+        }
         let (table, col, key) = match field {
             FilterField::Data(k) => ("contact_data", "key", k),
             FilterField::Agg(k) => ("contact_aggregates", "name", k),
@@ -221,6 +241,52 @@ pub(crate) fn names_aggregate(f: &Filter) -> bool {
     f.fields()
         .into_iter()
         .any(|field| matches!(field, FilterField::Agg(_)))
+}
+
+/// Refuses a session filter that looks at anything but the session's data.
+pub(crate) fn session_filter_fields(f: &Filter) -> crate::Result<()> {
+    match f
+        .fields()
+        .into_iter()
+        .find(|f| !matches!(f, FilterField::Data(_)))
+    {
+        None => Ok(()),
+        Some(other) => Err(crate::StoreError::Refused(format!(
+            "a session filter looks at the session's data (`data.<key>`) only, not {other}"
+        ))),
+    }
+}
+
+/// One key of a session's data (the JSON column `s.data`, `{"<key>": {"n": 1.5}}`) as SQL:
+/// the projections a contact's data row stores as columns.
+pub(crate) struct SessionValue {
+    /// The number (`NULL` for other values).
+    pub num: String,
+    /// The string (`NULL` for other values).
+    pub txt: String,
+    /// The stored value as JSON text (`NULL` when the session has no such key).
+    pub value: String,
+}
+
+impl SessionValue {
+    /// The value of the key bound at `key`.
+    pub(crate) fn new(sqlite: bool, key: &str) -> Self {
+        if sqlite {
+            let at = |tail: &str| format!("json_extract(s.data, '$.\"' || {key} || '\"{tail}')");
+            Self {
+                num: at(".n"),
+                txt: at(".s"),
+                value: at(""),
+            }
+        } else {
+            let v = format!("(CAST(s.data AS json) -> {key})");
+            Self {
+                num: format!("CAST({v} ->> 'n' AS DOUBLE PRECISION)"),
+                txt: format!("({v} ->> 's')"),
+                value: format!("CAST({v} AS TEXT)"),
+            }
+        }
+    }
 }
 
 fn escape_like(s: &str) -> String {

@@ -9,6 +9,7 @@
 
 mod backend;
 mod card;
+mod columns;
 mod error;
 mod filter_sql;
 mod identity;
@@ -16,23 +17,31 @@ mod ingest;
 mod json_sql;
 mod keys;
 mod names;
+mod order;
 mod planner_stats;
 mod read;
 mod runs;
 mod schedule;
 mod segments;
 mod shortcuts;
+mod stats;
 mod types;
 
 pub use backend::{Backend, SqlStore};
 pub use card::{CardParts, ContactCard, ContactKey, SessionsPage};
+pub use columns::SessionField;
 /// URL redaction lives in dossier-core, shared with the connectors; re-exported for callers.
 pub use dossier_core::redact_url;
 pub use error::{Result, StoreError};
 pub use identity::API_SOURCE;
 pub use ingest::WriteGroup;
 pub use keys::{ApiKey, KeyCache, KeyRefusal, Role};
+pub use order::{OrderBy, Placed, Position, SessionQuery, SortValue};
 pub use schedule::{Claim, LeaseStatus, ScheduleRow};
 pub use segments::{SegmentChange, SegmentRow};
 pub use shortcuts::ShortcutRow;
+pub use stats::{
+    Bucket, Decimal, Interval, Metric, MetricOp, Point, Range, SegmentDay, Series, Stats,
+    StatsQuery, StatsSort, intervals,
+};
 pub use types::*;

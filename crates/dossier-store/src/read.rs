@@ -46,7 +46,7 @@ pub(crate) const SESSION_FIELDS: [&str; 10] = [
 ];
 
 /// `s.id, s.contact_id, ...`: [`SESSION_FIELDS`] as a select list.
-fn session_cols() -> &'static str {
+pub(crate) fn session_cols() -> &'static str {
     static COLS: LazyLock<String> = LazyLock::new(|| {
         SESSION_FIELDS
             .iter()
@@ -90,7 +90,7 @@ impl SessionColumns {
     }
 }
 
-fn session(r: &AnyRow) -> Result<SessionRow> {
+pub(crate) fn session(r: &AnyRow) -> Result<SessionRow> {
     <SessionColumns as sqlx::FromRow<AnyRow>>::from_row(r)?.decode()
 }
 

@@ -1,0 +1,281 @@
+//! Ordered lists: contacts by any field a filter can compare, and the workspace's sessions
+//! by their start time or data, as keyset pages. A page ends at a [`Position`] (the sort
+//! values of its last row and its id), and the next page starts strictly after it, so a
+//! cursor stays valid however many rows come and go before it. Nulls sort last in either
+//! direction and ties fall back to the id.
+
+use dossier_core::{Filter, FilterField};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::columns::{ContactFields, FieldSql, SessionField, session_field};
+use crate::filter_sql::{Bind, SqlBuilder, bind_all, session_filter_fields};
+use crate::read::{CONTACT_COLS, contact, session, session_cols};
+use crate::{ContactRow, Page, Result, SessionRow, SqlStore, StoreError};
+
+/// One key of an ordering: a field, and whether it sorts from the largest value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderBy<F> {
+    pub field: F,
+    pub descending: bool,
+}
+
+/// A value of one sort column at a row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SortValue {
+    #[serde(rename = "i")]
+    Int(i64),
+    #[serde(rename = "f")]
+    Float(f64),
+    #[serde(rename = "t")]
+    Text(String),
+}
+
+/// Where a row stands in an ordered list: the values of its sort columns, then its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    pub keys: Vec<Option<SortValue>>,
+    pub id: i64,
+}
+
+/// A row of an ordered page with its position (its cursor).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placed<T> {
+    pub row: T,
+    pub position: Position,
+}
+
+/// What a root `sessions` list reads.
+#[derive(Debug, Clone, Default)]
+pub struct SessionQuery<'a> {
+    /// Only sessions of this kind.
+    pub kind: Option<&'a str>,
+    /// Only sessions whose data matches (fields `data.<key>` only).
+    pub filter: Option<&'a Filter>,
+    /// The ordering; none: newest first.
+    pub order: &'a [OrderBy<SessionField>],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Int,
+    Float,
+    Text,
+}
+
+/// A sort column: an SQL expression, its type and direction.
+struct SortCol {
+    expr: String,
+    kind: Kind,
+    descending: bool,
+}
+
+/// The sort columns of a field: a custom value sorts by its number, then its string.
+fn sort_cols(field: FieldSql, descending: bool) -> Vec<SortCol> {
+    let col = |expr, kind| SortCol {
+        expr,
+        kind,
+        descending,
+    };
+    match field {
+        FieldSql::Text(e) => vec![col(e, Kind::Text)],
+        FieldSql::Time(e) => vec![col(e, Kind::Int)],
+        FieldSql::Custom { num, txt, .. } => vec![col(num, Kind::Float), col(txt, Kind::Text)],
+    }
+}
+
+/// `expr AS k0, ...` for the select list.
+fn select_keys(cols: &[SortCol]) -> String {
+    cols.iter()
+        .enumerate()
+        .map(|(i, c)| format!(", {} AS k{i}", c.expr))
+        .collect()
+}
+
+fn order_sql(cols: &[SortCol], id: &str) -> String {
+    let mut parts: Vec<String> = cols
+        .iter()
+        .map(|c| {
+            let dir = if c.descending { "DESC" } else { "ASC" };
+            format!("{} {dir} NULLS LAST", c.expr)
+        })
+        .collect();
+    parts.push(format!("{id} ASC"));
+    parts.join(", ")
+}
+
+/// Rows strictly after `pos`: greater on the first column where they differ (a null is
+/// greater than any value, as nulls sort last), or equal on every column and a greater id.
+fn after_sql(b: &mut SqlBuilder, cols: &[SortCol], pos: &Position, id: &str) -> Result<String> {
+    let foreign = || StoreError::Refused("the cursor belongs to another ordering".into());
+    if pos.keys.len() != cols.len() {
+        return Err(foreign());
+    }
+    let mut ors = vec![];
+    let mut equal: Vec<String> = vec![];
+    for (c, v) in cols.iter().zip(&pos.keys) {
+        let Some(v) = v else {
+            // Nothing sorts after a null but other nulls.
+            equal.push(format!("{} IS NULL", c.expr));
+            continue;
+        };
+        let p = match (c.kind, v) {
+            (Kind::Int, SortValue::Int(i)) => b.param(Bind::Int(*i)),
+            (Kind::Float, SortValue::Float(f)) => {
+                format!("CAST({} AS DOUBLE PRECISION)", b.param(Bind::Float(*f)))
+            }
+            (Kind::Text, SortValue::Text(t)) => b.param(Bind::Text(t.clone())),
+            _ => return Err(foreign()),
+        };
+        let cmp = if c.descending { "<" } else { ">" };
+        let mut gt = equal.clone();
+        gt.push(format!("({e} {cmp} {p} OR {e} IS NULL)", e = c.expr));
+        ors.push(format!("({})", gt.join(" AND ")));
+        equal.push(format!("{} = {p}", c.expr));
+    }
+    equal.push(format!("{id} > {}", b.param(Bind::Int(pos.id))));
+    ors.push(format!("({})", equal.join(" AND ")));
+    Ok(format!("({})", ors.join(" OR ")))
+}
+
+fn position(r: &AnyRow, cols: &[SortCol], id: i64) -> Result<Position> {
+    let keys = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let k = format!("k{i}");
+            Ok(match c.kind {
+                Kind::Int => r.try_get::<Option<i64>, _>(k.as_str())?.map(SortValue::Int),
+                Kind::Float => r
+                    .try_get::<Option<f64>, _>(k.as_str())?
+                    .map(SortValue::Float),
+                Kind::Text => r
+                    .try_get::<Option<String>, _>(k.as_str())?
+                    .map(SortValue::Text),
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Position { keys, id })
+}
+
+fn page<T>(mut items: Vec<T>, first: usize) -> Page<T> {
+    let has_next = items.len() > first;
+    items.truncate(first);
+    Page { items, has_next }
+}
+
+/// The aggregates an ordering or grouping reads, as a filter naming them: what the
+/// store's empty-aggregate lookup takes.
+pub(crate) fn naming<'f>(fields: impl IntoIterator<Item = &'f FilterField>) -> Filter {
+    Filter::And(fields.into_iter().cloned().map(Filter::Exists).collect())
+}
+
+impl SqlStore {
+    /// Contacts matching `filter` in the `order` given (ties by id), after `after`.
+    pub async fn contacts_ordered(
+        &self,
+        ws: &str,
+        filter: Option<&Filter>,
+        order: &[OrderBy<FilterField>],
+        first: usize,
+        after: Option<&Position>,
+    ) -> Result<Page<Placed<ContactRow>>> {
+        let sqlite = self.backend == crate::Backend::Sqlite;
+        let names = naming(order.iter().map(|o| &o.field));
+        let empty_sort = self.empty_aggregates(ws, Some(&names)).await?;
+        let mut b =
+            SqlBuilder::new(0).with_empty_aggregates(self.empty_aggregates(ws, filter).await?);
+        let ws_p = b.param(Bind::Text(ws.into()));
+        let mut fields = ContactFields::new(&empty_sort, sqlite);
+        let mut cols = vec![];
+        for o in order {
+            cols.extend(sort_cols(fields.field(&mut b, &o.field), o.descending));
+        }
+        let cond = filter.map_or_else(|| "1 = 1".to_string(), |f| b.filter(f));
+        let after = match after {
+            Some(pos) => after_sql(&mut b, &cols, pos, "c.id")?,
+            None => "1 = 1".into(),
+        };
+        let limit_p = b.param(Bind::Int(first as i64 + 1));
+        let sql = format!(
+            "SELECT {CONTACT_COLS}{keys} FROM contacts c {joins} WHERE c.workspace = {ws_p} \
+             AND c.merged_into IS NULL AND {cond} AND {after} ORDER BY {order} LIMIT {limit_p}",
+            keys = select_keys(&cols),
+            joins = fields.joins.join(" "),
+            order = order_sql(&cols, "c.id"),
+        );
+        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
+            .fetch_all(&self.read)
+            .await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                let row = contact(r)?;
+                let position = position(r, &cols, row.id)?;
+                Ok(Placed { row, position })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page(items, first))
+    }
+
+    /// The workspace's sessions, of one kind and matching a filter over their data when
+    /// asked, in `q.order` (newest first when empty; ties by id), after `after`.
+    pub async fn sessions_ordered(
+        &self,
+        ws: &str,
+        q: &SessionQuery<'_>,
+        first: usize,
+        after: Option<&Position>,
+    ) -> Result<Page<Placed<SessionRow>>> {
+        let sqlite = self.backend == crate::Backend::Sqlite;
+        if let Some(f) = q.filter {
+            session_filter_fields(f)?;
+        }
+        let newest = [OrderBy {
+            field: SessionField::StartedAt,
+            descending: true,
+        }];
+        let order = if q.order.is_empty() { &newest } else { q.order };
+        let mut b = SqlBuilder::new(0).over_sessions(sqlite);
+        let ws_p = b.param(Bind::Text(ws.into()));
+        let mut cols = vec![];
+        for o in order {
+            cols.extend(sort_cols(
+                session_field(&mut b, &o.field, sqlite),
+                o.descending,
+            ));
+        }
+        let mut cond = match q.kind {
+            Some(k) => format!("s.kind = {}", b.param(Bind::Text(k.into()))),
+            None => "1 = 1".into(),
+        };
+        if let Some(f) = q.filter {
+            cond = format!("{cond} AND {}", b.filter(f));
+        }
+        let after = match after {
+            Some(pos) => after_sql(&mut b, &cols, pos, "s.id")?,
+            None => "1 = 1".into(),
+        };
+        let limit_p = b.param(Bind::Int(first as i64 + 1));
+        let sql = format!(
+            "SELECT {cols}{keys} FROM sessions s WHERE s.workspace = {ws_p} AND s.deleted = 0 \
+             AND {cond} AND {after} ORDER BY {order} LIMIT {limit_p}",
+            cols = session_cols(),
+            keys = select_keys(&cols),
+            order = order_sql(&cols, "s.id"),
+        );
+        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
+            .fetch_all(&self.read)
+            .await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                let row = session(r)?;
+                let position = position(r, &cols, row.id)?;
+                Ok(Placed { row, position })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page(items, first))
+    }
+}
