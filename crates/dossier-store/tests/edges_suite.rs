@@ -192,7 +192,60 @@ async fn averages_of_decimals_are_exact(db: TestDb) {
     assert_eq!(members(s, "agg.avg_basket = 5.66").await, vec![id]);
 }
 
+/// A stream without an update column: every read gives its records no update time. Reading
+/// the same records again writes nothing (the contact's `updated_at` stays), a changed field
+/// is written, and another source's record with the same value still takes its origin.
+async fn an_unchanged_record_without_update_time_writes_nothing(db: TestDb) {
+    let s = &db.store;
+    let undated = |id: u32, email: &str, plan: &str| match customer(id, email, "FR", plan) {
+        dossier_core::MappedRecord::Contact(mut c) => {
+            c.updated_at = None;
+            dossier_core::MappedRecord::Contact(c)
+        }
+        _ => unreachable!(),
+    };
+    s.ensure_workspace(WS).await.unwrap();
+    let first = s
+        .apply_batch(
+            WS,
+            &batch("customers", vec![undated(1, "a@example.com", "free")], 1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.written, 1);
+    let id = email_id(s, "a@example.com").await;
+    let before = s.contact(WS, id).await.unwrap().unwrap();
+    let again = s
+        .apply_batch(
+            WS,
+            &batch("customers", vec![undated(1, "a@example.com", "free")], 2),
+        )
+        .await
+        .unwrap();
+    assert_eq!((again.written, again.unchanged), (0, 1), "{again:?}");
+    let after = s.contact(WS, id).await.unwrap().unwrap();
+    assert_eq!(after.updated_at, before.updated_at, "updatedAt moved");
+    let changed = s
+        .apply_batch(
+            WS,
+            &batch("customers", vec![undated(1, "a@example.com", "pro")], 3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.written, 1);
+    let after = s.contact(WS, id).await.unwrap().unwrap();
+    assert!(
+        after.updated_at > before.updated_at,
+        "a change moves updatedAt"
+    );
+    assert_eq!(
+        s.contact_data(&[id]).await.unwrap()[&id]["price_plan"],
+        dossier_core::DataValue::String("pro".into())
+    );
+}
+
 suite!(
+    an_unchanged_record_without_update_time_writes_nothing,
     averages_of_decimals_are_exact,
     filters_see_empty_aggregates_as_reads_do,
     a_rule_edit_reports_only_real_segment_changes,

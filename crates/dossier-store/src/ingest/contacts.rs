@@ -1,6 +1,6 @@
 //! Contact records: upserting a contact's profile and own values.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use dossier_core::model::ContactRecord;
 use dossier_core::{DataKey, DataValue, FieldOrigin, ProfileField, Provenance};
@@ -46,71 +46,137 @@ impl Ingest<'_> {
             // Not prefetched: a contact a merge in this batch left, or one found later.
             self.load_profiles(&[id]).await?;
         }
-        let (stored_at, mut provenance) = self
+        let known = self
             .profiles
             .remove(&id)
             .ok_or_else(|| StoreError::corrupt("contact", format!("contact {id} has no row")))?;
-        let (fields, data) = self.winning(rec, &origin, &mut provenance);
-        let sets: Vec<String> = fields
-            .iter()
-            .enumerate()
-            .map(|(i, (name, _))| format!("{name} = ${}", i + 2))
-            .collect();
-        let n = fields.len();
-        // The earliest creation time any source gives (LEAST and MIN skip, or yield, NULL).
-        let least = if self.sqlite { "MIN" } else { "LEAST" };
-        let sql = format!(
-            "UPDATE contacts SET {}{}source_updated_at = ${}, updated_at = ${}, created_at = COALESCE({least}(created_at, ${}), created_at), provenance = ${} WHERE id = $1",
-            sets.join(", "),
-            if sets.is_empty() { "" } else { ", " },
-            n + 2,
-            n + 3,
-            n + 4,
-            n + 5
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(id);
-        for (_, v) in &fields {
-            q = q.bind(*v);
-        }
-        let unchanged = stored_at.is_some() && stored_at == rec.updated_at;
-        let latest = match (rec.updated_at, stored_at) {
+        let mut provenance = known.provenance.clone();
+        let (mut fields, mut data) = self.winning(rec, &origin, &mut provenance);
+        // What the record repeats of its own earlier write keeps its origin, so a stream
+        // without an update column (whose records always read as just updated) writes
+        // nothing for a record that did not change.
+        let repeated = |key: &str, same: bool, provenance: &mut Provenance| {
+            let Some(before) = known.provenance.get(key) else {
+                return false;
+            };
+            let mine = (&before.source, &before.stream, &before.record)
+                == (&origin.source, &origin.stream, &origin.record);
+            if same && mine {
+                provenance.insert(key.to_string(), before.clone());
+            }
+            same && mine
+        };
+        fields.retain(|(name, value)| {
+            let same = known.fields.get(*name).map(String::as_str) == Some(*value);
+            !repeated(name, same, &mut provenance)
+        });
+        data.retain(|(k, v)| {
+            let same = known.own.get(k.as_str()) == Some(&encode(v));
+            !repeated(&format!("data.{k}"), same, &mut provenance)
+        });
+        let latest = match (rec.updated_at, known.source_updated_at) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
-        q.bind(latest)
-            .bind(self.now)
-            .bind(rec.created_at)
-            .bind(serde_json::to_string(&provenance).expect("provenance serializes"))
-            .execute(&mut *self.conn)
-            .await?;
-        self.profiles.insert(id, (latest, provenance));
+        let created_at = rec
+            .created_at
+            .map_or(known.created_at, |at| at.min(known.created_at));
+        let changed = !fields.is_empty()
+            || !data.is_empty()
+            || provenance != known.provenance
+            || latest != known.source_updated_at
+            || created_at != known.created_at;
+        let mut known = known;
+        if changed {
+            let sets: Vec<String> = fields
+                .iter()
+                .enumerate()
+                .map(|(i, (name, _))| format!("{name} = ${}", i + 2))
+                .collect();
+            let n = fields.len();
+            let sql = format!(
+                "UPDATE contacts SET {}{}source_updated_at = ${}, updated_at = ${}, created_at = ${}, provenance = ${} WHERE id = $1",
+                sets.join(", "),
+                if sets.is_empty() { "" } else { ", " },
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(id);
+            for (_, v) in &fields {
+                q = q.bind(*v);
+            }
+            q.bind(latest)
+                .bind(self.now)
+                .bind(created_at)
+                .bind(serde_json::to_string(&provenance).expect("provenance serializes"))
+                .execute(&mut *self.conn)
+                .await?;
+            for (name, value) in &fields {
+                known.fields.insert(name.to_string(), value.to_string());
+            }
+            known.source_updated_at = latest;
+            known.created_at = created_at;
+            known.provenance = provenance;
+        }
+        self.profiles.insert(id, known);
         for (k, v) in data {
             self.set_own_data(id, k, v);
         }
-        Ok(!unchanged)
+        Ok(changed || !missing.is_empty() || found.len() > 1)
     }
 
     /// A value set on the contact itself: it takes precedence over session data.
     pub(crate) fn set_own_data(&mut self, contact: i64, key: &DataKey, v: &DataValue) {
+        if let Some(known) = self.profiles.get_mut(&contact) {
+            known.own.insert(key.as_str().to_string(), encode(v));
+        }
         // Written many per statement by `flush_contact_writes`; the last value per key wins.
         self.own_data.insert((contact, key.clone()), v.clone());
     }
 
-    /// Loads the stored profiles (the source's latest update, each field's origin) of
-    /// `contacts` into `profiles`, many per query.
+    /// Loads what the batch compares contact records with ([`KnownProfile`]) for
+    /// `contacts`, many per query.
     pub(super) async fn load_profiles(&mut self, contacts: &[i64]) -> Result<()> {
+        let cols: Vec<&str> = ProfileField::ALL.iter().map(|f| f.name()).collect();
         for chunk in contacts.chunks(CHUNK) {
             let list = placeholders(self.sqlite, chunk.len(), 1, 1, |p| p[0].clone());
             let mut q = sqlx::query(AssertSqlSafe(format!(
-                "SELECT id, source_updated_at, provenance FROM contacts WHERE id IN ({list})"
+                "SELECT id, source_updated_at, provenance, created_at, {} FROM contacts WHERE id IN ({list})",
+                cols.join(", ")
             )));
             for id in chunk {
                 q = q.bind(*id);
             }
             for r in q.fetch_all(&mut *self.conn).await? {
                 let id: i64 = r.try_get(0)?;
-                let provenance = decode_provenance(r.try_get(2)?)?;
-                self.profiles.insert(id, (r.try_get(1)?, provenance));
+                let mut fields = HashMap::new();
+                for col in &cols {
+                    if let Some(v) = r.try_get::<Option<String>, _>(*col)? {
+                        fields.insert(col.to_string(), v);
+                    }
+                }
+                let known = KnownProfile {
+                    source_updated_at: r.try_get(1)?,
+                    provenance: decode_provenance(r.try_get(2)?)?,
+                    created_at: r.try_get(3)?,
+                    fields,
+                    own: HashMap::new(),
+                };
+                self.profiles.insert(id, known);
+            }
+            let mut q = sqlx::query(AssertSqlSafe(format!(
+                "SELECT contact_id, key, value FROM contact_data WHERE own = 1 AND contact_id IN ({list})"
+            )));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&mut *self.conn).await? {
+                let id: i64 = r.try_get(0)?;
+                if let Some(known) = self.profiles.get_mut(&id) {
+                    known.own.insert(r.try_get(1)?, r.try_get(2)?);
+                }
             }
         }
         Ok(())

@@ -46,9 +46,10 @@ impl Ingest<'_> {
             None => (&[][..], None, Provenance::default()),
         };
         let id = self.reserve_contact_id().await?;
+        let created_at = created_at.unwrap_or(self.now);
         self.new_contacts.push(NewContact {
             id,
-            created_at: created_at.unwrap_or(self.now),
+            created_at,
             source_updated_at,
             provenance: (!provenance.is_empty())
                 .then(|| serde_json::to_string(&provenance).expect("provenance serializes")),
@@ -57,7 +58,17 @@ impl Ingest<'_> {
         self.new_contact_ids.insert(id);
         // A new contact has no aggregate state yet: nothing to load.
         self.aggs.insert(id, HashMap::new());
-        self.profiles.insert(id, (source_updated_at, provenance));
+        let known = KnownProfile {
+            source_updated_at,
+            created_at,
+            provenance,
+            fields: fields
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            own: HashMap::new(),
+        };
+        self.profiles.insert(id, known);
         Ok(id)
     }
 

@@ -119,6 +119,21 @@ type NewProfile<'r> = (&'r [(&'static str, &'r str)], Option<i64>, Provenance);
 /// A stored contact's profile fields by name, their origins, and the source's latest update.
 type StoredProfile = (BTreeMap<String, String>, Provenance, Option<i64>);
 
+/// A contact as a contact record is compared with: what the record repeats unchanged is
+/// not written again.
+#[derive(Debug, Clone, Default)]
+struct KnownProfile {
+    /// The source's latest update.
+    source_updated_at: Option<i64>,
+    created_at: i64,
+    /// Where each profile field and own value came from.
+    provenance: Provenance,
+    /// Profile fields by column.
+    fields: HashMap<String, String>,
+    /// Own values by key, encoded as stored.
+    own: HashMap<String, String>,
+}
+
 /// A new contact waiting for its multi-row insert, its id already reserved.
 struct NewContact {
     id: i64,
@@ -211,9 +226,9 @@ pub(crate) struct Ingest<'c> {
     new_idents: Vec<(i64, Identity)>,
     /// Own values of contact records, the last per (contact, key), written with `new_idents`.
     own_data: HashMap<(i64, DataKey), DataValue>,
-    /// What this batch knows of contacts it wrote: the source's latest update and where
-    /// each field came from, so a contact written twice (or just created) is not read back.
-    profiles: HashMap<i64, (Option<i64>, Provenance)>,
+    /// What this batch knows of the contacts its contact records name, loaded once (or
+    /// known since the batch created or wrote them).
+    profiles: HashMap<i64, KnownProfile>,
     /// New contacts, inserted many per statement before anything reads or updates the
     /// contacts table, and at `finish`; their ids are in `new_contact_ids`.
     new_contacts: Vec<NewContact>,
