@@ -52,16 +52,18 @@ impl Ingest<'_> {
             .ok_or_else(|| StoreError::corrupt("contact", format!("contact {id} has no row")))?;
         let mut provenance = known.provenance.clone();
         let (mut fields, mut data) = self.winning(rec, &origin, &mut provenance);
-        // What the record repeats of its own earlier write keeps its origin, so a stream
-        // without an update column (whose records always read as just updated) writes
-        // nothing for a record that did not change.
+        // What the record repeats of its own earlier write is not written again. It keeps its
+        // origin when the record has no update time (a stream without an update column, whose
+        // records always read as just updated) or an update time no later: a later one is
+        // recorded, since survivorship against other sources' values depends on it.
         let repeated = |key: &str, same: bool, provenance: &mut Provenance| {
             let Some(before) = known.provenance.get(key) else {
                 return false;
             };
             let mine = (&before.source, &before.stream, &before.record)
                 == (&origin.source, &origin.stream, &origin.record);
-            if same && mine {
+            let kept = same && mine && (rec.updated_at.is_none() || before.at >= origin.at);
+            if kept {
                 provenance.insert(key.to_string(), before.clone());
             }
             same && mine
