@@ -8,12 +8,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dossier_cli::builtin_registry;
 use dossier_connector::{BatchStream, Registry, StreamConfig};
 use dossier_plugin_host::testing::{generator_config, plugin_library};
 use dossier_plugin_host::{PluginConnector, load};
 use dossier_plugin_sdk::wire;
 use dossier_store::SqlStore;
-use dossier_sync::{Config, Engine, NoProgress, builtin_registry};
+use dossier_sync::{Config, Engine, NoProgress};
 use futures::StreamExt as _;
 
 const BATCH: usize = 2000;

@@ -15,11 +15,18 @@ use dossier_connector::{
 };
 use dossier_connector_mongodb::{Config, MongoConnector, Stream};
 use dossier_store::SqlStore;
-use dossier_sync::{Config as SyncConfig, Engine, NoProgress, RunSummary, builtin_registry};
+use dossier_sync::{Config as SyncConfig, Engine, NoProgress, RunSummary};
 use futures::StreamExt as _;
 use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
 use serde_json::json;
 use sqlx::sqlite::SqlitePoolOptions;
+
+/// The registry the engine syncs the example with: this connector alone.
+fn registry() -> dossier_connector::Registry {
+    let mut registry = dossier_connector::Registry::new();
+    registry.register::<dossier_connector_mongodb::MongoConnector>();
+    registry
+}
 
 async fn connect(db: &TestDb) -> Arc<MongoConnector> {
     Arc::new(
@@ -52,18 +59,11 @@ async fn engine(db: &TestDb, toml: &str, dir: &Path) -> Arc<Engine> {
     let text = toml
         .replace("${MONGODB_URI}", &db.uri)
         .replace("${MONGODB_DB}", &db.name);
-    let mut loaded = SyncConfig::parse(
-        &text,
-        "dossier.toml",
-        dir.to_path_buf(),
-        &builtin_registry(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let mut loaded = SyncConfig::parse(&text, "dossier.toml", dir.to_path_buf(), &registry())
+        .unwrap_or_else(|e| panic!("{e}"));
     loaded.config.store.url = format!("sqlite://{}", dir.join("dossier.db").display());
     let store = SqlStore::open(&loaded.config.store.url).await.unwrap();
-    Engine::new(store, builtin_registry(), loaded)
-        .await
-        .unwrap()
+    Engine::new(store, registry(), loaded).await.unwrap()
 }
 
 async fn sync(engine: &Engine) -> RunSummary {

@@ -476,7 +476,8 @@ async fn the_example_config_syncs_end_to_end() {
             "api_version = \"2025-01\"",
             "api_version = \"2025-01\", bulk = \"never\"",
         );
-    let registry = dossier_sync::builtin_registry();
+    let mut registry = dossier_connector::Registry::new();
+    registry.register::<dossier_connector_shopify::ShopifyConnector>();
     let loaded =
         dossier_sync::Config::parse(&text, "example", dir.path().to_path_buf(), &registry).unwrap();
     let store = dossier_store::SqlStore::open(&loaded.config.store.url)

@@ -754,7 +754,8 @@ async fn the_example_config_syncs_end_to_end() {
         .replace("${WOO_URL}", &fake.server.uri())
         .replace("${WOO_KEY}", KEY)
         .replace("${WOO_SECRET}", SECRET);
-    let registry = dossier_sync::builtin_registry();
+    let mut registry = dossier_connector::Registry::new();
+    registry.register::<dossier_connector_woocommerce::WooConnector>();
     let loaded =
         dossier_sync::Config::parse(&text, "example", dir.path().to_path_buf(), &registry).unwrap();
     let store = dossier_store::SqlStore::open(&loaded.config.store.url)

@@ -7,54 +7,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use dossier_gateway::{Access, Caller, GatewayConfig, PersistedQueries, RateLimit, SyncTrigger};
 use dossier_plugin_host::PluginDir;
-use dossier_store::{Role, SqlStore};
+use dossier_store::Role;
 use dossier_sync::config::AccessMode;
-use dossier_sync::{Config, Engine, NoProgress, SyncError};
+use dossier_sync::{Engine, NoProgress, SyncError};
 
+use crate::bootstrap::{engine, engine_read_only};
 use crate::connectors::PluginAdmin;
 use crate::progress::Bars;
-
-/// Loads the installed plugins and the config, opens the store, and registers the config's
-/// sources and rules there.
-pub async fn engine(config: &Path, plugins: &PluginDir) -> anyhow::Result<Arc<Engine>> {
-    let (store, registry, loaded) = open(config, plugins, false).await?;
-    Ok(Engine::new(store, registry, loaded).await?)
-}
-
-/// The engine of a command that only reads the store (`runs`, `sources`, `query`, `keys
-/// list`): it writes nothing there, and needs no source's connection variables.
-pub async fn engine_read_only(config: &Path, plugins: &PluginDir) -> anyhow::Result<Arc<Engine>> {
-    let (store, registry, loaded) = open(config, plugins, true).await?;
-    Ok(Engine::read_only(store, registry, loaded))
-}
-
-async fn open(
-    config: &Path,
-    plugins: &PluginDir,
-    offline: bool,
-) -> anyhow::Result<(
-    SqlStore,
-    dossier_connector::Registry,
-    dossier_sync::config::Loaded,
-)> {
-    if !config.exists() {
-        anyhow::bail!(
-            "config file {} not found; pass --config <file>, set DOSSIER_CONFIG, or run `dossier demo` to create a sample",
-            config.display()
-        );
-    }
-    let registry = crate::connectors::registry(plugins);
-    let loaded = if offline {
-        Config::load_offline(config, &registry)?
-    } else {
-        Config::load(config, &registry)?
-    };
-    let url = loaded.config.store.url.clone();
-    let store = SqlStore::open(&url)
-        .await
-        .with_context(|| "opening the store (check `store.url` in the config)")?;
-    Ok((store, registry, loaded))
-}
+use crate::scheduling::{STOP_WITHIN, Shutdown, start_scheduler};
 
 /// Lets the gateway trigger syncs through the engine.
 pub struct EngineTrigger(pub Arc<Engine>);
@@ -430,13 +390,13 @@ pub(crate) async fn gateway_app(
 
 /// Serves GraphQL until interrupted, running scheduled syncs. On Ctrl-C or SIGTERM it stops
 /// accepting, lets requests in flight finish, stops runs at their next batch and gives their
-/// leases back, within [`STOP_WITHIN`](crate::scheduling::STOP_WITHIN).
+/// leases back, within [`STOP_WITHIN`].
 pub async fn serve_engine(
     engine: Arc<Engine>,
     plugins: &PluginDir,
     listen: &str,
     force_open: bool,
-    shutdown: crate::scheduling::Shutdown,
+    shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let mut config = gateway_config(&engine)?;
     if force_open {
@@ -455,7 +415,7 @@ pub async fn serve_engine(
     }
     let (_, app) = gateway_app(&engine, plugins, config).await;
     shutdown.stop_runs_on_signal(&engine);
-    let scheduler = crate::scheduling::start_scheduler(&engine, shutdown.clone()).await?;
+    let scheduler = start_scheduler(&engine, shutdown.clone()).await?;
     let addr = listener.local_addr()?;
     println!(
         "GraphQL: http://{addr}/graphql   (GraphiQL: http://{addr}/, subscriptions: ws://{addr}/graphql, metrics: http://{addr}/metrics)"
@@ -481,7 +441,7 @@ pub async fn serve_engine(
         r = stopped => r?,
         // A subscription or a slow request does not hold the process past the deadline.
         () = shutdown.deadline() => {
-            tracing::warn!(within_ms = crate::scheduling::STOP_WITHIN.as_millis() as u64, "requests or runs still going; exiting with what the runs committed");
+            tracing::warn!(within_ms = STOP_WITHIN.as_millis() as u64, "requests or runs still going; exiting with what the runs committed");
         }
     }
     Ok(())
@@ -494,7 +454,7 @@ pub async fn serve(
 ) -> anyhow::Result<ExitCode> {
     let engine = engine(config, plugins).await?;
     let listen = listen.unwrap_or_else(|| engine.loaded().config.server.listen.clone());
-    let shutdown = crate::scheduling::Shutdown::listen()?;
+    let shutdown = Shutdown::listen()?;
     serve_engine(engine, plugins, &listen, false, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

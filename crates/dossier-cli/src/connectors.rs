@@ -8,8 +8,9 @@ use anyhow::Context as _;
 use dossier_connector::{ConnectorKind, Registry};
 use dossier_gateway::{ConnectorAdmin, ConnectorInfo};
 use dossier_plugin_host::{InstalledPlugin, PluginDir};
-use dossier_sync::builtin_registry;
 use serde::Serialize;
+
+use crate::builtins::builtin_registry;
 
 /// The plugin directory: `--plugin-dir` / `DOSSIER_PLUGIN_DIR`, else `plugins` beside the
 /// config file.

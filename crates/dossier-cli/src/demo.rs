@@ -157,7 +157,7 @@ pub async fn run(
         std::fs::write(&config, DEMO_CONFIG)?;
         println!("wrote {}", config.display());
     }
-    let engine = commands::engine(&config, plugins).await?;
+    let engine = crate::bootstrap::engine(&config, plugins).await?;
     let shutdown = crate::scheduling::Shutdown::listen()?;
     shutdown.stop_runs_on_signal(&engine);
     let bars = Bars::new("shop");
@@ -204,4 +204,170 @@ pub async fn run(
     }
     commands::serve_engine(engine, plugins, listen, true, shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use dossier_gateway::{Access, Caller};
+    use futures::StreamExt as _;
+    use http_body_util::BodyExt as _;
+    use serde_json::{Value, json};
+    use tower::ServiceExt as _;
+
+    use crate::metrics::tests::sample;
+
+    /// `serve`'s wiring end to end: a real sync of a generated shop, triggered over HTTP,
+    /// streams its progress to a `syncProgress` subscription and shows in `/metrics`.
+    #[tokio::test]
+    async fn a_real_sync_streams_progress_and_fills_the_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        super::generate_shop(&dir.path().join("shop.db"), 40)
+            .await
+            .unwrap();
+        let config = dir.path().join("dossier.toml");
+        std::fs::write(&config, super::DEMO_CONFIG).unwrap();
+        let plugins = dossier_plugin_host::PluginDir::new(dir.path().join("plugins"));
+        let engine = crate::bootstrap::engine(&config, &plugins).await.unwrap();
+        let ws = engine.workspace().to_string();
+        let mut gateway = crate::commands::gateway_config(&engine).unwrap();
+        gateway.access = Access::Open {
+            workspace: ws.clone(),
+        };
+        let (schema, app) = crate::commands::gateway_app(&engine, &plugins, gateway).await;
+
+        let request = async_graphql::Request::new(
+            r#"subscription { syncProgress(source: "shop") { kind source runId stream rows streamRows read error } }"#,
+        )
+        .data(Caller::admin(&ws));
+        let mut progress = schema.execute_stream(request);
+        // The first poll runs the resolver, which subscribes; nothing has happened yet.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), progress.next())
+                .await
+                .is_err()
+        );
+
+        let post = |query: &str| {
+            Request::post("/graphql")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(json!({ "query": query }).to_string()))
+                .unwrap()
+        };
+        let resp = app
+            .clone()
+            .oneshot(post(
+                r#"mutation { triggerSync(source: "shop") { id status } }"#,
+            ))
+            .await
+            .unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let out: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(out["data"]["triggerSync"]["status"], "succeeded", "{out}");
+        let run = out["data"]["triggerSync"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+
+        let mut events = vec![];
+        loop {
+            let r = tokio::time::timeout(Duration::from_secs(10), progress.next())
+                .await
+                .expect("no progress within 10s")
+                .expect("the subscription ended");
+            assert!(r.errors.is_empty(), "{:?}", r.errors);
+            let e = r.data.into_json().unwrap()["syncProgress"].clone();
+            assert_eq!(e["runId"], run.as_str());
+            let last = e["kind"] == "RUN_FINISHED";
+            events.push(e);
+            if last {
+                break;
+            }
+        }
+        assert_eq!(events[0]["kind"], "RUN_STARTED");
+        assert_eq!(events.last().unwrap()["error"], Value::Null);
+        // Per stream: started, its batches (their rows adding up), finished with that count.
+        let mut read = 0;
+        for stream in ["customers", "orders", "conversations"] {
+            let of: Vec<&Value> = events.iter().filter(|e| e["stream"] == stream).collect();
+            assert_eq!(of[0]["kind"], "STREAM_STARTED", "{stream}");
+            let last = of.last().unwrap();
+            assert_eq!(last["kind"], "STREAM_FINISHED", "{stream}");
+            let batches: Vec<&&Value> = of[1..of.len() - 1].iter().collect();
+            assert!(!batches.is_empty(), "{stream}");
+            assert!(batches.iter().all(|b| b["kind"] == "BATCH_COMMITTED"));
+            let rows: i64 = batches.iter().map(|b| b["rows"].as_i64().unwrap()).sum();
+            assert_eq!(batches.last().unwrap()["streamRows"].as_i64(), Some(rows));
+            assert_eq!(last["read"].as_i64(), Some(rows), "{stream}");
+            read += rows;
+        }
+        assert!(read > 40, "{read}");
+
+        // The metrics follow the same events (in another task: wait for the run to show).
+        for _ in 0..200 {
+            let resp = app
+                .clone()
+                .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let text = String::from_utf8(
+                resp.into_body()
+                    .collect()
+                    .await
+                    .unwrap()
+                    .to_bytes()
+                    .to_vec(),
+            )
+            .unwrap();
+            if sample(
+                &text,
+                r#"dossier_sync_runs_total{source="shop",status="succeeded"}"#,
+            ) != Some(1.0)
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            let synced: f64 = ["customers", "orders", "conversations"]
+                .iter()
+                .map(|s| {
+                    sample(
+                        &text,
+                        &format!(r#"dossier_rows_synced_total{{source="shop",stream="{s}"}}"#),
+                    )
+                    .unwrap()
+                })
+                .sum();
+            assert_eq!(synced, read as f64);
+            assert_eq!(
+                sample(
+                    &text,
+                    r#"dossier_sync_run_duration_seconds_count{source="shop"}"#
+                ),
+                Some(1.0)
+            );
+            assert_eq!(
+                sample(&text, r#"dossier_sync_consecutive_failures{source="shop"}"#),
+                Some(0.0)
+            );
+            assert!(
+                sample(
+                    &text,
+                    r#"dossier_sync_seconds_since_success{source="shop"}"#
+                )
+                .is_some()
+            );
+            assert_eq!(
+                sample(
+                    &text,
+                    r#"dossier_graphql_requests_total{operation_type="mutation",status="ok"}"#
+                ),
+                Some(1.0)
+            );
+            return;
+        }
+        panic!("the run never showed in /metrics");
+    }
 }

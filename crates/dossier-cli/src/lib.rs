@@ -1,5 +1,7 @@
 //! The `dossier` command line.
 
+mod bootstrap;
+mod builtins;
 mod commands;
 mod connectors;
 mod demo;
@@ -11,6 +13,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+pub use builtins::builtin_registry;
 
 /// Dossier: customer data from your databases and shops, in one contact + session model,
 /// served over GraphQL.

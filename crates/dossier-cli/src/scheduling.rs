@@ -13,7 +13,7 @@ use dossier_plugin_host::PluginDir;
 use dossier_sync::Engine;
 use dossier_sync::scheduler::{Scheduler, SchedulerOptions, SystemClock, scheduler_name};
 
-use crate::commands::engine;
+use crate::bootstrap::{engine, engine_read_only};
 
 /// How often the scheduler refolds windowed aggregates and refreshes segment feeds between
 /// syncs (each sync also does it when it ends).
@@ -230,7 +230,7 @@ pub async fn source_action(
 
 /// `dossier sources`: each source's schedule and health.
 pub async fn sources(config: &Path, plugins: &PluginDir) -> anyhow::Result<ExitCode> {
-    let engine = crate::commands::engine_read_only(config, plugins).await?;
+    let engine = engine_read_only(config, plugins).await?;
     let now = Utc::now().timestamp_micros();
     let rows = engine.store().schedules(engine.workspace(), now).await?;
     let time = |t: Option<i64>| {

@@ -12,7 +12,7 @@ use dossier_plugin_host::testing::{generator_config, plugin_library};
 use dossier_plugin_host::{PluginDir, PluginError, load};
 use dossier_store::SqlStore;
 use dossier_stripe_fake::{API_KEY, FakeStripe};
-use dossier_sync::{Config, Engine, NoProgress, builtin_registry};
+use dossier_sync::{Config, Engine, NoProgress};
 use serde_json::{Value as Json, json};
 
 const T0: i64 = 1_600_000_000;
@@ -119,7 +119,7 @@ async fn stripe_plugin_syncs_exactly_like_the_compiled_in_connector() {
 
     let plugin_dir = tempfile::tempdir().unwrap();
     let plugins = PluginDir::new(plugin_dir.path());
-    let with_plugin = builtin_registry();
+    let with_plugin = Registry::new();
     let installed = plugins
         .install(&plugin_library("dossier_stripe_plugin"), None, &with_plugin)
         .unwrap();
@@ -129,7 +129,7 @@ async fn stripe_plugin_syncs_exactly_like_the_compiled_in_connector() {
     assert_eq!(spec.kind, dossier_connector::ConnectorKind::Plugin);
     assert!(spec.config_schema["properties"]["api_key_env"].is_object());
 
-    let mut compiled_in = builtin_registry();
+    let mut compiled_in = Registry::new();
     compiled_in.register::<dossier_connector_stripe::StripeConnector>();
 
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -193,7 +193,7 @@ async fn stripe_plugin_syncs_exactly_like_the_compiled_in_connector() {
 
 #[test]
 fn plugin_errors_keep_their_kind_and_name_the_stream() {
-    let registry = builtin_registry();
+    let registry = Registry::new();
     let dir = tempfile::tempdir().unwrap();
     PluginDir::new(dir.path())
         .install(&plugin_library("dossier_stripe_plugin"), None, &registry)
@@ -267,7 +267,7 @@ fn a_corrupted_file_with_a_pinned_sha256_is_refused_before_loading() {
     // Installing with a pin refuses the same way, and copies nothing.
     let plugins = PluginDir::new(dir.path().join("plugins"));
     let e = plugins
-        .install(&corrupted, Some(&pinned), &builtin_registry())
+        .install(&corrupted, Some(&pinned), &Registry::new())
         .unwrap_err();
     assert!(matches!(e, PluginError::Sha256Mismatch { .. }), "{e}");
     assert!(plugins.installed().unwrap().is_empty());
@@ -283,7 +283,7 @@ fn a_corrupted_file_with_a_pinned_sha256_is_refused_before_loading() {
 fn an_installed_file_changed_on_disk_is_skipped_at_start_and_the_rest_loads() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = PluginDir::new(dir.path());
-    let registry = builtin_registry();
+    let registry = Registry::new();
     plugins
         .install(&plugin_library("dossier_stripe_plugin"), None, &registry)
         .unwrap();
@@ -321,7 +321,7 @@ fn an_installed_file_changed_on_disk_is_skipped_at_start_and_the_rest_loads() {
     std::fs::write(&replacement, bytes).unwrap();
     std::fs::rename(&replacement, &file).unwrap();
 
-    let fresh = builtin_registry();
+    let fresh = Registry::new();
     let outcomes = plugins.load_all(&fresh).unwrap();
     assert_eq!(outcomes.len(), 2);
     let stripe = outcomes.iter().find(|o| o.record.name == "stripe").unwrap();
@@ -340,7 +340,7 @@ fn an_installed_file_changed_on_disk_is_skipped_at_start_and_the_rest_loads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_read_next_is_an_error_and_the_host_keeps_working() {
-    let registry = builtin_registry();
+    let registry = Registry::new();
     let plugin_dir = tempfile::tempdir().unwrap();
     PluginDir::new(plugin_dir.path())
         .install(

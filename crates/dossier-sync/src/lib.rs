@@ -9,7 +9,6 @@ mod engine;
 mod error;
 mod events;
 mod read_ahead;
-mod registry;
 pub mod schedule;
 pub mod scheduler;
 
@@ -17,4 +16,3 @@ pub use config::Config;
 pub use engine::{CheckReport, Engine, NoProgress, Progress, RunControl, RunSummary};
 pub use error::SyncError;
 pub use events::{SyncEvent, SyncEvents};
-pub use registry::builtin_registry;

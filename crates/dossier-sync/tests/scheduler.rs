@@ -16,7 +16,7 @@ use dossier_connector::{
 use dossier_core::value::to_micros;
 use dossier_store::{RunRow, SqlStore};
 use dossier_sync::scheduler::{ManualClock, Scheduler, SchedulerOptions, sync_now};
-use dossier_sync::{Config, Engine, Progress, RunControl, SyncError, builtin_registry};
+use dossier_sync::{Config, Engine, Progress, RunControl, SyncError};
 use futures::StreamExt as _;
 use sqlx::{AssertSqlSafe, Connection as _};
 
@@ -39,6 +39,14 @@ async fn source_db(dir: &Path) -> String {
     .await
     .unwrap();
     path.display().to_string()
+}
+
+/// The connectors these tests sync from (the binary's registry is dossier-cli's).
+fn sql_registry() -> Registry {
+    let mut registry = Registry::new();
+    registry.register::<dossier_connector_sqlite::SqliteConnector>();
+    registry.register::<dossier_connector_postgres::PostgresConnector>();
+    registry
 }
 
 fn config(store_url: &str, sources: &[(&str, &str, &str)], extra: &str) -> String {
@@ -117,7 +125,7 @@ async fn schedules_follow_a_controllable_clock() {
         "",
     )
     .replace("batch_size = 100", "batch_size = 1000\nschedule = \"15m\"");
-    let e = engine(dir.path(), builtin_registry(), &text).await;
+    let e = engine(dir.path(), sql_registry(), &text).await;
     let clock = Arc::new(ManualClock::new(at("2026-01-01T00:00:00Z")));
     let s = Scheduler::start(
         e.clone(),
@@ -179,7 +187,7 @@ async fn schedules_follow_a_controllable_clock() {
     );
     let every_5m = engine(
         dir.path(),
-        builtin_registry(),
+        sql_registry(),
         &text.replace("schedule = \"15m\"", "schedule = \"5m\""),
     )
     .await;
@@ -227,7 +235,7 @@ async fn triggers_coalesce_and_pause_holds() {
         &[("shop", "sqlite", &format!("{{ path = \"{src}\" }}"))],
         "",
     );
-    let e = engine(dir.path(), builtin_registry(), &text).await;
+    let e = engine(dir.path(), sql_registry(), &text).await;
     let clock = Arc::new(ManualClock::new(at("2026-01-01T00:00:00Z")));
     let s = Scheduler::start(
         e.clone(),
@@ -287,7 +295,7 @@ async fn a_cancelled_run_keeps_its_batches_and_the_next_resumes() {
     // A first load commits in groups, here of up to two batches (fewer when the next one is
     // not read yet): the cancel after the third commit keeps three to six whole batches.
     let text = text.replace("bulk_commit_rows = 100", "bulk_commit_rows = 200");
-    let e = engine(dir.path(), builtin_registry(), &text).await;
+    let e = engine(dir.path(), sql_registry(), &text).await;
     let progress = CancelAfter(control.cancel.clone(), 3, AtomicUsize::new(0));
     let err = e
         .sync_with("shop", None, "manual", &progress, &control)
@@ -370,7 +378,7 @@ async fn a_group_commits_rather_than_wait_on_a_slow_source() {
 async fn grouped_engine(dir: &Path, wrap: impl FnOnce(Flaky) -> Flaky) -> Arc<Engine> {
     let src = source_db(dir).await;
     let store = format!("sqlite://{}", dir.join("store.db").display());
-    let registry = builtin_registry();
+    let registry = sql_registry();
     let flaky = wrap(Flaky::new(registry.get("sqlite").unwrap()));
     registry.register_factory("flaky", Arc::new(flaky)).unwrap();
     let text = config(
@@ -474,7 +482,7 @@ async fn retryable_errors_back_off_then_succeed_and_a_bad_password_fails_at_once
     let dir = tempfile::tempdir().unwrap();
     let src = source_db(dir.path()).await;
     let store = format!("sqlite://{}", dir.path().join("store.db").display());
-    let registry = builtin_registry();
+    let registry = sql_registry();
     let fail = Arc::new(AtomicUsize::new(2));
     registry
         .register_factory(
@@ -619,7 +627,7 @@ async fn a_dead_scheduler_is_taken_over_and_the_source_finishes_exactly() {
         &[("shop", "sqlite", &format!("{{ path = \"{src}\" }}"))],
         "",
     );
-    let e = engine(dir.path(), builtin_registry(), &text).await;
+    let e = engine(dir.path(), sql_registry(), &text).await;
     let clock: Arc<dyn dossier_sync::scheduler::Clock> =
         Arc::new(dossier_sync::scheduler::SystemClock);
     let options = SchedulerOptions {
@@ -703,7 +711,7 @@ async fn a_run_over_its_timeout_fails_and_keeps_its_batches() {
         "",
     )
     .replace("batch_size = 100", "batch_size = 100\ntimeout = \"1s\"");
-    let e = engine(dir.path(), builtin_registry(), &text).await;
+    let e = engine(dir.path(), sql_registry(), &text).await;
     // 30 batches at 50 ms each cannot finish in a second.
     struct Slower;
     impl Progress for Slower {

@@ -2,7 +2,7 @@
 //! built-in connector's config schema, given a URL carrying secrets in each component that
 //! can hold one, comes out of `mask_secrets` without them.
 
-use dossier_sync::builtin_registry;
+use dossier_cli::builtin_registry;
 use dossier_sync::config::mask_secrets;
 use serde_json::{Map, Value, json};
 

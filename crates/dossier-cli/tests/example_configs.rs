@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use dossier_sync::{Config, builtin_registry};
+use dossier_cli::builtin_registry;
+use dossier_sync::Config;
 
 fn configs(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {

@@ -1,3 +1,6 @@
+//! The connectors built into the `dossier` binary: adding one is a line here (and its crate in
+//! `Cargo.toml`). The engine takes whatever registry it is given.
+
 use dossier_connector::Registry;
 
 /// Every connector built into Dossier. Plugins are added to the returned registry.
