@@ -300,6 +300,25 @@ async fn shop_sql(d: &Path, sql: &'static str) {
     sqlx::query(sql).execute(&mut shop).await.unwrap();
 }
 
+/// `check` goes on past a stream whose mapping names a missing field: one run lists what is
+/// wrong with every stream.
+#[tokio::test]
+async fn check_lists_the_problems_of_every_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo(d, 20);
+    let text = std::fs::read_to_string(config(d))
+        .unwrap()
+        .replace("price_plan = \"plan\"", "price_plan = \"plan_name\"")
+        .replace("csat = \"csat\"", "csat = \"score\"");
+    std::fs::write(config(d), text).unwrap();
+    let o = run(&["check", "shop", "--config", config(d).to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(out.contains(r#"no field "plan_name""#), "{out}");
+    assert!(out.contains(r#"no field "score""#), "{out}");
+}
+
 #[tokio::test]
 async fn a_stream_rejecting_more_than_max_rejected_fails_with_the_reasons() {
     let dir = tempfile::tempdir().unwrap();

@@ -294,19 +294,29 @@ impl Engine {
     ) -> Result<Vec<(String, CompiledMapping)>, SyncError> {
         let mut out = vec![];
         for st in &source.streams {
-            let info = conn
-                .describe(&Self::stream_config(st))
-                .await
-                .map_err(|error| SyncError::Connector {
-                    source_name: source.name.clone(),
-                    error,
-                })?;
             out.push((
                 st.name.clone(),
-                st.mapping.compile(&source.name, &st.name, &info.fields)?,
+                self.compile_stream(source, conn, st).await?,
             ));
         }
         Ok(out)
+    }
+
+    /// Connects and checks one stream's mapping against the fields the source returns.
+    async fn compile_stream(
+        &self,
+        source: &SourceConfig,
+        conn: &dyn Source,
+        st: &crate::config::StreamEntry,
+    ) -> Result<CompiledMapping, SyncError> {
+        let info = conn
+            .describe(&Self::stream_config(st))
+            .await
+            .map_err(|error| SyncError::Connector {
+                source_name: source.name.clone(),
+                error,
+            })?;
+        Ok(st.mapping.compile(&source.name, &st.name, &info.fields)?)
     }
 
     /// Everything wrong with a source: connection, streams, mappings, and mappings that
@@ -332,22 +342,24 @@ impl Engine {
                 .collect(),
             notes: vec![],
         };
-        if !report.problems.is_empty() {
-            return Ok(report);
-        }
-        let mappings = match self.compile(source, conn.as_ref()).await {
-            Ok(m) => m,
-            Err(e) => {
-                report.problems.push(e.to_string());
-                return Ok(report);
-            }
-        };
-        for (name, mapping) in &mappings {
-            let st = source
-                .streams
+        // Every stream is checked, so one run of `check` lists everything to fix: a stream
+        // the connector already refused is not compiled or sampled again.
+        let refused: Vec<String> = report.problems.clone();
+        for st in &source.streams {
+            if refused
                 .iter()
-                .find(|s| &s.name == name)
-                .expect("compiled from config");
+                .any(|p| p.starts_with(&format!("stream {:?}:", st.name)))
+            {
+                continue;
+            }
+            let mapping = match self.compile_stream(source, conn.as_ref(), st).await {
+                Ok(m) => m,
+                Err(e) => {
+                    report.problems.push(e.to_string());
+                    continue;
+                }
+            };
+            let (name, mapping) = (&st.name, &mapping);
             let sample = self.sample(source, conn.as_ref(), st, mapping).await?;
             let Some(sample) = sample else { continue };
             report
