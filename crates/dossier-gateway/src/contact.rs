@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use async_graphql::{Context, ID, Json, Object, Result, SimpleObject};
+use async_graphql::{Context, Error, ID, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use dossier_core::value::from_micros;
-use dossier_core::{DataValue, Filter};
+use dossier_core::{DataValue, Filter, FilterField};
 use dossier_store::{
-    CardParts, ContactCard, ContactRow, IdentityRow, Page, SessionRow, SessionsPage,
+    CardParts, ContactCard, ContactRow, IdentityRow, OrderBy, Page, Placed, SessionRow,
+    SessionsPage,
 };
 
 use crate::context::{PageInfo, data_json, gateway, loaders, page_size, parse_cursor, ws};
@@ -17,6 +18,8 @@ use crate::loaders::SessionsKey;
 /// A page of contacts.
 pub(crate) struct ContactConnection {
     page: Page<ContactRow>,
+    /// The cursor of each contact of the page.
+    cursors: Vec<String>,
     filter: Option<Filter>,
 }
 
@@ -43,7 +46,47 @@ impl ContactConnection {
             .store
             .contacts(ws(ctx)?, filter.as_ref(), first, after)
             .await?;
-        Ok(Self { page, filter })
+        let cursors = page.items.iter().map(|c| cursor::contact(c.id)).collect();
+        Ok(Self {
+            page,
+            cursors,
+            filter,
+        })
+    }
+
+    /// A page of the contacts matching `filter` in `order`; `spec` names the ordering in its
+    /// cursors, so that a cursor of another ordering is refused.
+    pub(crate) async fn ordered(
+        ctx: &Context<'_>,
+        filter: Option<Filter>,
+        order: &[OrderBy<FilterField>],
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Self> {
+        let gw = gateway(ctx)?;
+        let first = page_size(gw, first)?;
+        let spec = cursor::order_spec(order.iter().map(|o| (o.field.to_string(), o.descending)));
+        let after = match after {
+            Some(a) => Some(cursor::parse_ordered(&a, &spec).map_err(Error::new)?),
+            None => None,
+        };
+        let page = gw
+            .store
+            .contacts_ordered(ws(ctx)?, filter.as_ref(), order, first, after.as_ref())
+            .await?;
+        let cursors = page
+            .items
+            .iter()
+            .map(|p| cursor::ordered(&spec, &p.position))
+            .collect();
+        Ok(Self {
+            page: Page {
+                items: page.items.into_iter().map(|p| p.row).collect(),
+                has_next: page.has_next,
+            },
+            cursors,
+            filter,
+        })
     }
 }
 
@@ -55,8 +98,9 @@ impl ContactConnection {
         self.page
             .items
             .iter()
-            .map(|c| ContactEdge {
-                cursor: cursor::contact(c.id),
+            .zip(&self.cursors)
+            .map(|(c, cursor)| ContactEdge {
+                cursor: cursor.clone(),
                 node: Contact::listed(c.clone()),
             })
             .collect()
@@ -64,10 +108,7 @@ impl ContactConnection {
 
     /// Where this page ends.
     async fn page_info(&self) -> PageInfo {
-        PageInfo::new(
-            self.page.has_next,
-            self.page.items.last().map(|c| cursor::contact(c.id)),
-        )
+        PageInfo::new(self.page.has_next, self.cursors.last().cloned())
     }
 
     /// How many contacts match the filter, over all pages (counted only when asked for).
@@ -264,7 +305,7 @@ impl Contact {
             && asked.first == first
             && asked.kind == kind
         {
-            return Ok(SessionConnection(page.clone()));
+            return Ok(SessionConnection::newest_first(page.clone()));
         }
         let id = self.0.id;
         let page = match self.1 {
@@ -283,7 +324,7 @@ impl Contact {
                 .await?
                 .remove(&id),
         };
-        Ok(SessionConnection(page.unwrap_or(Page {
+        Ok(SessionConnection::newest_first(page.unwrap_or(Page {
             items: vec![],
             has_next: false,
         })))
@@ -307,18 +348,47 @@ impl Identity {
     }
 }
 
-/// A page of sessions.
-pub(crate) struct SessionConnection(Page<SessionRow>);
+/// A page of sessions, with the cursor of each.
+pub(crate) struct SessionConnection(Page<SessionRow>, Vec<String>);
+
+impl SessionConnection {
+    /// A page of a contact's sessions, newest first.
+    pub(crate) fn newest_first(page: Page<SessionRow>) -> Self {
+        let cursors = page
+            .items
+            .iter()
+            .map(|s| cursor::session(s.started_at, s.id))
+            .collect();
+        Self(page, cursors)
+    }
+
+    /// A page of an ordered list of sessions; `spec` names the ordering in its cursors.
+    pub(crate) fn placed(page: Page<Placed<SessionRow>>, spec: &str) -> Self {
+        let cursors = page
+            .items
+            .iter()
+            .map(|p| cursor::ordered(spec, &p.position))
+            .collect();
+        let items = page.items.into_iter().map(|p| p.row).collect();
+        Self(
+            Page {
+                items,
+                has_next: page.has_next,
+            },
+            cursors,
+        )
+    }
+}
 
 /// A session on a page of sessions.
 #[derive(SimpleObject)]
 pub(crate) struct SessionEdge {
-    /// Pass as `after` to read the (older) sessions that follow this one.
+    /// Pass as `after` to read the sessions that follow this one.
     cursor: String,
     node: Session,
 }
 
-/// A page of sessions, newest first.
+/// A page of sessions: a contact's newest first, the root list in the order it asks for.
 #[Object]
 impl SessionConnection {
     /// The sessions of this page.
@@ -326,8 +396,9 @@ impl SessionConnection {
         self.0
             .items
             .iter()
-            .map(|s| SessionEdge {
-                cursor: cursor::session(s.started_at, s.id),
+            .zip(&self.1)
+            .map(|(s, cursor)| SessionEdge {
+                cursor: cursor.clone(),
                 node: Session(s.clone()),
             })
             .collect()
@@ -335,13 +406,7 @@ impl SessionConnection {
 
     /// Where this page ends.
     async fn page_info(&self) -> PageInfo {
-        PageInfo::new(
-            self.0.has_next,
-            self.0
-                .items
-                .last()
-                .map(|s| cursor::session(s.started_at, s.id)),
-        )
+        PageInfo::new(self.0.has_next, self.1.last().cloned())
     }
 }
 

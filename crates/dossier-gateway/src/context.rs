@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_graphql::{Context, Error, ID, Json, Result, SimpleObject};
-use dossier_core::{DataValue, Filter};
+use dossier_core::{DataValue, Filter, FilterField};
 
 use crate::loaders::Loaders;
 use crate::{Caller, Gateway};
@@ -76,4 +76,14 @@ pub(crate) async fn defined_aggregates_only(ctx: &Context<'_>, filter: &Filter) 
     let rules = gateway(ctx)?.store.rules(ws(ctx)?).await?;
     filter.check_aggregates(rules.iter().map(|r| r.name.as_str()))?;
     Ok(())
+}
+
+/// Refuses fields (of an ordering, a grouping, metrics) that name an aggregate no rule
+/// defines, as [`defined_aggregates_only`] does for filters.
+pub(crate) async fn defined_fields_only<'f>(
+    ctx: &Context<'_>,
+    fields: impl IntoIterator<Item = &'f FilterField>,
+) -> Result<()> {
+    let named = Filter::And(fields.into_iter().cloned().map(Filter::Exists).collect());
+    defined_aggregates_only(ctx, &named).await
 }

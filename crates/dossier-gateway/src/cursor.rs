@@ -2,6 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use dossier_store::Position;
 
 const INVALID: &str = "invalid cursor";
 
@@ -68,6 +69,32 @@ pub(crate) fn run(id: i64) -> String {
 pub(crate) fn parse_run(cursor: &str) -> Result<i64, String> {
     let mut buf = String::new();
     int(decode(cursor, "run", &mut buf)?)
+}
+
+/// An ordering as its cursors name it: `field` or `field desc`, comma-separated.
+pub(crate) fn order_spec(keys: impl IntoIterator<Item = (String, bool)>) -> String {
+    keys.into_iter()
+        .map(|(f, desc)| if desc { format!("{f} desc") } else { f })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The cursor of a row of an ordered list: the ordering and the row's place in it.
+pub(crate) fn ordered(spec: &str, position: &Position) -> String {
+    let json = serde_json::to_string(position).unwrap_or_default();
+    encode(&format!("ordered:{spec}:{json}"))
+}
+
+/// The place an ordered list's cursor points after; refused when it is not a cursor of the
+/// ordering `spec`.
+pub(crate) fn parse_ordered(cursor: &str, spec: &str) -> Result<Position, String> {
+    let mut buf = String::new();
+    let rest = decode(cursor, "ordered", &mut buf)?;
+    let json = rest
+        .strip_prefix(spec)
+        .and_then(|r| r.strip_prefix(':'))
+        .ok_or_else(|| "the cursor belongs to another ordering".to_string())?;
+    serde_json::from_str(json).map_err(|_| INVALID.to_string())
 }
 
 #[cfg(test)]

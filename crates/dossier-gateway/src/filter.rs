@@ -166,6 +166,26 @@ fn data_value(
     coerce_value(field, value).map_err(|e| e.to_string())
 }
 
+/// The filter of a list: `input` (the structured `where:`) and `text` (the text form), both
+/// required when both are given.
+pub(crate) fn combine(
+    input: Option<ContactFilter>,
+    text: Option<String>,
+) -> async_graphql::Result<Option<Filter>> {
+    let mut parts = vec![];
+    if let Some(f) = input {
+        parts.push(f.to_filter().map_err(async_graphql::Error::new)?);
+    }
+    if let Some(text) = text {
+        parts.push(dossier_core::filter_text::parse_filter(&text)?);
+    }
+    Ok(match parts.len() {
+        0 => None,
+        1 => parts.pop(),
+        _ => Some(Filter::And(parts)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,7 @@ mod connectors;
 mod contact;
 mod context;
 mod cursor;
+mod dashboards;
 mod filter;
 mod http;
 mod identity;
@@ -149,6 +150,9 @@ pub struct GatewayConfig {
     pub persisted_queries: PersistedQueries,
     /// Origins allowed to call from a browser (`*` for any); empty: no CORS headers.
     pub cors_origins: Vec<String>,
+    /// The most buckets a breakdown returns (`contactStats(first:)`), and the most intervals
+    /// and (interval, group) buckets a time series or a segment's history may hold.
+    pub max_buckets: usize,
 }
 
 impl Default for GatewayConfig {
@@ -174,6 +178,7 @@ impl Default for GatewayConfig {
             introspection: true,
             persisted_queries: PersistedQueries::Automatic,
             cors_origins: vec![],
+            max_buckets: 1000,
         }
     }
 }

@@ -122,3 +122,30 @@ impl Extension for Validation {
         response
     }
 }
+
+/// What a field that may read through a whole workspace (a breakdown, a time series, an
+/// ordering by a custom value or a session list) counts for in the complexity limit besides
+/// its selections: as much as a page of 100 items of five fields, so that a document holds a
+/// few of them at most under the default limit of 5000.
+pub(crate) const SCAN_COST: usize = 500;
+
+/// The cost of a list of up to `first` items (20 when not given) of `child` each, and of
+/// the scan that finds them.
+pub(crate) fn scan_cost(first: Option<i32>, child: usize) -> usize {
+    let items = first.map_or(20, |n| n.max(1) as usize);
+    SCAN_COST.saturating_add(items.saturating_mul(child))
+}
+
+/// The cost of `contacts`: its selections per item as before, plus a scan when it is ordered
+/// (an ordering reads every matching contact to find the first ones).
+pub(crate) fn contacts_cost(ordered: bool, child: usize) -> usize {
+    child + if ordered { SCAN_COST } else { 0 }
+}
+
+/// The cost of a time series: a scan, plus its selections once per interval from `from` to
+/// `to` (`days` long each, at least).
+pub(crate) fn series_cost(days: i64, from: i64, to: i64, child: usize) -> usize {
+    let day = 86_400_000_000_i64;
+    let intervals = ((to - from).max(0) / (days.max(1) * day) + 1) as usize;
+    SCAN_COST.saturating_add(intervals.saturating_mul(child))
+}

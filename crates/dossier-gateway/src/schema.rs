@@ -4,15 +4,17 @@
 use async_graphql::{Context, Error, ID, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use dossier_core::value::from_micros;
-use dossier_core::{DataKey, DataValue, Filter};
+use dossier_core::{DataKey, DataValue};
 use dossier_store::{ContactKey, Page, RunRow, SourceRow};
 
 use crate::auth::RoleGuard;
 use crate::connectors::Connector;
 use crate::contact::{Contact, ContactConnection, Session};
 use crate::context::{
-    PageInfo, defined_aggregates_only, gateway, page_size, parse_cursor, parse_id, ws,
+    PageInfo, defined_aggregates_only, defined_fields_only, gateway, page_size, parse_cursor,
+    parse_id, ws,
 };
+use crate::dashboards::OrderInput;
 use crate::filter::ContactFilter;
 use crate::{Role, cursor};
 
@@ -32,6 +34,7 @@ fn key_and_value(key: &str, value: &serde_json::Value) -> Result<(DataKey, DataV
 #[derive(async_graphql::MergedObject, Default)]
 pub struct Query(
     CoreQuery,
+    crate::dashboards::DashboardQuery,
     crate::segments::SegmentQuery,
     crate::shortcuts::ShortcutQuery,
     crate::identity::IdentityQuery,
@@ -73,33 +76,33 @@ impl CoreQuery {
         Ok(card.map(|card| Contact::card(card, &parts)))
     }
 
-    /// Contacts matching `where` and `filter` (both when both are given), in id order.
-    /// `filter` is the text form, e.g. `country = "FR" and agg.avg_basket > 50`.
-    #[graphql(guard = "RoleGuard(Role::Read)")]
+    /// Contacts matching `where` and `filter` (both when both are given), in id order or in
+    /// `orderBy` (e.g. `[{field: "agg.total_spent", direction: DESC}]`; values a contact
+    /// lacks sort last, ties by id). `filter` is the text form, e.g.
+    /// `country = "FR" and agg.avg_basket > 50`.
+    #[graphql(
+        guard = "RoleGuard(Role::Read)",
+        complexity = "crate::limits::contacts_cost(order_by.as_ref().is_some_and(|o| !o.is_empty()), child_complexity)"
+    )]
     async fn contacts(
         &self,
         ctx: &Context<'_>,
         #[graphql(name = "where")] input: Option<ContactFilter>,
         filter: Option<String>,
+        order_by: Option<Vec<OrderInput>>,
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<ContactConnection> {
-        let mut parts = vec![];
-        if let Some(f) = input {
-            parts.push(f.to_filter().map_err(Error::new)?);
-        }
-        if let Some(text) = filter {
-            parts.push(dossier_core::filter_text::parse_filter(&text)?);
-        }
-        let filter = match parts.len() {
-            0 => None,
-            1 => parts.pop(),
-            _ => Some(Filter::And(parts)),
-        };
+        let filter = crate::filter::combine(input, filter)?;
         if let Some(f) = &filter {
             defined_aggregates_only(ctx, f).await?;
         }
-        ContactConnection::load(ctx, filter, first, after).await
+        let order = crate::dashboards::contact_order(&order_by.unwrap_or_default())?;
+        if order.is_empty() {
+            return ContactConnection::load(ctx, filter, first, after).await;
+        }
+        defined_fields_only(ctx, order.iter().map(|o| &o.field)).await?;
+        ContactConnection::ordered(ctx, filter, &order, first, after).await
     }
 
     /// A session by id.

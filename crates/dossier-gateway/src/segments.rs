@@ -4,7 +4,7 @@
 use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use dossier_core::value::from_micros;
-use dossier_store::{SegmentChange as ChangeRow, SegmentRow};
+use dossier_store::{Interval, Range, SegmentChange as ChangeRow, SegmentRow};
 
 use crate::auth::RoleGuard;
 use crate::contact::{Contact, ContactConnection};
@@ -119,6 +119,42 @@ impl Segment {
         ContactConnection::load(ctx, Some(self.0.filter()?), first, after).await
     }
 
+    /// How many contacts entered and left it per day (local days of `timezone`, an IANA
+    /// name, UTC by default) from the day holding `from` to the one holding the instant
+    /// before `to`, every day included, from its change feed.
+    #[graphql(
+        complexity = "crate::limits::series_cost(1, from.timestamp_micros(), to.timestamp_micros(), child_complexity)"
+    )]
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        #[graphql(default_with = "\"UTC\".to_string()")] timezone: String,
+    ) -> Result<Vec<SegmentDay>> {
+        let gw = gateway(ctx)?;
+        let range = Range {
+            interval: Interval::Day,
+            timezone: &timezone,
+            from: from.timestamp_micros(),
+            to: to.timestamp_micros(),
+            max_intervals: gw.config.max_buckets,
+        };
+        let days = gw
+            .store
+            .segment_history(ws(ctx)?, &self.0.name, &range)
+            .await?;
+        Ok(days
+            .into_iter()
+            .map(|d| SegmentDay {
+                start: from_micros(d.start),
+                end: from_micros(d.end),
+                entered: d.entered,
+                left: d.left,
+            })
+            .collect())
+    }
+
     /// Who entered or left since `after`, oldest first. A campaign keeps the last `endCursor`
     /// it handled and asks again from there, so it sees each change exactly once. Membership
     /// is refreshed after every sync that wrote something, every minute, and when the segment is saved.
@@ -219,4 +255,17 @@ impl SegmentChange {
     async fn at(&self) -> DateTime<Utc> {
         from_micros(self.0.at)
     }
+}
+
+/// A day of a segment's history.
+#[derive(SimpleObject)]
+pub(crate) struct SegmentDay {
+    /// Where the day starts (local midnight).
+    start: DateTime<Utc>,
+    /// Where it ends: the next day's start.
+    end: DateTime<Utc>,
+    /// Contacts that entered the segment that day.
+    entered: i64,
+    /// Contacts that left it that day.
+    left: i64,
 }

@@ -306,6 +306,34 @@ async fn a_key_sees_only_its_workspace() {
             json!({ "contacts": { "edges": [{ "node": { "email": OTHER_EMAIL, "aggregates": { "transactions": 1, "total_spent": 999, "avg_basket": 999 } } }] } }),
         ),
         (
+            q(
+                r#"{ contacts(orderBy: [{field: "agg.total_spent", direction: DESC}], first: 5) { edges { node { email } } } }"#,
+            ),
+            json!({}),
+            json!({ "contacts": { "edges": [{ "node": { "email": OTHER_EMAIL } }] } }),
+        ),
+        (
+            q(
+                r#"{ sessions(kind: "order", filter: "data.total > 0") { edges { node { data contact { email } } } } }"#,
+            ),
+            json!({}),
+            json!({ "sessions": { "edges": [{ "node": { "data": { "status": "paid", "total": 999 }, "contact": { "email": OTHER_EMAIL } } }] } }),
+        ),
+        (
+            q(
+                r#"{ contactStats(groupBy: ["country"], metrics: [{op: SUM, field: "agg.total_spent"}]) { buckets { keys count metrics } totals { count metrics } } }"#,
+            ),
+            json!({}),
+            json!({ "contactStats": { "buckets": [{ "keys": ["US"], "count": 1, "metrics": ["999"] }], "totals": { "count": 1, "metrics": ["999"] } } }),
+        ),
+        (
+            q(
+                r#"{ sessionStats(interval: MONTH, from: "1970-01-01T00:00:00Z", to: "1970-01-02T00:00:00Z", metrics: [{op: AVG, field: "data.total"}]) { points { totals { count metrics } } } }"#,
+            ),
+            json!({}),
+            json!({ "sessionStats": { "points": [{ "totals": { "count": 1, "metrics": ["999"] } }] } }),
+        ),
+        (
             q("{ sources { name } }"),
             json!({}),
             json!({ "sources": [{ "name": "globex_shop" }] }),
