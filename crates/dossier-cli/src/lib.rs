@@ -5,6 +5,7 @@ mod builtins;
 mod commands;
 mod connectors;
 mod demo;
+mod logs;
 mod metrics;
 mod progress;
 mod scheduling;
@@ -217,13 +218,7 @@ enum KeysCommand {
 /// Runs the CLI; errors print what is wrong and what to do, with a non-zero exit.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DOSSIER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logs::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
