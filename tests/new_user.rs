@@ -239,6 +239,87 @@ async fn sigterm_stops_demo_mid_sync_with_what_it_committed() {
     assert_store_matches_source(d).await;
 }
 
+/// A second signal stops at once (exit code 130) instead of waiting for the runs' next batch:
+/// SIGTERM then Ctrl-C's SIGINT, sent back to back by one shell (two of the same signal
+/// could merge into one while pending).
+#[tokio::test]
+async fn a_second_signal_stops_demo_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    shop_without_store(d, 3000);
+    slow_batches(d, "");
+    let mut child = spawn_demo(d);
+    wait_for_committed_rows(d).await;
+    let pid = child.id().to_string();
+    let ok = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}; kill -INT {pid}")])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let (status, _) = exits_within(&mut child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    // What the runs committed stays: the next run resumes and the store matches the shop.
+    let o = run(&["sync", "shop", "--config", config(d).to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_store_matches_source(d).await;
+}
+
+/// `serve` whose stdout is closed before it prints (a pipe to a reader that went away) still
+/// serves: its address lines are not worth a panic.
+#[tokio::test]
+async fn serve_with_its_stdout_closed_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo(d, 20);
+    let text = std::fs::read_to_string(config(d))
+        .unwrap()
+        .replace("[server]\n", "[server]\naccess = \"open\"\n");
+    std::fs::write(config(d), text).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = bin()
+        .args([
+            "serve",
+            "--config",
+            config(d).to_str().unwrap(),
+            "--listen",
+            &addr,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let start = Instant::now();
+    let answer = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("serve exited with {status:?}");
+        }
+        if let Ok(mut s) = TcpStream::connect(&addr) {
+            break request(
+                &mut s,
+                &addr,
+                None,
+                r#"{"query":"{ contacts(first: 1) { totalCount } }"}"#,
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "serve never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(answer.contains("\"totalCount\":20"), "{answer}");
+    signal(&child, "-TERM");
+    let (status, _) = exits_within(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+}
+
 #[tokio::test]
 async fn sigterm_stops_demo_while_serving() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
 //! The commands that work from a config file.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -417,11 +418,16 @@ pub async fn serve_engine(
     shutdown.stop_runs_on_signal(&engine);
     let scheduler = start_scheduler(&engine, shutdown.clone()).await?;
     let addr = listener.local_addr()?;
-    println!(
+    // Written, not `println!`ed: a server whose stdout was closed (a pipe to `head`, a
+    // detached terminal) goes on serving instead of panicking.
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
         "GraphQL: http://{addr}/graphql   (GraphiQL: http://{addr}/, subscriptions: ws://{addr}/graphql, metrics: http://{addr}/metrics)"
     );
     if open {
-        println!(
+        let _ = writeln!(
+            out,
             "note: this server is open (no API keys, every request is an admin) and meant for local use; it listens on {addr} only"
         );
     }

@@ -80,8 +80,17 @@ impl Shutdown {
                 _ = int.recv() => "SIGINT",
             };
             tracing::info!(signal = name, "shutting down");
-            eprintln!("{name}: stopping (runs stop at their next batch, requests finish)");
+            eprintln!(
+                "{name}: stopping (runs stop at their next batch, requests finish); press Ctrl-C again to stop at once"
+            );
             let _ = tx.send(true);
+            // A second signal means now: what the runs committed stays, as after a crash.
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            eprintln!("stopping at once");
+            std::process::exit(130);
         });
         Ok(Self(rx))
     }
