@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use dossier_connector::{Catalog, ConnectorError, FieldInfo, StreamInfo};
 
+use crate::cell::Cell;
 use crate::config::Source;
-use crate::dialect::{Cell, Column, Kind, RawColumn, Wire};
+use crate::dialect::{Column, Kind, RawColumn, Wire};
 use crate::error::error;
 use crate::sql::{Binder, name_list};
 use crate::{Driver, SqlConnector, Stream};
@@ -177,7 +178,7 @@ const COLUMN_WIRES: [Wire; 9] = [
     Wire::Int,
 ];
 
-fn text(cell: &crate::Cell) -> String {
+fn text(cell: &Cell) -> String {
     cell.as_text().unwrap_or_default().to_string()
 }
 

@@ -7,7 +7,8 @@ use futures::future::BoxFuture;
 use sqlx::{AssertSqlSafe, Database, Either, Executor as _, SqlSafeStr as _, Statement as _};
 use tokio::sync::Mutex;
 
-use crate::{Cell, DbError, ErrorClass};
+use crate::cell::Cell;
+use crate::{DbError, ErrorClass};
 
 /// Opens a new connection to the source's server.
 pub type Connect<C> = Box<dyn Fn() -> BoxFuture<'static, Result<C, DbError>> + Send + Sync>;

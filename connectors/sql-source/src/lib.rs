@@ -69,6 +69,7 @@
 //! [`FieldInfo::unsupported`]: dossier_connector::FieldInfo
 
 mod catalog;
+mod cell;
 mod config;
 mod dialect;
 mod error;
@@ -83,10 +84,9 @@ use dossier_connector::{
     problems_per_stream,
 };
 
+pub use cell::{Cell, hex};
 pub use config::{Config, Endpoint, MAX_BATCH_SIZE, SourceConfig, Stream, TlsMode};
-pub use dialect::{
-    Cell, Column, Dialect, Kind, RawColumn, Wire, decode_row, expanded_after, hex, to_value,
-};
+pub use dialect::{Column, Dialect, Kind, RawColumn, Wire, decode_row, expanded_after, to_value};
 pub use dossier_core::redact_url;
 pub use error::{DbError, ErrorClass, connect_error, driver_error_class, error};
 pub use kept::{Connect, KeptConnection, connect_within};

@@ -8,7 +8,8 @@ use dossier_connector::{
 };
 
 use crate::catalog::Plan;
-use crate::dialect::{Cell, Dialect, null_after, state_cell, to_state, to_value};
+use crate::cell::Cell;
+use crate::dialect::{Dialect, null_after, state_cell, to_state, to_value};
 use crate::error::error;
 use crate::sql::Binder;
 use crate::{Driver, SqlConnector, Stream};

@@ -1,6 +1,6 @@
 //! SQL text: query checks, parameters.
 
-use crate::Cell;
+use crate::cell::Cell;
 
 /// How a dialect writes the n-th parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
