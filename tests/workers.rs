@@ -10,64 +10,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::bin;
+use dossier_test_support::PgDb;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection, Row as _};
-
-/// A PostgreSQL database for one test, dropped after.
-struct PgDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl PgDb {
-    async fn create(tag: &str) -> Self {
-        let admin = std::env::var("DOSSIER_TEST_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("dossier_{tag}_{}", std::process::id());
-        let mut c = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL is required for this test at {admin} (set DOSSIER_TEST_PG_URL): {e}")
-        });
-        sqlx::query(AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-        )))
-        .execute(&mut c)
-        .await
-        .unwrap();
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut c)
-            .await
-            .unwrap();
-        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-        Self { admin, name, url }
-    }
-
-    async fn conn(&self) -> PgConnection {
-        PgConnection::connect(&self.url).await.unwrap()
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async {
-                    if let Ok(mut c) = PgConnection::connect(&admin).await {
-                        let _ = sqlx::query(AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        )))
-                        .execute(&mut c)
-                        .await;
-                    }
-                });
-        })
-        .join()
-        .ok();
-    }
-}
 
 /// A SQLite source: `people` people, each with two orders of `id % 100` and 1.5.
 async fn source_file(path: &Path, people: i64) {
@@ -204,7 +148,7 @@ async fn three_workers_share_twenty_sources_each_slot_once_never_overlapping() {
         source_file(&file, 20).await;
         sources += &source_toml(&format!("s{i:02}"), &file, "2s", 100);
     }
-    let cfg = config(dir.path(), &pg.url, &sources);
+    let cfg = config(dir.path(), pg.url(), &sources);
     let mut workers: Vec<Child> = (0..3)
         .map(|n| match n {
             0 => worker_with(&cfg, n, &["--metrics-listen", "127.0.0.1:0"]),
@@ -255,7 +199,7 @@ async fn three_workers_share_twenty_sources_each_slot_once_never_overlapping() {
             worker_log(&cfg, n)
         );
     }
-    let mut c = pg.conn().await;
+    let mut c = pg.connect().await;
     let rows = sqlx::query(
         "SELECT source, status, trigger, due_at, started_at, finished_at, owner FROM sync_runs ORDER BY source, started_at",
     )
@@ -328,12 +272,12 @@ async fn a_worker_killed_mid_sync_is_taken_over_with_nothing_lost_or_doubled() {
     source_file(&file, people).await;
     let cfg = config(
         dir.path(),
-        &pg.url,
+        pg.url(),
         &source_toml("big", &file, "1h", 100).replace("schedule = \"1h\"", "schedule = \"2s\""),
     );
     let mut first = worker(&cfg, 0);
     let _first_reaper = Reaper(vec![first.id()], cfg.display().to_string());
-    let mut c = pg.conn().await;
+    let mut c = pg.connect().await;
     let start = Instant::now();
     let mut killed_at = 0;
     while start.elapsed() < Duration::from_secs(60) {
@@ -442,7 +386,7 @@ async fn two_syncs_at_once_sharing_emails_leave_one_contact_per_person() {
         source_toml("a", &file, "1h", 200),
         source_toml("b", &file, "1h", 200)
     );
-    let cfg = config(dir.path(), &pg.url, &sources);
+    let cfg = config(dir.path(), pg.url(), &sources);
     let sync = |name: &str| {
         bin()
             .args(["sync", name, "--config", cfg.to_str().unwrap()])
@@ -460,7 +404,7 @@ async fn two_syncs_at_once_sharing_emails_leave_one_contact_per_person() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let mut c = pg.conn().await;
+    let mut c = pg.connect().await;
     async fn count(c: &mut PgConnection, sql: &'static str) -> i64 {
         sqlx::query(sql).fetch_one(c).await.unwrap().get(0)
     }

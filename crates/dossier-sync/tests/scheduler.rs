@@ -17,6 +17,7 @@ use dossier_core::value::to_micros;
 use dossier_store::{RunRow, SqlStore};
 use dossier_sync::scheduler::{ManualClock, Scheduler, SchedulerOptions, sync_now};
 use dossier_sync::{Config, Engine, Progress, RunControl, SyncError};
+use dossier_test_support::PgDb;
 use futures::StreamExt as _;
 use sqlx::{AssertSqlSafe, Connection as _};
 
@@ -554,61 +555,6 @@ async fn retryable_errors_back_off_then_succeed_and_a_bad_password_fails_at_once
     assert!(crm.last_error.is_some());
 }
 
-/// A PostgreSQL database for one test, dropped after.
-struct PgDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl PgDb {
-    async fn create() -> Self {
-        let admin = std::env::var("DOSSIER_TEST_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!(
-            "dossier_sched_{}_{}",
-            std::process::id(),
-            Utc::now().timestamp_subsec_nanos()
-        );
-        let mut c = sqlx::PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "PostgreSQL is required for this test at {admin} (set DOSSIER_TEST_PG_URL): {e}"
-                )
-            });
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut c)
-            .await
-            .unwrap();
-        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-        Self { admin, name, url }
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::query(AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                    )))
-                    .execute(&mut c)
-                    .await;
-                }
-            });
-        })
-        .join()
-        .ok();
-    }
-}
-
 /// Slows every batch a little, so a run can be caught in the middle.
 struct Slow;
 impl Progress for Slow {
@@ -621,9 +567,9 @@ impl Progress for Slow {
 async fn a_dead_scheduler_is_taken_over_and_the_source_finishes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let src = source_db(dir.path()).await;
-    let pg = PgDb::create().await;
+    let pg = PgDb::create("sched").await;
     let text = config(
-        &pg.url,
+        pg.url(),
         &[("shop", "sqlite", &format!("{{ path = \"{src}\" }}"))],
         "",
     );

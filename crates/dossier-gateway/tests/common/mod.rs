@@ -8,17 +8,16 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use dossier_core::model::{ContactLink, ContactRecord, SessionRecord};
-use dossier_core::{
-    AggOp, AggregateRule, DataKey, DataValue, Identity, MappedRecord, ProfileField,
-};
+use dossier_core::model::{ContactLink, SessionRecord};
+use dossier_core::{AggOp, AggregateRule, DataValue, Identity, MappedRecord, ProfileField};
 use dossier_gateway::{Caller, DossierSchema, GatewayConfig, SyncTrigger};
 use dossier_store::{BatchWrite, SqlStore};
+use dossier_test_support::shop::{self, key};
+pub use dossier_test_support::shop::{WS, order};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-pub const WS: &str = "default";
 /// Customers seeded by [`seeded`].
 pub const CUSTOMERS: u32 = 30;
 
@@ -29,41 +28,14 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
-fn key(k: &str) -> DataKey {
-    DataKey::new(k).unwrap()
-}
-
+/// The shop's customer, with the first name (`User{id}`) the gateway's tests read.
 pub fn customer(id: u32, email: &str, country: &str, plan: &str) -> MappedRecord {
-    MappedRecord::Contact(ContactRecord {
-        external: Identity::external("shop", "customers", &id.to_string()),
-        identities: vec![Identity::email(email).unwrap()],
-        profile: vec![
-            (ProfileField::Email, email.to_lowercase()),
-            (ProfileField::Country, country.into()),
-            (ProfileField::FirstName, format!("User{id}")),
-        ],
-        data: vec![(key("price_plan"), DataValue::String(plan.into()))],
-        updated_at: Some(1_000 + id as i64),
-        created_at: Some(1_000),
-    })
-}
-
-pub fn order(id: u32, customer: u32, total: f64, at: i64) -> MappedRecord {
-    MappedRecord::Session(SessionRecord {
-        external_id: id.to_string(),
-        kind: "order".into(),
-        contact: Some(ContactLink::Identity(Identity::external(
-            "shop",
-            "customers",
-            &customer.to_string(),
-        ))),
-        started_at: Some(at),
-        ended_at: None,
-        data: vec![
-            (key("total"), DataValue::Number(total)),
-            (key("status"), DataValue::String("paid".into())),
-        ],
-    })
+    let mut record = shop::customer(id, email, country, plan);
+    if let MappedRecord::Contact(c) = &mut record {
+        c.profile
+            .push((ProfileField::FirstName, format!("User{id}")));
+    }
+    record
 }
 
 fn visit(id: u32, customer: u32, at: i64) -> MappedRecord {
@@ -82,17 +54,7 @@ fn visit(id: u32, customer: u32, at: i64) -> MappedRecord {
 }
 
 pub fn batch(stream: &str, records: Vec<MappedRecord>) -> BatchWrite {
-    BatchWrite {
-        source: "shop".into(),
-        stream: stream.into(),
-        records,
-        rejected: vec![],
-        state: json!({ "n": 1 }),
-        run_id: None,
-        mark_seen: false,
-        defer_derived: false,
-        lease_owner: None,
-    }
+    shop::batch(stream, records, 1)
 }
 
 pub fn rules() -> Vec<AggregateRule> {

@@ -1,61 +1,30 @@
 //! The harness both store suites share: a fresh SQLite file or PostgreSQL database per
 //! test, and records shaped like the demo shop.
-#![allow(dead_code)]
+// Each suite uses its own part.
+#![allow(dead_code, unused_imports)]
 
 use std::collections::BTreeMap;
 
-use dossier_core::model::{ContactLink, ContactRecord, SessionRecord};
-use dossier_core::{
-    AggOp, AggregateRule, DataKey, DataValue, Identity, MappedRecord, ProfileField,
-};
+use dossier_core::{AggOp, AggregateRule, DataValue};
 use dossier_store::{BatchWrite, SqlStore};
-use sqlx::{AssertSqlSafe, Connection};
-
-pub const WS: &str = "default";
+use dossier_test_support::PgDb;
+pub use dossier_test_support::shop::{WS, batch, customer, key, order};
 
 pub struct TestDb {
     pub store: SqlStore,
     _dir: Option<tempfile::TempDir>,
-    pg_drop: Option<(String, String)>,
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some((admin, name)) = self.pg_drop.take() {
-            // Best effort: a leftover test database is harmless and has a unique name.
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                        let _ = sqlx::query(AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        )))
-                        .execute(&mut c)
-                        .await;
-                    }
-                });
-            })
-            .join()
-            .ok();
-        }
-    }
+    pg: Option<PgDb>,
 }
 
 impl TestDb {
     /// The test's PostgreSQL database (none on SQLite).
     pub fn postgres_url(&self) -> Option<String> {
-        let (admin, name) = self.pg_drop.as_ref()?;
-        let (base, _) = admin.rsplit_once('/').unwrap();
-        Some(format!("{base}/{name}"))
+        Some(self.pg.as_ref()?.url().to_string())
     }
 
     /// A connection of its own to the test's PostgreSQL database (none on SQLite).
     pub async fn postgres_connection(&self) -> Option<sqlx::PgConnection> {
-        let url = self.postgres_url()?;
-        Some(sqlx::PgConnection::connect(&url).await.unwrap())
+        Some(self.pg.as_ref()?.connect().await)
     }
 }
 
@@ -65,89 +34,16 @@ pub async fn sqlite() -> TestDb {
     TestDb {
         store: SqlStore::open(&url).await.unwrap(),
         _dir: Some(dir),
-        pg_drop: None,
+        pg: None,
     }
 }
 
 pub async fn postgres() -> TestDb {
-    let admin = std::env::var("DOSSIER_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("dossier_test_{}_{}", std::process::id(), rand_suffix());
-    let mut c = sqlx::PgConnection::connect(&admin)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("PostgreSQL is required for this test at {admin} (set DOSSIER_TEST_PG_URL): {e}")
-        });
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut c)
-        .await
-        .unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    let url = format!("{base}/{name}");
+    let pg = PgDb::create("test").await;
     TestDb {
-        store: SqlStore::open(&url).await.unwrap(),
+        store: SqlStore::open(pg.url()).await.unwrap(),
         _dir: None,
-        pg_drop: Some((admin, name)),
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
-    t * 1000 + N.fetch_add(1, Ordering::SeqCst)
-}
-
-pub fn key(k: &str) -> DataKey {
-    DataKey::new(k).unwrap()
-}
-
-pub fn customer(id: u32, email: &str, country: &str, plan: &str) -> MappedRecord {
-    MappedRecord::Contact(ContactRecord {
-        external: Identity::external("shop", "customers", &id.to_string()),
-        identities: vec![Identity::email(email).unwrap()],
-        profile: vec![
-            (ProfileField::Email, email.to_lowercase()),
-            (ProfileField::Country, country.into()),
-        ],
-        data: vec![(key("price_plan"), DataValue::String(plan.into()))],
-        updated_at: Some(1_000 + id as i64),
-        created_at: Some(1_000),
-    })
-}
-
-pub fn order(id: u32, customer: u32, total: f64, at: i64) -> MappedRecord {
-    MappedRecord::Session(SessionRecord {
-        external_id: id.to_string(),
-        kind: "order".into(),
-        contact: Some(ContactLink::Identity(Identity::external(
-            "shop",
-            "customers",
-            &customer.to_string(),
-        ))),
-        started_at: Some(at),
-        ended_at: None,
-        data: vec![
-            (key("total"), DataValue::Number(total)),
-            (key("status"), DataValue::String("paid".into())),
-        ],
-    })
-}
-
-pub fn batch(stream: &str, records: Vec<MappedRecord>, state: i64) -> BatchWrite {
-    BatchWrite {
-        source: "shop".into(),
-        stream: stream.into(),
-        records,
-        rejected: vec![],
-        state: serde_json::json!({ "n": state }),
-        run_id: None,
-        mark_seen: false,
-        defer_derived: false,
-        lease_owner: None,
+        pg: Some(pg),
     }
 }
 
