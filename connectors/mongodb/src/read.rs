@@ -385,11 +385,7 @@ impl BatchReader for Reader {
 /// Reads a stream batch by batch: each batch is read when the consumer asks for it, so at most
 /// one batch (and the driver's buffer of one server batch) is in memory.
 pub(crate) fn read(connector: Arc<MongoConnector>, request: ReadRequest<Stream>) -> BatchStream {
-    let batch_size = request
-        .stream
-        .batch_size
-        .unwrap_or(request.batch_size)
-        .max(1);
+    let batch_size = request.rows_per_batch(request.stream.batch_size);
     let reader = Reader {
         connector,
         name: request.name,

@@ -197,22 +197,8 @@ impl Dialect for MySqlDialect {
             "json" => (Kind::Json, ""),
             "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum"
             | "set" | "uuid" | "inet4" | "inet6" => (Kind::Text, ""),
-            c if BINARY.contains(&c) => (
-                Kind::Unsupported(
-                    "binary data is not read; to map it, read it through a `query` that \
-                     converts it, e.g. HEX(col)"
-                        .into(),
-                ),
-                "",
-            ),
-            c if SPATIAL.contains(&c) => (
-                Kind::Unsupported(
-                    "spatial data is not read; to map it, read it through a `query` that \
-                     converts it, e.g. ST_AsGeoJSON(col)"
-                        .into(),
-                ),
-                "",
-            ),
+            c if BINARY.contains(&c) => (Kind::not_read("binary data", "HEX(col)"), ""),
+            c if SPATIAL.contains(&c) => (Kind::not_read("spatial data", "ST_AsGeoJSON(col)"), ""),
             _ => (
                 Kind::Unsupported(format!(
                     "type {display} is not supported; to map it, read it through a `query` \

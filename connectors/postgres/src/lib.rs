@@ -85,10 +85,6 @@ const CLASS: &str = "CASE WHEN t.typcategory = 'A' THEN 'array' WHEN b.typtype =
                      ELSE b.typname::text END";
 
 impl Dialect for PgDialect {
-    fn quote(&self, ident: &str) -> String {
-        format!("\"{}\"", ident.replace('"', "\"\""))
-    }
-
     fn placeholders(&self) -> Placeholders {
         Placeholders::Dollar
     }
@@ -155,20 +151,12 @@ impl Dialect for PgDialect {
             "text" | "varchar" | "bpchar" | "char" | "name" | "citext" | "uuid" | "enum"
             | "time" | "timetz" | "interval" | "inet" | "cidr" | "macaddr" | "macaddr8" | "xml"
             | "bit" | "varbit" => Kind::Text,
-            "bytea" => Kind::Unsupported(
-                "binary data is not read; to map it, read it through a `query` that converts \
-                 it, e.g. encode(col, 'hex')"
-                    .into(),
-            ),
+            "bytea" => Kind::not_read("binary data", "encode(col, 'hex')"),
             "tsvector" | "tsquery" => Kind::Unsupported(
                 "full-text search vectors are not read; map the text they are made from".into(),
             ),
             "point" | "line" | "lseg" | "box" | "path" | "polygon" | "circle" | "geometry"
-            | "geography" => Kind::Unsupported(
-                "spatial data is not read; to map it, read it through a `query` that converts \
-                 it, e.g. col::text or ST_AsGeoJSON(col)"
-                    .into(),
-            ),
+            | "geography" => Kind::not_read("spatial data", "col::text or ST_AsGeoJSON(col)"),
             _ => Kind::Unsupported(format!(
                 "type {display} is not supported; to map it, read it through a `query` that \
                  casts it, e.g. col::text"

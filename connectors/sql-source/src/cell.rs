@@ -24,12 +24,6 @@ impl From<&str> for Cell {
     }
 }
 
-impl From<&String> for Cell {
-    fn from(s: &String) -> Self {
-        Cell::Text(s.clone())
-    }
-}
-
 impl PartialEq<&str> for Cell {
     fn eq(&self, other: &&str) -> bool {
         self.as_text() == Some(*other)

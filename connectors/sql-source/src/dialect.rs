@@ -36,6 +36,15 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Values of this kind (`what`) are not read; a `query` converting them, as `example`
+    /// does, reads them anyway.
+    pub fn not_read(what: &str, example: &str) -> Kind {
+        Kind::Unsupported(format!(
+            "{what} is not read; to map it, read it through a `query` that converts it, e.g. \
+             {example}"
+        ))
+    }
+
     pub fn is_supported(&self) -> bool {
         !matches!(self, Kind::Unsupported(_))
     }
@@ -118,8 +127,11 @@ impl Column {
 
 /// The SQL that differs between servers. Every method is pure: drivers run the statements.
 pub trait Dialect: Send + Sync + 'static {
-    /// Quotes an identifier so that any name, even a hostile one, stays one identifier.
-    fn quote(&self, ident: &str) -> String;
+    /// Quotes an identifier so that any name, even a hostile one, stays one identifier. The
+    /// default is standard SQL's double quotes (PostgreSQL, SQLite).
+    fn quote(&self, ident: &str) -> String {
+        format!("\"{}\"", ident.replace('"', "\"\""))
+    }
 
     fn placeholders(&self) -> Placeholders;
 
@@ -505,9 +517,6 @@ mod tests {
     fn keysets_ending_on_a_null_resume_with_is_null_tests() {
         struct Sqlite;
         impl Dialect for Sqlite {
-            fn quote(&self, ident: &str) -> String {
-                format!("\"{ident}\"")
-            }
             fn placeholders(&self) -> Placeholders {
                 Placeholders::Question
             }

@@ -256,11 +256,7 @@ pub(crate) fn read<D: Driver>(
     connector: Arc<SqlConnector<D>>,
     request: ReadRequest<Stream>,
 ) -> BatchStream {
-    let batch_size = request
-        .stream
-        .batch_size
-        .unwrap_or(request.batch_size)
-        .max(1);
+    let batch_size = request.rows_per_batch(request.stream.batch_size);
     let reader = Reader {
         connector,
         name: request.name,

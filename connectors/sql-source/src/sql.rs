@@ -41,7 +41,7 @@ impl Binder {
     pub fn bind_list<'a>(&mut self, values: impl IntoIterator<Item = &'a String>) -> String {
         values
             .into_iter()
-            .map(|v| self.bind(v))
+            .map(|v| self.bind(v.as_str()))
             .collect::<Vec<_>>()
             .join(", ")
     }

@@ -97,10 +97,6 @@ const TABLES: &str = r"t.type IN ('table', 'view', 'virtual')
     AND t.name NOT LIKE 'sqlite\_%' ESCAPE '\'";
 
 impl Dialect for SqliteDialect {
-    fn quote(&self, ident: &str) -> String {
-        format!("\"{}\"", ident.replace('"', "\"\""))
-    }
-
     fn placeholders(&self) -> Placeholders {
         Placeholders::Question
     }

@@ -57,6 +57,14 @@ pub struct ReadRequest<S> {
     pub batch_size: usize,
 }
 
+impl<S> ReadRequest<S> {
+    /// Records per batch: the stream's own setting when it has one, else the source's; at
+    /// least 1.
+    pub fn rows_per_batch(&self, stream_setting: Option<usize>) -> usize {
+        stream_setting.unwrap_or(self.batch_size).max(1)
+    }
+}
+
 /// A source connector, typed. Implement this; the registry erases the types.
 #[async_trait::async_trait]
 pub trait Connector: Send + Sync + Sized + 'static {
