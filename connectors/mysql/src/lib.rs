@@ -136,14 +136,7 @@ impl Dialect for MySqlDialect {
         table: Option<(&str, &str)>,
         b: &mut Binder,
     ) -> String {
-        let mut filter = format!("c.TABLE_SCHEMA IN ({})", b.bind_list(schemas));
-        if let Some((schema, name)) = table {
-            filter.push_str(&format!(
-                " AND c.TABLE_SCHEMA = {} AND c.TABLE_NAME = {}",
-                b.bind(schema),
-                b.bind(name)
-            ));
-        }
+        let filter = b.catalog_filter("c.TABLE_SCHEMA", "c.TABLE_NAME", schemas, table);
         let class = if self.mariadb {
             "CASE WHEN EXISTS (SELECT 1 FROM information_schema.CHECK_CONSTRAINTS cc \
                                WHERE cc.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA \

@@ -108,14 +108,7 @@ impl Dialect for PgDialect {
         table: Option<(&str, &str)>,
         b: &mut Binder,
     ) -> String {
-        let mut filter = format!("n.nspname IN ({})", b.bind_list(schemas));
-        if let Some((schema, name)) = table {
-            filter.push_str(&format!(
-                " AND n.nspname = {} AND c.relname = {}",
-                b.bind(schema),
-                b.bind(name)
-            ));
-        }
+        let filter = b.catalog_filter("n.nspname", "c.relname", schemas, table);
         format!(
             "SELECT n.nspname::text, c.relname::text, a.attname::text, a.attnum::int8, \
                     format_type(a.atttypid, a.atttypmod), {CLASS}, \

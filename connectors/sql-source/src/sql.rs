@@ -46,6 +46,26 @@ impl Binder {
             .join(", ")
     }
 
+    /// The condition a catalog query's rows meet: `schema` (the SQL of its schema column) in
+    /// `schemas`, and with `table` (schema, name) that one table, named by `name`.
+    pub fn catalog_filter(
+        &mut self,
+        schema: &str,
+        name: &str,
+        schemas: &[String],
+        table: Option<(&str, &str)>,
+    ) -> String {
+        let mut filter = format!("{schema} IN ({})", self.bind_list(schemas));
+        if let Some((s, n)) = table {
+            filter.push_str(&format!(
+                " AND {schema} = {} AND {name} = {}",
+                self.bind(s),
+                self.bind(n)
+            ));
+        }
+        filter
+    }
+
     pub fn into_params(self) -> Vec<Cell> {
         self.params
     }

@@ -117,14 +117,7 @@ impl Dialect for SqliteDialect {
         table: Option<(&str, &str)>,
         b: &mut Binder,
     ) -> String {
-        let mut filter = format!("t.schema IN ({})", b.bind_list(schemas));
-        if let Some((schema, name)) = table {
-            filter.push_str(&format!(
-                " AND t.schema = {} AND t.name = {}",
-                b.bind(schema),
-                b.bind(name)
-            ));
-        }
+        let filter = b.catalog_filter("t.schema", "t.name", schemas, table);
         // The columns `SELECT *` returns: generated columns included (hidden 2 and 3), hidden
         // columns of virtual tables not. The one column of an `INTEGER PRIMARY KEY` of a rowid
         // table is an alias of the rowid, which SQLite fills.
