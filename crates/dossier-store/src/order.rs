@@ -159,12 +159,6 @@ fn position(r: &AnyRow, cols: &[SortCol], id: i64) -> Result<Position> {
     Ok(Position { keys, id })
 }
 
-fn page<T>(mut items: Vec<T>, first: usize) -> Page<T> {
-    let has_next = items.len() > first;
-    items.truncate(first);
-    Page { items, has_next }
-}
-
 /// The aggregates an ordering or grouping reads, as a filter naming them: what the
 /// store's empty-aggregate lookup takes.
 pub(crate) fn naming<'f>(fields: impl IntoIterator<Item = &'f FilterField>) -> Filter {
@@ -172,6 +166,32 @@ pub(crate) fn naming<'f>(fields: impl IntoIterator<Item = &'f FilterField>) -> F
 }
 
 impl SqlStore {
+    /// The page `sql` reads (`first` rows and one more to tell whether more follow), each row
+    /// with its id (from `read`) and its position in the ordering `cols`.
+    async fn placed<T>(
+        &self,
+        sql: &str,
+        binds: &[Bind],
+        cols: &[SortCol],
+        first: usize,
+        read: fn(&AnyRow) -> Result<(i64, T)>,
+    ) -> Result<Page<Placed<T>>> {
+        let rows = bind_all(sqlx::query(AssertSqlSafe(sql.to_string())), binds)
+            .fetch_all(&self.read)
+            .await?;
+        let mut items = rows
+            .iter()
+            .map(|r| {
+                let (id, row) = read(r)?;
+                let position = position(r, cols, id)?;
+                Ok(Placed { row, position })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let has_next = items.len() > first;
+        items.truncate(first);
+        Ok(Page { items, has_next })
+    }
+
     /// Contacts matching `filter` in the `order` given (ties by id), after `after`.
     pub async fn contacts_ordered(
         &self,
@@ -205,18 +225,11 @@ impl SqlStore {
             joins = fields.joins.join(" "),
             order = order_sql(&cols, "c.id"),
         );
-        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
-            .fetch_all(&self.read)
-            .await?;
-        let items = rows
-            .iter()
-            .map(|r| {
-                let row = contact(r)?;
-                let position = position(r, &cols, row.id)?;
-                Ok(Placed { row, position })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(page(items, first))
+        self.placed(&sql, &b.binds, &cols, first, |r| {
+            let row = contact(r)?;
+            Ok((row.id, row))
+        })
+        .await
     }
 
     /// The workspace's sessions, of one kind and matching a filter over their data when
@@ -265,17 +278,10 @@ impl SqlStore {
             keys = select_keys(&cols),
             order = order_sql(&cols, "s.id"),
         );
-        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
-            .fetch_all(&self.read)
-            .await?;
-        let items = rows
-            .iter()
-            .map(|r| {
-                let row = session(r)?;
-                let position = position(r, &cols, row.id)?;
-                Ok(Placed { row, position })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(page(items, first))
+        self.placed(&sql, &b.binds, &cols, first, |r| {
+            let row = session(r)?;
+            Ok((row.id, row))
+        })
+        .await
     }
 }
