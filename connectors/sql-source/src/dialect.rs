@@ -87,33 +87,28 @@ pub struct RawColumn {
     pub auto_increment: bool,
 }
 
-/// A classified column.
+/// A classified column: what the catalog says of it (read through `Deref`), and what its
+/// values become.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
-    pub name: String,
-    pub display: String,
-    pub class: String,
-    pub nullable: Option<bool>,
-    pub pk_position: i64,
-    pub auto_increment: bool,
+    pub raw: RawColumn,
     pub kind: Kind,
     /// The type keyset parameters are cast to (dialect-specific; empty for none).
     pub cast: String,
 }
 
+impl std::ops::Deref for Column {
+    type Target = RawColumn;
+
+    fn deref(&self) -> &RawColumn {
+        &self.raw
+    }
+}
+
 impl Column {
     pub(crate) fn classify(raw: RawColumn, dialect: &dyn Dialect) -> Column {
         let (kind, cast) = dialect.classify(&raw.class, &raw.display);
-        Column {
-            name: raw.name,
-            display: raw.display,
-            class: raw.class,
-            nullable: raw.nullable,
-            pk_position: raw.pk_position,
-            auto_increment: raw.auto_increment,
-            kind,
-            cast,
-        }
+        Column { raw, kind, cast }
     }
 
     /// The type shown in discovery: `integer not null`, `text`.
