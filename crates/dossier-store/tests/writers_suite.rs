@@ -284,8 +284,10 @@ async fn one_writer(s: &SqlStore, steps: &[Vec<Step>], rng: &mut Rng) {
     s.refresh_segments(WS).await.unwrap();
 }
 
-/// Every writer in its own task, all at once, with random pauses between steps.
-async fn many_writers(s: &SqlStore, steps: &[Vec<Step>], seed: u64) {
+/// Every writer in its own task, all at once, with random pauses between steps. Writing a
+/// bulk load (`settle`), writers also settle what the batches deferred, as syncs do when a
+/// stream's first read ends, beside the others' batches.
+async fn many_writers(s: &SqlStore, steps: &[Vec<Step>], seed: u64, settle: bool) {
     let tasks: Vec<_> = steps
         .iter()
         .enumerate()
@@ -299,6 +301,9 @@ async fn many_writers(s: &SqlStore, steps: &[Vec<Step>], seed: u64) {
                     if rng.below(4) == 0 {
                         s.refresh_segments(WS).await.unwrap();
                     }
+                    if settle && rng.below(3) == 0 {
+                        s.settle_deferred(WS, &mut |_| {}).await.unwrap();
+                    }
                     let pause = rng.below(3);
                     if pause > 0 {
                         tokio::time::sleep(Duration::from_millis(pause)).await;
@@ -309,6 +314,9 @@ async fn many_writers(s: &SqlStore, steps: &[Vec<Step>], seed: u64) {
         .collect();
     for t in tasks {
         t.await.unwrap();
+    }
+    if settle {
+        s.settle_deferred(WS, &mut |_| {}).await.unwrap();
     }
     s.refresh_segments(WS).await.unwrap();
 }
@@ -504,14 +512,95 @@ async fn on_postgres_four_writers_leave_the_store_one_writer_does() {
         one_writer(&one.store, &steps, &mut Rng(seed)).await;
         let many = postgres().await;
         prepare(&many.store).await;
-        many_writers(&many.store, &steps, seed).await;
+        many_writers(&many.store, &steps, seed, false).await;
         let (a, b) = (view(&one.store).await, view(&many.store).await);
         assert_one_contact_per_person(&b);
         assert_recomputes(&b);
         assert_eq!(a, b, "seed {seed:#x}: four writers left another store");
         conflicts += many.store.write_conflicts();
+        // A bulk load by four writers, settling beside each other's batches.
+        let bulk = postgres().await;
+        prepare(&bulk.store).await;
+        many_writers(&bulk.store, &as_bulk_load(&steps), seed, true).await;
+        let c = view(&bulk.store).await;
+        assert_eq!(a, c, "seed {seed:#x}: four bulk writers left another store");
     }
     // The writers' people overlap: some batches met each other and were written again
     // alone, so the path that handles that is the one checked above too.
     assert!(conflicts > 0, "no batch met a concurrent writer");
+}
+
+/// On PostgreSQL a batch, and settling a bulk load, wait for the contacts they touch and only
+/// for them: while another transaction holds one contact, a batch naming another commits at
+/// once, and a batch or a settle naming the held one waits until it is let go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_writers_wait_only_for_the_contacts_they_touch() {
+    let db = postgres().await;
+    let s = &db.store;
+    s.ensure_workspace(WS).await.unwrap();
+    s.set_rules(WS, &rules()).await.unwrap();
+    let customers = vec![
+        customer(1, "held@example.com", "FR", "pro"),
+        customer(2, "free@example.com", "FR", "pro"),
+    ];
+    s.apply_batch(WS, &batch("customers", customers, 1))
+        .await
+        .unwrap();
+    let held = email_id(s, "held@example.com").await;
+    let mut holder = db.postgres_connection().await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT id FROM contacts WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(held)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let other = batch("orders", vec![order(1, 2, 10.0, 5)], 2);
+    let free = s.apply_batch(WS, &other);
+    tokio::time::timeout(Duration::from_secs(10), free)
+        .await
+        .expect("a batch naming a free contact waited")
+        .unwrap();
+    let waiting = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let mut deferred = batch("orders", vec![order(2, 1, 20.0, 6)], 3);
+            deferred.defer_derived = true;
+            s.apply_batch(WS, &deferred).await.unwrap();
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a batch wrote a contact another transaction holds"
+    );
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the batch still waits once the contact is let go")
+        .unwrap();
+
+    // Settling the deferred contact waits for it too.
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT id FROM contacts WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(held)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let settling = {
+        let s = s.clone();
+        tokio::spawn(async move { s.settle_deferred(WS, &mut |_| {}).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !settling.is_finished(),
+        "a settle computed a contact another transaction holds"
+    );
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    let settled = tokio::time::timeout(Duration::from_secs(10), settling)
+        .await
+        .expect("the settle still waits once the contact is let go")
+        .unwrap();
+    assert_eq!(settled, 1);
+    assert_eq!(aggs(s, held).await["total_spent"], n(20.0));
 }

@@ -126,11 +126,12 @@ impl SqlStore {
         let mut done = 0;
         let mut after = i64::MIN;
         loop {
-            let mut tx = begin_write(self, ws).await?;
-            // Locked on Postgres: a batch noting one of these contacts meanwhile waits, then
-            // notes it again for the next settle.
+            // Beside other batches, as a batch is: the contacts it settles are locked in id
+            // order before anything of theirs is read, so a batch noting one of them meanwhile
+            // waits, then notes it again for the next settle.
+            let mut tx = begin_shared(self, ws).await?;
             let lock = if self.backend == Backend::Postgres {
-                " FOR UPDATE OF p"
+                " FOR NO KEY UPDATE OF c"
             } else {
                 ""
             };

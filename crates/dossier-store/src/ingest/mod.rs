@@ -10,9 +10,11 @@
 //!   *shared* (a transaction-scoped advisory lock, `pg_advisory_xact_lock_shared`), then
 //!   locks, in id order, the stored contacts its records name through their identities and
 //!   their stored sessions (`FOR NO KEY UPDATE`), and only then reads them;
-//! - **every other write** (a full refresh's deletion pass, a window sweep, settling a bulk
-//!   load, an API mutation, a rule's backfill, a segment refresh) opens through
-//!   [`write::begin_write`], which holds the workspace's lock *exclusively*;
+//! - **settling a bulk load** does the same, a few hundred pending contacts at a time, locked
+//!   with the query that selects them ([`write::begin_shared`]);
+//! - **every other write** (a full refresh's deletion pass, a window sweep, an API mutation, a
+//!   rule's backfill, a segment refresh) opens through [`write::begin_write`], which holds the
+//!   workspace's lock *exclusively*;
 //! - on SQLite, every write transaction begins with `BEGIN IMMEDIATE`, which takes the
 //!   database's write lock at once (waiting up to the busy timeout) instead of at the first
 //!   write on a possibly stale snapshot: one writer at a time.
@@ -82,7 +84,7 @@ use sqlx::AnyConnection;
 pub(crate) use encoding::{decode_data, decode_provenance, encode, projections};
 pub(crate) use rules::{empty_aggregates, load_rules};
 pub use write::WriteGroup;
-pub(crate) use write::begin_write;
+pub(crate) use write::{begin_shared, begin_write};
 
 use crate::backend::now_micros;
 use crate::error::{Result, StoreError};

@@ -169,6 +169,17 @@ pub(crate) async fn begin_write(
     Ok(tx)
 }
 
+/// Opens a write transaction of the model in workspace `ws` that shares the workspace with
+/// sync batches: it may change only the contacts it locks (see the write protocol).
+pub(crate) async fn begin_shared(
+    store: &SqlStore,
+    ws: &str,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    let mut tx = begin_unlocked(store).await?;
+    lock_workspace(&mut tx, store.backend, ws, Access::Shared).await?;
+    Ok(tx)
+}
+
 /// A transaction that takes the workspace's lock later ([`lock_workspace`]). On SQLite it
 /// holds the database's write lock from its first statement.
 async fn begin_unlocked(store: &SqlStore) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
