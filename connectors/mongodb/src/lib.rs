@@ -270,6 +270,7 @@ impl MongoConnector {
             fields: sample.fields(&always),
             primary_key,
             cursor_candidates: sample.cursor_candidates(),
+            sampled: true,
         };
         tracing::info!(
             stream = %name,

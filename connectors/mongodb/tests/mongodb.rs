@@ -202,6 +202,51 @@ async fn example_syncs_customers_and_orders_with_aggregates_then_incrementally()
     }
 }
 
+/// A schemaless collection: a mapping may name a field none of the sampled documents holds
+/// (`loyalty_tier`, set on no customer yet). `check` notes it, and the sync keeps every
+/// record with the field read as missing, instead of refusing the whole source.
+#[tokio::test]
+async fn a_mapped_field_absent_from_the_sample_reads_as_missing() {
+    for uri in servers() {
+        let db = TestDb::new(&uri).await;
+        let shop = Shop::generate(20, 2, 11);
+        db.insert("customers", shop.customers.clone()).await;
+        db.insert("orders", shop.order_docs()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let toml = example().replace(
+            r#"data = { name = "name","#,
+            r#"data = { loyalty = "loyalty_tier", name = "name","#,
+        );
+        assert!(
+            toml.contains("loyalty_tier"),
+            "the example's customers mapping moved"
+        );
+        let engine = engine(&db, &toml, dir.path()).await;
+        let report = engine.check_report("shop").await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.contains("loyalty_tier") && n.contains("read as missing")),
+            "{:?}",
+            report.notes
+        );
+        let summary = sync(&engine).await;
+        assert_eq!(summary.rows_rejected(), 0);
+        assert_eq!(summary.rows_read(), (20 + shop.orders.len()) as u64);
+        let c = engine
+            .store()
+            .contact_by_email(engine.workspace(), &shop.emails[0])
+            .await
+            .unwrap()
+            .expect("the first customer is a contact");
+        let data = engine.store().contact_data(&[c.id]).await.unwrap();
+        assert!(!data[&c.id].contains_key("loyalty"), "{:?}", data[&c.id]);
+        assert!(data[&c.id].contains_key("name"), "{:?}", data[&c.id]);
+    }
+}
+
 #[tokio::test]
 async fn discovers_nested_fields_types_frequencies_and_cursors() {
     for uri in servers() {

@@ -285,6 +285,7 @@ impl<D: Driver> SqlConnector<D> {
                     fields: field_infos(&cols),
                     cursor_candidates: cursor_candidates(&cols, &pk),
                     primary_key: pk,
+                    sampled: false,
                 }
             })
             .collect();
@@ -497,6 +498,7 @@ impl<D: Driver> SqlConnector<D> {
             fields: field_infos(&columns),
             cursor_candidates: cursor_candidates(&columns, &declared),
             primary_key: pk_names,
+            sampled: false,
         };
 
         // Only supported columns are read; positions move to the read list.

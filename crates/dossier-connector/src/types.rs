@@ -44,6 +44,10 @@ pub struct StreamInfo {
     pub primary_key: Vec<String>,
     /// Fields fit to be an incremental cursor (update timestamps, monotonic keys).
     pub cursor_candidates: Vec<String>,
+    /// The fields are those a sample of the records held (a schemaless source): a mapping
+    /// may name others, which read as missing where absent instead of being refused.
+    #[serde(default)]
+    pub sampled: bool,
 }
 
 impl StreamInfo {
@@ -68,6 +72,7 @@ impl StreamInfo {
                 .collect(),
             primary_key: strings(primary_key),
             cursor_candidates: strings(cursor_candidates),
+            sampled: false,
         }
     }
 }

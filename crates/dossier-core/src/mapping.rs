@@ -4,7 +4,7 @@
 //! ([`MappingConfig::compile`]), bound to a batch's field order once per batch
 //! ([`CompiledMapping::bind`]) and applied to each row ([`BoundMapping::apply`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -228,6 +228,9 @@ pub struct CompiledMapping {
     config: MappingConfig,
     data: Vec<(DataKey, FieldRef)>,
     link_stream: Option<String>,
+    /// Fields the mapping names that the stream's sample did not show: they read as missing
+    /// from batches without them.
+    absent: BTreeSet<String>,
 }
 
 impl MappingConfig {
@@ -238,6 +241,30 @@ impl MappingConfig {
         stream: &str,
         fields: &[FieldInfo],
     ) -> Result<CompiledMapping, CoreError> {
+        self.compile_with(source, stream, fields, false)
+    }
+
+    /// Like [`MappingConfig::compile`], for a stream whose fields were found by sampling its
+    /// records (a schemaless source): a field none of the sampled records held is read as
+    /// missing ([`CompiledMapping::absent`]) rather than refused, unless a batch has it. The
+    /// record id must still be a sampled field.
+    pub fn compile_sampled(
+        &self,
+        source: &str,
+        stream: &str,
+        fields: &[FieldInfo],
+    ) -> Result<CompiledMapping, CoreError> {
+        self.compile_with(source, stream, fields, true)
+    }
+
+    fn compile_with(
+        &self,
+        source: &str,
+        stream: &str,
+        fields: &[FieldInfo],
+        sampled: bool,
+    ) -> Result<CompiledMapping, CoreError> {
+        let absent = std::cell::RefCell::new(BTreeSet::new());
         let where_ = format!("{source}.{stream}");
         let err = |field: &str, reason: String| CoreError::Mapping {
             stream: where_.clone(),
@@ -246,6 +273,10 @@ impl MappingConfig {
         };
         let check_field = |role: &str, name: &str| -> Result<(), CoreError> {
             match fields.iter().find(|f| f.name == name) {
+                None if sampled && role != "id" => {
+                    absent.borrow_mut().insert(name.to_string());
+                    Ok(())
+                }
                 None => {
                     let mut names: Vec<_> = fields.iter().map(|f| f.name.as_str()).collect();
                     names.sort_unstable();
@@ -375,6 +406,7 @@ impl MappingConfig {
             config: self.clone(),
             data,
             link_stream,
+            absent: absent.into_inner(),
         })
     }
 }
@@ -409,12 +441,20 @@ impl CompiledMapping {
         &self.config
     }
 
+    /// The fields the mapping names that a sampled stream's records did not show
+    /// ([`MappingConfig::compile_sampled`]): they read as missing from batches without them.
+    pub fn absent(&self) -> impl Iterator<Item = &str> {
+        self.absent.iter().map(String::as_str)
+    }
+
     /// Resolves field names to positions in a batch's field list.
     pub fn bind(&self, fields: &[String]) -> Result<BoundMapping<'_>, CoreError> {
         let pos = |name: &str| {
             fields
                 .iter()
                 .position(|f| f == name)
+                // Past every column: reads as missing (see `Slot::index`).
+                .or_else(|| self.absent.contains(name).then_some(usize::MAX))
                 .ok_or_else(|| CoreError::Mapping {
                     stream: format!("{}.{}", self.source, self.stream),
                     field: name.to_string(),
@@ -464,6 +504,8 @@ impl CompiledMapping {
 
 #[derive(Debug, Clone)]
 struct Slot {
+    /// The field's column in the batch's rows; none (`usize::MAX`) for a field a sampled
+    /// stream's records did not show, which reads as missing.
     index: usize,
     transforms: Vec<Transform>,
 }
@@ -509,7 +551,7 @@ impl BoundMapping<'_> {
         dropped: &mut Vec<String>,
     ) -> Result<MappedRecord, String> {
         let get = |s: &Slot, role: &str| -> Result<Value, String> {
-            let mut v = row[s.index].clone();
+            let mut v = row.get(s.index).cloned().unwrap_or(Value::Null);
             for t in &s.transforms {
                 v = t.apply(v).map_err(|e| format!("{role}: {e}"))?;
             }
@@ -728,6 +770,46 @@ mod tests {
         assert_eq!(c.data.len(), 1);
         assert_eq!(dropped.len(), 1);
         assert!(dropped[0].contains("\"Narnia\""), "{dropped:?}");
+    }
+
+    /// A sampled (schemaless) stream: a field no sampled record held is read as missing
+    /// where absent, and as its value where a record has it; the id must have been seen.
+    #[test]
+    fn a_sampled_stream_reads_an_unseen_field_as_missing() {
+        let seen = fields(&["id", "email", "first_name", "country"]);
+        let m = customers()
+            .compile_sampled("shop", "customers", &seen)
+            .unwrap();
+        assert_eq!(m.absent().collect::<Vec<_>>(), vec!["plan"]);
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let row = |plan: Option<&str>| {
+            let mut r = vec![
+                Value::Int(1),
+                Value::Text("ada@example.com".into()),
+                Value::Text("Ada".into()),
+                Value::Text("FR".into()),
+            ];
+            r.extend(plan.map(|p| Value::Text(p.into())));
+            r
+        };
+        let without = m
+            .bind(&names(&["id", "email", "first_name", "country"]))
+            .unwrap();
+        let MappedRecord::Contact(c) = without.apply(&row(None)).unwrap() else {
+            panic!("not a contact")
+        };
+        assert!(c.data.is_empty(), "{:?}", c.data);
+        let with = m
+            .bind(&names(&["id", "email", "first_name", "country", "plan"]))
+            .unwrap();
+        let MappedRecord::Contact(c) = with.apply(&row(Some("pro"))).unwrap() else {
+            panic!("not a contact")
+        };
+        assert_eq!(c.data.len(), 1);
+        let no_id = customers()
+            .compile_sampled("shop", "customers", &fields(&["email", "plan"]))
+            .unwrap_err();
+        assert!(no_id.to_string().contains(r#"no field "id""#), "{no_id}");
     }
 
     #[test]

@@ -316,7 +316,16 @@ impl Engine {
                 source_name: source.name.clone(),
                 error,
             })?;
-        Ok(st.mapping.compile(&source.name, &st.name, &info.fields)?)
+        if !info.sampled {
+            return Ok(st.mapping.compile(&source.name, &st.name, &info.fields)?);
+        }
+        let mapping = st
+            .mapping
+            .compile_sampled(&source.name, &st.name, &info.fields)?;
+        for field in mapping.absent() {
+            tracing::warn!(source = %source.name, stream = %st.name, field, "the mapping names a field none of the sampled records holds; it reads as missing");
+        }
+        Ok(mapping)
     }
 
     /// Everything wrong with a source: connection, streams, mappings, and mappings that
@@ -359,6 +368,14 @@ impl Engine {
                     continue;
                 }
             };
+            let absent: Vec<&str> = mapping.absent().collect();
+            if !absent.is_empty() {
+                report.notes.push(format!(
+                    "stream {:?}: the mapping names {} that none of the sampled records holds; read as missing",
+                    st.name,
+                    absent.join(", ")
+                ));
+            }
             let (name, mapping) = (&st.name, &mapping);
             let sample = self.sample(source, conn.as_ref(), st, mapping).await?;
             let Some(sample) = sample else { continue };

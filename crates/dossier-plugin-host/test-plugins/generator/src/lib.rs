@@ -85,6 +85,7 @@ fn info(name: &str, entity: Entity) -> StreamInfo {
             .collect(),
         primary_key: vec!["id".into()],
         cursor_candidates: vec!["id".into()],
+        sampled: false,
     }
 }
 
