@@ -175,12 +175,13 @@ impl Contact {
         ID(self.0.id.to_string())
     }
 
-    /// Normalised (trimmed, lowercase) email.
+    /// Email, trimmed and lowercased (the form the contact's email identity takes).
     async fn email(&self) -> Option<&str> {
         self.0.email.as_deref()
     }
 
-    /// Normalised phone number.
+    /// Phone number: as the source wrote it (trimmed) where the mapping sets `profile.phone`;
+    /// otherwise, read as an identity (`identities.phone`), in E.164 form (`+33612345678`).
     async fn phone(&self) -> Option<&str> {
         self.0.phone.as_deref()
     }
@@ -233,7 +234,9 @@ impl Contact {
         Ok(data_json(&data.unwrap_or_default()))
     }
 
-    /// Aggregate values, rule name to value (absent when a rule has nothing to aggregate).
+    /// Aggregate values, rule name to value. Over no sessions a count, distinct count or sum
+    /// reads 0 (filters agree: `agg.transactions = 0` finds such contacts); an average,
+    /// minimum, maximum, first or last is absent.
     async fn aggregates(&self, ctx: &Context<'_>) -> Result<Json<serde_json::Value>> {
         if let Some(aggs) = &self.2.aggregates {
             return Ok(data_json(aggs));
