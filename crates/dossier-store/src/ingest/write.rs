@@ -329,54 +329,14 @@ async fn mark_rejected_seen(
 }
 
 impl SqlStore {
-    /// Commits a batch and its stream's new state in one transaction. Re-applying a batch
-    /// changes nothing (upserts are idempotent by source, stream and external id).
+    /// Commits a batch and its stream's new state in one transaction: a group of one batch
+    /// (see [`WriteGroup`]), its lease checked before the commit. Re-applying a batch changes
+    /// nothing (upserts are idempotent by source, stream and external id).
     pub async fn apply_batch(&self, ws: &str, batch: &BatchWrite) -> Result<BatchOutcome> {
-        if self.backend == Backend::Postgres {
-            match self.apply_shared(ws, batch).await {
-                Err(e) if e.is_conflict() => {
-                    self.conflicts.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(workspace = %ws, source = %batch.source, stream = %batch.stream, reason = %e, "a batch met a concurrent writer; writing it again alone");
-                }
-                result => return result,
-            }
-        }
-        let mut tx = begin_write(self, ws).await?;
-        if let Some(owner) = &batch.lease_owner {
-            check_lease(&mut tx, self.backend, ws, &batch.source, owner).await?;
-        }
-        let outcome = write_batch(&mut tx, self.backend, ws, batch, None).await?;
-        tx.commit().await?;
-        self.wrote(outcome.written).await;
+        let mut group = self.begin_group().await?;
+        let outcome = group.apply(ws, batch).await?;
+        group.commit().await?;
         Ok(outcome)
-    }
-
-    /// A batch beside other writers of the workspace (PostgreSQL): rolled back, explicitly,
-    /// on any error, so that its locks are gone before it is written again alone.
-    async fn apply_shared(&self, ws: &str, batch: &BatchWrite) -> Result<BatchOutcome> {
-        let mut tx = begin_unlocked(self).await?;
-        let written = async {
-            lock_workspace(&mut tx, self.backend, ws, Access::Shared).await?;
-            if let Some(owner) = &batch.lease_owner {
-                check_lease(&mut tx, self.backend, ws, &batch.source, owner).await?;
-            }
-            let locked = lock_contacts(&mut tx, ws, batch, true)
-                .await?
-                .unwrap_or_default();
-            write_batch(&mut tx, self.backend, ws, batch, Some(&locked)).await
-        }
-        .await;
-        match written {
-            Ok(outcome) => {
-                tx.commit().await?;
-                self.wrote(outcome.written).await;
-                Ok(outcome)
-            }
-            Err(e) => {
-                tx.rollback().await?;
-                Err(e)
-            }
-        }
     }
 
     /// Opens a transaction for several batches of a read (see [`WriteGroup`]).
