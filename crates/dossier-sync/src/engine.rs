@@ -1,6 +1,6 @@
 //! Running a sync: read → map → resolve → upsert → commit, one transaction per batch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -339,10 +339,14 @@ impl Engine {
         let source = self.loaded.config.source(source)?;
         let conn = self.connect(source).await?;
         let streams: Vec<_> = source.streams.iter().map(Self::stream_config).collect();
+        let found = conn.check(&streams).await;
+        // A problem of the whole source (the connection) stops here: every stream would only
+        // repeat it. Otherwise every stream is checked, so one run of `check` lists everything
+        // to fix; a stream the connector already refused is not compiled or sampled again.
+        let whole = found.iter().any(|p| p.stream.is_none());
+        let refused: HashSet<String> = found.iter().filter_map(|p| p.stream.clone()).collect();
         let mut report = CheckReport {
-            problems: conn
-                .check(&streams)
-                .await
+            problems: found
                 .into_iter()
                 .map(|p| match p.stream {
                     Some(s) => format!("stream {s:?}: {}", p.message),
@@ -351,14 +355,11 @@ impl Engine {
                 .collect(),
             notes: vec![],
         };
-        // Every stream is checked, so one run of `check` lists everything to fix: a stream
-        // the connector already refused is not compiled or sampled again.
-        let refused: Vec<String> = report.problems.clone();
+        if whole {
+            return Ok(report);
+        }
         for st in &source.streams {
-            if refused
-                .iter()
-                .any(|p| p.starts_with(&format!("stream {:?}:", st.name)))
-            {
+            if refused.contains(&st.name) {
                 continue;
             }
             let mapping = match self.compile_stream(source, conn.as_ref(), st).await {
