@@ -1,6 +1,6 @@
 //! Contact records: upserting a contact's profile and own values.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use dossier_core::model::ContactRecord;
 use dossier_core::{DataKey, DataValue, FieldOrigin, ProfileField, Provenance};
@@ -184,24 +184,19 @@ impl Ingest<'_> {
         Ok(())
     }
 
-    /// A contact's profile fields (by name), their origins, and the source's latest update.
+    /// A contact's profile fields (by name), their origins, and the source's latest update,
+    /// as stored now (read again, not taken from what the batch knows).
     pub(super) async fn profile_of(&mut self, id: i64) -> Result<StoredProfile> {
-        let cols: Vec<&str> = ProfileField::ALL.iter().map(|f| f.name()).collect();
-        let sql = format!(
-            "SELECT {}, provenance, source_updated_at FROM contacts WHERE id = $1",
-            cols.join(", ")
-        );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_one(&mut *self.conn)
-            .await?;
-        let mut fields = BTreeMap::new();
-        for f in ProfileField::ALL {
-            if let Some(v) = row.try_get::<Option<String>, _>(f.name())? {
-                fields.insert(f.name().to_string(), v);
-            }
-        }
-        let provenance = decode_provenance(row.try_get("provenance")?)?;
-        Ok((fields, provenance, row.try_get("source_updated_at")?))
+        self.profiles.remove(&id);
+        self.load_profiles(&[id]).await?;
+        let known = self
+            .profiles
+            .remove(&id)
+            .ok_or_else(|| StoreError::corrupt("contact", format!("contact {id} has no row")))?;
+        Ok((
+            known.fields.into_iter().collect(),
+            known.provenance,
+            known.source_updated_at,
+        ))
     }
 }
