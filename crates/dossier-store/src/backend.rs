@@ -1,7 +1,7 @@
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use dossier_core::{AggregateRule, redact_url};
+use dossier_core::redact_url;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions as _, Connection as _, Executor, Row};
 
@@ -262,11 +262,6 @@ impl SqlStore {
         .execute(&self.write)
         .await?;
         Ok(())
-    }
-
-    /// The workspace's aggregate rules.
-    pub async fn rules(&self, ws: &str) -> Result<Vec<AggregateRule>> {
-        crate::ingest::load_rules(&mut *self.read.acquire().await?, ws).await
     }
 }
 

@@ -7,12 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 use dossier_core::DataValue;
 use sqlx::{AssertSqlSafe, Row};
 
+use crate::encoding::decode_value;
 use crate::error::Result;
 use crate::filter_sql::{Bind, SqlBuilder, bind_all};
 use crate::json_sql::{Json, parse_json};
 use crate::read::{
-    AggregateRead, CONTACT_COLS, SESSION_FIELDS, SessionColumns, contact, decode_value,
-    fold_aggregates,
+    AggregateRead, CONTACT_COLS, SESSION_FIELDS, SessionColumns, contact, fold_aggregates,
 };
 use crate::{Backend, ContactRow, Page, SessionRow, SqlStore};
 
@@ -55,6 +55,22 @@ pub struct ContactCard {
 }
 
 impl SqlStore {
+    /// A contact by id; a merged id returns the contact it merged into.
+    pub async fn contact(&self, ws: &str, id: i64) -> Result<Option<ContactRow>> {
+        self.contact_alone(ws, ContactKey::Id(id)).await
+    }
+
+    /// A contact by email identity (normalised before the lookup).
+    pub async fn contact_by_email(&self, ws: &str, email: &str) -> Result<Option<ContactRow>> {
+        self.contact_alone(ws, ContactKey::Email(email)).await
+    }
+
+    /// A contact by `key` without any of its parts.
+    async fn contact_alone(&self, ws: &str, key: ContactKey<'_>) -> Result<Option<ContactRow>> {
+        let card = self.contact_card(ws, key, &CardParts::default()).await?;
+        Ok(card.map(|c| c.contact))
+    }
+
     /// A contact and the `parts` asked for, in one statement.
     pub async fn contact_card(
         &self,

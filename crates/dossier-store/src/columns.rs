@@ -101,7 +101,7 @@ impl<'a> ContactFields<'a> {
                     "CASE WHEN {missing} THEN CAST({p} AS DOUBLE PRECISION) ELSE {num} END"
                 );
             }
-            let p = b.param(Bind::Text(crate::ingest::encode(empty)));
+            let p = b.param(Bind::Text(crate::encoding::encode(empty)));
             value = format!("CASE WHEN {missing} THEN CAST({p} AS TEXT) ELSE {value} END");
         }
         FieldSql::Custom { num, txt, value }

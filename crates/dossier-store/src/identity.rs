@@ -1,16 +1,58 @@
-//! The identity side of the store that is not ingest: registering the workspace's identity
-//! policy, the merge log, and where each value of a contact came from.
+//! The identity side of the store that is not ingest: the workspace's identity policy, the
+//! merge log and following it to a live contact, and where each value of a contact came from.
 
 use dossier_core::IdentityPolicy;
-use sqlx::Row as _;
+use sqlx::{AnyConnection, Row as _};
 
 use crate::backend::{SqlStore, now_micros};
-use crate::ingest::decode_provenance;
-use crate::read::resolve_contact_id;
+use crate::encoding::decode_provenance;
 use crate::{MergeRow, Result, StoreError, ValueOrigin};
 
 /// The origin recorded for values set through the API.
 pub const API_SOURCE: &str = "api";
+
+/// The workspace's identity policy (the default where none was registered).
+pub(crate) async fn load_policy(conn: &mut AnyConnection, ws: &str) -> Result<IdentityPolicy> {
+    let row = sqlx::query(
+        "SELECT value FROM workspace_settings WHERE workspace = $1 AND name = 'identity'",
+    )
+    .bind(ws)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        None => Ok(IdentityPolicy::default()),
+        Some(r) => serde_json::from_str(&r.try_get::<String, _>(0)?)
+            .map_err(|e| StoreError::corrupt("identity policy", e)),
+    }
+}
+
+/// Follows merges: the live contact an id (perhaps of a merged contact) stands for.
+pub(crate) async fn resolve_contact_id(
+    conn: &mut AnyConnection,
+    ws: &str,
+    id: i64,
+) -> Result<Option<i64>> {
+    let mut id = id;
+    // Merges re-point earlier merges, so one hop is the norm; the bound guards corrupt chains.
+    for _ in 0..16 {
+        let row = sqlx::query("SELECT merged_into FROM contacts WHERE id = $1 AND workspace = $2")
+            .bind(id)
+            .bind(ws)
+            .fetch_optional(&mut *conn)
+            .await?;
+        match row {
+            None => return Ok(None),
+            Some(r) => match r.try_get::<Option<i64>, _>(0)? {
+                None => return Ok(Some(id)),
+                Some(next) => id = next,
+            },
+        }
+    }
+    Err(StoreError::corrupt(
+        "contact merge chain",
+        format!("contact {id} merges in a loop"),
+    ))
+}
 
 impl SqlStore {
     /// Registers the identity policy the next batches apply (it does not rewrite history).

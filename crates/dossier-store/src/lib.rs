@@ -7,9 +7,11 @@
 //! `RETURNING`); only the migrations differ, in their id columns and in the tables SQLite
 //! keeps `WITHOUT ROWID`.
 
+mod aggregate_rules;
 mod backend;
 mod card;
 mod columns;
+mod encoding;
 mod error;
 mod filter_sql;
 mod identity;

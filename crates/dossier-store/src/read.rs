@@ -5,12 +5,13 @@ use std::sync::LazyLock;
 
 use dossier_core::{AggState, AggregateRule, DataValue, Filter};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Row};
 
+use crate::encoding::{decode_data, decode_value};
 use crate::error::{Result, StoreError};
 use crate::filter_sql::{Bind, SqlBuilder, bind_all};
-use crate::ingest::decode_data;
-use crate::{CardParts, ContactKey, ContactRow, IdentityRow, Page, SessionRow, SqlStore};
+use crate::identity::resolve_contact_id;
+use crate::{ContactRow, IdentityRow, Page, SessionRow, SqlStore};
 
 pub(crate) const CONTACT_COLS: &str = "c.id, c.email, c.phone, c.first_name, c.last_name, c.company, c.country, c.city, c.locale, c.created_at, c.updated_at";
 
@@ -94,10 +95,6 @@ pub(crate) fn session(r: &AnyRow) -> Result<SessionRow> {
     <SessionColumns as sqlx::FromRow<AnyRow>>::from_row(r)?.decode()
 }
 
-pub(crate) fn decode_value(s: &str) -> Result<DataValue> {
-    serde_json::from_str(s).map_err(|e| StoreError::corrupt("data value", e))
-}
-
 /// A rule's row of an aggregates read: (rule name, rule definition, contact, value), with
 /// no contact when no contact of the read has a value for the rule.
 pub(crate) type AggregateRead = (String, String, Option<i64>, Option<String>);
@@ -139,34 +136,6 @@ pub(crate) fn fold_aggregates(
     Ok(out)
 }
 
-/// Follows merges: the live contact an id (perhaps of a merged contact) stands for.
-pub(crate) async fn resolve_contact_id(
-    conn: &mut AnyConnection,
-    ws: &str,
-    id: i64,
-) -> Result<Option<i64>> {
-    let mut id = id;
-    // Merges re-point earlier merges, so one hop is the norm; the bound guards corrupt chains.
-    for _ in 0..16 {
-        let row = sqlx::query("SELECT merged_into FROM contacts WHERE id = $1 AND workspace = $2")
-            .bind(id)
-            .bind(ws)
-            .fetch_optional(&mut *conn)
-            .await?;
-        match row {
-            None => return Ok(None),
-            Some(r) => match r.try_get::<Option<i64>, _>(0)? {
-                None => return Ok(Some(id)),
-                Some(next) => id = next,
-            },
-        }
-    }
-    Err(StoreError::corrupt(
-        "contact merge chain",
-        format!("contact {id} merges in a loop"),
-    ))
-}
-
 fn in_list(b: &mut SqlBuilder, ids: &[i64]) -> String {
     ids.iter()
         .map(|i| b.param(Bind::Int(*i)))
@@ -175,11 +144,6 @@ fn in_list(b: &mut SqlBuilder, ids: &[i64]) -> String {
 }
 
 impl SqlStore {
-    /// A contact by id; a merged id returns the contact it merged into.
-    pub async fn contact(&self, ws: &str, id: i64) -> Result<Option<ContactRow>> {
-        self.contact_alone(ws, ContactKey::Id(id)).await
-    }
-
     /// A contact read with its `merged_into`: itself when live, else the contact its merge
     /// chain ends at.
     pub(crate) async fn live_contact(
@@ -239,17 +203,6 @@ impl SqlStore {
         Ok(out)
     }
 
-    /// A contact by email identity (normalised before the lookup).
-    pub async fn contact_by_email(&self, ws: &str, email: &str) -> Result<Option<ContactRow>> {
-        self.contact_alone(ws, ContactKey::Email(email)).await
-    }
-
-    /// A contact by `key` without any of its parts.
-    async fn contact_alone(&self, ws: &str, key: ContactKey<'_>) -> Result<Option<ContactRow>> {
-        let card = self.contact_card(ws, key, &CardParts::default()).await?;
-        Ok(card.map(|c| c.contact))
-    }
-
     /// Contacts matching `filter`, in id order, after the contact id `after`.
     pub async fn contacts(
         &self,
@@ -278,21 +231,6 @@ impl SqlStore {
         let has_next = items.len() > first;
         items.truncate(first);
         Ok(Page { items, has_next })
-    }
-
-    /// What the workspace's aggregates read as on a contact without their row, for `filter`
-    /// (nothing to read when there is no filter or it compares no aggregate).
-    pub(crate) async fn empty_aggregates(
-        &self,
-        ws: &str,
-        filter: Option<&Filter>,
-    ) -> Result<HashMap<String, DataValue>> {
-        match filter {
-            Some(f) if crate::filter_sql::names_aggregate(f) => {
-                crate::ingest::empty_aggregates(&mut *self.read.acquire().await?, ws, f).await
-            }
-            _ => Ok(HashMap::new()),
-        }
     }
 
     pub async fn count_contacts(&self, ws: &str, filter: Option<&Filter>) -> Result<i64> {

@@ -253,7 +253,7 @@ async fn diff_members(
         .fetch_one(&mut *conn)
         .await?
         .try_get(0)?;
-    let empty = crate::ingest::empty_aggregates(&mut *conn, ws, filter).await?;
+    let empty = crate::aggregate_rules::empty_aggregates(&mut *conn, ws, filter).await?;
     let mut b = SqlBuilder::new(0).with_empty_aggregates(empty);
     let ws_p = b.param(Bind::Text(ws.into()));
     let seg_p = b.param(Bind::Text(name.into()));

@@ -15,9 +15,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::columns::{ContactFields, FieldSql, SessionField, session_field};
+use crate::encoding::decode_value;
 use crate::filter_sql::{Bind, SqlBuilder, bind_all, session_filter_fields};
 use crate::order::naming;
-use crate::read::decode_value;
 use crate::{Result, SqlStore, StoreError};
 
 /// What a metric computes over a bucket.

@@ -19,7 +19,7 @@ impl SqlStore {
     ) -> Result<()> {
         value.validate(key.as_str())?;
         let mut tx = begin_write(self, ws).await?;
-        let id = crate::read::resolve_contact_id(&mut tx, ws, contact)
+        let id = crate::identity::resolve_contact_id(&mut tx, ws, contact)
             .await?
             .ok_or_else(|| StoreError::NotFound {
                 what: "contact",

@@ -62,7 +62,6 @@
 mod api;
 mod contacts;
 mod derived;
-mod encoding;
 mod identities;
 mod locks;
 mod maintenance;
@@ -81,16 +80,16 @@ use dossier_core::{
 };
 use sqlx::AnyConnection;
 
-pub(crate) use encoding::{decode_data, decode_provenance, encode, projections};
-pub(crate) use rules::{empty_aggregates, load_rules};
 pub use write::WriteGroup;
 pub(crate) use write::{begin_shared, begin_write};
 
+use crate::aggregate_rules::load_rules;
 use crate::backend::now_micros;
+use crate::encoding::{decode_data, decode_provenance, encode, encode_state, projections};
 use crate::error::{Result, StoreError};
+use crate::identity::load_policy;
 use crate::{Backend, BatchOutcome};
 use derived::*;
-use encoding::{encode_state, load_policy};
 use sql::*;
 
 /// A live session as aggregates and session data need it: (id, kind, start, data).

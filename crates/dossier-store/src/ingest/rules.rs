@@ -1,49 +1,17 @@
-//! Aggregate rules: loading them, and registering new ones with their backfill.
+//! Registering aggregate rules, with their backfill (reading them: `aggregate_rules`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dossier_core::{AggState, AggregateRule, Filter};
-use sqlx::{AnyConnection, Row};
+use dossier_core::{AggState, AggregateRule};
+use sqlx::Row;
 
 use super::*;
 use crate::backend::now_micros;
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::{Backend, SqlStore};
-
-pub(crate) async fn load_rules(conn: &mut AnyConnection, ws: &str) -> Result<Vec<AggregateRule>> {
-    let rows =
-        sqlx::query("SELECT definition FROM aggregate_rules WHERE workspace = $1 ORDER BY name")
-            .bind(ws)
-            .fetch_all(&mut *conn)
-            .await?;
-    rows.iter()
-        .map(|r| {
-            let d: String = r.try_get("definition")?;
-            serde_json::from_str(&d).map_err(|e| StoreError::corrupt("aggregate rule", e))
-        })
-        .collect()
-}
 
 /// Contacts whose sessions a rule backfill reads at once.
 const BACKFILL_CONTACTS: i64 = 2_000;
-
-/// What each rule reads as on a contact without a row for it (`count`, `sum` and
-/// `distinct_count` of nothing are 0; the others are absent), for `filter` to agree with
-/// reads. Read only when the filter compares an aggregate: other filters need none of it.
-pub(crate) async fn empty_aggregates(
-    conn: &mut AnyConnection,
-    ws: &str,
-    filter: &Filter,
-) -> Result<HashMap<String, DataValue>> {
-    if !crate::filter_sql::names_aggregate(filter) {
-        return Ok(HashMap::new());
-    }
-    Ok(load_rules(conn, ws)
-        .await?
-        .iter()
-        .filter_map(|r| Some((r.name.to_string(), AggState::default().value(r.op)?)))
-        .collect())
-}
 
 impl SqlStore {
     /// Declares the workspace's aggregate rules. New or changed rules are backfilled from

@@ -2,25 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use dossier_core::{AggState, DataValue, IdentityPolicy, Provenance};
-use sqlx::{AnyConnection, Row};
+use dossier_core::{AggState, DataValue, Provenance};
 
 use crate::error::{Result, StoreError};
-
-/// The workspace's identity policy (the default where none was registered).
-pub(crate) async fn load_policy(conn: &mut AnyConnection, ws: &str) -> Result<IdentityPolicy> {
-    let row = sqlx::query(
-        "SELECT value FROM workspace_settings WHERE workspace = $1 AND name = 'identity'",
-    )
-    .bind(ws)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match row {
-        None => Ok(IdentityPolicy::default()),
-        Some(r) => serde_json::from_str(&r.try_get::<String, _>(0)?)
-            .map_err(|e| StoreError::corrupt("identity policy", e)),
-    }
-}
 
 pub(crate) fn decode_provenance(json: Option<String>) -> Result<Provenance> {
     json.map_or_else(
@@ -42,10 +26,14 @@ pub(crate) fn encode(v: &DataValue) -> String {
     serde_json::to_string(v).expect("data values serialize")
 }
 
+pub(crate) fn decode_value(s: &str) -> Result<DataValue> {
+    serde_json::from_str(s).map_err(|e| StoreError::corrupt("data value", e))
+}
+
 pub(crate) fn decode_data(s: &str) -> Result<BTreeMap<String, DataValue>> {
     serde_json::from_str(s).map_err(|e| StoreError::corrupt("session data", e))
 }
 
-pub(super) fn encode_state(state: &AggState) -> String {
+pub(crate) fn encode_state(state: &AggState) -> String {
     serde_json::to_string(state).expect("aggregate states serialize")
 }
