@@ -191,9 +191,7 @@ impl SqlStore {
                     .collect::<Result<Vec<_>>>()?;
                 // A JSON aggregate need not keep its input's order.
                 items.sort_by_key(|s| std::cmp::Reverse((s.started_at, s.id)));
-                let has_next = items.len() > page.first;
-                items.truncate(page.first);
-                Some(Page { items, has_next })
+                Some(Page::cut(items, page.first))
             }
             None => None,
         };

@@ -179,7 +179,7 @@ impl SqlStore {
         let rows = bind_all(sqlx::query(AssertSqlSafe(sql.to_string())), binds)
             .fetch_all(&self.read)
             .await?;
-        let mut items = rows
+        let items = rows
             .iter()
             .map(|r| {
                 let (id, row) = read(r)?;
@@ -187,9 +187,7 @@ impl SqlStore {
                 Ok(Placed { row, position })
             })
             .collect::<Result<Vec<_>>>()?;
-        let has_next = items.len() > first;
-        items.truncate(first);
-        Ok(Page { items, has_next })
+        Ok(Page::cut(items, first))
     }
 
     /// Contacts matching `filter` in the `order` given (ties by id), after `after`.

@@ -227,10 +227,8 @@ impl SqlStore {
         let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
             .fetch_all(&self.read)
             .await?;
-        let mut items = rows.iter().map(contact).collect::<Result<Vec<_>>>()?;
-        let has_next = items.len() > first;
-        items.truncate(first);
-        Ok(Page { items, has_next })
+        let items = rows.iter().map(contact).collect::<Result<Vec<_>>>()?;
+        Ok(Page::cut(items, first))
     }
 
     pub async fn count_contacts(&self, ws: &str, filter: Option<&Filter>) -> Result<i64> {

@@ -130,7 +130,7 @@ impl SqlStore {
         .bind(first as i64 + 1)
         .fetch_all(&self.read)
         .await?;
-        let mut items = rows
+        let items = rows
             .iter()
             .map(|r| {
                 Ok(RunRow {
@@ -156,9 +156,7 @@ impl SqlStore {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let has_next = items.len() > first;
-        items.truncate(first);
-        Ok(Page { items, has_next })
+        Ok(Page::cut(items, first))
     }
 
     /// Records refused by their mapping, newest first.

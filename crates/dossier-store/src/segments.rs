@@ -189,7 +189,7 @@ impl SqlStore {
         .bind(first as i64 + 1)
         .fetch_all(&self.read)
         .await?;
-        let mut items = rows
+        let items = rows
             .iter()
             .map(|r| {
                 Ok(SegmentChange {
@@ -200,9 +200,7 @@ impl SqlStore {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let has_next = items.len() > first;
-        items.truncate(first);
-        Ok(Page { items, has_next })
+        Ok(Page::cut(items, first))
     }
 
     /// The newest change id of a segment's feed: a cursor that starts reading from now on.

@@ -138,6 +138,16 @@ pub struct Page<T> {
     pub has_next: bool,
 }
 
+impl<T> Page<T> {
+    /// The first `first` of `items`, which were read with one more than a page holds so
+    /// that one more tells another page follows.
+    pub(crate) fn cut(mut items: Vec<T>, first: usize) -> Self {
+        let has_next = items.len() > first;
+        items.truncate(first);
+        Page { items, has_next }
+    }
+}
+
 /// One entry of the merge log: a merge made, or refused by the identity policy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MergeRow {
