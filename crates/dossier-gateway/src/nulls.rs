@@ -2,10 +2,11 @@
 //! async-graphql leaves an errored field out of `data`, where the specification makes it
 //! `null`, and when the field is non-null, makes its nearest nullable parent `null` instead.
 //!
-//! The [`crate::limits::Validation`] extension's `resolve` hook calls [`Sink::settle`] after
-//! each field: an error of a nullable field is kept here and the field answers `null`; an
-//! error of a non-null field goes up (as async-graphql reports it) and is recorded as a
-//! pending null, which the first nullable field above it (or list of nullable items) takes.
+//! Whatever wraps field resolution (the validation extension of `limits`) calls
+//! [`Sink::settle`] after each field: an error of a nullable field is kept here and the field
+//! answers `null`; an error of a non-null field goes up (as async-graphql reports it) and is
+//! recorded as a pending null, which the first nullable field above it (or list of nullable
+//! items) takes.
 //! A pending null that reaches the root makes `data` null.
 
 use std::sync::Mutex;
