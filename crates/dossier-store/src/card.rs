@@ -96,7 +96,7 @@ impl SqlStore {
                 (
                     "identities i JOIN contacts c ON c.id = i.contact_id",
                     format!(
-                        "i.workspace = {ws_p} AND i.kind = 'email' AND i.value = {email_p} AND c.workspace = {ws_p}"
+                        "i.workspace = {ws_p} AND i.kind = 'email' AND i.value = {email_p} AND i.retired = 0 AND c.workspace = {ws_p}"
                     ),
                 )
             }

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use dossier_core::model::ContactRecord;
+use dossier_core::model::{ContactLink, ContactRecord};
 use dossier_core::template::Template;
 use dossier_core::value::to_micros;
 use dossier_core::{
@@ -734,8 +734,133 @@ async fn shortcuts_render_for_a_contact_and_session(db: TestDb) {
     assert!(s.delete_shortcut(WS, "hello").await.unwrap());
 }
 
+/// An order of the shop's `orders` stream that names its customer by email only.
+fn order_by_email(id: u32, email: &str) -> MappedRecord {
+    let MappedRecord::Session(mut s) = order(id, 0, 1.0, 100) else {
+        unreachable!()
+    };
+    s.contact = Some(ContactLink::Identity(Identity::email(email).unwrap()));
+    MappedRecord::Session(s)
+}
+
+async fn is_found(s: &SqlStore, email: &str) -> bool {
+    s.contact_by_email(WS, email).await.unwrap().is_some()
+}
+
+async fn an_identity_no_record_asserts_stops_resolving(db: TestDb) {
+    let s = &db.store;
+    s.ensure_workspace(WS).await.unwrap();
+    let customers = |records| batch("customers", records, 1);
+    s.apply_batch(
+        WS,
+        &customers(vec![customer(1, "old@example.com", "FR", "basic")]),
+    )
+    .await
+    .unwrap();
+    let ada = email_id(s, "old@example.com").await;
+    // The email changes at the source: the new one finds the contact, the old one no longer.
+    s.apply_batch(
+        WS,
+        &customers(vec![customer(1, "new@example.com", "FR", "basic")]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(email_id(s, "new@example.com").await, ada);
+    assert!(!is_found(s, "old@example.com").await);
+    // A record giving the old email again is tied to her, as it was before the change
+    // (identities only ever tie: contacts never depend on the order records arrive in), and
+    // the old email resolves again.
+    s.apply_batch(
+        WS,
+        &customers(vec![customer(2, "old@example.com", "DE", "pro")]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(email_id(s, "old@example.com").await, ada);
+    assert_eq!(s.counts(WS).await.unwrap().0, 1);
+
+    // An email two records assert resolves while either still does.
+    s.apply_batch(
+        WS,
+        &customers(vec![
+            customer(3, "shared@example.com", "FR", "basic"),
+            customer(4, "shared@example.com", "FR", "basic"),
+        ]),
+    )
+    .await
+    .unwrap();
+    let shared = email_id(s, "shared@example.com").await;
+    s.apply_batch(
+        WS,
+        &customers(vec![customer(3, "c3@example.com", "FR", "basic")]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(email_id(s, "shared@example.com").await, shared);
+    s.apply_batch(
+        WS,
+        &customers(vec![customer(4, "c4@example.com", "FR", "basic")]),
+    )
+    .await
+    .unwrap();
+    assert!(!is_found(s, "shared@example.com").await);
+    // The merge it caused stays: both records still name one contact.
+    assert_eq!(email_id(s, "c3@example.com").await, shared);
+    assert_eq!(email_id(s, "c4@example.com").await, shared);
+
+    // A session that links by email asserts it too.
+    s.apply_batch(
+        WS,
+        &customers(vec![customer(5, "buyer@example.com", "FR", "basic")]),
+    )
+    .await
+    .unwrap();
+    let buyer = email_id(s, "buyer@example.com").await;
+    s.apply_batch(
+        WS,
+        &batch("orders", vec![order_by_email(50, "buyer@example.com")], 1),
+    )
+    .await
+    .unwrap();
+    s.apply_batch(
+        WS,
+        &customers(vec![customer(5, "b2@example.com", "FR", "basic")]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(email_id(s, "buyer@example.com").await, buyer);
+    // Until the order names someone else.
+    s.apply_batch(
+        WS,
+        &batch("orders", vec![order_by_email(50, "b2@example.com")], 2),
+    )
+    .await
+    .unwrap();
+    assert!(!is_found(s, "buyer@example.com").await);
+
+    // Within one batch as across batches: what the records' last versions assert.
+    s.apply_batch(
+        WS,
+        &customers(vec![
+            customer(6, "p@example.com", "FR", "basic"),
+            customer(6, "q@example.com", "FR", "basic"),
+            customer(7, "r@example.com", "FR", "basic"),
+            customer(7, "s@example.com", "FR", "basic"),
+            customer(8, "r@example.com", "FR", "basic"),
+        ]),
+    )
+    .await
+    .unwrap();
+    assert!(!is_found(s, "p@example.com").await);
+    assert_eq!(
+        email_id(s, "r@example.com").await,
+        email_id(s, "s@example.com").await
+    );
+}
+
 suite!(
     conditional_and_windowed_aggregates,
+    an_identity_no_record_asserts_stops_resolving,
     aggregates_equal_a_recompute_after_random_changes,
     deferred_batches_settle_to_a_recompute,
     identity_safety_and_survivorship,

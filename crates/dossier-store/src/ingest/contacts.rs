@@ -23,6 +23,9 @@ impl Ingest<'_> {
             record,
             at: rec.updated_at.unwrap_or(self.now),
         };
+        // The emails and phones this record asserts now; one it no longer asserts stops
+        // resolving once no other record does.
+        let claimant = rec.external.value.clone();
         if found.is_empty() {
             let mut provenance = Provenance::default();
             let (fields, data) = self.winning(rec, &origin, &mut provenance);
@@ -35,9 +38,11 @@ impl Ingest<'_> {
             for (k, v) in data {
                 self.set_own_data(id, k, v);
             }
+            self.claim(&claimant, &rec.identities).await?;
             return Ok(true);
         }
         let id = self.resolve_found(&found, &missing, rec.created_at).await?;
+        self.claim(&claimant, &rec.identities).await?;
         if self.new_contact_ids.contains(&id) {
             // Created earlier in this batch and still queued: insert it before updating it.
             self.flush_contact_writes().await?;

@@ -18,19 +18,23 @@ impl Ingest<'_> {
             return Ok(None);
         }
         let row = sqlx::query(
-            "SELECT contact_id FROM identities WHERE workspace = $1 AND kind = $2 AND value = $3",
+            "SELECT contact_id, retired FROM identities WHERE workspace = $1 AND kind = $2 AND value = $3",
         )
         .bind(self.ws)
         .bind(ident.kind.as_str())
         .bind(&ident.value)
         .fetch_optional(&mut *self.conn)
         .await?;
-        let id = row.map(|r| r.try_get::<i64, _>(0)).transpose()?;
-        if let Some(id) = id {
-            self.guard(id)?;
-            self.idents.insert(ident.clone(), id);
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let id: i64 = row.try_get(0)?;
+        self.guard(id)?;
+        if row.try_get::<i64, _>(1)? != 0 {
+            self.retired.insert(ident.clone());
         }
-        Ok(id)
+        self.idents.insert(ident.clone(), id);
+        Ok(Some(id))
     }
 
     /// Creates a contact, with its record's profile when a contact record creates it. The row
@@ -179,10 +183,10 @@ impl Ingest<'_> {
         let idents = std::mem::take(&mut self.new_idents);
         for chunk in idents.chunks(CHUNK) {
             let values = placeholders(self.sqlite, chunk.len(), 5, 1, |p| {
-                format!("({})", p.join(", "))
+                format!("({}, 1)", p.join(", "))
             });
             let mut q = sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO identities (workspace, kind, value, contact_id, created_at) VALUES {values} \
+                "INSERT INTO identities (workspace, kind, value, contact_id, created_at, claimed) VALUES {values} \
                  ON CONFLICT (workspace, kind, value) DO NOTHING RETURNING 1"
             )));
             for (contact, ident) in chunk {
@@ -205,6 +209,7 @@ impl Ingest<'_> {
                 )));
             }
         }
+        self.flush_claims().await?;
         let own: Vec<_> = self.own_data.drain().collect();
         for chunk in own.chunks(CHUNK) {
             let values = placeholders(self.sqlite, chunk.len(), 7, 1, |p| {

@@ -60,6 +60,7 @@
 //!    lease, checked just before the commit, in the same transaction.
 
 mod api;
+mod claims;
 mod contacts;
 mod derived;
 mod identities;
@@ -225,6 +226,18 @@ pub(crate) struct Ingest<'c> {
     /// Identities found missing and attached to a contact, inserted many per statement
     /// before anything reads the identities table (merges) and at `finish`.
     new_idents: Vec<(i64, Identity)>,
+    /// The emails and phones records of the batch assert now, by claimant ([`claims`]),
+    /// where that differs from `stored_claims`; written with `new_idents`.
+    claims: HashMap<String, BTreeSet<Identity>>,
+    /// The claimants in `claims`.
+    dirty_claims: HashSet<String>,
+    /// Claims as stored (or last written), by claimant.
+    stored_claims: HashMap<String, BTreeSet<Identity>>,
+    /// Identities known to be retired: no record asserts them ([`claims`]).
+    retired: HashSet<Identity>,
+    /// Identities some record of the batch stopped asserting: retired at the next flush
+    /// unless another record claims them.
+    unclaimed: BTreeSet<Identity>,
     /// Own values of contact records, the last per (contact, key), written with `new_idents`.
     own_data: HashMap<(i64, DataKey), DataValue>,
     /// What this batch knows of the contacts its contact records name, loaded once (or
@@ -278,6 +291,11 @@ impl<'c> Ingest<'c> {
             defer: false,
             deferred: BTreeSet::new(),
             new_idents: Vec::new(),
+            claims: HashMap::new(),
+            dirty_claims: HashSet::new(),
+            stored_claims: HashMap::new(),
+            retired: HashSet::new(),
+            unclaimed: BTreeSet::new(),
             own_data: HashMap::new(),
             profiles: HashMap::new(),
             new_contacts: Vec::new(),

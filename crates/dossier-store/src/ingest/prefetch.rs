@@ -74,7 +74,7 @@ impl Ingest<'_> {
                 );
                 let keys = json.strings(&p1);
                 let sql = format!(
-                    "SELECT {agg}({array}(i.value, i.contact_id)){as_text} AS packed \
+                    "SELECT {agg}({array}(i.value, i.contact_id, i.retired)){as_text} AS packed \
                      FROM {keys} CROSS JOIN identities i \
                      WHERE i.workspace = {p2} AND i.kind = {p3} AND i.value = j.value"
                 );
@@ -85,9 +85,10 @@ impl Ingest<'_> {
                     .fetch_one(&mut *self.conn)
                     .await?
                     .try_get("packed")?;
-                let found: HashMap<String, i64> =
-                    parse_json::<(String, i64)>("identities", packed)?
+                let found: HashMap<String, (i64, i64)> =
+                    parse_json::<(String, i64, i64)>("identities", packed)?
                         .into_iter()
+                        .map(|(value, id, retired)| (value, (id, retired)))
                         .collect();
                 for v in chunk {
                     let ident = Identity {
@@ -95,7 +96,10 @@ impl Ingest<'_> {
                         value: v.to_string(),
                     };
                     match found.get(*v) {
-                        Some(id) => {
+                        Some((id, retired)) => {
+                            if *retired != 0 {
+                                self.retired.insert(ident.clone());
+                            }
                             self.guard(*id)?;
                             // Only sessions touch aggregates: load states for their contacts.
                             if linked.contains(&ident) {
@@ -113,6 +117,8 @@ impl Ingest<'_> {
         for chunk in external_ids.chunks(KEYS_CHUNK) {
             contacts.extend(self.load_stored_sessions(source, stream, chunk).await?);
         }
+        self.load_claims(&claims::claimants(source, stream, records))
+            .await?;
         if !self.rules.is_empty() && !self.defer {
             let ids: Vec<i64> = contacts.into_iter().collect();
             self.load_agg_states(&ids).await?;

@@ -109,6 +109,15 @@ impl Ingest<'_> {
             }),
             None => None,
         };
+        let linked = match &rec.contact {
+            Some(ContactLink::Identity(ident)) => Some(ident),
+            None => None,
+        };
+        self.claim(
+            &claims::session_claimant(source, stream, &rec.external_id),
+            linked,
+        )
+        .await?;
         let started_at = rec.started_at.unwrap_or(self.now);
         let data: BTreeMap<String, DataValue> = rec
             .data
