@@ -1,0 +1,492 @@
+//! Any Airbyte-protocol source as a Dossier connector: a pip-installed `source-<name>`, or
+//! any executable speaking the protocol, run as a child process.
+//!
+//! `connect` runs `spec` and checks the user's config against the source's JSON Schema;
+//! `check` runs `check` (CONNECTION_STATUS); `discover` runs `discover` (CATALOG, kept for the
+//! connector's life); `read` runs `read` for one stream with a configured catalog of that
+//! stream alone and the state Dossier stored for it. Records commit only in the batch of the
+//! STATE message that covers them ([`read`]).
+//!
+//! Each run gets its files (config, catalog, state: 0600) in a private directory removed when
+//! it ends, an environment of `PATH`, `HOME`, locale, certificate and proxy variables plus
+//! the config's `env`, and is killed when the read is dropped (a cancel, an error).
+//!
+//! Logs: the source's LOG messages at their level and its stderr as `warn`, each with the
+//! field `airbyte_source` (the program's file name); a CONTROL message that updates the
+//! source's config `warn`s with the keys it changed.
+
+mod config;
+mod error;
+mod process;
+mod protocol;
+mod read;
+mod schema;
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use dossier_connector::{
+    BatchStream, Catalog, Connector, ConnectorError, Problem, ReadRequest, StreamInfo, batch_stream,
+};
+use serde_json::Value as Json;
+use tokio::sync::OnceCell;
+
+pub use config::{
+    Config, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_RECORDS_PER_STATE,
+    Stream, SyncMode,
+};
+pub use error::AirbyteError;
+
+use process::{Program, Run};
+use protocol::{AirbyteStream, Message, MessageType};
+use schema::Layout;
+
+/// An Airbyte source, connected: its spec checked, its catalog read once when first needed.
+pub struct AirbyteConnector {
+    program: Program,
+    /// The source's config; a CONTROL message may replace it for the rest of the run.
+    source_config: Mutex<Json>,
+    max_records_per_state: usize,
+    catalog: OnceCell<Vec<AirbyteStream>>,
+}
+
+/// A configured stream resolved against the catalog: what to ask the source for.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub airbyte: AirbyteStream,
+    pub layout: Layout,
+    pub mode: SyncMode,
+    pub cursor: Vec<String>,
+    pub primary_key: Vec<Vec<String>>,
+}
+
+impl AirbyteConnector {
+    fn at(&self, what: &str) -> String {
+        format!("airbyte source `{}` ({what})", self.program.label)
+    }
+
+    /// Starts `verb`, with the source's config unless it is `spec`.
+    fn start(&self, verb: &str, extra: &[(&str, &Json)], at: String) -> Result<Run, AirbyteError> {
+        let config = self
+            .source_config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut files = vec![];
+        if verb != "spec" {
+            files.push(("--config", &config));
+        }
+        files.extend_from_slice(extra);
+        self.program.start(verb, &files, at)
+    }
+
+    /// LOG, TRACE and CONTROL, which any command may write: logged, a TRACE error returned as
+    /// the error, a config update applied. Other messages are given back.
+    pub(crate) fn handle(&self, run: &Run, msg: Message) -> Result<Option<Message>, AirbyteError> {
+        let label = run.label();
+        match msg.kind {
+            MessageType::Log => {
+                if let Some(log) = &msg.log {
+                    process::log(label, &log.level, &log.message, log.stack_trace.as_deref());
+                }
+                Ok(None)
+            }
+            MessageType::Trace => {
+                let Some(trace) = msg.trace else {
+                    return Err(run.protocol("a TRACE message without `trace`"));
+                };
+                match trace.kind.as_str() {
+                    "ERROR" => {
+                        let Some(e) = trace.error else {
+                            return Err(run.protocol("a TRACE ERROR without `error`"));
+                        };
+                        tracing::debug!(airbyte_source = %label, internal = ?e.internal_message, stack_trace = ?e.stack_trace, "source error");
+                        Err(AirbyteError::Trace {
+                            at: run.at().to_string(),
+                            failure_type: e
+                                .failure_type
+                                .clone()
+                                .unwrap_or_else(|| "system_error".into()),
+                            message: e.message.trim_end_matches('.').to_string(),
+                        })
+                    }
+                    "STREAM_STATUS" => {
+                        tracing::debug!(airbyte_source = %label, status = ?trace.stream_status, "stream status");
+                        Ok(None)
+                    }
+                    "ESTIMATE" => {
+                        tracing::debug!(airbyte_source = %label, estimate = ?trace.estimate, "estimate");
+                        Ok(None)
+                    }
+                    other => {
+                        tracing::debug!(airbyte_source = %label, kind = other, "trace message ignored");
+                        Ok(None)
+                    }
+                }
+            }
+            MessageType::Control => {
+                match msg.control {
+                    Some(c) if c.kind == "CONNECTOR_CONFIG" => match c.connector_config {
+                        Some(update) => self.update_config(label, update.config),
+                        None => {
+                            return Err(run.protocol(
+                                "a CONNECTOR_CONFIG control message without `connectorConfig`",
+                            ));
+                        }
+                    },
+                    other => {
+                        tracing::debug!(airbyte_source = %label, kind = ?other.map(|c| c.kind), "control message ignored");
+                    }
+                }
+                Ok(None)
+            }
+            _ => Ok(Some(msg)),
+        }
+    }
+
+    /// A source that rotates a credential (an OAuth refresh token) asks for its new config
+    /// to be kept. It is used for the rest of this connector's life; dossier.toml, whose
+    /// values may come from the environment, is not rewritten: the warning says which keys to
+    /// update there.
+    fn update_config(&self, label: &str, new: serde_json::Map<String, Json>) {
+        let mut config = self
+            .source_config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let old = config.as_object().cloned().unwrap_or_default();
+        let changed: Vec<&str> = new
+            .iter()
+            .filter(|(k, v)| old.get(*k) != Some(v))
+            .map(|(k, _)| k.as_str())
+            .chain(
+                old.keys()
+                    .filter(|k| !new.contains_key(*k))
+                    .map(String::as_str),
+            )
+            .collect();
+        tracing::warn!(
+            airbyte_source = %label,
+            changed = ?changed,
+            "the source updated its config (CONTROL message): this run goes on with the new values, but dossier.toml is not rewritten; put the new values of these keys in the config or its environment, or the next run may fail"
+        );
+        *config = Json::Object(new);
+    }
+
+    /// Runs `verb` to its end and returns its first message of type `want`.
+    async fn ask(
+        &self,
+        verb: &str,
+        want: MessageType,
+        at: String,
+    ) -> Result<Message, AirbyteError> {
+        let mut run = self.start(verb, &[], at)?;
+        let mut found = None;
+        while let Some(msg) = run.next_message().await? {
+            if let Some(msg) = self.handle(&run, msg)?
+                && msg.kind == want
+                && found.is_none()
+            {
+                found = Some(msg);
+            }
+        }
+        found.ok_or_else(|| {
+            run.protocol(format!(
+                "the source exited without writing a {} message",
+                want.as_str()
+            ))
+        })
+    }
+
+    /// The source's streams, as `discover` wrote them the first time it was asked.
+    async fn airbyte_catalog(&self) -> Result<&[AirbyteStream], AirbyteError> {
+        self.catalog
+            .get_or_try_init(|| async {
+                let msg = self
+                    .ask("discover", MessageType::Catalog, self.at("discover"))
+                    .await?;
+                let catalog = msg.catalog.ok_or_else(|| {
+                    AirbyteError::Config(format!(
+                        "{}: the CATALOG message has no `catalog`",
+                        self.at("discover")
+                    ))
+                })?;
+                Ok(catalog.streams)
+            })
+            .await
+            .map(Vec::as_slice)
+    }
+
+    /// The configured stream `name` against the catalog: the source's stream, its fields,
+    /// and the sync mode, cursor and primary key to read it with.
+    pub(crate) async fn resolve(&self, name: &str, s: &Stream) -> Result<Resolved, AirbyteError> {
+        let at = || self.at(&format!("stream {name:?}"));
+        s.validate()
+            .map_err(|e| AirbyteError::Config(format!("{}: {e}", at())))?;
+        let wanted = s.source_stream(name);
+        let catalog = self.airbyte_catalog().await?;
+        let Some(airbyte) = catalog
+            .iter()
+            .find(|a| a.is(wanted, s.namespace.as_deref()))
+        else {
+            let known: Vec<String> = catalog
+                .iter()
+                .map(|a| protocol::qualified(&a.name, a.namespace.as_deref()))
+                .collect();
+            return Err(AirbyteError::Config(format!(
+                "{}: the source has no stream {:?} (set `stream`); it has: {}",
+                at(),
+                protocol::qualified(wanted, s.namespace.as_deref()),
+                known.join(", ")
+            )));
+        };
+        let layout = Layout::from_schema(&airbyte.json_schema);
+        let config_error = |m: String| AirbyteError::Config(format!("{}: {m}", at()));
+        let cursor = match (&s.cursor_field, airbyte.source_defined_cursor) {
+            (Some(c), true) if schema::path_of(c) != airbyte.default_cursor_field => {
+                return Err(config_error(format!(
+                    "the source defines the cursor of {:?} ({}); remove `cursor_field`",
+                    airbyte.name,
+                    airbyte.default_cursor_field.join(".")
+                )));
+            }
+            (Some(c), _) => {
+                if !layout.contains(c) {
+                    return Err(config_error(format!(
+                        "`cursor_field` {c:?} is not a field of {:?}; its fields are: {}",
+                        airbyte.name,
+                        layout.names().join(", ")
+                    )));
+                }
+                schema::path_of(c)
+            }
+            (None, _) => airbyte.default_cursor_field.clone(),
+        };
+        let mode = match s.sync_mode {
+            Some(SyncMode::Incremental) if !airbyte.supports_incremental() => {
+                return Err(config_error(format!(
+                    "the source reads {:?} in full only; remove `sync_mode` or set it to \"full_refresh\"",
+                    airbyte.name
+                )));
+            }
+            Some(SyncMode::Incremental) if cursor.is_empty() => {
+                return Err(config_error(format!(
+                    "the source defines no cursor for {:?}; set `cursor_field` to read it incrementally",
+                    airbyte.name
+                )));
+            }
+            Some(mode) => mode,
+            None if airbyte.supports_incremental() && !cursor.is_empty() => SyncMode::Incremental,
+            None => SyncMode::FullRefresh,
+        };
+        let primary_key = match &s.primary_key {
+            Some(pk) => {
+                if let Some(f) = pk.iter().find(|f| !layout.contains(f)) {
+                    return Err(config_error(format!(
+                        "`primary_key` names {f:?}, which is not a field of {:?}",
+                        airbyte.name
+                    )));
+                }
+                pk.iter().map(|f| schema::path_of(f)).collect()
+            }
+            None => airbyte.source_defined_primary_key.clone(),
+        };
+        Ok(Resolved {
+            airbyte: airbyte.clone(),
+            layout,
+            mode,
+            cursor,
+            primary_key,
+        })
+    }
+}
+
+/// Checks the source's config against its spec's `connectionSpecification`; the error names
+/// each field that does not fit, never its value (it may be a secret).
+fn check_against_spec(at: &str, spec: &Json, config: &Json) -> Result<(), AirbyteError> {
+    let validator = match jsonschema::validator_for(spec) {
+        Ok(v) => v,
+        Err(e) => {
+            // The source checks its config itself when it runs.
+            tracing::warn!(at, error = %e, "the source's spec is not a JSON Schema Dossier can check configs with");
+            return Ok(());
+        }
+    };
+    let problems: Vec<String> = validator
+        .iter_errors(config)
+        .map(|e| {
+            let pointer = e.instance_path().to_string();
+            let field = if pointer.is_empty() {
+                "config".to_string()
+            } else {
+                format!("config{}", pointer.replace('/', "."))
+            };
+            let mut message = e.to_string();
+            let instance = e.instance();
+            if !instance.is_object() && !instance.is_array() {
+                message = message.replacen(&instance.to_string(), "the value", 1);
+            }
+            format!("`{field}`: {message}")
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(AirbyteError::Config(format!(
+            "{at}: the config does not fit the source's spec: {}",
+            problems.join("; ")
+        )))
+    }
+}
+
+#[async_trait::async_trait]
+impl Connector for AirbyteConnector {
+    type Config = Config;
+    type Stream = Stream;
+
+    const NAME: &'static str = "airbyte";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    async fn connect(config: Config) -> Result<Self, ConnectorError> {
+        config
+            .validate()
+            .map_err(|e| ConnectorError::config(format!("airbyte source: {e}")))?;
+        let label: Arc<str> = std::path::Path::new(&config.command[0])
+            .file_name()
+            .map_or_else(
+                || config.command[0].clone(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+            .into();
+        let conn = AirbyteConnector {
+            program: Program {
+                command: config.command.clone(),
+                env: config.env.clone(),
+                idle_timeout: config.idle_timeout(),
+                max_line_bytes: config.max_line_bytes(),
+                label,
+            },
+            source_config: Mutex::new(config.config.clone()),
+            max_records_per_state: config.max_records_per_state(),
+            catalog: OnceCell::new(),
+        };
+        let at = conn.at("spec");
+        let spec = conn.ask("spec", MessageType::Spec, at.clone()).await?;
+        let schema = spec
+            .spec
+            .map(|s| s.connection_specification)
+            .ok_or_else(|| AirbyteError::Config(format!("{at}: the SPEC message has no `spec`")))?;
+        check_against_spec(&at, &schema, &config.config)?;
+        Ok(conn)
+    }
+
+    async fn check(&self, streams: &[(String, Stream)]) -> Vec<Problem> {
+        let status = self
+            .ask("check", MessageType::ConnectionStatus, self.at("check"))
+            .await;
+        let failed = match status {
+            Err(e) => Some(ConnectorError::from(e).to_string()),
+            Ok(msg) => match msg.connection_status {
+                Some(s) if s.status == "SUCCEEDED" => None,
+                Some(s) => Some(format!(
+                    "{}: the connection check failed: {}",
+                    self.at("check"),
+                    s.message.as_deref().unwrap_or("no reason given")
+                )),
+                None => Some(format!(
+                    "{}: the CONNECTION_STATUS message has no `connectionStatus`",
+                    self.at("check")
+                )),
+            },
+        };
+        if let Some(message) = failed {
+            return vec![Problem {
+                stream: None,
+                message,
+            }];
+        }
+        dossier_connector::problems_per_stream(streams, |name, s| async move {
+            self.resolve(name, s)
+                .await
+                .map(|_| vec![])
+                .map_err(ConnectorError::from)
+        })
+        .await
+    }
+
+    async fn discover(&self) -> Result<Catalog, ConnectorError> {
+        let streams = self.airbyte_catalog().await?;
+        Ok(Catalog {
+            streams: streams.iter().map(stream_info).collect(),
+        })
+    }
+
+    async fn describe(&self, name: &str, stream: &Stream) -> Result<StreamInfo, ConnectorError> {
+        let r = self.resolve(name, stream).await?;
+        let mut info = stream_info(&r.airbyte);
+        info.primary_key = r.primary_key.iter().map(|p| p.join(".")).collect();
+        if r.mode == SyncMode::Incremental {
+            info.cursor_candidates = vec![r.cursor.join(".")];
+        }
+        Ok(info)
+    }
+
+    fn read(self: Arc<Self>, request: ReadRequest<Stream>) -> BatchStream {
+        batch_stream(Ok(read::Reader::new(self, request)))
+    }
+}
+
+/// A discovered stream as Dossier shows it.
+fn stream_info(a: &AirbyteStream) -> StreamInfo {
+    let layout = Layout::from_schema(&a.json_schema);
+    let mut cursor_candidates = vec![];
+    if !a.default_cursor_field.is_empty() {
+        cursor_candidates.push(a.default_cursor_field.join("."));
+    }
+    StreamInfo {
+        name: protocol::qualified(&a.name, a.namespace.as_deref()),
+        fields: layout.info().to_vec(),
+        primary_key: a
+            .source_defined_primary_key
+            .iter()
+            .map(|p| p.join("."))
+            .collect(),
+        cursor_candidates,
+        sampled: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_config_that_does_not_fit_the_spec_names_its_fields_not_their_values() {
+        let spec = json!({
+            "type": "object",
+            "required": ["api_key", "count"],
+            "properties": {
+                "api_key": {"type": "string", "airbyte_secret": true},
+                "count": {"type": "integer", "minimum": 1},
+                "nested": {"type": "object", "properties": {"port": {"type": "integer"}}}
+            }
+        });
+        assert!(check_against_spec("s", &spec, &json!({"api_key": "k", "count": 3})).is_ok());
+        let e = check_against_spec(
+            "s",
+            &spec,
+            &json!({"count": "hunter2-secret", "nested": {"port": "x"}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`config`: \"api_key\" is a required property"),
+            "{e}"
+        );
+        assert!(
+            e.contains("`config.count`: the value is not of type \"integer\""),
+            "{e}"
+        );
+        assert!(e.contains("`config.nested.port`"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}

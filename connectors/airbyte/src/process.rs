@@ -1,0 +1,398 @@
+//! One run of the source's program: its files in a private directory, a limited environment,
+//! stdout read as bounded lines with an idle timeout, stderr to the logs.
+
+use std::collections::BTreeMap;
+use std::collections::VecDeque;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::task::JoinHandle;
+
+use crate::config::PASSED_ENV;
+use crate::error::AirbyteError;
+use crate::protocol::Message;
+
+/// How long a source that closed its stdout may take to exit before it is killed.
+const EXIT_WAIT: Duration = Duration::from_secs(10);
+/// Lines of stderr an error message quotes.
+const STDERR_TAIL: usize = 5;
+/// Longest stderr line kept (the rest of a longer one is cut, not buffered).
+const MAX_STDERR_LINE: usize = 64 * 1024;
+/// Longest part of a bad line an error message quotes.
+const QUOTED: usize = 120;
+/// Read buffer of the source's stdout.
+const STDOUT_BUFFER: usize = 256 * 1024;
+
+/// How to run the source's program.
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub idle_timeout: Duration,
+    pub max_line_bytes: usize,
+    /// The program's file name, naming the source in logs and errors.
+    pub label: Arc<str>,
+}
+
+impl Program {
+    /// Starts `verb` with `files` (`--config`, `--catalog`, `--state`: each option and the
+    /// JSON written to a 0600 file in a directory of its own, removed when the run is dropped).
+    pub fn start(
+        &self,
+        verb: &str,
+        files: &[(&str, &Json)],
+        at: String,
+    ) -> Result<Run, AirbyteError> {
+        let io = |what: &'static str| {
+            let at = at.clone();
+            move |source| AirbyteError::Io { at, what, source }
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("dossier-airbyte-")
+            .tempdir()
+            .map_err(io("cannot create a private directory"))?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .map_err(io("cannot make its directory private"))?;
+        let (program, args) = self.command.split_first().expect("validated: not empty");
+        let mut cmd = Command::new(program);
+        cmd.args(args).arg(verb);
+        for (option, json) in files {
+            let path = dir
+                .path()
+                .join(format!("{}.json", option.trim_start_matches('-')));
+            write_private(&path, json).map_err(io("cannot write the source's files"))?;
+            cmd.arg(option).arg(&path);
+        }
+        cmd.env_clear();
+        for var in PASSED_ENV {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        cmd.envs(&self.env)
+            // Temporary files of the source go where its config is, and go with it.
+            .env("TMPDIR", dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|source| AirbyteError::Spawn {
+            at: at.clone(),
+            program: program.clone(),
+            source,
+        })?;
+        tracing::debug!(airbyte_source = %self.label, verb, pid = child.id(), "source started");
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr_task = tokio::spawn(log_stderr(
+            BufReader::new(stderr),
+            self.label.clone(),
+            tail.clone(),
+        ));
+        Ok(Run {
+            child,
+            stdout: BufReader::with_capacity(STDOUT_BUFFER, stdout),
+            line: Vec::new(),
+            line_no: 0,
+            at,
+            label: self.label.clone(),
+            idle_timeout: self.idle_timeout,
+            max_line_bytes: self.max_line_bytes,
+            stderr_task: Some(stderr_task),
+            stderr_tail: tail,
+            _dir: dir,
+        })
+    }
+}
+
+fn write_private(path: &Path, json: &Json) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(&serde_json::to_vec(json).map_err(std::io::Error::other)?)?;
+    f.sync_all()
+}
+
+/// A running source. Dropping it kills the child and removes its files.
+pub struct Run {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    line: Vec<u8>,
+    line_no: u64,
+    at: String,
+    label: Arc<str>,
+    idle_timeout: Duration,
+    max_line_bytes: usize,
+    stderr_task: Option<JoinHandle<()>>,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// What one read of a line found.
+enum Line {
+    Complete,
+    TooLong,
+    Eof,
+}
+
+impl Run {
+    pub fn at(&self) -> &str {
+        &self.at
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// A protocol error at the last line read.
+    pub fn protocol(&self, message: impl Into<String>) -> AirbyteError {
+        AirbyteError::Protocol {
+            at: self.at.clone(),
+            line: self.line_no,
+            message: message.into(),
+        }
+    }
+
+    /// The next message, `None` once stdout is closed and the source exited with 0. Blank
+    /// lines are skipped.
+    pub async fn next_message(&mut self) -> Result<Option<Message>, AirbyteError> {
+        loop {
+            self.line.clear();
+            let read = tokio::time::timeout(
+                self.idle_timeout,
+                read_line(&mut self.stdout, &mut self.line, self.max_line_bytes),
+            )
+            .await;
+            let read = match read {
+                Err(_) => {
+                    return Err(AirbyteError::Idle {
+                        at: self.at.clone(),
+                        secs: self.idle_timeout.as_secs(),
+                    });
+                }
+                Ok(r) => r.map_err(|source| AirbyteError::Io {
+                    at: self.at.clone(),
+                    what: "cannot read its output",
+                    source,
+                })?,
+            };
+            match read {
+                Line::Eof => {
+                    self.finish().await?;
+                    return Ok(None);
+                }
+                Line::TooLong => {
+                    return Err(AirbyteError::LineTooLong {
+                        at: self.at.clone(),
+                        line: self.line_no + 1,
+                        limit: self.max_line_bytes,
+                    });
+                }
+                Line::Complete => {}
+            }
+            self.line_no += 1;
+            if self.line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return serde_json::from_slice::<Message>(&self.line)
+                .map(Some)
+                .map_err(|e| AirbyteError::InvalidJson {
+                    at: self.at.clone(),
+                    line: self.line_no,
+                    error: e.to_string(),
+                    start: quote(&self.line),
+                });
+        }
+    }
+
+    /// Waits for the source to exit once its stdout is closed.
+    async fn finish(&mut self) -> Result<(), AirbyteError> {
+        let status = match tokio::time::timeout(EXIT_WAIT, self.child.wait()).await {
+            Ok(s) => s.map_err(|source| AirbyteError::Io {
+                at: self.at.clone(),
+                what: "cannot wait for it to exit",
+                source,
+            })?,
+            Err(_) => {
+                let _ = self.child.start_kill();
+                return Err(AirbyteError::Exited {
+                    at: self.at.clone(),
+                    status: "no exit".into(),
+                    detail: format!(
+                        ": it closed its output but was still running after {} s, and was killed",
+                        EXIT_WAIT.as_secs()
+                    ),
+                });
+            }
+        };
+        // Its stderr ends with it; the last lines may say why it failed.
+        if let Some(task) = self.stderr_task.take() {
+            let _ = tokio::time::timeout(EXIT_WAIT, task).await;
+        }
+        if status.success() {
+            tracing::debug!(airbyte_source = %self.label, lines = self.line_no, "source exited");
+            return Ok(());
+        }
+        let tail: Vec<String> = self
+            .stderr_tail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        let detail = if tail.is_empty() {
+            format!(" after {} lines of output", self.line_no)
+        } else {
+            format!(
+                " after {} lines of output; its stderr ended with: {}",
+                self.line_no,
+                tail.join(" | ")
+            )
+        };
+        Err(AirbyteError::Exited {
+            at: self.at.clone(),
+            status: describe(status),
+            detail,
+        })
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("status {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        (None, None) => status.to_string(),
+    }
+}
+
+/// The start of a bad line, for an error message.
+fn quote(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&line[..line.len().min(QUOTED)]);
+    let more = if line.len() > QUOTED { "…" } else { "" };
+    format!("{:?}{more}", text.trim_end())
+}
+
+/// Reads one line (without its `\n`) into `buf`, at most `max` bytes: a longer line is
+/// `TooLong` and its bytes past `max` are never held.
+async fn read_line<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Line> {
+    loop {
+        let available = r.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(if buf.is_empty() {
+                Line::Eof
+            } else {
+                Line::Complete
+            });
+        }
+        let (take, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (available.len(), false),
+        };
+        if buf.len() + take > max {
+            return Ok(Line::TooLong);
+        }
+        buf.extend_from_slice(&available[..take]);
+        r.consume(if done { take + 1 } else { take });
+        if done {
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+            return Ok(Line::Complete);
+        }
+    }
+}
+
+/// Logs each stderr line with the source's name, keeping the last few for error messages.
+async fn log_stderr<R: AsyncBufRead + Unpin>(
+    mut r: R,
+    label: Arc<str>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match read_line(&mut r, &mut buf, MAX_STDERR_LINE).await {
+            Ok(Line::Eof) | Err(_) => return,
+            Ok(Line::TooLong) => {
+                // Skip the rest of the line.
+                let mut rest = Vec::new();
+                let _ = r.read_until(b'\n', &mut rest).await;
+                buf.truncate(MAX_STDERR_LINE);
+            }
+            Ok(Line::Complete) => {}
+        }
+        let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+        if line.is_empty() {
+            continue;
+        }
+        tracing::warn!(airbyte_source = %label, stderr = %line, "source wrote to stderr");
+        let mut tail = tail.lock().unwrap_or_else(PoisonError::into_inner);
+        if tail.len() == STDERR_TAIL {
+            tail.pop_front();
+        }
+        tail.push_back(line.chars().take(500).collect());
+    }
+}
+
+/// Logs a LOG message at its level.
+pub fn log(label: &str, level: &str, message: &str, stack_trace: Option<&str>) {
+    let stack = stack_trace.unwrap_or("");
+    match level {
+        "FATAL" | "ERROR" => {
+            tracing::error!(airbyte_source = %label, stack_trace = stack, "{message}")
+        }
+        "WARN" => tracing::warn!(airbyte_source = %label, "{message}"),
+        "INFO" => tracing::info!(airbyte_source = %label, "{message}"),
+        "DEBUG" => tracing::debug!(airbyte_source = %label, "{message}"),
+        _ => tracing::trace!(airbyte_source = %label, level, "{message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_bounded_and_never_held_past_the_limit() {
+        let input: &[u8] = b"short\r\n0123456789abcdef\nend";
+        let mut r = BufReader::with_capacity(4, input);
+        let mut buf = vec![];
+        assert!(matches!(
+            read_line(&mut r, &mut buf, 10).await.unwrap(),
+            Line::Complete
+        ));
+        assert_eq!(buf, b"short");
+        buf.clear();
+        assert!(matches!(
+            read_line(&mut r, &mut buf, 10).await.unwrap(),
+            Line::TooLong
+        ));
+        assert!(buf.len() <= 10, "{}", buf.len());
+        let mut r = BufReader::new(&b"end"[..]);
+        buf.clear();
+        assert!(matches!(
+            read_line(&mut r, &mut buf, 10).await.unwrap(),
+            Line::Complete
+        ));
+        buf.clear();
+        assert!(matches!(
+            read_line(&mut r, &mut buf, 10).await.unwrap(),
+            Line::Eof
+        ));
+    }
+}
