@@ -6,7 +6,9 @@
 //! its leases and another one takes the source over when they expire, resuming from the last
 //! committed checkpoint. On SQLite one scheduler per store file is allowed.
 
-use sqlx::{AnyConnection, Row as _};
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, AssertSqlSafe, Row as _};
 
 use crate::backend::{Backend, SqlStore};
 use crate::{Result, StoreError};
@@ -194,7 +196,7 @@ impl SqlStore {
              AND (lease_expires IS NULL OR lease_expires <= $2) \
              ORDER BY triggered DESC, next_due, source LIMIT $3{skip_locked}"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(ws)
             .bind(now)
             .bind(max as i64)
@@ -216,23 +218,20 @@ impl SqlStore {
             } else {
                 ("schedule", next_due.filter(|d| *d <= now))
             };
-            sqlx::query(
-                "UPDATE source_schedules SET lease_owner = $1, lease_expires = $2, lease_run = NULL, lease_due = $3, \
-                 triggered = CASE WHEN $6 = 1 THEN triggered ELSE 0 END, cancel_requested = 0 \
-                 WHERE workspace = $4 AND source = $5",
+            update_source(
+                ws,
+                &source,
+                "lease_owner = $3, lease_expires = $4, lease_run = NULL, lease_due = $5, \
+                 triggered = CASE WHEN $6 = 1 THEN triggered ELSE 0 END, cancel_requested = 0",
+                "",
             )
             .bind(owner)
             .bind(now + lease)
             .bind(due)
-            .bind(ws)
-            .bind(&source)
             .bind(i64::from(abandoned))
             .execute(&mut *tx)
             .await?;
-            let interrupted_run = match old_run {
-                Some(run) => interrupt_run(&mut tx, run, now).await?.then_some(run),
-                None => None,
-            };
+            let interrupted_run = interrupt_run(&mut tx, old_run, now).await?;
             out.push(Claim {
                 source,
                 trigger: trigger.into(),
@@ -269,14 +268,14 @@ impl SqlStore {
                 "source {source:?} is paused; resume it first"
             )));
         }
-        let taken = sqlx::query(
-            "UPDATE source_schedules SET lease_owner = $1, lease_expires = $2, lease_run = NULL, lease_due = NULL, \
-             cancel_requested = 0 WHERE workspace = $3 AND source = $4 AND (lease_expires IS NULL OR lease_expires <= $5)",
+        let taken = update_source(
+            ws,
+            source,
+            "lease_owner = $3, lease_expires = $4, lease_run = NULL, lease_due = NULL, cancel_requested = 0",
+            "AND (lease_expires IS NULL OR lease_expires <= $5)",
         )
         .bind(owner)
         .bind(now + lease)
-        .bind(ws)
-        .bind(source)
         .bind(now)
         .execute(&self.write)
         .await?
@@ -286,10 +285,7 @@ impl SqlStore {
             return Ok(None);
         }
         let mut conn = self.write.acquire().await?;
-        let interrupted_run = match old_run {
-            Some(run) => interrupt_run(&mut conn, run, now).await?.then_some(run),
-            None => None,
-        };
+        let interrupted_run = interrupt_run(&mut conn, old_run, now).await?;
         Ok(Some(Claim {
             source: source.into(),
             trigger: "manual".into(),
@@ -300,10 +296,8 @@ impl SqlStore {
 
     /// Records the run a lease is serving (so a successor can mark it interrupted).
     pub async fn set_lease_run(&self, ws: &str, source: &str, owner: &str, run: i64) -> Result<()> {
-        sqlx::query("UPDATE source_schedules SET lease_run = $1 WHERE workspace = $2 AND source = $3 AND lease_owner = $4")
+        update_source(ws, source, "lease_run = $3", "AND lease_owner = $4")
             .bind(run)
-            .bind(ws)
-            .bind(source)
             .bind(owner)
             .execute(&self.write)
             .await?;
@@ -320,13 +314,13 @@ impl SqlStore {
         now: i64,
         lease: i64,
     ) -> Result<LeaseStatus> {
-        let row = sqlx::query(
-            "UPDATE source_schedules SET lease_expires = $1 WHERE workspace = $2 AND source = $3 AND lease_owner = $4 \
-             RETURNING cancel_requested",
+        let row = update_source(
+            ws,
+            source,
+            "lease_expires = $3",
+            "AND lease_owner = $4 RETURNING cancel_requested",
         )
         .bind(now + lease)
-        .bind(ws)
-        .bind(source)
         .bind(owner)
         .fetch_optional(&self.write)
         .await?;
@@ -347,20 +341,20 @@ impl SqlStore {
         error: Option<&str>,
         now: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE source_schedules SET lease_owner = NULL, lease_expires = NULL, lease_run = NULL, lease_due = NULL, \
-             cancel_requested = 0, next_due = COALESCE($1, next_due), last_run_at = $2, \
-             consecutive_failures = CASE WHEN $3 = 1 THEN consecutive_failures + 1 ELSE 0 END, \
-             last_error = CASE WHEN $3 = 1 THEN $4 ELSE last_error END, \
-             last_success_at = CASE WHEN $3 = 1 THEN last_success_at ELSE $2 END \
-             WHERE workspace = $5 AND source = $6 AND lease_owner = $7",
+        update_source(
+            ws,
+            source,
+            "lease_owner = NULL, lease_expires = NULL, lease_run = NULL, lease_due = NULL, \
+             cancel_requested = 0, next_due = COALESCE($3, next_due), last_run_at = $4, \
+             consecutive_failures = CASE WHEN $5 = 1 THEN consecutive_failures + 1 ELSE 0 END, \
+             last_error = CASE WHEN $5 = 1 THEN $6 ELSE last_error END, \
+             last_success_at = CASE WHEN $5 = 1 THEN last_success_at ELSE $4 END",
+            "AND lease_owner = $7",
         )
         .bind(next_due)
         .bind(now)
         .bind(i64::from(error.is_some()))
         .bind(error)
-        .bind(ws)
-        .bind(source)
         .bind(owner)
         .execute(&self.write)
         .await?;
@@ -370,24 +364,20 @@ impl SqlStore {
     /// Asks for a run as soon as possible. Several requests before it starts are one run.
     pub async fn request_trigger(&self, ws: &str, source: &str) -> Result<()> {
         self.ensure_schedule(ws, source).await?;
-        sqlx::query(
-            "UPDATE source_schedules SET triggered = 1 WHERE workspace = $1 AND source = $2",
-        )
-        .bind(ws)
-        .bind(source)
-        .execute(&self.write)
-        .await?;
+        update_source(ws, source, "triggered = 1", "")
+            .execute(&self.write)
+            .await?;
         Ok(())
     }
 
     /// Asks the scheduler running a source to stop at the next batch; false if none runs it.
     pub async fn request_cancel(&self, ws: &str, source: &str, now: i64) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE source_schedules SET cancel_requested = 1 WHERE workspace = $1 AND source = $2 \
-             AND lease_owner IS NOT NULL AND lease_expires > $3",
+        let n = update_source(
+            ws,
+            source,
+            "cancel_requested = 1",
+            "AND lease_owner IS NOT NULL AND lease_expires > $3",
         )
-        .bind(ws)
-        .bind(source)
         .bind(now)
         .execute(&self.write)
         .await?
@@ -398,10 +388,8 @@ impl SqlStore {
     /// Pauses (no scheduled or manual runs) or resumes a source.
     pub async fn set_paused(&self, ws: &str, source: &str, paused: bool) -> Result<()> {
         self.ensure_schedule(ws, source).await?;
-        sqlx::query("UPDATE source_schedules SET paused = $1 WHERE workspace = $2 AND source = $3")
+        update_source(ws, source, "paused = $3", "")
             .bind(i64::from(paused))
-            .bind(ws)
-            .bind(source)
             .execute(&self.write)
             .await?;
         Ok(())
@@ -469,7 +457,32 @@ pub enum LeaseStatus {
     Lost,
 }
 
-async fn interrupt_run(conn: &mut AnyConnection, run: i64, now: i64) -> Result<bool> {
+/// `UPDATE source_schedules SET {set} WHERE workspace = $1 AND source = $2 {rest}`, with the
+/// workspace and source bound: `set` and `rest` (more conditions, a `RETURNING`) number their
+/// parameters from `$3`, which the caller binds in order.
+fn update_source<'q>(
+    ws: &'q str,
+    source: &'q str,
+    set: &str,
+    rest: &str,
+) -> Query<'q, Any, AnyArguments> {
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE source_schedules SET {set} WHERE workspace = $1 AND source = $2 {rest}"
+    )))
+    .bind(ws)
+    .bind(source)
+}
+
+/// Marks the run a lost lease left `running` as interrupted: the run, when there was one
+/// and it was still running.
+async fn interrupt_run(
+    conn: &mut AnyConnection,
+    run: Option<i64>,
+    now: i64,
+) -> Result<Option<i64>> {
+    let Some(run) = run else {
+        return Ok(None);
+    };
     let n = sqlx::query(
         "UPDATE sync_runs SET status = 'interrupted', finished_at = $1, \
          error = 'the scheduler running it stopped renewing its lease; another one resumed from the last committed batch' \
@@ -480,5 +493,5 @@ async fn interrupt_run(conn: &mut AnyConnection, run: i64, now: i64) -> Result<b
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    Ok(n > 0)
+    Ok((n > 0).then_some(run))
 }
