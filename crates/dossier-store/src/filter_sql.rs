@@ -64,7 +64,7 @@ impl SqlBuilder {
 
     pub(crate) fn param(&mut self, b: Bind) -> String {
         self.binds.push(b);
-        format!("${}", self.offset + self.binds.len())
+        numbered(self.offset + self.binds.len())
     }
 
     /// SQL for `f`, a boolean expression over the contact alias `c`.
@@ -287,6 +287,12 @@ impl SessionValue {
             }
         }
     }
+}
+
+/// The `n`th parameter (from 1) as every statement of the store spells it, `$n`; the write
+/// path's multi-row statements use `?` on SQLite instead (`ingest::sql`).
+pub(crate) fn numbered(n: usize) -> String {
+    format!("${n}")
 }
 
 fn escape_like(s: &str) -> String {

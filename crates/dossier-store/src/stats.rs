@@ -529,7 +529,7 @@ impl SqlStore {
             cols = inner_cols(&keys, &metrics),
             joins = fields.joins.join(" "),
         );
-        self.breakdown(&inner, b.binds, &keys, &metrics, q).await
+        self.breakdown(&inner, b, &keys, &metrics, q).await
     }
 
     /// The shared half of a breakdown: group the rows of `inner`, keep the first groups and
@@ -537,16 +537,14 @@ impl SqlStore {
     async fn breakdown<F>(
         &self,
         inner: &str,
-        binds: Vec<Bind>,
+        mut b: SqlBuilder,
         keys: &[KeySql],
         metrics: &[MetricSql],
         q: &StatsQuery<'_, F>,
     ) -> Result<Stats> {
         let sqlite = self.sqlite();
         let aggs = aggregates_sql(metrics, sqlite);
-        let mut binds = binds;
-        binds.push(Bind::Int(q.first as i64 + 1));
-        let limit_p = format!("${}", binds.len());
+        let limit_p = b.param(Bind::Int(q.first as i64 + 1));
         let grouped = if keys.is_empty() {
             format!("SELECT {aggs} FROM ({inner}) t")
         } else {
@@ -559,7 +557,7 @@ impl SqlStore {
                 order = bucket_order(q.sort, q.descending, keys, metrics),
             )
         };
-        let rows = bind_all(sqlx::query(AssertSqlSafe(grouped)), &binds)
+        let rows = bind_all(sqlx::query(AssertSqlSafe(grouped)), &b.binds)
             .fetch_all(&self.read)
             .await?;
         let mut accs = rows
@@ -578,8 +576,9 @@ impl SqlStore {
         accs.truncate(q.first);
         let totals = if more {
             let sql = format!("SELECT {aggs} FROM ({inner}) t");
-            binds.pop();
-            let row = bind_all(sqlx::query(AssertSqlSafe(sql)), &binds)
+            // The totals read has no LIMIT: without its parameter.
+            b.binds.pop();
+            let row = bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
                 .fetch_one(&self.read)
                 .await?;
             read_acc(&row, &[], metrics)?

@@ -42,6 +42,6 @@ pub(super) fn param(sqlite: bool, n: usize) -> String {
     if sqlite {
         "?".to_string()
     } else {
-        format!("${n}")
+        crate::filter_sql::numbered(n)
     }
 }
