@@ -42,11 +42,10 @@ use std::str::FromStr as _;
 
 use dossier_connector::ConnectorError;
 use dossier_sql_source::{
-    Binder, Cell, Column, Connect, DbError, Dialect, Driver, Endpoint, ErrorClass, KeptConnection,
-    Kind, Placeholders, RawColumn, SqlConnector, Wire, connect_error, connect_within,
+    Binder, Cell, Column, Connect, DbError, Dialect, Driver, ErrorClass, KeptConnection, Kind,
+    Placeholders, RawColumn, ServerOptions, SqlConnector, Wire, connect_error, connect_within,
     expanded_after,
 };
-use secrecy::ExposeSecret as _;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlSslMode};
 use sqlx::{AssertSqlSafe, Column as _, Connection as _, Executor as _, TypeInfo as _};
 
@@ -294,46 +293,43 @@ fn query_type(name: &str) -> (String, String) {
     }
 }
 
+impl ServerOptions for MySql {
+    type Options = MySqlConnectOptions;
+    const NAME: &'static str = "MySQL";
+    const SCHEMES: &'static [&'static str] = &["mysql://", "mariadb://"];
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+
+    fn parse_url(url: &str) -> Result<MySqlConnectOptions, sqlx::Error> {
+        MySqlConnectOptions::from_str(&url.replacen("mariadb://", "mysql://", 1))
+    }
+
+    fn fields(host: &str, port: u16, user: &str) -> MySqlConnectOptions {
+        MySqlConnectOptions::new()
+            .host(host)
+            .port(port)
+            .username(user)
+    }
+
+    fn database(options: MySqlConnectOptions, database: &str) -> MySqlConnectOptions {
+        options.database(database)
+    }
+
+    fn password(options: MySqlConnectOptions, password: &str) -> MySqlConnectOptions {
+        options.password(password)
+    }
+
+    fn tls(options: MySqlConnectOptions, mode: TlsMode) -> MySqlConnectOptions {
+        options.ssl_mode(match mode {
+            TlsMode::Disable => MySqlSslMode::Disabled,
+            TlsMode::Prefer => MySqlSslMode::Preferred,
+            TlsMode::Require => MySqlSslMode::Required,
+        })
+    }
+}
+
 impl MySql {
     fn options(config: &Config) -> Result<MySqlConnectOptions, ConnectorError> {
-        let mut options = match config.endpoint()? {
-            Endpoint::Url(url) => {
-                if !(url.starts_with("mysql://") || url.starts_with("mariadb://")) {
-                    return Err(ConnectorError::config(
-                        "`url` must start with mysql:// (e.g. mysql://user@host:3306/db)",
-                    ));
-                }
-                let url = url.replacen("mariadb://", "mysql://", 1);
-                MySqlConnectOptions::from_str(&url).map_err(|e| {
-                    ConnectorError::config(format!("`url` is not a valid MySQL URL: {e}"))
-                })?
-            }
-            Endpoint::Fields {
-                host,
-                port,
-                user,
-                database,
-            } => {
-                let options = MySqlConnectOptions::new()
-                    .host(host)
-                    .port(port.unwrap_or(DEFAULT_PORT))
-                    .username(user);
-                match database {
-                    Some(db) => options.database(db),
-                    None => options,
-                }
-            }
-        };
-        if let Some(password) = config.password()? {
-            options = options.password(password.expose_secret());
-        }
-        if let Some(tls) = config.tls {
-            options = options.ssl_mode(match tls {
-                TlsMode::Disable => MySqlSslMode::Disabled,
-                TlsMode::Prefer => MySqlSslMode::Preferred,
-                TlsMode::Require => MySqlSslMode::Required,
-            });
-        }
+        let options = config.server_options::<MySql>()?;
         // User queries are written for the server's own sql_mode; TIMESTAMPs come back in UTC.
         Ok(options
             .pipes_as_concat(false)

@@ -42,10 +42,9 @@ use std::str::FromStr as _;
 
 use dossier_connector::ConnectorError;
 use dossier_sql_source::{
-    Binder, Cell, Column, Connect, DbError, Dialect, Driver, Endpoint, ErrorClass, KeptConnection,
-    Kind, Placeholders, RawColumn, SqlConnector, Wire, connect_error, connect_within,
+    Binder, Cell, Column, Connect, DbError, Dialect, Driver, ErrorClass, KeptConnection, Kind,
+    Placeholders, RawColumn, ServerOptions, SqlConnector, Wire, connect_error, connect_within,
 };
-use secrecy::ExposeSecret as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{Column as _, Connection as _};
 
@@ -210,45 +209,43 @@ fn classify(e: sqlx::Error) -> DbError {
     DbError::new(class, e.to_string())
 }
 
+impl ServerOptions for Postgres {
+    type Options = PgConnectOptions;
+    const NAME: &'static str = "PostgreSQL";
+    const SCHEMES: &'static [&'static str] = &["postgres://", "postgresql://"];
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+
+    fn parse_url(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+        PgConnectOptions::from_str(url)
+    }
+
+    fn fields(host: &str, port: u16, user: &str) -> PgConnectOptions {
+        PgConnectOptions::new_without_pgpass()
+            .host(host)
+            .port(port)
+            .username(user)
+    }
+
+    fn database(options: PgConnectOptions, database: &str) -> PgConnectOptions {
+        options.database(database)
+    }
+
+    fn password(options: PgConnectOptions, password: &str) -> PgConnectOptions {
+        options.password(password)
+    }
+
+    fn tls(options: PgConnectOptions, mode: TlsMode) -> PgConnectOptions {
+        options.ssl_mode(match mode {
+            TlsMode::Disable => PgSslMode::Disable,
+            TlsMode::Prefer => PgSslMode::Prefer,
+            TlsMode::Require => PgSslMode::Require,
+        })
+    }
+}
+
 impl Postgres {
     fn options(config: &Config) -> Result<PgConnectOptions, ConnectorError> {
-        let mut options = match config.endpoint()? {
-            Endpoint::Url(url) => {
-                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                    return Err(ConnectorError::config(
-                        "`url` must start with postgres:// (e.g. postgres://user@host:5432/db)",
-                    ));
-                }
-                PgConnectOptions::from_str(url).map_err(|e| {
-                    ConnectorError::config(format!("`url` is not a valid PostgreSQL URL: {e}"))
-                })?
-            }
-            Endpoint::Fields {
-                host,
-                port,
-                user,
-                database,
-            } => {
-                let options = PgConnectOptions::new_without_pgpass()
-                    .host(host)
-                    .port(port.unwrap_or(DEFAULT_PORT))
-                    .username(user);
-                match database {
-                    Some(db) => options.database(db),
-                    None => options,
-                }
-            }
-        };
-        if let Some(password) = config.password()? {
-            options = options.password(password.expose_secret());
-        }
-        if let Some(tls) = config.tls {
-            options = options.ssl_mode(match tls {
-                TlsMode::Disable => PgSslMode::Disable,
-                TlsMode::Prefer => PgSslMode::Prefer,
-                TlsMode::Require => PgSslMode::Require,
-            });
-        }
+        let options = config.server_options::<Postgres>()?;
         let mut settings = vec![("default_transaction_read_only", "on".to_string())];
         if let Some(t) = config.statement_timeout() {
             settings.push(("statement_timeout", format!("{}ms", t.as_millis())));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dossier_connector::ConnectorError;
 use schemars::JsonSchema;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -222,6 +222,67 @@ impl Config {
             0 => None,
             s => Some(Duration::from_secs(s)),
         }
+    }
+}
+
+/// A server reached over the network (PostgreSQL, MySQL), as its driver spells its connection
+/// options: what each names differently, so that [`Config::server_options`] reads a config
+/// into either the same way. Implemented by the connector's [`Driver`](crate::Driver).
+pub trait ServerOptions {
+    /// The driver's connection options.
+    type Options;
+    /// The server's name in messages (`PostgreSQL`).
+    const NAME: &'static str;
+    /// The URL schemes accepted; the first is the one messages show.
+    const SCHEMES: &'static [&'static str];
+    const DEFAULT_PORT: u16;
+
+    /// Options from a URL with one of [`Self::SCHEMES`].
+    fn parse_url(url: &str) -> Result<Self::Options, sqlx::Error>;
+    /// Options for `user` at `host:port`.
+    fn fields(host: &str, port: u16, user: &str) -> Self::Options;
+    fn database(options: Self::Options, database: &str) -> Self::Options;
+    fn password(options: Self::Options, password: &str) -> Self::Options;
+    fn tls(options: Self::Options, mode: TlsMode) -> Self::Options;
+}
+
+impl Config {
+    /// The server's options from `url` or the separate fields, with the password and TLS
+    /// mode; server-specific settings are the caller's to add.
+    pub fn server_options<S: ServerOptions>(&self) -> Result<S::Options, ConnectorError> {
+        let mut options = match self.endpoint()? {
+            Endpoint::Url(url) => {
+                if !S::SCHEMES.iter().any(|s| url.starts_with(s)) {
+                    let scheme = S::SCHEMES[0];
+                    return Err(ConnectorError::config(format!(
+                        "`url` must start with {scheme} (e.g. {scheme}user@host:{}/db)",
+                        S::DEFAULT_PORT
+                    )));
+                }
+                S::parse_url(url).map_err(|e| {
+                    ConnectorError::config(format!("`url` is not a valid {} URL: {e}", S::NAME))
+                })?
+            }
+            Endpoint::Fields {
+                host,
+                port,
+                user,
+                database,
+            } => {
+                let options = S::fields(host, port.unwrap_or(S::DEFAULT_PORT), user);
+                match database {
+                    Some(db) => S::database(options, db),
+                    None => options,
+                }
+            }
+        };
+        if let Some(password) = self.password()? {
+            options = S::password(options, password.expose_secret());
+        }
+        if let Some(tls) = self.tls {
+            options = S::tls(options, tls);
+        }
+        Ok(options)
     }
 }
 

@@ -85,7 +85,7 @@ use dossier_connector::{
 };
 
 pub use cell::{Cell, hex};
-pub use config::{Config, Endpoint, MAX_BATCH_SIZE, SourceConfig, Stream, TlsMode};
+pub use config::{Config, Endpoint, MAX_BATCH_SIZE, ServerOptions, SourceConfig, Stream, TlsMode};
 pub use dialect::{Column, Dialect, Kind, RawColumn, Wire, decode_row, expanded_after, to_value};
 pub use dossier_core::redact_url;
 pub use error::{DbError, ErrorClass, connect_error, driver_error_class, error};
