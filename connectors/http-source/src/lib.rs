@@ -1,4 +1,5 @@
-//! HTTP plumbing shared by Dossier's API connectors (Shopify, WooCommerce).
+//! HTTP plumbing shared by Dossier's API connectors (Shopify, WooCommerce, Stripe), and the
+//! shape they share ([`api`]: streams that are the API's objects, checks, page sizes).
 //!
 //! - [`HttpClient::send`] sends one request with retries: network errors, HTTP 429 and 5xx are
 //!   retried with exponential backoff and jitter ([`backon`]); a 429 or 503 with `Retry-After`
@@ -19,6 +20,9 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+mod api;
+
+pub use api::{ApiResource, catalog, check_by_one_record, check_page_size};
 pub use reqwest;
 
 /// The longest `Retry-After` honoured; a server asking for more is waited on this long.

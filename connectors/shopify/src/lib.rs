@@ -48,9 +48,10 @@ use std::sync::Arc;
 
 use dossier_connector::{
     BatchStream, Catalog, Connector, ConnectorError, Problem, ReadRequest, StreamInfo,
-    problems_per_stream,
 };
-use dossier_http_source::{HttpClient, RetryConfig};
+use dossier_http_source::{
+    ApiResource, HttpClient, RetryConfig, catalog, check_by_one_record, check_page_size,
+};
 use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -133,12 +134,20 @@ impl Resource {
             Resource::Orders => "read_orders",
         }
     }
+}
 
-    pub fn name(self) -> &'static str {
+impl ApiResource for Resource {
+    const ALL: &'static [Self] = &[Resource::Customers, Resource::Orders];
+
+    fn name(self) -> &'static str {
         match self {
             Resource::Customers => "customers",
             Resource::Orders => "orders",
         }
+    }
+
+    fn info(self, name: &str) -> StreamInfo {
+        fields::info(name, self)
     }
 }
 
@@ -232,12 +241,7 @@ impl Connector for ShopifyConnector {
             }
             _ => format!("https://{}", shop_domain(&config.shop)?),
         };
-        if config.page_size == 0 || config.page_size > MAX_PAGE_SIZE {
-            return Err(ConnectorError::config(format!(
-                "page_size must be between 1 and {MAX_PAGE_SIZE} (got {})",
-                config.page_size
-            )));
-        }
+        check_page_size("page_size", config.page_size, MAX_PAGE_SIZE)?;
         let url = format!("{base}/admin/api/{version}/graphql.json");
         let http = HttpClient::new("shopify", config.retry)?;
         Ok(Self {
@@ -250,26 +254,18 @@ impl Connector for ShopifyConnector {
     }
 
     async fn check(&self, streams: &[(String, Stream)]) -> Vec<Problem> {
-        // One record of each stream proves the credentials and the scope.
-        problems_per_stream(streams, |_, stream| async move {
+        check_by_one_record(streams, |stream| {
             self.fetch_page(stream.resource, 1, None, None)
-                .await
-                .map(|_| vec![])
         })
         .await
     }
 
     async fn discover(&self) -> Result<Catalog, ConnectorError> {
-        Ok(Catalog {
-            streams: [Resource::Customers, Resource::Orders]
-                .into_iter()
-                .map(|r| fields::info(r.name(), r))
-                .collect(),
-        })
+        Ok(catalog::<Resource>())
     }
 
     async fn describe(&self, name: &str, stream: &Stream) -> Result<StreamInfo, ConnectorError> {
-        Ok(fields::info(name, stream.resource))
+        Ok(stream.resource.info(name))
     }
 
     fn read(self: Arc<Self>, request: ReadRequest<Stream>) -> BatchStream {

@@ -12,6 +12,7 @@ use dossier_connector::{
     Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, StreamState, Value, read_to_end,
 };
 use dossier_connector_shopify::{Config, Resource, ShopifyConnector, Stream, queries};
+use dossier_http_source::ApiResource as _;
 use serde_json::json;
 
 async fn connect(fake: &Fake, page_size: usize, max_retries: usize) -> Arc<ShopifyConnector> {

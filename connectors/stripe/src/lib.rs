@@ -42,9 +42,11 @@ use std::sync::Arc;
 
 use dossier_connector::{
     BatchStream, Catalog, Connector, ConnectorError, Problem, ReadRequest, StreamInfo,
-    problems_per_stream,
 };
-use dossier_http_source::{HttpClient, HttpResponse, RetryConfig};
+use dossier_http_source::{
+    ApiResource, HttpClient, HttpResponse, RetryConfig, catalog, check_by_one_record,
+    check_page_size,
+};
 use schemars::JsonSchema;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
@@ -105,14 +107,22 @@ pub enum Resource {
     Charges,
 }
 
-impl Resource {
-    pub fn name(self) -> &'static str {
+impl ApiResource for Resource {
+    const ALL: &'static [Self] = &[Resource::Customers, Resource::Charges];
+
+    fn name(self) -> &'static str {
         match self {
             Resource::Customers => "customers",
             Resource::Charges => "charges",
         }
     }
 
+    fn info(self, name: &str) -> StreamInfo {
+        fields::info(name, self)
+    }
+}
+
+impl Resource {
     /// The `object` field of its objects.
     pub fn object(self) -> &'static str {
         match self {
@@ -264,12 +274,7 @@ impl Connector for StripeConnector {
     async fn connect(config: Config) -> Result<Self, ConnectorError> {
         let base = dossier_http_source::secure_base_url(&config.base_url)?;
         let key = api_key(&config)?;
-        if config.page_size == 0 || config.page_size > MAX_PAGE_SIZE {
-            return Err(ConnectorError::config(format!(
-                "page_size must be between 1 and {MAX_PAGE_SIZE} (got {})",
-                config.page_size
-            )));
-        }
+        check_page_size("page_size", config.page_size, MAX_PAGE_SIZE)?;
         Ok(Self {
             http: HttpClient::new("stripe", config.retry)?,
             base,
@@ -280,29 +285,22 @@ impl Connector for StripeConnector {
     }
 
     async fn check(&self, streams: &[(String, Stream)]) -> Vec<Problem> {
-        // One record of each stream proves the credentials and the scope.
-        problems_per_stream(streams, |_, stream| async move {
+        check_by_one_record(streams, |stream| async move {
             self.list(
                 stream.resource.name(),
                 &[("limit".to_string(), "1".to_string())],
             )
             .await
-            .map(|_| vec![])
         })
         .await
     }
 
     async fn discover(&self) -> Result<Catalog, ConnectorError> {
-        Ok(Catalog {
-            streams: [Resource::Customers, Resource::Charges]
-                .into_iter()
-                .map(|r| fields::info(r.name(), r))
-                .collect(),
-        })
+        Ok(catalog::<Resource>())
     }
 
     async fn describe(&self, name: &str, stream: &Stream) -> Result<StreamInfo, ConnectorError> {
-        Ok(fields::info(name, stream.resource))
+        Ok(stream.resource.info(name))
     }
 
     fn read(self: Arc<Self>, request: ReadRequest<Stream>) -> BatchStream {

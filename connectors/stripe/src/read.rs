@@ -6,6 +6,7 @@ use std::sync::Arc;
 use dossier_connector::{
     Batch, BatchReader, BatchStream, ConnectorError, ReadRequest, StreamState, Value, batch_stream,
 };
+use dossier_http_source::ApiResource as _;
 use serde::{Deserialize, Serialize};
 
 use crate::{Resource, Stream, StripeConnector, fields};

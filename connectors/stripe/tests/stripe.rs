@@ -11,6 +11,7 @@ use dossier_connector::{
 use dossier_connector_stripe::{
     CHARGE_FIELDS, CUSTOMER_FIELDS, Checkpoint, Resource, Stream, StripeConnector,
 };
+use dossier_http_source::ApiResource as _;
 use dossier_stripe_fake::{API_KEY, FakeStripe};
 use futures::StreamExt as _;
 use serde_json::{Value as Json, json};

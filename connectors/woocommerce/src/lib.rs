@@ -45,9 +45,11 @@ use std::sync::Arc;
 
 use dossier_connector::{
     BatchStream, Catalog, Connector, ConnectorError, Problem, ReadRequest, StreamInfo,
-    problems_per_stream,
 };
-use dossier_http_source::{HttpClient, HttpResponse, RetryConfig};
+use dossier_http_source::{
+    ApiResource, HttpClient, HttpResponse, RetryConfig, catalog, check_by_one_record,
+    check_page_size,
+};
 use schemars::JsonSchema;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
@@ -94,12 +96,18 @@ pub enum Resource {
     Orders,
 }
 
-impl Resource {
-    pub fn name(self) -> &'static str {
+impl ApiResource for Resource {
+    const ALL: &'static [Self] = &[Resource::Customers, Resource::Orders];
+
+    fn name(self) -> &'static str {
         match self {
             Resource::Customers => "customers",
             Resource::Orders => "orders",
         }
+    }
+
+    fn info(self, name: &str) -> StreamInfo {
+        fields::info(name, self)
     }
 }
 
@@ -242,12 +250,7 @@ impl Connector for WooConnector {
     async fn connect(config: Config) -> Result<Self, ConnectorError> {
         let base = base_url(&config.url)?;
         let secret = secret(&config)?;
-        if config.per_page == 0 || config.per_page > MAX_PER_PAGE {
-            return Err(ConnectorError::config(format!(
-                "per_page must be between 1 and {MAX_PER_PAGE} (got {})",
-                config.per_page
-            )));
-        }
+        check_page_size("per_page", config.per_page, MAX_PER_PAGE)?;
         Ok(Self {
             http: HttpClient::new("woocommerce", config.retry)?,
             base,
@@ -258,26 +261,19 @@ impl Connector for WooConnector {
     }
 
     async fn check(&self, streams: &[(String, Stream)]) -> Vec<Problem> {
-        // One record of each stream proves the credentials and the scope.
-        problems_per_stream(streams, |_, stream| async move {
+        check_by_one_record(streams, |stream| async move {
             self.get_page(stream.resource, &[("per_page", "1".to_string())])
                 .await
-                .map(|_| vec![])
         })
         .await
     }
 
     async fn discover(&self) -> Result<Catalog, ConnectorError> {
-        Ok(Catalog {
-            streams: [Resource::Customers, Resource::Orders]
-                .into_iter()
-                .map(|r| fields::info(r.name(), r))
-                .collect(),
-        })
+        Ok(catalog::<Resource>())
     }
 
     async fn describe(&self, name: &str, stream: &Stream) -> Result<StreamInfo, ConnectorError> {
-        Ok(fields::info(name, stream.resource))
+        Ok(stream.resource.info(name))
     }
 
     fn read(self: Arc<Self>, request: ReadRequest<Stream>) -> BatchStream {

@@ -9,6 +9,7 @@ use dossier_connector::{
     Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, StreamState, Value, read_to_end,
 };
 use dossier_connector_woocommerce::{Config, Resource, Stream, WooConnector};
+use dossier_http_source::ApiResource as _;
 use serde_json::{Value as Json, json};
 use wiremock::matchers::{basic_auth, method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
