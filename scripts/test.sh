@@ -147,6 +147,10 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
+# No module may import one that imports it back (ARCHITECTURE.md); cheap, so first.
+log "checking that no module imports one that imports it back"
+python3 scripts/module_cycles.py
+
 log "building and running every test"
 log_file=$(mktemp)
 trap 'rm -f "$log_file"' EXIT
