@@ -87,6 +87,10 @@ impl Layout {
         let Some(props) = schema.get("properties").and_then(Json::as_object) else {
             return;
         };
+        // By name, whatever order serde_json keeps (insertion order when some crate of the
+        // build enables `preserve_order`), so a stream's fields do not depend on the build.
+        let mut props: Vec<_> = props.iter().collect();
+        props.sort_by(|a, b| a.0.cmp(b.0));
         for (key, prop) in props {
             if self.fields.len() >= MAX_FIELDS {
                 return;
@@ -188,7 +192,7 @@ mod tests {
             }
         });
         let layout = Layout::from_schema(&schema);
-        // Properties in name order (serde_json's maps are sorted), children after their parent.
+        // Properties in name order, children after their parent.
         assert_eq!(
             layout.names(),
             [
