@@ -109,10 +109,7 @@ impl Ingest<'_> {
             }),
             None => None,
         };
-        let linked = match &rec.contact {
-            Some(ContactLink::Identity(ident)) => Some(ident),
-            None => None,
-        };
+        let linked = rec.contact.as_ref().map(|ContactLink::Identity(ident)| ident);
         self.claim(
             &claims::session_claimant(source, stream, &rec.external_id),
             linked,
