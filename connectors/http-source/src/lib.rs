@@ -291,6 +291,17 @@ impl HttpClient {
                 Err(Failure::Unreachable(e)) => {
                     return Err(ConnectorError::unreachable(&self.what, &e));
                 }
+                // A certificate or protocol mismatch does not pass by waiting either, and it
+                // is not that nothing answers: say what to check.
+                Err(Failure::Tls(e)) => {
+                    return Err(ConnectorError::remote(
+                        format!(
+                            "{}: {e}; check that the URL's scheme and host are right and that the server's certificate is valid for that host",
+                            self.what
+                        ),
+                        false,
+                    ));
+                }
                 Err(Failure::Other(e)) => (e, None),
             };
             let Some(backoff) = delays.next() else {
@@ -338,7 +349,28 @@ impl Answer for reqwest::Response {
 enum Failure {
     /// Nothing listens at the address, or the host name resolves to nothing.
     Unreachable(String),
+    /// The TLS handshake failed: a certificate the client refuses, or no TLS at all.
+    Tls(String),
     Other(String),
+}
+
+/// Whether `e` or one of its causes is a TLS error. rustls' errors reach here inside
+/// `io::Error`s (nested), whose `source()` skips the error they wrap: step into those.
+fn is_tls(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<rustls::Error>() {
+            return true;
+        }
+        cause = match c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
+    }
+    false
 }
 
 /// A network error, naming the host and port but not the whole URL (it may carry
@@ -354,6 +386,9 @@ fn describe(e: reqwest::Error) -> Failure {
         cause = next;
     }
     let cause = cause.to_string();
+    if is_tls(&e) {
+        return Failure::Tls(format!("TLS with {at} failed: {cause}"));
+    }
     if e.is_connect() && !e.is_timeout() {
         return Failure::Unreachable(format!("cannot connect to {at}: {cause}"));
     }
@@ -448,6 +483,21 @@ mod tests {
         let url = server.uri();
         let r = c.send(|c| c.get(&url)).await.unwrap();
         assert_eq!(r.json("test").unwrap()["ok"], true);
+    }
+
+    /// HTTPS to a server that speaks plain HTTP: someone answers, so it is not unreachable,
+    /// and no retry changes a handshake, so it fails at once saying what to check.
+    #[tokio::test]
+    async fn a_failed_tls_handshake_is_not_unreachable_and_says_what_to_check() {
+        let server = MockServer::start().await;
+        let c = HttpClient::new("test", fast(5)).unwrap();
+        let url = server.uri().replace("http://", "https://");
+        let e = c.send(|c| c.get(&url)).await.unwrap_err();
+        assert!(!e.is_unreachable() && !e.is_retryable(), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("TLS with 127.0.0.1:"), "{msg}");
+        assert!(msg.contains("certificate is valid"), "{msg}");
+        assert_eq!(c.retries(), 0, "{msg}");
     }
 
     #[tokio::test]

@@ -95,13 +95,7 @@ pub fn redact(text: &str, uri: &str) -> String {
 
 /// `e` with the password of `uri` cut out of its message.
 pub fn redacted(e: ConnectorError, uri: &str) -> ConnectorError {
-    match e {
-        ConnectorError::Config(m) => ConnectorError::config(redact(&m, uri)),
-        ConnectorError::Remote { message, retryable } => {
-            ConnectorError::remote(redact(&message, uri), retryable)
-        }
-        ConnectorError::Internal(m) => ConnectorError::internal(redact(&m, uri)),
-    }
+    e.map_message(|m| redact(m, uri))
 }
 
 #[cfg(test)]

@@ -11,8 +11,7 @@ pub enum ErrorOrigin {
     Internal,
 }
 
-/// The words of an [`ConnectorError::unreachable`] error, which mark it as one (also across the
-/// plugin boundary, which carries messages).
+/// The words of an [`ConnectorError::unreachable`] error's message.
 const UNREACHABLE: &str = "is unreachable:";
 
 /// A connector error: says whose fault it is and whether retrying can help.
@@ -21,7 +20,12 @@ pub enum ConnectorError {
     #[error("config error: {0}")]
     Config(String),
     #[error("source error: {message}")]
-    Remote { message: String, retryable: bool },
+    Remote {
+        message: String,
+        retryable: bool,
+        /// Nothing answered at the source's address ([`ConnectorError::unreachable`]).
+        unreachable: bool,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -35,6 +39,7 @@ impl ConnectorError {
         Self::Remote {
             message: msg.into(),
             retryable,
+            unreachable: false,
         }
     }
 
@@ -43,12 +48,40 @@ impl ConnectorError {
     /// ([`is_unreachable`](Self::is_unreachable)). `what` names the source, `why` says where
     /// and how.
     pub fn unreachable(what: &str, why: &str) -> Self {
-        Self::remote(format!("{what} {UNREACHABLE} {why}"), true)
+        Self::Remote {
+            message: format!("{what} {UNREACHABLE} {why}"),
+            retryable: true,
+            unreachable: true,
+        }
     }
 
     /// Whether this is an [`unreachable`](Self::unreachable) error.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, Self::Remote { message, retryable: true } if message.contains(UNREACHABLE))
+        matches!(
+            self,
+            Self::Remote {
+                unreachable: true,
+                ..
+            }
+        )
+    }
+
+    /// The same error with its message rewritten by `f` (to redact a secret, say): whose
+    /// fault it is, whether it may pass and whether the source was unreachable stay.
+    pub fn map_message(self, f: impl FnOnce(&str) -> String) -> Self {
+        match self {
+            Self::Config(m) => Self::Config(f(&m)),
+            Self::Remote {
+                message,
+                retryable,
+                unreachable,
+            } => Self::Remote {
+                message: f(&message),
+                retryable,
+                unreachable,
+            },
+            Self::Internal(m) => Self::Internal(f(&m)),
+        }
     }
 
     pub fn internal(msg: impl Into<String>) -> Self {

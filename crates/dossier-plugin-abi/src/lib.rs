@@ -73,6 +73,11 @@ pub const ERROR_REMOTE: u32 = 2;
 /// A bug in the plugin (including a panic it caught).
 pub const ERROR_INTERNAL: u32 = 3;
 
+/// [`PluginError::retryable`] of a remote error where nothing answered at the source's
+/// address (connection refused, unknown host): retryable, but a run someone watches fails at
+/// once. Hosts that predate it read it as retryable, as any non-zero value.
+pub const RETRYABLE_UNREACHABLE: u8 = 2;
+
 /// Log levels of [`HostApi::log`], as in `tracing`.
 pub const LOG_ERROR: u32 = 1;
 pub const LOG_WARN: u32 = 2;
@@ -122,7 +127,8 @@ pub struct StaticStr {
 pub struct PluginError {
     /// [`ERROR_CONFIG`], [`ERROR_REMOTE`] or [`ERROR_INTERNAL`].
     pub kind: u32,
-    /// 1 if trying again later can help, else 0.
+    /// 1 if trying again later can help, [`RETRYABLE_UNREACHABLE`] if also nothing answered
+    /// at the source's address, else 0.
     pub retryable: u8,
     pub message: OwnedBuf,
 }

@@ -65,6 +65,14 @@ impl Plugin {
                 let message = self.take(err.message, |b| String::from_utf8_lossy(b).into_owned());
                 Err(match err.kind {
                     ERROR_CONFIG => ConnectorError::config(message),
+                    // The message already says what is unreachable and why.
+                    ERROR_REMOTE if err.retryable == abi::RETRYABLE_UNREACHABLE => {
+                        ConnectorError::Remote {
+                            message,
+                            retryable: true,
+                            unreachable: true,
+                        }
+                    }
                     ERROR_REMOTE => ConnectorError::remote(message, err.retryable != 0),
                     _ => ConnectorError::internal(message),
                 })

@@ -7,12 +7,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use dossier_connector::Registry;
+use dossier_connector::{Registry, StreamConfig};
 use dossier_plugin_host::testing::{generator_config, plugin_library};
 use dossier_plugin_host::{PluginDir, PluginError, load};
 use dossier_store::SqlStore;
 use dossier_stripe_fake::{API_KEY, FakeStripe};
 use dossier_sync::{Config, Engine, NoProgress};
+use futures::StreamExt as _;
 use serde_json::{Value as Json, json};
 
 const T0: i64 = 1_600_000_000;
@@ -217,6 +218,37 @@ mapping = {{ target = "contact", id = "id" }}
     let e = e.to_string();
     assert!(e.contains("stream \"subscriptions\""), "{e}");
     assert!(e.contains("unknown variant `subscriptions`"), "{e}");
+}
+
+/// "Nothing answers there" crosses the C ABI as itself, so a run someone watches fails at
+/// once for a plugin as for a built-in connector.
+#[tokio::test]
+async fn an_unreachable_source_stays_unreachable_across_the_plugin_boundary() {
+    let registry = Registry::new();
+    let dir = tempfile::tempdir().unwrap();
+    PluginDir::new(dir.path())
+        .install(&plugin_library("dossier_stripe_plugin"), None, &registry)
+        .unwrap();
+    let factory = registry.get("stripe").unwrap();
+    let source = factory
+        .connect(json!({ "api_key": "k", "base_url": "http://127.0.0.1:9", "retry": { "max_retries": 0 } }))
+        .await;
+    let e = match source {
+        Err(e) => e,
+        Ok(source) => {
+            let stream = StreamConfig {
+                name: "customers".into(),
+                settings: json!({ "resource": "customers" }),
+            };
+            let mut batches = source.read(&stream, None, 10).unwrap();
+            match batches.next().await {
+                Some(Err(e)) => e,
+                other => panic!("read without a server: {other:?}"),
+            }
+        }
+    };
+    assert!(e.is_unreachable() && e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("127.0.0.1:9"), "{e}");
 }
 
 #[test]

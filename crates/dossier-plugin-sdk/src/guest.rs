@@ -13,8 +13,8 @@ use std::sync::{Arc, OnceLock};
 use dossier_connector::{BatchStream, ConnectorError, ConnectorFactory, Source, StreamState};
 use dossier_plugin_abi::{
     ABI_MAJOR, ABI_MINOR, Bytes, ERROR_CONFIG, ERROR_INTERNAL, ERROR_REMOTE, HostApi, Manifest,
-    OwnedBuf, PluginError, PluginVtable, ReaderHandle, STATUS_END, STATUS_ERROR, STATUS_OK,
-    SourceHandle, StaticStr,
+    OwnedBuf, PluginError, PluginVtable, RETRYABLE_UNREACHABLE, ReaderHandle, STATUS_END,
+    STATUS_ERROR, STATUS_OK, SourceHandle, StaticStr,
 };
 use futures::StreamExt as _;
 
@@ -150,11 +150,16 @@ unsafe fn bytes<'a>(b: Bytes) -> &'a [u8] {
 
 fn write_error(err: *mut PluginError, e: &ConnectorError) {
     let (kind, retryable, message) = match e {
-        ConnectorError::Config(m) => (ERROR_CONFIG, false, m.clone()),
-        ConnectorError::Remote { message, retryable } => {
-            (ERROR_REMOTE, *retryable, message.clone())
-        }
-        ConnectorError::Internal(m) => (ERROR_INTERNAL, false, m.clone()),
+        ConnectorError::Config(m) => (ERROR_CONFIG, 0, m.clone()),
+        ConnectorError::Remote {
+            message,
+            unreachable: true,
+            ..
+        } => (ERROR_REMOTE, RETRYABLE_UNREACHABLE, message.clone()),
+        ConnectorError::Remote {
+            message, retryable, ..
+        } => (ERROR_REMOTE, u8::from(*retryable), message.clone()),
+        ConnectorError::Internal(m) => (ERROR_INTERNAL, 0, m.clone()),
     };
     if err.is_null() {
         return;
@@ -163,7 +168,7 @@ fn write_error(err: *mut PluginError, e: &ConnectorError) {
     unsafe {
         err.write(PluginError {
             kind,
-            retryable: u8::from(retryable),
+            retryable,
             message: to_buf(message.into_bytes()),
         });
     }
