@@ -386,6 +386,26 @@ fn hosts(options: &ClientOptions) -> String {
         .join(",")
 }
 
+/// Why no host of `options` accepts a TCP connection, when none does: the driver would
+/// only report it after its whole server selection timeout (10 s by default), retrying
+/// what a refused port or an unknown host will not change. `None` when one accepts, when
+/// one cannot be told within `timeout` (a filtered port: the driver's own wait decides), or
+/// when a host is a Unix socket. (`mongodb+srv://` hosts are resolved by then.)
+async fn all_refuse(options: &ClientOptions, timeout: std::time::Duration) -> Option<String> {
+    let mut reasons = vec![];
+    for host in &options.hosts {
+        let mongodb::options::ServerAddress::Tcp { host, port } = host else {
+            return None;
+        };
+        let addr = format!("{host}:{}", port.unwrap_or(27017));
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
+            Ok(Err(e)) => reasons.push(format!("{addr}: {e}")),
+            Ok(Ok(_)) | Err(_) => return None,
+        }
+    }
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
 #[async_trait::async_trait]
 impl Connector for MongoConnector {
     type Config = Config;
@@ -439,6 +459,12 @@ impl Connector for MongoConnector {
             };
             error::redacted(e, uri)
         };
+        if let Some(refused) = all_refuse(&options, timeout).await {
+            return Err(error::redacted(
+                ConnectorError::unreachable(&format!("mongodb at {target}"), &refused),
+                uri,
+            ));
+        }
         let client = Client::with_options(options).map_err(connect_error)?;
         let db = client.database(&config.database);
         db.run_command(doc! { "ping": 1 })

@@ -822,6 +822,20 @@ async fn secrets_stay_out_of_messages_and_the_spec_documents_every_setting() {
     let e = factory.connect(config.clone()).await.err().unwrap();
     assert!(e.is_retryable(), "{e}");
     assert!(e.is_unreachable(), "{e}");
+    // A refused port fails at once, not after the driver's 10 s of server selection.
+    let started = std::time::Instant::now();
+    let e = factory
+        .connect(json!({"uri": "mongodb://127.0.0.1:9", "database": "shop"}))
+        .await
+        .err()
+        .unwrap();
+    assert!(e.is_unreachable(), "{e}");
+    assert!(e.to_string().contains("127.0.0.1:9"), "{e}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
     let shown = e.to_string();
     assert!(shown.contains("127.0.0.1:9/shop"), "{shown}");
     assert!(!shown.contains("s3cret-pw"), "{shown}");
