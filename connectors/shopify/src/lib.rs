@@ -20,10 +20,12 @@
 //! - **Streams**: `customers` and `orders`, with flat snake_case fields (see [`fields`]); `id`
 //!   is the numeric part of the GID (`gid://shopify/Customer/42` → 42), `tags` are joined with
 //!   `", "`, money amounts are exact decimals.
-//! - **Incremental**: every read asks for `updated_at:>='<checkpoint time>'` with
-//!   `sortKey: UPDATED_AT`, pages with `first`/`after`, and skips the records at or before the
-//!   checkpoint `(updated_at, last_id)`: records sharing an `updatedAt` are neither lost nor
-//!   duplicated. Each page is one batch, with the checkpoint of its last record.
+//! - **Incremental**: every read asks for what follows the checkpoint `(updated_at, last_id)`,
+//!   `updated_at:>'<time>' OR (updated_at:>='<time>' AND id:><last_id>)`, with
+//!   `sortKey: UPDATED_AT`, pages with `first`/`after`, and still skips any record at or
+//!   before the checkpoint: records sharing an `updatedAt` are neither lost nor duplicated,
+//!   and a run without changes costs one request. Each page is one batch, with the
+//!   checkpoint of its last record.
 //! - **Rate limits**: the cost budget of each answer (`extensions.cost.throttleStatus`) paces
 //!   the next request so that it fits; a `THROTTLED` answer waits until the budget holds the
 //!   requested cost, then retries. HTTP 429 (honouring `Retry-After`), 5xx and network errors

@@ -43,13 +43,14 @@ impl ShopifyConnector {
         resource: Resource,
         first: usize,
         after: Option<&str>,
-        since: Option<DateTime<Utc>>,
+        since: Option<(DateTime<Utc>, i64)>,
     ) -> Result<Page, ConnectorError> {
-        let query = since.map(|t| {
-            format!(
-                "updated_at:>='{}'",
-                t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-            )
+        // Past the checkpoint (time, id), the id tie-break in the request itself: records
+        // sharing the checkpoint's second are not sent again, so a run without changes costs
+        // one page however many records share that second.
+        let query = since.map(|(t, id)| {
+            let t = t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+            format!("updated_at:>'{t}' OR (updated_at:>='{t}' AND id:>{id})")
         });
         let (document, root) = match resource {
             Resource::Customers => (queries::CUSTOMERS, "customers"),
@@ -84,8 +85,8 @@ struct Reader {
     fields: Arc<Vec<String>>,
     /// Records at or before this position were read before.
     after: Option<(DateTime<Utc>, i64)>,
-    /// The query's time filter, fixed for the whole read.
-    since: Option<DateTime<Utc>>,
+    /// The query's filter: past this checkpoint, fixed for the whole read.
+    since: Option<(DateTime<Utc>, i64)>,
     cursor: Option<String>,
     done: bool,
     /// Records per batch of a bulk read.
@@ -223,7 +224,7 @@ pub(crate) fn read(connector: Arc<ShopifyConnector>, request: ReadRequest<Stream
         first,
         fields: Arc::new(fields.collect()),
         after: start.as_ref().map(|c| (c.updated_at, c.last_id)),
-        since: start.map(|c| c.updated_at),
+        since: start.map(|c| (c.updated_at, c.last_id)),
         cursor: None,
         done: false,
         batch_size: request.batch_size.max(1),

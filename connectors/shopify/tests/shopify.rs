@@ -169,7 +169,10 @@ async fn full_then_incremental_read() {
     assert_eq!(ids(&batches), vec![3, 7, 13]);
     assert_eq!(
         fake.state().filters,
-        vec![Some(format!("updated_at:>='{}'", ts(12, 0)))]
+        vec![Some(format!(
+            "updated_at:>'{t}' OR (updated_at:>='{t}' AND id:>12)",
+            t = ts(12, 0)
+        ))]
     );
     let (again, _) = read(
         &c,
@@ -218,6 +221,25 @@ async fn records_sharing_updated_at_across_pages() {
         let seen: usize = batches[..=i].iter().map(|b| b.rows.len()).sum();
         assert_eq!(ids(&rest), all[seen..].to_vec(), "resuming after batch {i}");
     }
+}
+
+/// The last records share one second over several pages: a run without changes still
+/// costs one request, as the id tie-break is in the query rather than applied after
+/// reading every page of that second again.
+#[tokio::test]
+async fn a_run_without_changes_costs_one_request_whatever_shares_the_checkpoint_second() {
+    let fake = Fake::start().await;
+    fake.state().customers = (10..17).map(|i| customer(i, &ts(5, 0))).collect();
+    let c = connect(&fake, 3, 2).await;
+    let (batches, err) = read(&c, Resource::Customers, None).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(ids(&batches).len(), 7);
+    let before = fake.state().served;
+    let last = batches.last().unwrap().state.clone();
+    let (none, err) = read(&c, Resource::Customers, Some(last)).await;
+    assert!(err.is_none() && none.is_empty(), "{err:?}");
+    assert_eq!(fake.state().served - before, 1);
+    assert!(fake.state().invalid.is_empty());
 }
 
 #[tokio::test]

@@ -156,21 +156,36 @@ fn position(n: &Json) -> (DateTime<Utc>, i64) {
     (t, id)
 }
 
-/// The search syntax the connector uses: `updated_at:>='<time>'` (or `>`).
-fn filter(query: &str) -> Result<(DateTime<Utc>, bool), String> {
-    let (rest, inclusive) = if let Some(r) = query.strip_prefix("updated_at:>=") {
-        (r, true)
-    } else if let Some(r) = query.strip_prefix("updated_at:>") {
-        (r, false)
-    } else {
-        return Err(format!("the fake does not know the filter {query:?}"));
-    };
-    let ts = rest
+/// The search syntax the connector uses, in the search grammar's terms (terms joined by `OR`
+/// and `AND`, a group in parentheses, quoted dates): records past a position,
+/// `updated_at:>'<t>' OR (updated_at:>='<t>' AND id:><n>)`. Anything else is refused, so a
+/// change in what the connector sends shows here.
+fn filter(query: &str) -> Result<(DateTime<Utc>, i64), String> {
+    let unknown = || format!("the fake does not know the filter {query:?}");
+    let (later, group) = query.split_once(" OR ").ok_or_else(unknown)?;
+    let t = quoted_time(later.strip_prefix("updated_at:>").ok_or_else(unknown)?)?;
+    let group = group
+        .strip_prefix('(')
+        .and_then(|g| g.strip_suffix(')'))
+        .ok_or_else(unknown)?;
+    let (same, id) = group.split_once(" AND ").ok_or_else(unknown)?;
+    if quoted_time(same.strip_prefix("updated_at:>=").ok_or_else(unknown)?)? != t {
+        return Err(unknown());
+    }
+    let id = id
+        .strip_prefix("id:>")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(unknown)?;
+    Ok((t, id))
+}
+
+fn quoted_time(value: &str) -> Result<DateTime<Utc>, String> {
+    let ts = value
         .strip_prefix('\'')
         .and_then(|r| r.strip_suffix('\''))
         .ok_or("unquoted time: only the date would be honoured")?;
     let t = DateTime::parse_from_rfc3339(ts).map_err(|e| e.to_string())?;
-    Ok((t.with_timezone(&Utc), inclusive))
+    Ok(t.with_timezone(&Utc))
 }
 
 fn error(message: &str, code: &str) -> ResponseTemplate {
@@ -285,11 +300,7 @@ impl Respond for Responder {
             "orders" => s.orders.clone(),
             other => return error(&format!("the fake does not serve {other}"), "BAD_REQUEST"),
         };
-        records.retain(|r| match since {
-            None => true,
-            Some((t, true)) => position(r).0 >= t,
-            Some((t, false)) => position(r).0 > t,
-        });
+        records.retain(|r| since.is_none_or(|after| position(r) > after));
         records.sort_by_key(position);
         let offset = vars["after"]
             .as_str()
