@@ -761,3 +761,57 @@ fn a_filter_on_an_undefined_aggregate_is_an_error_listing_the_defined_ones() {
         stderr(&o)
     );
 }
+
+/// A new source starts with its connection alone: `discover` lists its tables with their
+/// cursor candidates and says what qualifies, `check` tests the connection, and `sync`
+/// says what to add instead of syncing nothing.
+#[tokio::test]
+async fn a_source_with_its_connection_alone_is_discovered_checked_and_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo(d, 20);
+    std::fs::write(
+        config(d),
+        "[store]\nurl = \"sqlite://dossier.db\"\n\n[[sources]]\nname = \"shop\"\nconnector = \"sqlite\"\nconfig = { path = \"shop.db\" }\n",
+    )
+    .unwrap();
+    let cfg = config(d);
+    let cfg = cfg.to_str().unwrap();
+
+    let o = run(&["discover", "shop", "--config", cfg]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let catalog: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let customers = catalog["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "customers")
+        .unwrap_or_else(|| panic!("{catalog}"));
+    assert_eq!(
+        customers["cursor_candidates"],
+        // The row id grows with inserts; updated_at with every change.
+        serde_json::json!(["id", "updated_at"]),
+        "{customers}"
+    );
+    assert!(
+        stderr(&o).contains("a cursor must grow whenever a row changes"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run(&["check", "shop", "--config", cfg]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("no streams are configured yet"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = run(&["sync", "shop", "--config", cfg]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("has no streams yet; `dossier discover shop` lists what it offers"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -301,6 +301,13 @@ pub async fn discover(
     let engine = engine(config, plugins).await?;
     let catalog = engine.discover(source).await?;
     println!("{}", serde_json::to_string_pretty(&catalog)?);
+    // The catalog is for scripts (stdout); what to make of it is for the reader.
+    eprintln!(
+        "note: a cursor must grow whenever a row changes: an update time, or for rows that are never \
+         updated a key the database assigns in order; each stream's cursor_candidates lists the \
+         columns that look like one. A stream without a cursor is read whole on every run, and \
+         rows gone from it are marked deleted."
+    );
     Ok(ExitCode::SUCCESS)
 }
 

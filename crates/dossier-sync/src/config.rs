@@ -293,7 +293,9 @@ pub struct SourceConfig {
     /// records rejected below it are counted and kept with their reason.
     #[serde(default = "default_max_rejected")]
     pub max_rejected: f64,
-    /// The streams to read, each with its mapping.
+    /// The streams to read, each with its mapping. A new source may have none yet:
+    /// `dossier discover NAME` lists what its connection offers; `sync` needs at least one.
+    #[serde(default)]
     pub streams: Vec<StreamEntry>,
 }
 
@@ -606,9 +608,11 @@ impl Config {
             s.parsed_timeout()
                 .map_err(|e| format!("{at}: timeout: {e}"))?;
             s.retry.waits().map_err(|e| format!("{at}: {e}"))?;
-            if s.streams.is_empty() {
+            if s.streams.is_empty() && s.schedule.is_some() {
                 return Err(format!(
-                    "{at} has no streams; add at least one [[sources.streams]]"
+                    "{at} has a schedule but no streams; add at least one [[sources.streams]] \
+                     (`dossier discover {}` lists what it offers)",
+                    s.name
                 ));
             }
             let mut streams = BTreeSet::new();
@@ -908,6 +912,16 @@ mod tests {
         assert_eq!(l.config.store.url, "sqlite:///base/dossier.db");
         assert_eq!(l.config.sources[0].config["path"], "/base/shop.db");
         assert_eq!(l.config.rules().unwrap().len(), 1);
+    }
+
+    /// `dossier discover` works from the connection alone; only a schedule needs streams.
+    #[test]
+    fn a_source_may_start_with_its_connection_alone_unless_scheduled() {
+        let bare = "[store]\nurl = \"sqlite://dossier.db\"\n[[sources]]\nname = \"shop\"\n\
+                    connector = \"sqlite\"\nconfig = { path = \"shop.db\" }\n";
+        assert!(parse(bare).unwrap().config.sources[0].streams.is_empty());
+        let scheduled = bare.replace("connector", "schedule = \"15m\"\nconnector");
+        insta::assert_snapshot!(parse(&scheduled).unwrap_err(), @r#"config file dossier.toml: source "shop" has a schedule but no streams; add at least one [[sources.streams]] (`dossier discover shop` lists what it offers)"#);
     }
 
     #[test]

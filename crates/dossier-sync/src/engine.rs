@@ -358,6 +358,12 @@ impl Engine {
         if whole {
             return Ok(report);
         }
+        if source.streams.is_empty() {
+            report.notes.push(format!(
+                "the connection works and no streams are configured yet; `dossier discover {}` lists what it offers",
+                source.name
+            ));
+        }
         for st in &source.streams {
             if refused.contains(&st.name) {
                 continue;
@@ -505,6 +511,12 @@ impl Engine {
             running.insert(cfg.name.clone(), control.cancel.clone());
         }
         let _guard = RunningGuard(&self.running, cfg.name.clone());
+        if cfg.streams.is_empty() {
+            return Err(SyncError::Config(format!(
+                "source {:?} has no streams yet; `dossier discover {}` lists what it offers, then add [[sources.streams]] with a mapping",
+                cfg.name, cfg.name
+            )));
+        }
         if let Some(only) = only
             && let Some(bad) = only
                 .iter()
