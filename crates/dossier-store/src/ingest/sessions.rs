@@ -109,7 +109,10 @@ impl Ingest<'_> {
             }),
             None => None,
         };
-        let linked = rec.contact.as_ref().map(|ContactLink::Identity(ident)| ident);
+        let linked = rec
+            .contact
+            .as_ref()
+            .map(|ContactLink::Identity(ident)| ident);
         self.claim(
             &claims::session_claimant(source, stream, &rec.external_id),
             linked,
