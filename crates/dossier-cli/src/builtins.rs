@@ -12,5 +12,6 @@ pub fn builtin_registry() -> Registry {
     registry.register::<dossier_connector_shopify::ShopifyConnector>();
     registry.register::<dossier_connector_woocommerce::WooConnector>();
     registry.register::<dossier_connector_mongodb::MongoConnector>();
+    registry.register::<dossier_connector_airbyte::AirbyteConnector>();
     registry
 }
