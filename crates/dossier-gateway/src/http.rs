@@ -94,6 +94,19 @@ impl Media {
     }
 }
 
+/// The media type to answer a GraphQL request in, or the refusal (406) when the client
+/// accepts none that [`negotiate`] offers.
+fn acceptable(headers: &HeaderMap) -> Result<Media, axum::response::Response> {
+    negotiate(headers).ok_or_else(|| {
+        refuse(
+            StatusCode::NOT_ACCEPTABLE,
+            Media::Json,
+            "accept application/graphql-response+json or application/json",
+            "BAD_REQUEST",
+        )
+    })
+}
+
 /// The first media type of `Accept` that we serve; no `Accept` means `application/json`.
 fn negotiate(headers: &HeaderMap) -> Option<Media> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
@@ -377,13 +390,9 @@ async fn graphql_post(
     headers: HeaderMap,
     body: Body,
 ) -> axum::response::Response {
-    let Some(media) = negotiate(&headers) else {
-        return refuse(
-            StatusCode::NOT_ACCEPTABLE,
-            Media::Json,
-            "accept application/graphql-response+json or application/json",
-            "BAD_REQUEST",
-        );
+    let media = match acceptable(&headers) {
+        Ok(media) => media,
+        Err(refused) => return refused,
     };
     let ctype = headers
         .get(header::CONTENT_TYPE)
@@ -450,13 +459,9 @@ async fn graphql_get(
             Err(rejection) => rejection.into_response(),
         };
     }
-    let Some(media) = negotiate(&headers) else {
-        return refuse(
-            StatusCode::NOT_ACCEPTABLE,
-            Media::Json,
-            "accept application/graphql-response+json or application/json",
-            "BAD_REQUEST",
-        );
+    let media = match acceptable(&headers) {
+        Ok(media) => media,
+        Err(refused) => return refused,
     };
     let parse = || {
         let qs = query.unwrap_or_default();
