@@ -35,15 +35,6 @@ fn slow_batches(d: &Path, extra_server: &str) {
     std::fs::write(config(d), cfg).unwrap();
 }
 
-fn signal(child: &Child, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} failed");
-}
-
 /// Waits up to `limit` for the child to exit; kills it (and fails) if it does not.
 fn exits_within(child: &mut Child, limit: Duration) -> (std::process::ExitStatus, Duration) {
     let start = Instant::now();

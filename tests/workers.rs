@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::bin;
+use common::{bin, signal};
 use dossier_test_support::PgDb;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection, Row as _};
 
@@ -129,13 +129,6 @@ impl Drop for Reaper {
             }
         }
     }
-}
-
-fn signal(child: &Child, sig: &str) {
-    std::process::Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
 }
 
 #[tokio::test]

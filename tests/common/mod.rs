@@ -219,3 +219,14 @@ pub fn post_graphql(addr: &str, key: &str, body: &str) -> String {
     s.read_to_string(&mut resp).unwrap();
     resp
 }
+
+/// Sends `sig` (`-TERM`, `-INT`, `-9`) to `child` with kill(1), which must succeed: a child
+/// not yet waited for can always be signalled.
+pub fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} failed");
+}
