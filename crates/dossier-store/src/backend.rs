@@ -2,12 +2,13 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use dossier_core::redact_url;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions as _, Connection as _, Executor, Row};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, ConnectOptions as _, Connection as _, Executor, Row};
 
-use crate::SourceRow;
 use crate::error::{Result, StoreError};
 use crate::planner_stats::GrowthWatch;
+use crate::{Page, SourceRow};
 
 static DRIVERS: Once = Once::new();
 
@@ -69,6 +70,20 @@ impl SqlStore {
 
     /// After a bulk load's aggregates and session data of `contacts` contacts were computed:
     /// on PostgreSQL, their tables just grew from nothing, so their statistics are refreshed.
+    /// A page of at most `first` items, decoded by `decode` from the rows of `query` on the
+    /// read pool. The query's last parameter, its `LIMIT`, is bound here: one row more than
+    /// `first`, which tells whether another page follows.
+    pub(crate) async fn read_page<T>(
+        &self,
+        query: Query<'_, Any, AnyArguments>,
+        first: usize,
+        decode: impl Fn(&AnyRow) -> Result<T>,
+    ) -> Result<Page<T>> {
+        let rows = query.bind(first as i64 + 1).fetch_all(&self.read).await?;
+        let items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        Ok(Page::cut(items, first))
+    }
+
     pub(crate) async fn settled(&self, contacts: u64) {
         if self.backend == Backend::Postgres && contacts >= crate::planner_stats::FIRST_AFTER_ROWS {
             let why = format!("{contacts} contacts settled");

@@ -119,44 +119,38 @@ impl SqlStore {
         first: usize,
         before: Option<i64>,
     ) -> Result<Page<RunRow>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT id, source, trigger, status, started_at, finished_at, rows_read, rows_written, rows_rejected, error, streams, \
              due_at, owner, end_state FROM sync_runs WHERE workspace = $1 AND ($2 = '' OR source = $3) AND id < $4 ORDER BY id DESC LIMIT $5",
         )
         .bind(ws)
         .bind(source.unwrap_or(""))
         .bind(source.unwrap_or(""))
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(first as i64 + 1)
-        .fetch_all(&self.read)
-        .await?;
-        let items = rows
-            .iter()
-            .map(|r| {
-                Ok(RunRow {
-                    id: r.try_get("id")?,
-                    source: r.try_get("source")?,
-                    trigger: r.try_get("trigger")?,
-                    status: r.try_get("status")?,
-                    started_at: r.try_get("started_at")?,
-                    finished_at: r.try_get("finished_at")?,
-                    rows_read: r.try_get("rows_read")?,
-                    rows_written: r.try_get("rows_written")?,
-                    rows_rejected: r.try_get("rows_rejected")?,
-                    error: r.try_get("error")?,
-                    streams: serde_json::from_str(&r.try_get::<String, _>("streams")?)
-                        .map_err(|e| StoreError::corrupt("run stats", e))?,
-                    due_at: r.try_get("due_at")?,
-                    owner: r.try_get("owner")?,
-                    end_state: r
-                        .try_get::<Option<String>, _>("end_state")?
-                        .map(|s| serde_json::from_str(&s))
-                        .transpose()
-                        .map_err(|e| StoreError::corrupt("run end state", e))?,
-                })
+        .bind(before.unwrap_or(i64::MAX));
+        self.read_page(query, first, |r| {
+            Ok(RunRow {
+                id: r.try_get("id")?,
+                source: r.try_get("source")?,
+                trigger: r.try_get("trigger")?,
+                status: r.try_get("status")?,
+                started_at: r.try_get("started_at")?,
+                finished_at: r.try_get("finished_at")?,
+                rows_read: r.try_get("rows_read")?,
+                rows_written: r.try_get("rows_written")?,
+                rows_rejected: r.try_get("rows_rejected")?,
+                error: r.try_get("error")?,
+                streams: serde_json::from_str(&r.try_get::<String, _>("streams")?)
+                    .map_err(|e| StoreError::corrupt("run stats", e))?,
+                due_at: r.try_get("due_at")?,
+                owner: r.try_get("owner")?,
+                end_state: r
+                    .try_get::<Option<String>, _>("end_state")?
+                    .map(|s| serde_json::from_str(&s))
+                    .transpose()
+                    .map_err(|e| StoreError::corrupt("run end state", e))?,
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Page::cut(items, first))
+        })
+        .await
     }
 
     /// Records refused by their mapping, newest first.

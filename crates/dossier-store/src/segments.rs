@@ -179,28 +179,22 @@ impl SqlStore {
         after: Option<i64>,
         first: usize,
     ) -> Result<Page<SegmentChange>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT id, contact_id, change, at FROM segment_changes WHERE workspace = $1 AND segment = $2 \
              AND id > $3 ORDER BY id LIMIT $4",
         )
         .bind(ws)
         .bind(name)
-        .bind(after.unwrap_or(0))
-        .bind(first as i64 + 1)
-        .fetch_all(&self.read)
-        .await?;
-        let items = rows
-            .iter()
-            .map(|r| {
-                Ok(SegmentChange {
-                    id: r.try_get("id")?,
-                    contact_id: r.try_get("contact_id")?,
-                    change: r.try_get("change")?,
-                    at: r.try_get("at")?,
-                })
+        .bind(after.unwrap_or(0));
+        self.read_page(query, first, |r| {
+            Ok(SegmentChange {
+                id: r.try_get("id")?,
+                contact_id: r.try_get("contact_id")?,
+                change: r.try_get("change")?,
+                at: r.try_get("at")?,
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Page::cut(items, first))
+        })
+        .await
     }
 
     /// The newest change id of a segment's feed: a cursor that starts reading from now on.
