@@ -614,7 +614,6 @@ impl SqlStore {
         let bounds = intervals(range)?;
         let mut b = SqlBuilder::new(0).over_sessions(sqlite);
         let ws_p = b.param(Bind::Text(ws.into()));
-        let values = values_table(&mut b, &bounds);
         let keys: Vec<KeySql> = group_by
             .iter()
             .map(|f| key_sql(session_field(&mut b, f, sqlite)))
@@ -637,9 +636,11 @@ impl SqlStore {
         }
         let limit_p = b.param(Bind::Int(max_groups as i64 + 1));
         let sql = format!(
-            "SELECT t.iv AS iv, {gcols}{aggs} FROM (SELECT b.column1 AS iv, {cols} FROM {values} \
-             JOIN sessions s ON s.workspace = {ws_p} AND s.deleted = 0 AND s.started_at >= b.column2 \
-             AND s.started_at < b.column3 WHERE {cond}) t{group} ORDER BY t.iv LIMIT {limit_p}",
+            "SELECT t.iv AS iv, {gcols}{aggs} FROM (SELECT {bucket} AS iv, {cols} FROM sessions s \
+             WHERE s.workspace = {ws_p} AND s.deleted = 0 AND {within} AND {cond}) t{group} \
+             ORDER BY t.iv LIMIT {limit_p}",
+            bucket = bucket_of("s.started_at", &bounds),
+            within = within("s.started_at", &bounds),
             gcols = (0..keys.len())
                 .map(|i| format!("t.g{i} AS g{i}, "))
                 .collect::<String>(),
@@ -702,12 +703,13 @@ impl SqlStore {
         let mut b = SqlBuilder::new(0);
         let ws_p = b.param(Bind::Text(ws.into()));
         let seg_p = b.param(Bind::Text(segment.into()));
-        let values = values_table(&mut b, &bounds);
         let sql = format!(
-            "SELECT b.column1 AS iv, SUM(CASE WHEN x.change = 'entered' THEN 1 ELSE 0 END) AS entered, \
-             SUM(CASE WHEN x.change = 'left' THEN 1 ELSE 0 END) AS exits FROM {values} \
-             JOIN segment_changes x ON x.workspace = {ws_p} AND x.segment = {seg_p} \
-             AND x.at >= b.column2 AND x.at < b.column3 GROUP BY b.column1"
+            "SELECT t.iv AS iv, SUM(CASE WHEN t.change = 'entered' THEN 1 ELSE 0 END) AS entered, \
+             SUM(CASE WHEN t.change = 'left' THEN 1 ELSE 0 END) AS exits \
+             FROM (SELECT {bucket} AS iv, x.change AS change FROM segment_changes x \
+             WHERE x.workspace = {ws_p} AND x.segment = {seg_p} AND {within}) t GROUP BY t.iv",
+            bucket = bucket_of("x.at", &bounds),
+            within = within("x.at", &bounds),
         );
         let mut per: HashMap<i64, (i64, i64)> = HashMap::new();
         for r in bind_all(sqlx::query(AssertSqlSafe(sql)), &b.binds)
@@ -735,20 +737,30 @@ impl SqlStore {
     }
 }
 
-/// The intervals as a table `b` of (index, start, end): `column1`, `column2`, `column3` on
-/// both backends.
-fn values_table(b: &mut SqlBuilder, bounds: &[(i64, i64)]) -> String {
-    let rows: Vec<String> = bounds
-        .iter()
-        .enumerate()
-        .map(|(i, (start, end))| {
-            format!(
-                "({}, {}, {})",
-                b.param(Bind::Int(i as i64)),
-                b.param(Bind::Int(*start)),
-                b.param(Bind::Int(*end))
-            )
-        })
-        .collect();
-    format!("(VALUES {}) b", rows.join(", "))
+/// The index of the interval of `bounds` (sorted, each ending where the next starts) that
+/// `expr` falls in, as a CASE halving the intervals at each step: one pass over the rows,
+/// each placed in log2(n) comparisons, where a join with a table of intervals reads the rows
+/// once per interval. The bounds are integers the store computed: written as literals.
+fn bucket_of(expr: &str, bounds: &[(i64, i64)]) -> String {
+    fn split(expr: &str, bounds: &[(i64, i64)], lo: usize, hi: usize) -> String {
+        if hi - lo <= 1 {
+            return lo.to_string();
+        }
+        let mid = (lo + hi) / 2;
+        format!(
+            "CASE WHEN {expr} < {} THEN {} ELSE {} END",
+            bounds[mid].0,
+            split(expr, bounds, lo, mid),
+            split(expr, bounds, mid, hi)
+        )
+    }
+    split(expr, bounds, 0, bounds.len())
+}
+
+/// `expr` within the intervals of `bounds` (none when there are none).
+fn within(expr: &str, bounds: &[(i64, i64)]) -> String {
+    match (bounds.first(), bounds.last()) {
+        (Some((from, _)), Some((_, to))) => format!("{expr} >= {from} AND {expr} < {to}"),
+        _ => "1 = 0".into(),
+    }
 }
