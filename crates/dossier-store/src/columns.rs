@@ -129,7 +129,7 @@ pub(crate) fn session_field(b: &mut SqlBuilder, field: &SessionField, sqlite: bo
 
 /// Text compared and sorted byte by byte on both backends (PostgreSQL would otherwise use
 /// the database's locale, and pages and groups would differ between stores).
-fn text(sqlite: bool, expr: &str) -> String {
+pub(crate) fn text(sqlite: bool, expr: &str) -> String {
     if sqlite {
         expr.to_string()
     } else {
