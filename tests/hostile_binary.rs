@@ -145,3 +145,34 @@ fn the_query_command_admits_documents_the_same_way() {
         "{out}"
     );
 }
+
+/// `server.max_buckets` bounds a dashboard answer before it is computed: a year of weekly
+/// buckets is refused under a cap of 10, a week of daily ones answers.
+#[test]
+fn a_time_series_over_server_max_buckets_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo(d, 20);
+    let text = std::fs::read_to_string(config(d)).unwrap().replace(
+        "listen = \"127.0.0.1:8080\"",
+        "listen = \"127.0.0.1:8080\"\nmax_buckets = 10",
+    );
+    std::fs::write(config(d), text).unwrap();
+    let series = |interval: &str, to: &str| {
+        format!(
+            r#"{{ sessionStats(kind: "order", interval: {interval}, from: "2024-01-01T00:00:00Z", to: "{to}") {{ points {{ totals {{ count }} }} }} }}"#
+        )
+    };
+    let year = query(d, &series("WEEK", "2025-01-01T00:00:00Z"));
+    let error = year["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(error.contains("at most 10"), "{year}");
+    let week = query(d, &series("DAY", "2024-01-08T00:00:00Z"));
+    assert!(week.get("errors").is_none(), "{week}");
+    assert_eq!(
+        week["data"]["sessionStats"]["points"]
+            .as_array()
+            .unwrap()
+            .len(),
+        7
+    );
+}

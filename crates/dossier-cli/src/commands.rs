@@ -169,6 +169,7 @@ pub fn gateway_config(engine: &Engine) -> anyhow::Result<GatewayConfig> {
         max_nesting: srv.max_nesting,
         max_selections: srv.max_selections,
         max_body_bytes: srv.max_body_bytes,
+        max_buckets: srv.max_buckets,
         request_timeout: dossier_sync::config::parse_interval(&srv.request_timeout)
             .map_err(|e| anyhow::anyhow!("server.request_timeout: {e}"))?,
         rate_limit: (srv.rate_limit_per_second > 0).then_some(RateLimit {

@@ -142,6 +142,12 @@ pub struct ServerConfig {
     /// Largest request body, in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Most buckets a dashboard answer may hold: the groups of a breakdown
+    /// (`contactStats`), and the intervals, or intervals times groups, of a time series
+    /// (`sessionStats`) or a segment's history. A larger answer is refused, saying to ask
+    /// for fewer.
+    #[serde(default = "default_max_buckets")]
+    pub max_buckets: usize,
     /// How long one request may run before it is stopped, e.g. `"10s"`.
     #[serde(default = "default_request_timeout")]
     pub request_timeout: String,
@@ -190,6 +196,7 @@ impl Default for ServerConfig {
             max_nesting: default_max_nesting(),
             max_selections: default_max_selections(),
             max_body_bytes: default_max_body_bytes(),
+            max_buckets: default_max_buckets(),
             request_timeout: default_request_timeout(),
             rate_limit_per_second: default_rate_limit(),
             rate_limit_burst: default_rate_burst(),
@@ -238,6 +245,10 @@ fn default_max_selections() -> usize {
 
 fn default_max_body_bytes() -> usize {
     256 * 1024
+}
+
+fn default_max_buckets() -> usize {
+    1000
 }
 
 fn default_request_timeout() -> String {
@@ -563,6 +574,7 @@ impl Config {
             ("max_nesting", srv.max_nesting),
             ("max_selections", srv.max_selections),
             ("max_body_bytes", srv.max_body_bytes),
+            ("max_buckets", srv.max_buckets),
         ] {
             if v == 0 {
                 return Err(format!("server.{name} must be at least 1"));
