@@ -200,9 +200,10 @@ pub struct DashboardQuery;
 
 #[Object]
 impl DashboardQuery {
-    /// The workspace's sessions, optionally of one `kind` and matching a filter over their
-    /// data (`where` or the text form `filter`: fields `data.<key>` only), in `orderBy`
-    /// (newest first when not given; ties by id).
+    /// The workspace's sessions, optionally of one `kind`, of one `source`, started within
+    /// [`from`, `to`), and matching a filter over their data (`where` or the text form
+    /// `filter`: fields `data.<key>` only), in `orderBy` (newest first when not given; ties
+    /// by id).
     #[graphql(
         guard = "RoleGuard(Role::Read)",
         complexity = "crate::limits::scan_cost(first, child_complexity)"
@@ -212,6 +213,9 @@ impl DashboardQuery {
         &self,
         ctx: &Context<'_>,
         kind: Option<String>,
+        source: Option<String>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
         #[graphql(name = "where")] input: Option<ContactFilter>,
         filter: Option<String>,
         order_by: Option<Vec<OrderInput>>,
@@ -242,6 +246,9 @@ impl DashboardQuery {
         };
         let q = SessionQuery {
             kind: kind.as_deref(),
+            source: source.as_deref(),
+            from: from.map(|t| t.timestamp_micros()),
+            to: to.map(|t| t.timestamp_micros()),
             filter: filter.as_ref(),
             order: &order,
         };

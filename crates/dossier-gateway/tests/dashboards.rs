@@ -217,3 +217,31 @@ async fn dashboards_are_bounded() {
         "a session filter looks at the session's data (`data.<key>`) only, not country"
     );
 }
+
+/// Root sessions narrowed by source and start time, as the arguments say.
+#[tokio::test]
+async fn root_sessions_by_source_and_time() {
+    let t = seeded().await;
+    let count = |args: &'static str| {
+        let t = &t;
+        async move {
+            let d = t
+                .data(
+                    &format!("{{ sessions({args} first: 100) {{ edges {{ node {{ id }} }} }} }}"),
+                    json!({}),
+                )
+                .await;
+            d["sessions"]["edges"].as_array().unwrap().len()
+        }
+    };
+    let all = count("").await;
+    assert!(all > 0);
+    assert_eq!(count(r#"source: "shop","#).await, all);
+    assert_eq!(count(r#"source: "crm","#).await, 0);
+    assert_eq!(
+        count(r#"from: "1970-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z","#).await,
+        all
+    );
+    assert_eq!(count(r#"from: "2100-01-01T00:00:00Z","#).await, 0);
+    assert_eq!(count(r#"to: "1970-01-01T00:00:00Z","#).await, 0);
+}

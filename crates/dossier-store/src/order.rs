@@ -51,6 +51,12 @@ pub struct Placed<T> {
 pub struct SessionQuery<'a> {
     /// Only sessions of this kind.
     pub kind: Option<&'a str>,
+    /// Only sessions of this source.
+    pub source: Option<&'a str>,
+    /// Only sessions started at or after this time (epoch microseconds).
+    pub from: Option<i64>,
+    /// Only sessions started before this time (epoch microseconds).
+    pub to: Option<i64>,
     /// Only sessions whose data matches (fields `data.<key>` only).
     pub filter: Option<&'a Filter>,
     /// The ordering; none: newest first.
@@ -340,13 +346,23 @@ impl SqlStore {
                 o.descending,
             ));
         }
-        let mut cond = match q.kind {
-            Some(k) => format!("s.kind = {}", b.param(Bind::Text(k.into()))),
-            None => "1 = 1".into(),
-        };
-        if let Some(f) = q.filter {
-            cond = format!("{cond} AND {}", b.filter(f));
+        let mut conds = vec!["1 = 1".to_string()];
+        if let Some(k) = q.kind {
+            conds.push(format!("s.kind = {}", b.param(Bind::Text(k.into()))));
         }
+        if let Some(source) = q.source {
+            conds.push(format!("s.source = {}", b.param(Bind::Text(source.into()))));
+        }
+        if let Some(from) = q.from {
+            conds.push(format!("s.started_at >= {}", b.param(Bind::Int(from))));
+        }
+        if let Some(to) = q.to {
+            conds.push(format!("s.started_at < {}", b.param(Bind::Int(to))));
+        }
+        if let Some(f) = q.filter {
+            conds.push(b.filter(f));
+        }
+        let cond = conds.join(" AND ");
         let after = match after {
             Some(pos) => after_sql(&mut b, &cols, pos, "s.id")?,
             None => "1 = 1".into(),

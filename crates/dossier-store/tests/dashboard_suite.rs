@@ -339,6 +339,7 @@ async fn root_sessions_filter_and_order_by_data(mut db: Db) {
         kind: Some("order"),
         filter: Some(&filter),
         order: &order,
+        ..SessionQuery::default()
     };
     let mut got = vec![];
     let mut after = None;
@@ -673,7 +674,50 @@ async fn segment_history_counts_entries_and_exits_per_day(mut db: Db) {
     assert_eq!((days[0].entered, days[1].entered), (0, 0));
 }
 
+/// Root sessions of one source started within [from, to), as SQL selects them; another
+/// workspace's sessions in the same hours are never listed.
+async fn root_sessions_of_a_source_within_a_time_range(mut db: Db) {
+    filled(&db).await;
+    let (from, to) = (T0, T0 + 84 * HOUR);
+    let want = db
+        .rows(&format!(
+            "SELECT external_id FROM sessions WHERE workspace = 'default' AND deleted = 0 \
+             AND source = 'shop' AND started_at >= {from} AND started_at < {to} \
+             ORDER BY started_at DESC, id"
+        ))
+        .await;
+    let q = SessionQuery {
+        source: Some("shop"),
+        from: Some(from),
+        to: Some(to),
+        ..SessionQuery::default()
+    };
+    let got: Vec<String> = db
+        .store
+        .sessions_ordered(WS, &q, 50, None)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|s| s.row.external_id)
+        .collect();
+    assert_eq!(got, want);
+    // Orders 1-4 and 8 and both tickets: the range's bounds are [from, to).
+    assert_eq!(got.len(), 7, "{got:?}");
+    let none = SessionQuery {
+        source: Some("crm"),
+        ..SessionQuery::default()
+    };
+    let page = db
+        .store
+        .sessions_ordered(WS, &none, 50, None)
+        .await
+        .unwrap();
+    assert!(page.items.is_empty());
+}
+
 dashboard_suite!(
+    root_sessions_of_a_source_within_a_time_range,
     ordered_contacts_page_through_ties_and_nulls,
     root_sessions_filter_and_order_by_data,
     breakdowns_match_sql_with_null_keys_and_totals,
