@@ -206,6 +206,54 @@ async fn dashboards_are_bounded() {
         .collect();
     let err = t.error(&format!("{{ {many} }}"), json!({})).await;
     assert!(err.contains("complex"), "{err}");
+    // Hostile arguments are refused before any work, within a second: ten thousand years of
+    // days, more group keys and metrics than allowed, a time zone that is not one.
+    let start = std::time::Instant::now();
+    let err = t
+        .error(
+            r#"{ sessionStats(interval: DAY, from: "0001-01-01T00:00:00Z", to: "9999-12-31T00:00:00Z") { totals { count } } }"#,
+            json!({}),
+        )
+        .await;
+    // Its cost (one bucket a day) is over the complexity limit: refused before it runs.
+    assert!(err.contains("complex"), "{err}");
+    let keys = r#"["country", "country", "country", "country", "country"]"#;
+    let err = t
+        .error(
+            &format!("{{ contactStats(groupBy: {keys}) {{ hasMore }} }}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(err, "groupBy keys: 5 asked; at most 4 are allowed");
+    let metrics: String = (0..11)
+        .map(|_| r#"{ op: SUM, field: "agg.total_spent" }, "#)
+        .collect();
+    let err = t
+        .error(
+            &format!("{{ contactStats(metrics: [{metrics}]) {{ hasMore }} }}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(err, "metrics: 11 asked; at most 10 are allowed");
+    let zone = "Z".repeat(10_000);
+    let err = t
+        .error(
+            &format!(
+                r#"{{ sessionStats(interval: DAY, timezone: "{zone}", from: "2024-01-01T00:00:00Z", to: "2024-01-02T00:00:00Z") {{ totals {{ count }} }} }}"#
+            ),
+            json!({}),
+        )
+        .await;
+    assert!(
+        err.contains("unknown time zone"),
+        "{}",
+        &err[..err.len().min(200)]
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
     let err = t
         .error(
             r#"{ sessions(filter: "country = \"FR\"") { edges { cursor } } }"#,
