@@ -9,7 +9,7 @@
 --   * computes the five aggregates and the contacts' session data set-based, one GROUP BY
 --     per source table.
 --
--- It writes the rows of the sync (contacts, both identities of each, every order and
+-- It writes the rows of the sync (contacts, both identities of each and the claim on its email, every order and
 -- conversation with its data as the store encodes it, the aggregates and the session data on
 -- each contact) but leaves out what only a sync needs: provenance, stream states, run records
 -- and the bookkeeping of a resumable load. It also writes a few rows fewer, which only makes
@@ -28,6 +28,8 @@ DROP INDEX contacts_ws_country;
 DROP INDEX identities_contact;
 DROP INDEX sessions_contact;
 DROP INDEX sessions_stream;
+DROP INDEX identity_claims_identity;
+DROP INDEX contact_aggregates_name_num;
 
 BEGIN;
 INSERT INTO contacts (id, workspace, email, first_name, last_name, country, created_at,
@@ -36,10 +38,14 @@ INSERT INTO contacts (id, workspace, email, first_name, last_name, country, crea
          unixepoch(substr(created_at, 1, 19)) * 1000000, 1,
          unixepoch(substr(updated_at, 1, 19)) * 1000000
   FROM s.customers ORDER BY id;
-INSERT INTO identities (workspace, kind, value, contact_id, created_at)
-  SELECT 'default', 'email', email, id, 1 FROM s.customers ORDER BY email;
-INSERT INTO identities (workspace, kind, value, contact_id, created_at)
-  SELECT 'default', 'external', 'shop:customers:' || id, id, 1
+INSERT INTO identities (workspace, kind, value, contact_id, created_at, claimed)
+  SELECT 'default', 'email', email, id, 1, 1 FROM s.customers ORDER BY email;
+INSERT INTO identities (workspace, kind, value, contact_id, created_at, claimed)
+  SELECT 'default', 'external', 'shop:customers:' || id, id, 1, 1
+  FROM s.customers ORDER BY 'shop:customers:' || id;
+-- Each customer record asserts its email (the identity stops resolving once none does).
+INSERT INTO identity_claims (workspace, claimant, kind, value)
+  SELECT 'default', 'shop:customers:' || id, 'email', email
   FROM s.customers ORDER BY 'shop:customers:' || id;
 INSERT INTO contact_data (contact_id, key, value, txt, own, updated_at)
   SELECT id, 'price_plan', json_object('s', plan), plan, 1, 1 FROM s.customers ORDER BY id;
@@ -66,6 +72,7 @@ CREATE INDEX contacts_ws_country ON contacts (workspace, country, merged_into);
 CREATE INDEX identities_contact ON identities (contact_id);
 CREATE INDEX sessions_contact ON sessions (contact_id, started_at, id);
 CREATE INDEX sessions_stream ON sessions (workspace, source, stream, seen_run);
+CREATE INDEX identity_claims_identity ON identity_claims (workspace, kind, value);
 
 BEGIN;
 -- One row per contact with its latest order (SQLite takes the bare columns from the row that
@@ -99,4 +106,5 @@ INSERT INTO contact_data (contact_id, key, value, num, txt, own, updated_at)
   UNION ALL SELECT c, 'channel', json_object('s', channel), NULL, channel, 0, 1 FROM v
   ORDER BY 1, 2;
 COMMIT;
+CREATE INDEX contact_aggregates_name_num ON contact_aggregates (name, num);
 PRAGMA wal_checkpoint(TRUNCATE);
