@@ -43,8 +43,7 @@ use std::str::FromStr as _;
 use dossier_connector::ConnectorError;
 use dossier_sql_source::{
     Binder, Cell, Column, Connect, DbError, Dialect, Driver, ErrorClass, KeptConnection, Kind,
-    Placeholders, RawColumn, ServerOptions, SqlConnector, Wire, connect_error, connect_within,
-    expanded_after,
+    Placeholders, RawColumn, SqlConnector, Wire, connect_error, connect_within, expanded_after,
 };
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlSslMode};
 use sqlx::{AssertSqlSafe, Column as _, Connection as _, Executor as _, TypeInfo as _};
@@ -293,37 +292,15 @@ fn query_type(name: &str) -> (String, String) {
     }
 }
 
-impl ServerOptions for MySql {
-    type Options = MySqlConnectOptions;
-    const NAME: &'static str = "MySQL";
-    const SCHEMES: &'static [&'static str] = &["mysql://", "mariadb://"];
-    const DEFAULT_PORT: u16 = DEFAULT_PORT;
-
-    fn parse_url(url: &str) -> Result<MySqlConnectOptions, sqlx::Error> {
-        MySqlConnectOptions::from_str(&url.replacen("mariadb://", "mysql://", 1))
-    }
-
-    fn fields(host: &str, port: u16, user: &str) -> MySqlConnectOptions {
-        MySqlConnectOptions::new()
-            .host(host)
-            .port(port)
-            .username(user)
-    }
-
-    fn database(options: MySqlConnectOptions, database: &str) -> MySqlConnectOptions {
-        options.database(database)
-    }
-
-    fn password(options: MySqlConnectOptions, password: &str) -> MySqlConnectOptions {
-        options.password(password)
-    }
-
-    fn tls(options: MySqlConnectOptions, mode: TlsMode) -> MySqlConnectOptions {
-        options.ssl_mode(match mode {
-            TlsMode::Disable => MySqlSslMode::Disabled,
-            TlsMode::Prefer => MySqlSslMode::Preferred,
-            TlsMode::Require => MySqlSslMode::Required,
-        })
+dossier_sql_source::server_options! {
+    MySql => MySqlConnectOptions {
+        name: "MySQL",
+        schemes: ["mysql://", "mariadb://"],
+        default_port: DEFAULT_PORT,
+        // sqlx knows MariaDB's URLs only by MySQL's scheme.
+        parse_url: |url| MySqlConnectOptions::from_str(&url.replacen("mariadb://", "mysql://", 1)),
+        new: MySqlConnectOptions::new(),
+        tls: MySqlSslMode { Disabled, Preferred, Required },
     }
 }
 

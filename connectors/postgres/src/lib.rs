@@ -43,7 +43,7 @@ use std::str::FromStr as _;
 use dossier_connector::ConnectorError;
 use dossier_sql_source::{
     Binder, Cell, Column, Connect, DbError, Dialect, Driver, ErrorClass, KeptConnection, Kind,
-    Placeholders, RawColumn, ServerOptions, SqlConnector, Wire, connect_error, connect_within,
+    Placeholders, RawColumn, SqlConnector, Wire, connect_error, connect_within,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{Column as _, Connection as _};
@@ -209,37 +209,15 @@ fn classify(e: sqlx::Error) -> DbError {
     DbError::new(class, e.to_string())
 }
 
-impl ServerOptions for Postgres {
-    type Options = PgConnectOptions;
-    const NAME: &'static str = "PostgreSQL";
-    const SCHEMES: &'static [&'static str] = &["postgres://", "postgresql://"];
-    const DEFAULT_PORT: u16 = DEFAULT_PORT;
-
-    fn parse_url(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
-        PgConnectOptions::from_str(url)
-    }
-
-    fn fields(host: &str, port: u16, user: &str) -> PgConnectOptions {
-        PgConnectOptions::new_without_pgpass()
-            .host(host)
-            .port(port)
-            .username(user)
-    }
-
-    fn database(options: PgConnectOptions, database: &str) -> PgConnectOptions {
-        options.database(database)
-    }
-
-    fn password(options: PgConnectOptions, password: &str) -> PgConnectOptions {
-        options.password(password)
-    }
-
-    fn tls(options: PgConnectOptions, mode: TlsMode) -> PgConnectOptions {
-        options.ssl_mode(match mode {
-            TlsMode::Disable => PgSslMode::Disable,
-            TlsMode::Prefer => PgSslMode::Prefer,
-            TlsMode::Require => PgSslMode::Require,
-        })
+dossier_sql_source::server_options! {
+    Postgres => PgConnectOptions {
+        name: "PostgreSQL",
+        schemes: ["postgres://", "postgresql://"],
+        default_port: DEFAULT_PORT,
+        parse_url: |url| PgConnectOptions::from_str(url),
+        // Without pgpass: a password comes from the config alone.
+        new: PgConnectOptions::new_without_pgpass(),
+        tls: PgSslMode { Disable, Prefer, Require },
     }
 }
 

@@ -227,7 +227,8 @@ impl Config {
 
 /// A server reached over the network (PostgreSQL, MySQL), as its driver spells its connection
 /// options: what each names differently, so that [`Config::server_options`] reads a config
-/// into either the same way. Implemented by the connector's [`Driver`](crate::Driver).
+/// into either the same way. Implemented by the connector's [`Driver`](crate::Driver), through
+/// [`server_options!`](crate::server_options).
 pub trait ServerOptions {
     /// The driver's connection options.
     type Options;
@@ -244,6 +245,57 @@ pub trait ServerOptions {
     fn database(options: Self::Options, database: &str) -> Self::Options;
     fn password(options: Self::Options, password: &str) -> Self::Options;
     fn tls(options: Self::Options, mode: TlsMode) -> Self::Options;
+}
+
+/// Implements [`ServerOptions`] for a driver whose options have sqlx's setters (`host`,
+/// `port`, `username`, `database`, `password`, `ssl_mode`): sqlx gives PostgreSQL's and
+/// MySQL's options setters of the same names but no trait to call them through, so a macro
+/// writes those calls once. The caller gives what differs: the names, how a URL is parsed
+/// (`|url| ...`), the options a connection by fields starts from, and its TLS modes for
+/// `disable`, `prefer` and `require`.
+#[macro_export]
+macro_rules! server_options {
+    (
+        $driver:ty => $options:ty {
+            name: $name:expr,
+            schemes: $schemes:expr,
+            default_port: $port:expr,
+            parse_url: |$url:ident| $parse:expr,
+            new: $new:expr,
+            tls: $ssl:ident { $disable:ident, $prefer:ident, $require:ident } $(,)?
+        }
+    ) => {
+        impl $crate::ServerOptions for $driver {
+            type Options = $options;
+            const NAME: &'static str = $name;
+            const SCHEMES: &'static [&'static str] = &$schemes;
+            const DEFAULT_PORT: u16 = $port;
+
+            fn parse_url($url: &str) -> ::std::result::Result<$options, $crate::sqlx::Error> {
+                $parse
+            }
+
+            fn fields(host: &str, port: u16, user: &str) -> $options {
+                $new.host(host).port(port).username(user)
+            }
+
+            fn database(options: $options, database: &str) -> $options {
+                options.database(database)
+            }
+
+            fn password(options: $options, password: &str) -> $options {
+                options.password(password)
+            }
+
+            fn tls(options: $options, mode: $crate::TlsMode) -> $options {
+                options.ssl_mode(match mode {
+                    $crate::TlsMode::Disable => $ssl::$disable,
+                    $crate::TlsMode::Prefer => $ssl::$prefer,
+                    $crate::TlsMode::Require => $ssl::$require,
+                })
+            }
+        }
+    };
 }
 
 impl Config {

@@ -91,6 +91,9 @@ pub use dossier_core::redact_url;
 pub use error::{DbError, ErrorClass, connect_error, driver_error_class, error};
 pub use kept::{Connect, KeptConnection, connect_within};
 pub use sql::{Binder, Placeholders};
+// For `server_options!`, whose expansion names sqlx's error type from the caller's crate.
+#[doc(hidden)]
+pub use sqlx;
 
 /// The server-specific half of a SQL connector.
 #[async_trait::async_trait]
