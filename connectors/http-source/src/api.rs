@@ -4,24 +4,42 @@
 use std::future::Future;
 
 use dossier_connector::{Catalog, ConnectorError, Problem, StreamInfo, problems_per_stream};
+use schemars::JsonSchema;
+use serde::Deserialize;
 
 /// One of the objects an API connector reads (customers, orders...), each a stream of the
 /// catalog under its own name.
-pub trait ApiResource: Copy + Send + Sync + 'static {
-    /// Every resource, in catalog order.
-    const ALL: &'static [Self];
+pub trait ApiResource: Copy + PartialEq + Send + Sync + 'static {
+    /// Every resource with the name of its stream in the catalog (and in the API's paths,
+    /// where they agree), in catalog order.
+    const ALL: &'static [(Self, &'static str)];
 
-    /// The name of its stream in the catalog (and in the API's paths, where they agree).
-    fn name(self) -> &'static str;
+    /// The name of its stream in the catalog.
+    fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(resource, _)| *resource == self)
+            .map(|(_, name)| *name)
+            .expect("ApiResource::ALL lists every resource")
+    }
 
     /// Its stream under `name`: fields, primary key and cursor candidates.
     fn info(self, name: &str) -> StreamInfo;
 }
 
+/// One stream of an API source: which of the API's objects it reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Stream")]
+pub struct ResourceStream<R> {
+    /// What to read: one of the API's objects.
+    pub resource: R,
+}
+
 /// The catalog of an API connector: every resource under its own name.
 pub fn catalog<R: ApiResource>() -> Catalog {
     Catalog {
-        streams: R::ALL.iter().map(|r| r.info(r.name())).collect(),
+        streams: R::ALL.iter().map(|(r, name)| r.info(name)).collect(),
     }
 }
 

@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 mod api;
 
-pub use api::{ApiResource, catalog, check_by_one_record, check_page_size};
+pub use api::{ApiResource, ResourceStream, catalog, check_by_one_record, check_page_size};
 pub use reqwest;
 
 /// The longest `Retry-After` honoured; a server asking for more is waited on this long.

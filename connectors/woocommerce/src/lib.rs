@@ -47,8 +47,8 @@ use dossier_connector::{
     BatchStream, Catalog, Connector, ConnectorError, Problem, ReadRequest, StreamInfo,
 };
 use dossier_http_source::{
-    ApiResource, HttpClient, HttpResponse, RetryConfig, catalog, check_by_one_record,
-    check_page_size,
+    ApiResource, HttpClient, HttpResponse, ResourceStream, RetryConfig, catalog,
+    check_by_one_record, check_page_size,
 };
 use schemars::JsonSchema;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -97,27 +97,18 @@ pub enum Resource {
 }
 
 impl ApiResource for Resource {
-    const ALL: &'static [Self] = &[Resource::Customers, Resource::Orders];
-
-    fn name(self) -> &'static str {
-        match self {
-            Resource::Customers => "customers",
-            Resource::Orders => "orders",
-        }
-    }
+    const ALL: &'static [(Self, &'static str)] = &[
+        (Resource::Customers, "customers"),
+        (Resource::Orders, "orders"),
+    ];
 
     fn info(self, name: &str) -> StreamInfo {
         fields::info(name, self)
     }
 }
 
-/// One stream of a WooCommerce source.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Stream {
-    /// What to read: `customers` or `orders`.
-    pub resource: Resource,
-}
+/// One stream: which resource it reads.
+pub type Stream = ResourceStream<Resource>;
 
 /// Reads a WooCommerce store. See the [crate docs](crate) for the rules it follows.
 pub struct WooConnector {
