@@ -1,8 +1,8 @@
 //! HTTP, as the GraphQL-over-HTTP specification describes it: `POST /graphql` (JSON), `GET
 //! /graphql` for queries only, `application/graphql-response+json` or `application/json` as
 //! the client accepts; API keys, a per-key rate limit, a body size limit and a per-request
-//! timeout in front; GraphiQL at `/`, `/healthz` (the process answers) and `/readyz` (the
-//! store answers). A WebSocket upgrade of `GET /graphql` serves subscriptions (see
+//! timeout in front; `/healthz` (the process answers) and `/readyz` (the store answers).
+//! The console (GraphiQL included) is another crate's router, merged beside this one. A WebSocket upgrade of `GET /graphql` serves subscriptions (see
 //! [`crate::subscription`]); `/metrics` the Prometheus metrics.
 
 // An early answer is an `Err(Response)`, built at most once per request: boxing it would buy
@@ -13,14 +13,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{Request, Response, ServerError};
 use axum::body::Body;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Router};
 use dossier_store::SqlStore;
@@ -48,7 +47,6 @@ pub fn router(schema: DossierSchema, store: SqlStore) -> Router {
             metrics::track,
         ))
         .route("/metrics", get(metrics_text))
-        .route("/", get(graphiql))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(app);
@@ -484,16 +482,6 @@ fn is_read_only(doc: &ExecutableDocument, operation: Option<&str>) -> bool {
         .iter()
         .filter(|(name, _)| operation.is_none() || name.map(|n| n.as_str()) == operation)
         .all(|(_, op)| op.node.ty == OperationType::Query)
-}
-
-async fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql")
-            .title("Dossier GraphiQL")
-            .finish(),
-    )
 }
 
 async fn metrics_text(State(app): State<AppState>) -> axum::response::Response {

@@ -1,7 +1,7 @@
 //! Dossier's GraphQL gateway (async-graphql on axum): a thin layer over the store.
 //!
 //! [`build_schema`] assembles the GraphQL schema over a [`SqlStore`]; [`router`] serves it
-//! over HTTP (`/graphql`, GraphiQL at `/`, `/healthz`, `/readyz`, `/metrics`) behind API
+//! over HTTP (`/graphql`, `/healthz`, `/readyz`, `/metrics`) behind API
 //! keys, roles and limits, and its subscriptions over WebSocket (graphql-transport-ws, same
 //! path); [`execute`] runs one document without HTTP (the CLI's `query` command); [`sdl`]
 //! prints the schema for the checked-in `schema/dossier.graphql`.
@@ -264,6 +264,14 @@ pub fn metrics(schema: &DossierSchema) -> Metrics {
     schema
         .data::<Gateway>()
         .map(|g| g.metrics.clone())
+        .unwrap_or_default()
+}
+
+/// The config `schema` was built with (what the console needs to know of access).
+pub fn config(schema: &DossierSchema) -> GatewayConfig {
+    schema
+        .data::<Gateway>()
+        .map(|g| g.config.clone())
         .unwrap_or_default()
 }
 

@@ -315,13 +315,12 @@ async fn healthz_ok() {
 }
 
 #[tokio::test]
-async fn graphiql_is_served() {
+async fn the_root_is_left_to_the_console() {
+    // GraphiQL and the pages at `/` are the console's router (dossier-console), merged
+    // beside this one: a route here would make that merge panic.
     let t = seeded().await;
-    let (status, ctype, body) = t.get("/").await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(ctype.starts_with("text/html"), "{ctype}");
-    assert!(body.to_lowercase().contains("graphiql"));
-    assert!(body.contains("/graphql"));
+    let (status, _, _) = t.get("/").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -1,0 +1,268 @@
+//! `/contacts` (search by email, paged, with the total) and `/contacts/{id}` (a card).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use axum::extract::{Path, Query, State as Extract};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::ConsoleError;
+use crate::console::State;
+use crate::html::{esc, text, url};
+
+/// Contacts on one page of the list (less when the server allows less).
+const PAGE: usize = 25;
+
+const LIST: &str = "query($where: ContactFilter, $first: Int, $after: String) { contacts(where: $where, first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { id email firstName lastName country updatedAt } } } }";
+
+const CARD: &str = "query($id: ID!) { contact(id: $id) { id email phone firstName lastName company country city locale createdAt updatedAt data aggregates segments identities { kind value } origins { field source stream recordId at } sessions(first: 10) { pageInfo { hasNextPage } edges { node { id kind source stream externalId startedAt endedAt data } } } } }";
+
+/// `GET /contacts?email=...&after=...`.
+pub(crate) async fn list(
+    Extract(c): Extract<State>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let s = match c.signed(&headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let email = q.get("email").map(|e| e.trim()).unwrap_or_default();
+    let after = q.get("after").filter(|a| !a.is_empty());
+    let filter = (!email.is_empty()).then(|| json!({ "field": "email", "contains": email }));
+    let vars = json!({ "where": filter, "first": PAGE.min(c.max_page_size), "after": after });
+    let data = match c.query(&s.caller, LIST, vars).await {
+        Ok(d) => d,
+        Err(e) => return s.error(&e),
+    };
+    let contacts = &data["contacts"];
+    let total = contacts["totalCount"].as_i64().unwrap_or_default();
+    let mut body = format!(
+        r#"<form method="get" action="/contacts" role="search"><label for="email">Email contains</label> <input id="email" name="email" type="search" value="{}"> <button type="submit">Search</button></form>
+<p>{total} contact{} {}</p>"#,
+        esc(email),
+        if total == 1 { "" } else { "s" },
+        if email.is_empty() {
+            String::new()
+        } else {
+            format!("whose email contains “{}”", esc(email))
+        },
+    );
+    let edges = contacts["edges"].as_array().cloned().unwrap_or_default();
+    if !edges.is_empty() {
+        body.push_str(
+            r#"<div class="table"><table><thead><tr><th scope="col">Email</th><th scope="col">Name</th><th scope="col">Country</th><th scope="col">Updated</th></tr></thead><tbody>"#,
+        );
+        for edge in &edges {
+            let n = &edge["node"];
+            let id = text(&n["id"]);
+            let email = text(&n["email"]);
+            let _ = write!(
+                body,
+                r#"<tr><td><a href="/contacts/{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+                url(&id),
+                esc(if email.is_empty() {
+                    "(no email)"
+                } else {
+                    &email
+                }),
+                esc(&name(n)),
+                esc(&text(&n["country"])),
+                esc(&day(&n["updatedAt"])),
+            );
+        }
+        body.push_str("</tbody></table></div>");
+    }
+    let mut links = Vec::new();
+    if after.is_some() {
+        links.push(format!(
+            r#"<a href="/contacts?email={}">First page</a>"#,
+            url(email)
+        ));
+    }
+    if contacts["pageInfo"]["hasNextPage"] == true
+        && let Some(end) = contacts["pageInfo"]["endCursor"].as_str()
+    {
+        links.push(format!(
+            r#"<a href="/contacts?email={}&amp;after={}" rel="next">Next page</a>"#,
+            url(email),
+            url(end)
+        ));
+    }
+    if !links.is_empty() {
+        let _ = write!(
+            body,
+            r#"<nav aria-label="Pages"><p>{}</p></nav>"#,
+            links.join(" · ")
+        );
+    }
+    s.page(StatusCode::OK, "Contacts", &body)
+}
+
+fn name(n: &Value) -> String {
+    [text(&n["firstName"]), text(&n["lastName"])]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn day(v: &Value) -> String {
+    let t = text(v);
+    t.get(..10).map(str::to_string).unwrap_or(t)
+}
+
+/// `GET /contacts/{id}`: 404 for an id the caller's workspace does not have.
+pub(crate) async fn card(
+    Extract(c): Extract<State>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let s = match c.signed(&headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    // Contact ids are numbers: anything else names no contact (rather than a bad request).
+    if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return s.error(&ConsoleError::NotFound);
+    }
+    let data = match c.query(&s.caller, CARD, json!({ "id": id })).await {
+        Ok(d) => d,
+        Err(e) => return s.error(&e),
+    };
+    let k = &data["contact"];
+    if k.is_null() {
+        return s.error(&ConsoleError::NotFound);
+    }
+    let title = match (name(k), text(&k["email"])) {
+        (n, _) if !n.is_empty() => n,
+        (_, e) if !e.is_empty() => e,
+        _ => format!("Contact {}", text(&k["id"])),
+    };
+    let mut body = String::from("<section><h2>Profile</h2><dl>");
+    for (label, field) in [
+        ("Id", "id"),
+        ("Email", "email"),
+        ("Phone", "phone"),
+        ("First name", "firstName"),
+        ("Last name", "lastName"),
+        ("Company", "company"),
+        ("Country", "country"),
+        ("City", "city"),
+        ("Locale", "locale"),
+        ("Created", "createdAt"),
+        ("Updated", "updatedAt"),
+    ] {
+        let v = text(&k[field]);
+        if !v.is_empty() {
+            let _ = write!(body, "<dt>{label}</dt><dd>{}</dd>", esc(&v));
+        }
+    }
+    body.push_str("</dl>");
+    let segments: Vec<String> = k["segments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| esc(&text(v)))
+        .collect();
+    if !segments.is_empty() {
+        let _ = write!(body, "<p>Segments: {}</p>", segments.join(", "));
+    }
+    body.push_str("</section><section><h2>Identities</h2><ul>");
+    for i in k["identities"].as_array().into_iter().flatten() {
+        let _ = write!(
+            body,
+            "<li>{}: <code>{}</code></li>",
+            esc(&text(&i["kind"])),
+            esc(&text(&i["value"]))
+        );
+    }
+    body.push_str("</ul></section>");
+    // Where each data value came from, when the store knows.
+    let origins: HashMap<String, String> = k["origins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            (
+                text(&o["field"]),
+                format!(
+                    "{}/{} record {} at {}",
+                    text(&o["source"]),
+                    text(&o["stream"]),
+                    text(&o["recordId"]),
+                    text(&o["at"])
+                ),
+            )
+        })
+        .collect();
+    body.push_str(&pairs("Data", &k["data"], |key| {
+        origins
+            .get(&format!("data.{key}"))
+            .or_else(|| origins.get(key))
+            .cloned()
+    }));
+    body.push_str(&pairs("Aggregates", &k["aggregates"], |_| None));
+    body.push_str("<section><h2>Recent sessions</h2>");
+    let sessions = k["sessions"]["edges"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if sessions.is_empty() {
+        body.push_str("<p>None.</p>");
+    } else {
+        body.push_str(
+            r#"<div class="table"><table><thead><tr><th scope="col">Started</th><th scope="col">Kind</th><th scope="col">Source</th><th scope="col">Data</th></tr></thead><tbody>"#,
+        );
+        for e in &sessions {
+            let n = &e["node"];
+            let data = n["data"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{}: {}", esc(k), esc(&text(v))))
+                        .collect::<Vec<_>>()
+                        .join("<br>")
+                })
+                .unwrap_or_default();
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}/{} <code>{}</code></td><td>{data}</td></tr>",
+                esc(&text(&n["startedAt"])),
+                esc(&text(&n["kind"])),
+                esc(&text(&n["source"])),
+                esc(&text(&n["stream"])),
+                esc(&text(&n["externalId"])),
+            );
+        }
+        body.push_str("</tbody></table></div>");
+        if k["sessions"]["pageInfo"]["hasNextPage"] == true {
+            body.push_str(r#"<p class="muted">Older sessions are not shown.</p>"#);
+        }
+    }
+    body.push_str("</section>");
+    s.page(StatusCode::OK, &title, &body)
+}
+
+/// A section listing an object's keys and values, with where each came from when known.
+fn pairs(title: &str, object: &Value, origin: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = format!("<section><h2>{title}</h2>");
+    match object.as_object().filter(|m| !m.is_empty()) {
+        None => out.push_str("<p>None.</p>"),
+        Some(m) => {
+            out.push_str("<dl>");
+            for (key, v) in m {
+                let _ = write!(out, "<dt>{}</dt><dd>{}", esc(key), esc(&text(v)));
+                if let Some(o) = origin(key) {
+                    let _ = write!(out, r#" <span class="muted">from {}</span>"#, esc(&o));
+                }
+                out.push_str("</dd>");
+            }
+            out.push_str("</dl>");
+        }
+    }
+    out.push_str("</section>");
+    out
+}

@@ -1,0 +1,200 @@
+//! `/sources`: each source's health, and sync now, pause, resume and cancel as POST forms.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use axum::Form;
+use axum::extract::{Path, State as Extract};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use dossier_gateway::Role;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::ConsoleError;
+use crate::console::State;
+use crate::html::{button, esc, text, url};
+
+const SOURCES: &str = "{ sources { name connector schedule streams health { paused running runningBy nextDueAt consecutiveFailures lastError lastSuccessAt } } }";
+
+/// How long "sync now" waits for the run before answering that it goes on in the
+/// background: a full sync can take far longer than a browser should wait for a page.
+const SYNC_WAIT: Duration = Duration::from_secs(2);
+
+/// `GET /sources`.
+pub(crate) async fn list(Extract(c): Extract<State>, headers: HeaderMap) -> Response {
+    let s = match c.signed(&headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let data = match c.query(&s.caller, SOURCES, json!({})).await {
+        Ok(d) => d,
+        Err(e) => return s.error(&e),
+    };
+    let sources = data["sources"].as_array().cloned().unwrap_or_default();
+    if sources.is_empty() {
+        return s.page(
+            StatusCode::OK,
+            "Sources",
+            "<p>No sources are configured: add one under <code>[[sources]]</code> in <code>dossier.toml</code>.</p>",
+        );
+    }
+    let writes = s.caller.role >= Role::Write;
+    let mut body = String::from(
+        r#"<div class="table"><table><caption class="muted">Health of each source; times in UTC</caption>
+<thead><tr><th scope="col">Source</th><th scope="col">State</th><th scope="col">Failures in a row</th><th scope="col">Last error</th><th scope="col">Last success</th><th scope="col">Next due</th>"#,
+    );
+    if writes {
+        body.push_str(r#"<th scope="col">Actions</th>"#);
+    }
+    body.push_str("</tr></thead><tbody>\n");
+    for src in &sources {
+        let name = src["name"].as_str().unwrap_or_default();
+        let h = &src["health"];
+        let running = h["running"].as_bool().unwrap_or_default();
+        let paused = h["paused"].as_bool().unwrap_or_default();
+        let failures = h["consecutiveFailures"].as_i64().unwrap_or_default();
+        let state = match (running, paused) {
+            (true, _) => format!(
+                r#"<span class="ok">running</span> <span class="muted">({})</span>"#,
+                esc(&text(&h["runningBy"]))
+            ),
+            (false, true) => "paused".to_string(),
+            (false, false) if failures > 0 => r#"<span class="error">failing</span>"#.into(),
+            (false, false) => "idle".to_string(),
+        };
+        let _ = write!(
+            body,
+            r#"<tr><th scope="row">{}<br><span class="muted">{} · {}</span></th><td>{state}</td><td>{}</td><td class="error">{}</td><td>{}</td><td>{}</td>"#,
+            esc(name),
+            esc(&text(&src["connector"])),
+            esc(&schedule(&src["schedule"])),
+            failures,
+            esc(&text(&h["lastError"])),
+            esc(&when(&h["lastSuccessAt"])),
+            esc(&when(&h["nextDueAt"])),
+        );
+        if writes {
+            let base = format!("/sources/{}", url(name));
+            body.push_str("<td>");
+            if running {
+                body.push_str(&button(&format!("{base}/cancel"), "Cancel run", &s.csrf));
+            } else if !paused {
+                body.push_str(&button(&format!("{base}/sync"), "Sync now", &s.csrf));
+            }
+            body.push(' ');
+            if paused {
+                body.push_str(&button(&format!("{base}/resume"), "Resume", &s.csrf));
+            } else {
+                body.push_str(&button(&format!("{base}/pause"), "Pause", &s.csrf));
+            }
+            body.push_str("</td>");
+        }
+        body.push_str("</tr>\n");
+    }
+    body.push_str("</tbody></table></div>");
+    s.page(StatusCode::OK, "Sources", &body)
+}
+
+fn schedule(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => format!("every {s}"),
+        None => "manual".to_string(),
+    }
+}
+
+/// A GraphQL date-time, to the second; a dash when there is none.
+fn when(v: &Value) -> String {
+    match v.as_str() {
+        Some(t) => t
+            .get(..19)
+            .map_or_else(|| t.to_string(), |s| s.replace('T', " ")),
+        None => "—".to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ActionForm {
+    #[serde(default)]
+    csrf: Option<String>,
+}
+
+/// `POST /sources/{name}/{action}`: `sync`, `pause`, `resume` or `cancel`.
+pub(crate) async fn act(
+    Extract(c): Extract<State>,
+    Path((name, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    let s = match c.writer(&headers, form.csrf.as_deref()).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let document = match action.as_str() {
+        "sync" => {
+            "mutation($s: String!) { triggerSync(source: $s) { id status rowsRead rowsWritten rowsRejected error } }"
+        }
+        "pause" => "mutation($s: String!) { pauseSource(name: $s) { name } }",
+        "resume" => "mutation($s: String!) { resumeSource(name: $s) { name } }",
+        "cancel" => "mutation($s: String!) { cancelSync(source: $s) }",
+        _ => return s.error(&ConsoleError::NotFound),
+    };
+    let vars = json!({ "s": name });
+    let result = if action == "sync" {
+        // The run goes on in its own task when it outlasts the wait; a refusal (role,
+        // unknown source, paused) comes back at once.
+        let console = c.clone();
+        let caller = s.caller.clone();
+        let mut task = tokio::spawn(async move { console.query(&caller, document, vars).await });
+        match tokio::time::timeout(SYNC_WAIT, &mut task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, source = name, "a console sync task failed");
+                Err(ConsoleError::Refused {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    message: "the sync failed inside the server".into(),
+                })
+            }
+            Err(_) => {
+                return s.redirect(
+                    &c,
+                    "/sources",
+                    format!("The sync of {name} is running; it goes on in the background."),
+                );
+            }
+        }
+    } else {
+        c.query(&s.caller, document, vars).await
+    };
+    match result {
+        Ok(d) => {
+            let message = match action.as_str() {
+                "sync" => {
+                    let run = &d["triggerSync"];
+                    format!(
+                        "Sync of {name}: run {} {}, {} rows read, {} written, {} rejected{}",
+                        text(&run["id"]),
+                        text(&run["status"]),
+                        text(&run["rowsRead"]),
+                        text(&run["rowsWritten"]),
+                        text(&run["rowsRejected"]),
+                        run["error"]
+                            .as_str()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    )
+                }
+                "pause" => format!("{name} is paused."),
+                "resume" => format!("{name} is resumed."),
+                _ if d["cancelSync"] == true => {
+                    format!("{name}'s run stops at its next batch.")
+                }
+                _ => format!("{name} is not running."),
+            };
+            s.redirect(&c, "/sources", message)
+        }
+        // Refused for the role: say so on a page of its own, with its status.
+        Err(e) if e.status() == StatusCode::FORBIDDEN => s.error(&e),
+        Err(e) => s.redirect(&c, "/sources", format!("{name}: {e}")),
+    }
+}
