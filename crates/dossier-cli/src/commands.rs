@@ -393,7 +393,8 @@ pub(crate) async fn gateway_app(
         config,
     );
     crate::metrics::start(engine, &dossier_gateway::metrics(&schema)).await;
-    let app = dossier_gateway::router(schema.clone(), engine.store().clone());
+    let app = dossier_gateway::router(schema.clone(), engine.store().clone())
+        .merge(dossier_console::router(schema.clone(), engine.store().clone()));
     (schema, app)
 }
 
@@ -431,7 +432,7 @@ pub async fn serve_engine(
     let mut out = std::io::stdout();
     let _ = writeln!(
         out,
-        "GraphQL: http://{addr}/graphql   (GraphiQL: http://{addr}/, subscriptions: ws://{addr}/graphql, metrics: http://{addr}/metrics)"
+        "Console: http://{addr}/   GraphQL: http://{addr}/graphql   (GraphiQL: http://{addr}/graphiql, subscriptions: ws://{addr}/graphql, metrics: http://{addr}/metrics)"
     );
     if open {
         let _ = writeln!(
