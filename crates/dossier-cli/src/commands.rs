@@ -393,8 +393,9 @@ pub(crate) async fn gateway_app(
         config,
     );
     crate::metrics::start(engine, &dossier_gateway::metrics(&schema)).await;
-    let app = dossier_gateway::router(schema.clone(), engine.store().clone())
-        .merge(dossier_console::router(schema.clone(), engine.store().clone()));
+    let app = dossier_gateway::router(schema.clone(), engine.store().clone()).merge(
+        dossier_console::router(schema.clone(), engine.store().clone()),
+    );
     (schema, app)
 }
 
