@@ -9,6 +9,9 @@ use thiserror::Error;
 pub enum AirbyteError {
     #[error("{0}")]
     Config(String),
+    /// Installing or removing a package (its pip's last lines included).
+    #[error("{0}")]
+    Install(String),
     #[error("{at}: cannot start `{program}`: {source}")]
     Spawn {
         at: String,
@@ -62,9 +65,9 @@ impl From<AirbyteError> for ConnectorError {
     fn from(e: AirbyteError) -> Self {
         let message = e.to_string();
         match &e {
-            AirbyteError::Config(_) | AirbyteError::TooManyRecords { .. } => {
-                ConnectorError::config(message)
-            }
+            AirbyteError::Config(_)
+            | AirbyteError::Install(_)
+            | AirbyteError::TooManyRecords { .. } => ConnectorError::config(message),
             AirbyteError::Spawn { source, .. }
                 if matches!(
                     source.kind(),

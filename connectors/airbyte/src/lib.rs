@@ -17,6 +17,7 @@
 
 mod config;
 mod error;
+mod install;
 mod process;
 mod protocol;
 mod read;
@@ -35,6 +36,10 @@ pub use config::{
     Stream, SyncMode,
 };
 pub use error::AirbyteError;
+pub use install::{
+    InstalledPackage, PACKAGES_FILE, PackageDir, PackageHash, PackageInstallation, Protocol,
+    Requirement, package_factory,
+};
 
 use process::{Program, Run};
 use protocol::{AirbyteStream, Message, MessageType};

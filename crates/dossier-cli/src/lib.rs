@@ -165,17 +165,25 @@ enum ConnectorsCommand {
         json: bool,
     },
     /// Install a connector plugin: copy the library into the plugin directory, check it
-    /// (ABI, manifest, sha256) and record it. `serve` and `sync` load it when they start.
+    /// (ABI, manifest, sha256) and record it; or a Python package, `airbyte:source-faker==7.2.1`
+    /// or `singer:tap-<name>==<version>`, into a virtual environment of its own with pip
+    /// (pip's settings apply: PIP_INDEX_URL, PIP_FIND_LINKS, ...). `serve` and `sync` load
+    /// it when they start.
     Install {
-        /// The plugin library (`.so`, `.dylib`, `.dll`).
+        /// The plugin library (`.so`, `.dylib`, `.dll`), or `airbyte:<package>==<version>`,
+        /// `singer:<package>==<version>`.
         path: PathBuf,
-        /// Refuse the file unless its sha256 (hex) is this.
+        /// Refuse the file unless its sha256 (hex) is this (libraries only; pip checks the
+        /// packages it downloads).
         #[arg(long)]
         sha256: Option<String>,
+        /// The Python that creates a package's virtual environment.
+        #[arg(long, default_value = "python3")]
+        python: String,
         #[arg(long, short, env = "DOSSIER_CONFIG", default_value = "dossier.toml")]
         config: PathBuf,
     },
-    /// Remove an installed plugin.
+    /// Remove an installed plugin or package.
     Remove {
         /// The connector's name.
         name: String,
@@ -317,8 +325,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ConnectorsCommand::Install {
                 path,
                 sha256,
+                python,
                 config,
-            } => connectors::install(&plugins(&config), &path, sha256.as_deref()),
+            } => connectors::install(&plugins(&config), &path, sha256.as_deref(), &python),
             ConnectorsCommand::Remove { name, config } => {
                 connectors::remove(&plugins(&config), &name)
             }
