@@ -121,6 +121,24 @@ ensure_nx27017() {
   exit 1
 }
 
+# Airbyte: the faker source's wheels and its dependencies' (Python 3 of this machine), fetched
+# once into .cache/; the test installs it through `dossier connectors install` from them,
+# offline (PIP_NO_INDEX, PIP_FIND_LINKS). Keep the version in step with tests/airbyte_faker.rs.
+AIRBYTE_FAKER="airbyte-source-faker==7.2.1"
+AIRBYTE_WHEELS="$PWD/.cache/airbyte-wheels"
+export DOSSIER_TEST_AIRBYTE_WHEELS="$AIRBYTE_WHEELS"
+
+ensure_airbyte_wheels() {
+  local marker="$AIRBYTE_WHEELS/.downloaded"
+  if [ "$(cat "$marker" 2>/dev/null)" = "$AIRBYTE_FAKER $(python3 -V)" ]; then
+    return
+  fi
+  log "downloading $AIRBYTE_FAKER and its dependencies to $AIRBYTE_WHEELS"
+  mkdir -p "$AIRBYTE_WHEELS"
+  python3 -m pip download -q --disable-pip-version-check -d "$AIRBYTE_WHEELS" "$AIRBYTE_FAKER"
+  echo "$AIRBYTE_FAKER $(python3 -V)" >"$marker"
+}
+
 # The connector tests load the Pagila and Sakila fixtures with the servers' own clients.
 if ! command -v psql >/dev/null || ! command -v pg_isready >/dev/null; then
   log "installing the PostgreSQL client"
@@ -141,6 +159,7 @@ log "MySQL/MariaDB ready at ${MYSQL_URL%%@*}@…"
 # The NX-27017 venv also holds the Python the kill test starts its own server with.
 ensure_nx27017
 log "MongoDB (NX-27017) ready at ${MONGODB_TEST_URI%%\?*}"
+ensure_airbyte_wheels
 
 if ! command -v cargo >/dev/null; then
   echo "cargo is not installed: install Rust (https://rustup.rs) and rerun" >&2

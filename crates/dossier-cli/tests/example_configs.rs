@@ -33,6 +33,10 @@ fn every_example_config_parses() {
         // Stripe is a plugin: validate its example against the same connector compiled in.
         let mut registry = builtin_registry();
         registry.register::<dossier_connector_stripe::StripeConnector>();
+        // The faker example's source is an installed package: registered as an install does.
+        registry
+            .register_factory("source-faker", faker_package())
+            .unwrap();
         if let Err(e) = Config::parse(
             &text,
             &p.display().to_string(),
@@ -42,6 +46,21 @@ fn every_example_config_parses() {
             panic!("{e}");
         }
     }
+}
+
+fn faker_package() -> std::sync::Arc<dyn dossier_connector::ConnectorFactory> {
+    let record = dossier_connector_airbyte::InstalledPackage {
+        name: "source-faker".into(),
+        protocol: dossier_connector_airbyte::Protocol::Airbyte,
+        package: "airbyte-source-faker".into(),
+        version: "7.2.1".into(),
+        sha256: String::new(),
+        venv: "source-faker".into(),
+        command: "source-faker".into(),
+        installed_at: String::new(),
+        packages: vec![],
+    };
+    dossier_connector_airbyte::package_factory(record, "source-faker".into()).unwrap()
 }
 
 fn expand_all(text: &str) -> String {
