@@ -297,6 +297,10 @@ impl Connector for StripeConnector {
     fn read(self: Arc<Self>, request: ReadRequest<Stream>) -> BatchStream {
         read::read(self, request)
     }
+
+    fn retries(&self) -> u64 {
+        self.http.retries()
+    }
 }
 
 #[cfg(test)]

@@ -259,6 +259,8 @@ async fn throttling_is_waited_out() {
     let batches = read(&c, Resource::Customers, None).await.unwrap();
     assert_eq!(ids(&batches).len(), 5);
     assert_eq!(fake.requests().len(), 3, "two 429s, then the page");
+    // The run history counts them (issue 23: HTTP-level retries are retries).
+    assert_eq!(c.retries(), 2);
 
     fake.throttle(&[Some("0"); 10]);
     let e = read(&c, Resource::Customers, None).await.unwrap_err();
