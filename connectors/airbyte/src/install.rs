@@ -259,11 +259,6 @@ impl PackageDir {
         python: &str,
         progress: &mut dyn FnMut(&str),
     ) -> Result<PackageInstallation, AirbyteError> {
-        if req.protocol == Protocol::Singer {
-            return Err(AirbyteError::Install(
-                "Singer taps cannot be installed yet: the singer connector is still to come".into(),
-            ));
-        }
         std::fs::create_dir_all(self.dir.join(VENVS))
             .map_err(|e| self.err(format!("cannot create it: {e}")))?;
         // Scripts in a virtual environment name its python by absolute path: it is created
@@ -390,9 +385,9 @@ impl PackageDir {
         Ok(self
             .installed()?
             .into_iter()
-            .filter_map(|p| {
+            .map(|p| {
                 let command = self.command_path(&p);
-                Some((p.name.clone(), package_factory(p, command)?))
+                (p.name.clone(), package_factory(p, command))
             })
             .collect())
     }
@@ -400,19 +395,16 @@ impl PackageDir {
 
 /// The connector of an installed package: the `airbyte` (or `singer`) connector running the
 /// package's `command`, named after it; configs give everything but `command`.
-pub fn package_factory(
-    record: InstalledPackage,
-    command: PathBuf,
-) -> Option<Arc<dyn ConnectorFactory>> {
+pub fn package_factory(record: InstalledPackage, command: PathBuf) -> Arc<dyn ConnectorFactory> {
     let inner = match record.protocol {
         Protocol::Airbyte => dossier_connector::erase::<crate::AirbyteConnector>(),
-        Protocol::Singer => return None,
+        Protocol::Singer => dossier_connector::erase::<crate::SingerConnector>(),
     };
-    Some(Arc::new(InstalledFactory {
+    Arc::new(InstalledFactory {
         inner,
         record,
         command,
-    }))
+    })
 }
 
 /// Runs a tool to its end, handing its stdout to `progress` line by line; when it fails, the

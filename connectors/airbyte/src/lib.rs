@@ -14,6 +14,11 @@
 //! Logs: the source's LOG messages at their level and its stderr as `warn`, each with the
 //! field `airbyte_source` (the program's file name); a CONTROL message that updates the
 //! source's config `warn`s with the keys it changed.
+//!
+//! [`SingerConnector`] runs a Singer tap on the same machinery (process, files, lines, batches
+//! ending at states: `process` and `read` serve both protocols). [`PackageDir`] installs a
+//! source or a tap from PyPI into a virtual environment of its own, as a connector named
+//! after its command.
 
 mod config;
 mod error;
@@ -22,6 +27,7 @@ mod process;
 mod protocol;
 mod read;
 mod schema;
+mod singer;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -40,9 +46,10 @@ pub use install::{
     InstalledPackage, PACKAGES_FILE, PackageDir, PackageHash, PackageInstallation, Protocol,
     Requirement, package_factory,
 };
+pub use singer::SingerConnector;
 
 use process::{Program, Run};
-use protocol::{AirbyteStream, Message, MessageType};
+use protocol::{AirbyteStream, Message, MessageType, State};
 use schema::Layout;
 
 /// An Airbyte source, connected: its spec checked, its catalog read once when first needed.
@@ -81,7 +88,7 @@ impl AirbyteConnector {
             files.push(("--config", &config));
         }
         files.extend_from_slice(extra);
-        self.program.start(verb, &files, at)
+        self.program.start(&[verb], &files, at)
     }
 
     /// LOG, TRACE and CONTROL, which any command may write: logged, a TRACE error returned as
@@ -354,21 +361,8 @@ impl Connector for AirbyteConnector {
         config
             .validate()
             .map_err(|e| ConnectorError::config(format!("airbyte source: {e}")))?;
-        let label: Arc<str> = std::path::Path::new(&config.command[0])
-            .file_name()
-            .map_or_else(
-                || config.command[0].clone(),
-                |n| n.to_string_lossy().into_owned(),
-            )
-            .into();
         let conn = AirbyteConnector {
-            program: Program {
-                command: config.command.clone(),
-                env: config.env.clone(),
-                idle_timeout: config.idle_timeout(),
-                max_line_bytes: config.max_line_bytes(),
-                label,
-            },
+            program: Program::from_config(&config),
             source_config: Mutex::new(config.config.clone()),
             max_records_per_state: config.max_records_per_state(),
             catalog: OnceCell::new(),
@@ -436,6 +430,101 @@ impl Connector for AirbyteConnector {
 
     fn read(self: Arc<Self>, request: ReadRequest<Stream>) -> BatchStream {
         batch_stream(Ok(read::Reader::new(self, request)))
+    }
+}
+
+#[async_trait::async_trait]
+impl read::Protocol for AirbyteConnector {
+    fn label(&self) -> &str {
+        &self.program.label
+    }
+
+    fn max_records_per_state(&self) -> usize {
+        self.max_records_per_state
+    }
+
+    async fn start_read(
+        &self,
+        request: &ReadRequest<Stream>,
+    ) -> Result<(Run, read::Plan), AirbyteError> {
+        let r = self.resolve(&request.name, &request.stream).await?;
+        let incremental = r.mode == SyncMode::Incremental;
+        let initial = request
+            .state
+            .as_ref()
+            .filter(|_| incremental)
+            .and_then(|s| State::from_stored(&s.0));
+        let catalog =
+            protocol::configured_catalog(&r.airbyte, r.mode.as_str(), &r.cursor, &r.primary_key);
+        let state_file = initial.as_ref().map(State::to_state_file);
+        let mut files: Vec<(&str, &Json)> = vec![("--catalog", &catalog)];
+        if let Some(s) = &state_file {
+            files.push(("--state", s));
+        }
+        tracing::info!(
+            airbyte_source = %self.program.label,
+            stream = %request.name,
+            source_stream = %r.airbyte.name,
+            sync_mode = r.mode.as_str(),
+            from_state = initial.is_some(),
+            "reading"
+        );
+        let at = self.at(&format!("read of stream {:?}", request.name));
+        let run = self.start("read", &files, at)?;
+        Ok((
+            run,
+            read::Plan {
+                stream: r.airbyte.name.clone(),
+                namespace: r.airbyte.namespace.clone(),
+                layout: r.layout,
+                incremental,
+                initial: initial.as_ref().map(State::to_stored),
+            },
+        ))
+    }
+
+    async fn next_event(
+        &self,
+        run: &mut Run,
+        plan: &read::Plan,
+    ) -> Result<Option<read::Event>, AirbyteError> {
+        let (name, namespace) = (plan.stream.as_str(), plan.namespace.as_deref());
+        loop {
+            let Some(msg) = run.next_message().await? else {
+                return Ok(None);
+            };
+            let Some(msg) = self.handle(run, msg)? else {
+                continue;
+            };
+            match msg.kind {
+                MessageType::Record => {
+                    let Some(record) = msg.record else {
+                        return Err(run.protocol("a RECORD message without `record`"));
+                    };
+                    let ns_ok = namespace.is_none()
+                        || record.namespace.is_none()
+                        || record.namespace.as_deref() == namespace;
+                    if record.stream != name || !ns_ok {
+                        return Err(run.protocol(format!(
+                            "a record for stream {:?}, which is not in the configured catalog (only {name:?} is read)",
+                            protocol::qualified(&record.stream, record.namespace.as_deref())
+                        )));
+                    }
+                    return Ok(Some(read::Event::Record(record.data)));
+                }
+                MessageType::State => {
+                    let Some(state) = msg.state else {
+                        return Err(run.protocol("a STATE message without `state`"));
+                    };
+                    let state =
+                        State::parse(state, name, namespace).map_err(|m| run.protocol(m))?;
+                    return Ok(Some(read::Event::State(state.to_stored())));
+                }
+                other => {
+                    tracing::debug!(airbyte_source = %run.label(), kind = other.as_str(), "message ignored while reading");
+                }
+            }
+        }
     }
 }
 

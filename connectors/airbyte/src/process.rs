@@ -1,5 +1,6 @@
-//! One run of the source's program: its files in a private directory, a limited environment,
-//! stdout read as bounded lines with an idle timeout, stderr to the logs.
+//! One run of the source's program, whatever its protocol (Airbyte, Singer): its files in a
+//! private directory, a limited environment, stdout read as bounded lines with an idle
+//! timeout, stderr to the logs.
 
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
@@ -10,6 +11,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
@@ -42,11 +44,30 @@ pub struct Program {
 }
 
 impl Program {
-    /// Starts `verb` with `files` (`--config`, `--catalog`, `--state`: each option and the
-    /// JSON written to a 0600 file in a directory of its own, removed when the run is dropped).
+    /// The program a source's config names, labelled with its file name.
+    pub fn from_config(config: &crate::Config) -> Program {
+        let label: Arc<str> = std::path::Path::new(&config.command[0])
+            .file_name()
+            .map_or_else(
+                || config.command[0].clone(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+            .into();
+        Program {
+            command: config.command.clone(),
+            env: config.env.clone(),
+            idle_timeout: config.idle_timeout(),
+            max_line_bytes: config.max_line_bytes(),
+            label,
+        }
+    }
+
+    /// Starts the program with `args` (`read`, `--discover`) and `files` (`--config`,
+    /// `--catalog`, `--state`: each option and the JSON written to a 0600 file in a directory
+    /// of its own, removed when the run is dropped).
     pub fn start(
         &self,
-        verb: &str,
+        args: &[&str],
         files: &[(&str, &Json)],
         at: String,
     ) -> Result<Run, AirbyteError> {
@@ -60,9 +81,9 @@ impl Program {
             .map_err(io("cannot create a private directory"))?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
             .map_err(io("cannot make its directory private"))?;
-        let (program, args) = self.command.split_first().expect("validated: not empty");
+        let (program, own_args) = self.command.split_first().expect("validated: not empty");
         let mut cmd = Command::new(program);
-        cmd.args(args).arg(verb);
+        cmd.args(own_args).args(args);
         for (option, json) in files {
             let path = dir
                 .path()
@@ -88,7 +109,7 @@ impl Program {
             program: program.clone(),
             source,
         })?;
-        tracing::debug!(airbyte_source = %self.label, verb, pid = child.id(), "source started");
+        tracing::debug!(airbyte_source = %self.label, ?args, pid = child.id(), "source started");
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let tail = Arc::new(Mutex::new(VecDeque::new()));
@@ -163,9 +184,53 @@ impl Run {
         }
     }
 
-    /// The next message, `None` once stdout is closed and the source exited with 0. Blank
-    /// lines are skipped.
+    /// The next Airbyte message, `None` once stdout is closed and the source exited with 0.
     pub async fn next_message(&mut self) -> Result<Option<Message>, AirbyteError> {
+        self.next_json().await
+    }
+
+    /// The next line as `T`, `None` once stdout is closed and the source exited with 0. Blank
+    /// lines are skipped.
+    pub async fn next_json<T: DeserializeOwned>(&mut self) -> Result<Option<T>, AirbyteError> {
+        if !self.next_line().await? {
+            return Ok(None);
+        }
+        serde_json::from_slice::<T>(&self.line)
+            .map(Some)
+            .map_err(|e| AirbyteError::InvalidJson {
+                at: self.at.clone(),
+                line: self.line_no,
+                error: e.to_string(),
+                start: quote(&self.line),
+            })
+    }
+
+    /// The whole output as one JSON document (a Singer catalog, often written over many
+    /// lines), at most `max_line_bytes` long, once the program exited with 0.
+    pub async fn read_document<T: DeserializeOwned>(&mut self) -> Result<T, AirbyteError> {
+        let mut doc = Vec::new();
+        while self.next_line().await? {
+            if doc.len() + self.line.len() >= self.max_line_bytes {
+                return Err(AirbyteError::LineTooLong {
+                    at: self.at.clone(),
+                    line: self.line_no,
+                    limit: self.max_line_bytes,
+                });
+            }
+            doc.extend_from_slice(&self.line);
+            doc.push(b'\n');
+        }
+        serde_json::from_slice::<T>(&doc).map_err(|e| AirbyteError::InvalidJson {
+            at: self.at.clone(),
+            line: e.line() as u64,
+            error: e.to_string(),
+            start: quote(&doc),
+        })
+    }
+
+    /// Reads the next line that is not blank into `self.line`; false once stdout is closed
+    /// and the source exited with 0.
+    async fn next_line(&mut self) -> Result<bool, AirbyteError> {
         loop {
             self.line.clear();
             let read = tokio::time::timeout(
@@ -189,7 +254,7 @@ impl Run {
             match read {
                 Line::Eof => {
                     self.finish().await?;
-                    return Ok(None);
+                    return Ok(false);
                 }
                 Line::TooLong => {
                     return Err(AirbyteError::LineTooLong {
@@ -204,14 +269,7 @@ impl Run {
             if self.line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            return serde_json::from_slice::<Message>(&self.line)
-                .map(Some)
-                .map_err(|e| AirbyteError::InvalidJson {
-                    at: self.at.clone(),
-                    line: self.line_no,
-                    error: e.to_string(),
-                    start: quote(&self.line),
-                });
+            return Ok(true);
         }
     }
 

@@ -10,6 +10,9 @@
 //! state. When the read fails (a bad line, a TRACE error, a crash, a timeout) the records
 //! already covered by a state are handed over first, then the error.
 //!
+//! The batching is the same for every protocol ([`Protocol`]: Airbyte's, Singer's); each says
+//! how to start its read and turns its messages into records and states.
+//!
 //! A full-refresh read ignores the source's states: every batch carries
 //! [`StreamState::full_refresh`], so the engine marks the records it did not see as deleted
 //! once the read completes.
@@ -17,15 +20,46 @@
 use std::sync::Arc;
 
 use dossier_connector::{Batch, BatchReader, ConnectorError, ReadRequest, StreamState, Value};
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
 
+use crate::Stream;
 use crate::error::AirbyteError;
 use crate::process::Run;
-use crate::protocol::{self, MessageType, State};
-use crate::{AirbyteConnector, Resolved, Stream, SyncMode};
+use crate::schema::Layout;
 
-pub struct Reader {
-    conn: Arc<AirbyteConnector>,
+/// A read of one stream as a protocol started it.
+pub(crate) struct Plan {
+    /// The source's name of the stream, which its records and states must name.
+    pub stream: String,
+    pub namespace: Option<String>,
+    pub layout: Layout,
+    pub incremental: bool,
+    /// The stored state the read started from (as [`Event::State`] gives them).
+    pub initial: Option<Json>,
+}
+
+/// What a source's message means to a read.
+pub(crate) enum Event {
+    Record(Map<String, Json>),
+    /// A state, in the form it is stored in: it covers the records before it.
+    State(Json),
+}
+
+/// A protocol of child-process sources: how to start a read, and its messages as events.
+#[async_trait::async_trait]
+pub(crate) trait Protocol: Send + Sync + 'static {
+    /// The program's name, for logs.
+    fn label(&self) -> &str;
+    fn max_records_per_state(&self) -> usize;
+    /// Resolves the stream and starts the source reading it from the stored state.
+    async fn start_read(&self, request: &ReadRequest<Stream>) -> Result<(Run, Plan), AirbyteError>;
+    /// The read's next record or state; `None` at the end of a read that succeeded. Other
+    /// messages (logs, schemas) are dealt with here.
+    async fn next_event(&self, run: &mut Run, plan: &Plan) -> Result<Option<Event>, AirbyteError>;
+}
+
+pub struct Reader<P: Protocol> {
+    conn: Arc<P>,
     request: ReadRequest<Stream>,
     batch_size: usize,
     started: Option<Started>,
@@ -36,22 +70,22 @@ pub struct Reader {
 
 struct Started {
     run: Option<Run>,
-    resolved: Resolved,
+    plan: Plan,
     fields: Arc<Vec<String>>,
     /// Records covered by `covered_state`, not handed over yet.
     covered: Vec<Vec<Value>>,
     /// The last state received; `None` until the source writes one.
-    covered_state: Option<State>,
-    /// The state the read started from.
-    initial: Option<State>,
+    covered_state: Option<Json>,
+    /// The state last handed over (at first the one the read started from).
+    initial: Option<Json>,
     /// Records after the last state.
     uncovered: Vec<Vec<Value>>,
     records: u64,
     states: u64,
 }
 
-impl Reader {
-    pub fn new(conn: Arc<AirbyteConnector>, request: ReadRequest<Stream>) -> Self {
+impl<P: Protocol> Reader<P> {
+    pub(crate) fn new(conn: Arc<P>, request: ReadRequest<Stream>) -> Self {
         let batch_size = request.rows_per_batch(request.stream.batch_size);
         Self {
             conn,
@@ -63,46 +97,15 @@ impl Reader {
         }
     }
 
-    fn at(&self) -> String {
-        self.conn
-            .at(&format!("read of stream {:?}", self.request.name))
-    }
-
     async fn start(&self) -> Result<Started, AirbyteError> {
-        let r = self
-            .conn
-            .resolve(&self.request.name, &self.request.stream)
-            .await?;
-        let incremental = r.mode == SyncMode::Incremental;
-        let initial = self
-            .request
-            .state
-            .as_ref()
-            .filter(|_| incremental)
-            .and_then(|s| State::from_stored(&s.0));
-        let catalog =
-            protocol::configured_catalog(&r.airbyte, r.mode.as_str(), &r.cursor, &r.primary_key);
-        let state_file = initial.as_ref().map(State::to_state_file);
-        let mut files: Vec<(&str, &Json)> = vec![("--catalog", &catalog)];
-        if let Some(s) = &state_file {
-            files.push(("--state", s));
-        }
-        tracing::info!(
-            airbyte_source = %self.conn.program.label,
-            stream = %self.request.name,
-            source_stream = %r.airbyte.name,
-            sync_mode = r.mode.as_str(),
-            from_state = initial.is_some(),
-            "reading"
-        );
-        let run = self.conn.start("read", &files, self.at())?;
+        let (run, plan) = self.conn.start_read(&self.request).await?;
         Ok(Started {
             run: Some(run),
-            fields: Arc::new(r.layout.names().to_vec()),
-            resolved: r,
+            fields: Arc::new(plan.layout.names().to_vec()),
             covered: vec![],
-            covered_state: initial.clone(),
-            initial,
+            covered_state: plan.initial.clone(),
+            initial: plan.initial.clone(),
+            plan,
             uncovered: vec![],
             records: 0,
             states: 0,
@@ -112,7 +115,7 @@ impl Reader {
 
 impl Started {
     fn incremental(&self) -> bool {
-        self.resolved.mode == SyncMode::Incremental
+        self.plan.incremental
     }
 
     /// The covered records and their state as a batch, if there is anything to commit: records,
@@ -126,7 +129,7 @@ impl Started {
         Some(Batch {
             fields: self.fields.clone(),
             rows: std::mem::take(&mut self.covered),
-            state: StreamState(state.to_stored()),
+            state: StreamState(state.clone()),
         })
     }
 
@@ -142,38 +145,21 @@ impl Started {
     }
 
     /// Reads messages until a batch is complete; `None` at the end of a read that succeeded.
-    async fn step(
+    async fn step<P: Protocol>(
         &mut self,
-        conn: &AirbyteConnector,
-        name: &str,
-        namespace: Option<&str>,
+        conn: &P,
         batch_size: usize,
     ) -> Result<Option<Batch>, AirbyteError> {
-        let limit = conn.max_records_per_state;
+        let limit = conn.max_records_per_state();
         let incremental = self.incremental();
         loop {
             let run = self.run.as_mut().expect("running");
-            let Some(msg) = run.next_message().await? else {
+            let Some(event) = conn.next_event(run, &self.plan).await? else {
                 return Ok(None);
             };
-            let Some(msg) = conn.handle(run, msg)? else {
-                continue;
-            };
-            match msg.kind {
-                MessageType::Record => {
-                    let Some(record) = msg.record else {
-                        return Err(run.protocol("a RECORD message without `record`"));
-                    };
-                    let ns_ok = namespace.is_none()
-                        || record.namespace.is_none()
-                        || record.namespace.as_deref() == namespace;
-                    if record.stream != name || !ns_ok {
-                        return Err(run.protocol(format!(
-                            "a record for stream {:?}, which is not in the configured catalog (only {name:?} is read)",
-                            protocol::qualified(&record.stream, record.namespace.as_deref())
-                        )));
-                    }
-                    self.uncovered.push(self.resolved.layout.row(&record.data));
+            match event {
+                Event::Record(data) => {
+                    self.uncovered.push(self.plan.layout.row(&data));
                     self.records += 1;
                     if !incremental {
                         if self.uncovered.len() >= batch_size {
@@ -195,12 +181,7 @@ impl Started {
                         return Ok(Some(batch));
                     }
                 }
-                MessageType::State => {
-                    let Some(state) = msg.state else {
-                        return Err(run.protocol("a STATE message without `state`"));
-                    };
-                    let state =
-                        State::parse(state, name, namespace).map_err(|m| run.protocol(m))?;
+                Event::State(state) => {
                     self.states += 1;
                     if !incremental {
                         continue;
@@ -211,16 +192,13 @@ impl Started {
                         return Ok(self.take_covered());
                     }
                 }
-                other => {
-                    tracing::debug!(airbyte_source = %run.label(), kind = other.as_str(), "message ignored while reading");
-                }
             }
         }
     }
 }
 
 #[async_trait::async_trait]
-impl BatchReader for Reader {
+impl<P: Protocol> BatchReader for Reader<P> {
     async fn next_batch(&mut self) -> Result<Option<Batch>, ConnectorError> {
         if let Some(e) = self.pending_error.take() {
             return Err(e);
@@ -237,15 +215,8 @@ impl BatchReader for Reader {
                 }
             }
         }
-        let (name, namespace) = {
-            let a = &self.started.as_ref().expect("started").resolved.airbyte;
-            (a.name.clone(), a.namespace.clone())
-        };
         let s = self.started.as_mut().expect("started");
-        match s
-            .step(&self.conn, &name, namespace.as_deref(), self.batch_size)
-            .await
-        {
+        match s.step(self.conn.as_ref(), self.batch_size).await {
             Ok(Some(batch)) => Ok(Some(batch)),
             Ok(None) => {
                 self.done = true;
@@ -255,7 +226,7 @@ impl BatchReader for Reader {
                 }
                 if !s.uncovered.is_empty() {
                     tracing::warn!(
-                        airbyte_source = %self.conn.program.label,
+                        airbyte_source = %self.conn.label(),
                         stream = %self.request.name,
                         records = s.uncovered.len(),
                         "records after the source's last STATE message are not committed; the next run reads them again"
@@ -290,14 +261,14 @@ impl BatchReader for Reader {
             .map_or((0, 0), |s| (s.records, s.states));
         match error {
             None => tracing::info!(
-                airbyte_source = %self.conn.program.label,
+                airbyte_source = %self.conn.label(),
                 stream = %self.request.name,
                 records,
                 states,
                 "read"
             ),
             Some(e) => tracing::warn!(
-                airbyte_source = %self.conn.program.label,
+                airbyte_source = %self.conn.label(),
                 stream = %self.request.name,
                 records,
                 states,

@@ -13,5 +13,6 @@ pub fn builtin_registry() -> Registry {
     registry.register::<dossier_connector_woocommerce::WooConnector>();
     registry.register::<dossier_connector_mongodb::MongoConnector>();
     registry.register::<dossier_connector_airbyte::AirbyteConnector>();
+    registry.register::<dossier_connector_airbyte::SingerConnector>();
     registry
 }

@@ -29,5 +29,5 @@ fn an_unknown_connector_lists_the_built_in_ones() {
     )
     .unwrap_err()
     .to_string();
-    insta::assert_snapshot!(e, @r#"config file dossier.toml: source "shop": config error: unknown connector "oracle"; available: airbyte, mongodb, mysql, postgres, shopify, sqlite, woocommerce"#);
+    insta::assert_snapshot!(e, @r#"config file dossier.toml: source "shop": config error: unknown connector "oracle"; available: airbyte, mongodb, mysql, postgres, shopify, singer, sqlite, woocommerce"#);
 }

@@ -60,7 +60,7 @@ fn faker_package() -> std::sync::Arc<dyn dossier_connector::ConnectorFactory> {
         installed_at: String::new(),
         packages: vec![],
     };
-    dossier_connector_airbyte::package_factory(record, "source-faker".into()).unwrap()
+    dossier_connector_airbyte::package_factory(record, "source-faker".into())
 }
 
 fn expand_all(text: &str) -> String {
