@@ -41,6 +41,9 @@ pub struct Program {
     pub max_line_bytes: usize,
     /// The program's file name, naming the source in logs and errors.
     pub label: Arc<str>,
+    /// Whether stderr is the program's log (Singer taps log there, INFO included): its lines
+    /// are logged at the level they name, else at `warn`.
+    pub stderr_is_log: bool,
 }
 
 impl Program {
@@ -59,6 +62,7 @@ impl Program {
             idle_timeout: config.idle_timeout(),
             max_line_bytes: config.max_line_bytes(),
             label,
+            stderr_is_log: false,
         }
     }
 
@@ -116,6 +120,7 @@ impl Program {
         let stderr_task = tokio::spawn(log_stderr(
             BufReader::new(stderr),
             self.label.clone(),
+            self.stderr_is_log,
             tail.clone(),
         ));
         Ok(Run {
@@ -379,6 +384,7 @@ async fn read_line<R: AsyncBufRead + Unpin>(
 async fn log_stderr<R: AsyncBufRead + Unpin>(
     mut r: R,
     label: Arc<str>,
+    is_log: bool,
     tail: Arc<Mutex<VecDeque<String>>>,
 ) {
     let mut buf = Vec::new();
@@ -398,12 +404,42 @@ async fn log_stderr<R: AsyncBufRead + Unpin>(
         if line.is_empty() {
             continue;
         }
-        tracing::warn!(airbyte_source = %label, stderr = %line, "source wrote to stderr");
+        match stderr_level(is_log, &line) {
+            tracing::Level::DEBUG => {
+                tracing::debug!(airbyte_source = %label, stderr = %line, "source wrote to stderr")
+            }
+            tracing::Level::INFO => {
+                tracing::info!(airbyte_source = %label, stderr = %line, "source wrote to stderr")
+            }
+            _ => tracing::warn!(airbyte_source = %label, stderr = %line, "source wrote to stderr"),
+        }
         let mut tail = tail.lock().unwrap_or_else(PoisonError::into_inner);
         if tail.len() == STDERR_TAIL {
             tail.pop_front();
         }
         tail.push_back(line.chars().take(500).collect());
+    }
+}
+
+/// The level of a stderr line: `warn`, unless stderr is the program's log and the line says
+/// it is INFO or DEBUG (`... | INFO | ...` as the Singer SDK writes, `INFO ...` as
+/// singer-python does).
+fn stderr_level(is_log: bool, line: &str) -> tracing::Level {
+    if !is_log {
+        return tracing::Level::WARN;
+    }
+    let head: String = line.chars().take(80).collect();
+    let says = |level: &str| {
+        head.starts_with(level)
+            || head.contains(&format!(" {level} "))
+            || head.contains(&format!("|{level}|"))
+    };
+    if says("DEBUG") {
+        tracing::Level::DEBUG
+    } else if says("INFO") {
+        tracing::Level::INFO
+    } else {
+        tracing::Level::WARN
     }
 }
 
@@ -424,6 +460,27 @@ pub fn log(label: &str, level: &str, message: &str, stack_trace: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_on_stderr_keeps_its_level_other_stderr_warns() {
+        let sdk =
+            "2026-12-07 23:15:43,788 | INFO     | tap-postgres.public-payment    | Beginning sync";
+        assert_eq!(stderr_level(true, sdk), tracing::Level::INFO);
+        assert_eq!(
+            stderr_level(true, "INFO Starting sync"),
+            tracing::Level::INFO
+        );
+        assert_eq!(stderr_level(true, "DEBUG x"), tracing::Level::DEBUG);
+        assert_eq!(
+            stderr_level(true, "Traceback (most recent call last):"),
+            tracing::Level::WARN
+        );
+        assert_eq!(
+            stderr_level(true, "2026 | ERROR | boom"),
+            tracing::Level::WARN
+        );
+        assert_eq!(stderr_level(false, sdk), tracing::Level::WARN);
+    }
 
     #[tokio::test]
     async fn lines_are_bounded_and_never_held_past_the_limit() {

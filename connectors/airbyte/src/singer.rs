@@ -98,6 +98,8 @@ impl TapStream {
             forced_method: meta
                 .and_then(|m| m.get("forced-replication-method"))
                 .and_then(Json::as_str)
+                // Taps of the Meltano SDK write "" for "none forced".
+                .filter(|m| !m.is_empty())
                 .map(str::to_ascii_uppercase),
             tap_stream_id: id,
             name,
@@ -292,7 +294,10 @@ impl Connector for SingerConnector {
             .validate()
             .map_err(|e| ConnectorError::config(format!("singer tap: {e}")))?;
         Ok(SingerConnector {
-            program: Program::from_config(&config),
+            program: Program {
+                stderr_is_log: true,
+                ..Program::from_config(&config)
+            },
             config: config.config.clone(),
             max_records_per_state: config.max_records_per_state(),
             catalog: OnceCell::new(),
