@@ -121,22 +121,26 @@ ensure_nx27017() {
   exit 1
 }
 
-# Airbyte: the faker source's wheels and its dependencies' (Python 3 of this machine), fetched
-# once into .cache/; the test installs it through `dossier connectors install` from them,
-# offline (PIP_NO_INDEX, PIP_FIND_LINKS). Keep the version in step with tests/airbyte_faker.rs.
-AIRBYTE_FAKER="airbyte-source-faker==7.2.1"
+# Airbyte's faker source and a Singer tap (meltanolabs-tap-postgres, reading Pagila): their
+# wheels and their dependencies' (Python 3 of this machine), fetched once into .cache/; the
+# tests install them through `dossier connectors install` from there, offline (PIP_NO_INDEX,
+# PIP_FIND_LINKS). Keep the versions in step with tests/airbyte_faker.rs and
+# tests/singer_postgres.rs. Each is resolved on its own: their pins need not agree.
+PYTHON_CONNECTORS="airbyte-source-faker==7.2.1 meltanolabs-tap-postgres==0.10.0"
 AIRBYTE_WHEELS="$PWD/.cache/airbyte-wheels"
 export DOSSIER_TEST_AIRBYTE_WHEELS="$AIRBYTE_WHEELS"
 
 ensure_airbyte_wheels() {
-  local marker="$AIRBYTE_WHEELS/.downloaded"
-  if [ "$(cat "$marker" 2>/dev/null)" = "$AIRBYTE_FAKER $(python3 -V)" ]; then
+  local marker="$AIRBYTE_WHEELS/.downloaded" spec
+  if [ "$(cat "$marker" 2>/dev/null)" = "$PYTHON_CONNECTORS $(python3 -V)" ]; then
     return
   fi
-  log "downloading $AIRBYTE_FAKER and its dependencies to $AIRBYTE_WHEELS"
   mkdir -p "$AIRBYTE_WHEELS"
-  python3 -m pip download -q --disable-pip-version-check -d "$AIRBYTE_WHEELS" "$AIRBYTE_FAKER"
-  echo "$AIRBYTE_FAKER $(python3 -V)" >"$marker"
+  for spec in $PYTHON_CONNECTORS; do
+    log "downloading $spec and its dependencies to $AIRBYTE_WHEELS"
+    python3 -m pip download -q --disable-pip-version-check -d "$AIRBYTE_WHEELS" "$spec"
+  done
+  echo "$PYTHON_CONNECTORS $(python3 -V)" >"$marker"
 }
 
 # The connector tests load the Pagila and Sakila fixtures with the servers' own clients.
