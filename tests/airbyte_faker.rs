@@ -1,8 +1,8 @@
 //! Airbyte's real faker source (`airbyte-source-faker`, pinned), installed through
 //! `dossier connectors install` from the wheels scripts/test.sh fetched into .cache/ (no
 //! network at test time), then checked, discovered, synced in full and incrementally, and
-//! synced again after `kill -9` of Dossier mid-read; the store is compared with the records
-//! the same command writes when run by hand.
+//! synced again after `kill -9` of Dossier mid-read and after `kill -9` of the source
+//! mid-read; the store is compared with the records the same command writes when run by hand.
 
 mod common;
 
@@ -156,6 +156,34 @@ fn read(command: &Path, source_config: &serde_json::Value, stream: &str) -> Vec<
         }
     }
     records
+}
+
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // pid (comm) state ppid ...: comm may hold spaces, so after the last ')'.
+                    s.rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
 }
 
 /// `sql`'s count; 0 while the store or its tables do not exist yet.
@@ -367,6 +395,64 @@ async fn the_faker_source_installs_from_pypi_wheels_syncs_resumes_after_kill_9_a
     let expected = emitted(&command, &source_config(2000, true));
     assert_eq!(expected.emails.len(), 2000);
     assert_store_matches(&killed, &expected).await;
+
+    // kill -9 of the source mid-read (no retry): the run fails naming the signal, keeps what
+    // the source's states covered, and the next run completes the store exactly.
+    let child_killed = root.path().join("child");
+    std::fs::create_dir_all(&child_killed).unwrap();
+    write_config(&child_killed, 4000, true, 100);
+    let text = std::fs::read_to_string(config(&child_killed)).unwrap();
+    std::fs::write(
+        config(&child_killed),
+        text.replacen(
+            "connector = \"source-faker\"\n",
+            "connector = \"source-faker\"\nretry = { attempts = 0 }\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let store = child_killed.join("dossier.db");
+    let sync = bin()
+        .args(["sync", "faker", "--config"])
+        .arg(config(&child_killed))
+        .env("DOSSIER_PLUGIN_DIR", plugin_dir(&child_killed))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count(&store, "SELECT COUNT(*) FROM stream_states").await == 0 {
+        assert!(Instant::now() < deadline, "no batch committed in 120 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let source = children(sync.id())
+        .into_iter()
+        .find(|pid| cmdline(*pid).contains("source-faker"))
+        .expect("source-faker runs under dossier");
+    let killed_source = std::process::Command::new("kill")
+        .args(["-9", &source.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed_source.success());
+    let o = sync.wait_with_output().unwrap();
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("exited with signal 9"),
+        "{}",
+        stderr(&o)
+    );
+    let contacts = count(&store, "SELECT COUNT(*) FROM contacts").await;
+    let sessions = count(&store, "SELECT COUNT(*) FROM sessions").await;
+    assert!(
+        contacts < 4000 || sessions < 4000,
+        "killed mid-read: {contacts} contacts, {sessions} sessions"
+    );
+    ok(
+        dossier(&child_killed, &["sync", "faker"]),
+        "sync after the source's kill -9",
+    );
+    let expected = emitted(&command, &source_config(4000, true));
+    assert_store_matches(&child_killed, &expected).await;
 
     let out = ok(
         dossier(&killed, &["connectors", "remove", "source-faker"]),
