@@ -67,6 +67,29 @@ pub struct Config {
     /// 100000. Records commit only together with the state after them, so a source that
     /// checkpoints more rarely fails the run with an error saying so.
     pub max_records_per_state: Option<usize>,
+    /// Singer taps only: the option that hands the tap its catalog, `catalog` (`--catalog`,
+    /// the default) or `properties` (`--properties`, which the oldest singer-python taps
+    /// read instead).
+    pub catalog_option: Option<CatalogOption>,
+}
+
+/// The option a Singer tap reads its catalog from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogOption {
+    /// `--catalog`.
+    Catalog,
+    /// `--properties`.
+    Properties,
+}
+
+impl CatalogOption {
+    pub fn flag(self) -> &'static str {
+        match self {
+            CatalogOption::Catalog => "--catalog",
+            CatalogOption::Properties => "--properties",
+        }
+    }
 }
 
 fn empty_object() -> Json {
@@ -83,6 +106,7 @@ impl Config {
             idle_timeout_secs: None,
             max_line_bytes: None,
             max_records_per_state: None,
+            catalog_option: None,
         }
     }
 

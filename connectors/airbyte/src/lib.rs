@@ -38,8 +38,8 @@ use serde_json::Value as Json;
 use tokio::sync::OnceCell;
 
 pub use config::{
-    Config, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_RECORDS_PER_STATE,
-    Stream, SyncMode,
+    CatalogOption, Config, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_LINE_BYTES,
+    DEFAULT_MAX_RECORDS_PER_STATE, Stream, SyncMode,
 };
 pub use error::AirbyteError;
 pub use install::{
@@ -361,6 +361,11 @@ impl Connector for AirbyteConnector {
         config
             .validate()
             .map_err(|e| ConnectorError::config(format!("airbyte source: {e}")))?;
+        if config.catalog_option.is_some() {
+            return Err(ConnectorError::config(
+                "airbyte source: `catalog_option` is for Singer taps; remove it",
+            ));
+        }
         let conn = AirbyteConnector {
             program: Program::from_config(&config),
             source_config: Mutex::new(config.config.clone()),

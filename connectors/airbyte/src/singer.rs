@@ -3,7 +3,8 @@
 //!
 //! `discover` runs `<tap> --config <file> --discover` and reads its catalog (one JSON
 //! document, however many lines); `check` is that discover, as taps have no check command.
-//! `read` runs `<tap> --config <file> --catalog <file> [--state <file>]` with a catalog of the
+//! `read` runs `<tap> --config <file> --catalog <file> [--state <file>]` (`--properties` with
+//! `catalog_option = "properties"`) with a catalog of the
 //! one stream read, selected, its replication method and key set in its metadata. Messages:
 //! RECORD (of that stream, else an error), STATE (its `value`, the tap's whole state, covers
 //! the records before it and is stored with them), SCHEMA and ACTIVATE_VERSION (logged).
@@ -21,7 +22,7 @@ use crate::error::AirbyteError;
 use crate::process::{Program, Run};
 use crate::read::{self, Event, Plan};
 use crate::schema::Layout;
-use crate::{Config, Stream, SyncMode};
+use crate::{CatalogOption, Config, Stream, SyncMode};
 
 /// The key under which a stored state holds the tap's state.
 const STORED_KEY: &str = "singer";
@@ -29,6 +30,7 @@ const STORED_KEY: &str = "singer";
 /// A Singer tap, connected.
 pub struct SingerConnector {
     program: Program,
+    catalog_option: CatalogOption,
     config: Json,
     max_records_per_state: usize,
     catalog: OnceCell<Vec<TapStream>>,
@@ -298,6 +300,7 @@ impl Connector for SingerConnector {
                 stderr_is_log: true,
                 ..Program::from_config(&config)
             },
+            catalog_option: config.catalog_option.unwrap_or(CatalogOption::Catalog),
             config: config.config.clone(),
             max_records_per_state: config.max_records_per_state(),
             catalog: OnceCell::new(),
@@ -369,7 +372,7 @@ impl read::Protocol for SingerConnector {
             .as_ref()
             .filter(|_| r.incremental)
             .and_then(|s| s.0.get(STORED_KEY).cloned());
-        let mut files: Vec<(&str, &Json)> = vec![("--catalog", &catalog)];
+        let mut files: Vec<(&str, &Json)> = vec![(self.catalog_option.flag(), &catalog)];
         if let Some(s) = &initial {
             files.push(("--state", s));
         }

@@ -175,6 +175,16 @@ async fn batches_end_at_states_and_a_read_resumes_from_the_stored_state() {
         seen["state"]["bookmarks"]["public-users"]["updated_at"],
         updated_at(6)
     );
+
+    // A tap that reads `--properties` is given the catalog there.
+    let mut cfg = config(json!({"users": 3, "report_to": report.to_str().unwrap()}));
+    cfg.catalog_option = Some(dossier_connector_airbyte::CatalogOption::Properties);
+    let c = connect(cfg).await;
+    let (batches, e) = read_to_end(&c, request("users", None, 100)).await;
+    assert!(e.is_none(), "{e:?}");
+    assert_eq!(ids(&batches), [vec![1, 2, 3]]);
+    let seen: Json = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(seen["argv"][2], "--properties", "{seen}");
     // From the last state with nothing new: no batch.
     let (batches, e) = read_to_end(&c, request("users", Some(batches[0].state.clone()), 100)).await;
     assert!(e.is_none(), "{e:?}");
