@@ -79,9 +79,11 @@ impl Program {
             let at = at.clone();
             move |source| AirbyteError::Io { at, what, source }
         };
+        let tmp = std::env::temp_dir();
+        sweep_stale(&tmp);
         let dir = tempfile::Builder::new()
-            .prefix("dossier-airbyte-")
-            .tempdir()
+            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
+            .tempdir_in(&tmp)
             .map_err(io("cannot create a private directory"))?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
             .map_err(io("cannot make its directory private"))?;
@@ -509,5 +511,68 @@ mod tests {
             read_line(&mut r, &mut buf, 10).await.unwrap(),
             Line::Eof
         ));
+    }
+}
+
+/// The private directories of runs start with this, then the pid of the process that made
+/// them.
+const DIR_PREFIX: &str = "dossier-airbyte-";
+
+/// Removes the private directories that processes no longer running left in `tmp`: a
+/// `kill -9` (or a crash) gives a run no chance to remove its own, and it holds the source's
+/// config, secrets included. A directory whose process is alive (or cannot be told, as
+/// without `/proc`) is kept.
+fn sweep_stale(tmp: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => {
+                tracing::info!(dir = %entry.path().display(), pid, "removed the files a stopped run left")
+            }
+            Err(e) => {
+                tracing::debug!(dir = %entry.path().display(), error = %e, "cannot remove a stopped run's files")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_process_files_are_swept_and_a_live_one_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Above any pid_max Linux allows (2^22): no process has it.
+        let stale = tmp.path().join(format!("{DIR_PREFIX}999999999-abc"));
+        let live = tmp
+            .path()
+            .join(format!("{DIR_PREFIX}{}-def", std::process::id()));
+        let other = tmp.path().join("dossier-airbyte-old");
+        for d in [&stale, &live, &other] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("config.json"), "{}").unwrap();
+        }
+        sweep_stale(tmp.path());
+        assert!(!stale.exists());
+        assert!(live.join("config.json").exists());
+        assert!(other.join("config.json").exists());
     }
 }
