@@ -389,9 +389,12 @@ fn hosts(options: &ClientOptions) -> String {
 /// Why no host of `options` accepts a TCP connection, when none does: the driver would
 /// only report it after its whole server selection timeout (10 s by default), retrying
 /// what a refused port or an unknown host will not change. `None` when one accepts, when
-/// one cannot be told within `timeout` (a filtered port: the driver's own wait decides), or
-/// when a host is a Unix socket. (`mongodb+srv://` hosts are resolved by then.)
+/// one cannot be told within a second (a filtered port: the driver's own wait decides, and
+/// the probe adds at most that second to it), or when a host is a Unix socket.
+/// (`mongodb+srv://` hosts are resolved by then.)
 async fn all_refuse(options: &ClientOptions, timeout: std::time::Duration) -> Option<String> {
+    // A refusal or an unknown host answers in milliseconds; only silence takes longer.
+    let timeout = timeout.min(std::time::Duration::from_secs(1));
     let mut reasons = vec![];
     for host in &options.hosts {
         let mongodb::options::ServerAddress::Tcp { host, port } = host else {
