@@ -158,18 +158,26 @@ impl Ingest<'_> {
             .await?;
         }
         for ident in std::mem::take(&mut self.unclaimed) {
-            let retired = sqlx::query(
+            let holders: Vec<i64> = sqlx::query(
                 "UPDATE identities SET retired = 1 WHERE workspace = $1 AND kind = $2 AND value = $3 \
                  AND claimed = 1 AND retired = 0 AND NOT EXISTS (SELECT 1 FROM identity_claims c \
-                 WHERE c.workspace = $1 AND c.kind = $2 AND c.value = $3)",
+                 WHERE c.workspace = $1 AND c.kind = $2 AND c.value = $3) RETURNING contact_id",
             )
             .bind(self.ws)
             .bind(ident.kind.as_str())
             .bind(&ident.value)
-            .execute(&mut *self.conn)
+            .fetch_all(&mut *self.conn)
             .await?
-            .rows_affected();
-            if retired > 0 {
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<std::result::Result<_, _>>()?;
+            // Beside other batches, a claim of the identity that another writer has not
+            // committed yet is invisible here: retiring is safe only on a contact the batch
+            // locked (or created), which keeps such writers out until it commits.
+            for contact in &holders {
+                self.guard(*contact)?;
+            }
+            if !holders.is_empty() {
                 tracing::debug!(identity = %ident, "no record asserts it any more: retired");
                 self.retired.insert(ident);
             }

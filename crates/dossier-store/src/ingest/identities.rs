@@ -60,6 +60,7 @@ impl Ingest<'_> {
             fields: fields.iter().map(|(n, v)| (*n, (*v).to_string())).collect(),
         });
         self.new_contact_ids.insert(id);
+        self.created.insert(id);
         // A new contact has no aggregate state yet: nothing to load.
         self.aggs.insert(id, HashMap::new());
         let known = KnownProfile {

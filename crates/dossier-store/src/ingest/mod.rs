@@ -247,6 +247,9 @@ pub(crate) struct Ingest<'c> {
     /// contacts table, and at `finish`; their ids are in `new_contact_ids`.
     new_contacts: Vec<NewContact>,
     new_contact_ids: HashSet<i64>,
+    /// Every contact this batch created (kept after they are inserted): invisible to other
+    /// writers until the commit, so the batch may change them without having locked them.
+    created: HashSet<i64>,
     /// Contact ids reserved for this batch and not used yet, the smallest last.
     reserved_ids: Vec<i64>,
     /// The largest contact id reserved so far.
@@ -300,6 +303,7 @@ impl<'c> Ingest<'c> {
             profiles: HashMap::new(),
             new_contacts: Vec::new(),
             new_contact_ids: HashSet::new(),
+            created: HashSet::new(),
             reserved_ids: Vec::new(),
             last_contact_id: None,
             locked: None,
@@ -309,9 +313,11 @@ impl<'c> Ingest<'c> {
     /// Refuses a stored contact the batch did not lock, when it shares its workspace.
     fn guard(&self, contact: i64) -> Result<()> {
         match &self.locked {
-            Some(locked) if !locked.contains(&contact) => Err(StoreError::Conflict(format!(
-                "contact {contact} was not locked by the batch that found it"
-            ))),
+            Some(locked) if !locked.contains(&contact) && !self.created.contains(&contact) => {
+                Err(StoreError::Conflict(format!(
+                    "contact {contact} was not locked by the batch that found it"
+                )))
+            }
             _ => Ok(()),
         }
     }
