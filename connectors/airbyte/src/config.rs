@@ -16,6 +16,10 @@ pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
 /// Default and largest records held while waiting for the STATE that covers them.
 pub const DEFAULT_MAX_RECORDS_PER_STATE: usize = 100_000;
 pub const MAX_MAX_RECORDS_PER_STATE: usize = 10_000_000;
+/// Default most records a lookup stream may have: it is held in memory.
+pub const DEFAULT_LOOKUP_MAX_ROWS: usize = 100_000;
+/// Largest `max_rows` of a lookup.
+pub const MAX_LOOKUP_MAX_ROWS: usize = 1_000_000;
 
 /// Variables of Dossier's environment the child gets as they are: what a program needs to run,
 /// read text, find certificates and go through a proxy. Nothing else leaks to it (tokens of
@@ -201,6 +205,95 @@ pub struct Stream {
     /// Records per batch for this stream, instead of the source's `batch_size`, 1 to 100000.
     /// A batch ends at the first STATE message after this many records.
     pub batch_size: Option<usize>,
+    /// Fields of other streams of the source joined into each record by key, e.g. a
+    /// purchase's product: `[{ stream = "products", on = "product_id", fields = ["price"],
+    /// into = "product" }]` makes `product.price` a field of this stream.
+    #[serde(default)]
+    pub lookups: Vec<Lookup>,
+}
+
+/// Another stream of the same source, read in full before each read of the stream that uses
+/// it and held in memory, whose fields are joined into each of that stream's records: the
+/// lookup record whose `key` equals the record's `on` field gives its `fields`, in an object
+/// named `into`. A record with no match (its `on` field null, or no lookup record with that
+/// key) keeps all its fields and gets none of the lookup's: they read as null.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Lookup {
+    /// The source's stream to look fields up in, as `dossier discover` lists it (it need not
+    /// be a Dossier stream). It is read in full (full refresh, whatever its state) before every
+    /// read of the stream that uses it.
+    pub stream: String,
+    /// The lookup stream's namespace, for Airbyte sources whose streams have one.
+    pub namespace: Option<String>,
+    /// The lookup stream's field that identifies its records (a dotted path for a nested
+    /// field); default its primary key, when that is one field. Keys compare as text (`7` and
+    /// `"7"` match); when two records have the same key, the later one is kept.
+    pub key: Option<String>,
+    /// The field of this stream that holds the lookup stream's key (a dotted path for a
+    /// nested field), e.g. `product_id`.
+    pub on: String,
+    /// The lookup stream's fields (its top-level properties) carried into each record, e.g.
+    /// `["price", "make"]`; an object is carried whole, its properties as dotted fields.
+    pub fields: Vec<String>,
+    /// The name of the object the fields are carried in (`product` makes `product.price`);
+    /// default the lookup stream's name. It must not be a field of this stream already.
+    pub into: Option<String>,
+    /// Most records the lookup stream may have, 1 to 1000000; default 100000. The lookup is
+    /// held in memory: a stream with more records fails the read with an error naming it.
+    pub max_rows: Option<usize>,
+}
+
+impl Lookup {
+    /// The name of the object the fields are carried in.
+    pub fn into_field(&self) -> &str {
+        self.into.as_deref().unwrap_or(&self.stream)
+    }
+
+    pub fn max_rows(&self) -> usize {
+        self.max_rows.unwrap_or(DEFAULT_LOOKUP_MAX_ROWS)
+    }
+
+    /// Checks what needs no child.
+    fn validate(&self) -> Result<(), String> {
+        if self.stream.is_empty() {
+            return Err("`stream` is empty; name the source's stream to look fields up in".into());
+        }
+        if self.on.is_empty() {
+            return Err("`on` is empty; name this stream's field that holds the key".into());
+        }
+        if self.key.as_deref().is_some_and(str::is_empty) {
+            return Err("`key` is empty; name a field or remove it".into());
+        }
+        if self.fields.is_empty() {
+            return Err("`fields` is empty; list the fields to carry".into());
+        }
+        for (i, f) in self.fields.iter().enumerate() {
+            if f.is_empty() || f.contains('.') {
+                return Err(format!(
+                    "`fields` names {f:?}: name top-level fields of {:?} (an object is carried whole, with its properties)",
+                    self.stream
+                ));
+            }
+            if self.fields[..i].contains(f) {
+                return Err(format!("`fields` names {f:?} twice"));
+            }
+        }
+        let into = self.into_field();
+        if into.is_empty() || into.contains('.') {
+            return Err(format!(
+                "`into` is {into:?}: name one field (no dots) to carry the fields in"
+            ));
+        }
+        if let Some(n) = self.max_rows
+            && !(1..=MAX_LOOKUP_MAX_ROWS).contains(&n)
+        {
+            return Err(format!(
+                "`max_rows` must be between 1 and {MAX_LOOKUP_MAX_ROWS} (got {n})"
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Stream {
@@ -219,6 +312,21 @@ impl Stream {
             && (pk.is_empty() || pk.iter().any(String::is_empty))
         {
             return Err("`primary_key` must list one or more field names".into());
+        }
+        for (i, l) in self.lookups.iter().enumerate() {
+            l.validate()
+                .map_err(|e| format!("`lookups[{i}]` ({:?}): {e}", l.stream))?;
+            if let Some(other) = self.lookups[..i]
+                .iter()
+                .find(|o| o.into_field() == l.into_field())
+            {
+                return Err(format!(
+                    "`lookups[{i}]` ({:?}) carries its fields into {:?}, as the lookup of {:?} does: set `into` to tell them apart",
+                    l.stream,
+                    l.into_field(),
+                    other.stream
+                ));
+            }
         }
         Ok(())
     }

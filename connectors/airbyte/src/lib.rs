@@ -23,6 +23,7 @@
 mod config;
 mod error;
 mod install;
+mod lookup;
 mod process;
 mod protocol;
 mod read;
@@ -38,8 +39,9 @@ use serde_json::Value as Json;
 use tokio::sync::OnceCell;
 
 pub use config::{
-    CatalogOption, Config, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_LINE_BYTES,
-    DEFAULT_MAX_RECORDS_PER_STATE, Stream, SyncMode,
+    CatalogOption, Config, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_LOOKUP_MAX_ROWS,
+    DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_RECORDS_PER_STATE, Lookup, MAX_LOOKUP_MAX_ROWS, Stream,
+    SyncMode,
 };
 pub use error::AirbyteError;
 pub use install::{
@@ -408,10 +410,7 @@ impl Connector for AirbyteConnector {
             }];
         }
         dossier_connector::problems_per_stream(streams, |name, s| async move {
-            self.resolve(name, s)
-                .await
-                .map(|_| vec![])
-                .map_err(ConnectorError::from)
+            self.describe(name, s).await.map(|_| vec![])
         })
         .await
     }
@@ -430,6 +429,7 @@ impl Connector for AirbyteConnector {
         if r.mode == SyncMode::Incremental {
             info.cursor_candidates = vec![r.cursor.join(".")];
         }
+        info.fields = read::fields_with_lookups(self, name, stream, info.fields).await?;
         Ok(info)
     }
 
@@ -444,8 +444,25 @@ impl read::Protocol for AirbyteConnector {
         &self.program.label
     }
 
+    fn at(&self, what: &str) -> String {
+        AirbyteConnector::at(self, what)
+    }
+
     fn max_records_per_state(&self) -> usize {
         self.max_records_per_state
+    }
+
+    async fn source_stream(
+        &self,
+        name: &str,
+        stream: &Stream,
+    ) -> Result<lookup::SourceStream, AirbyteError> {
+        let r = self.resolve(name, stream).await?;
+        Ok(lookup::SourceStream {
+            id: protocol::qualified(&r.airbyte.name, r.airbyte.namespace.as_deref()),
+            schema: r.airbyte.json_schema,
+            primary_key: r.primary_key.iter().map(|p| p.join(".")).collect(),
+        })
     }
 
     async fn start_read(

@@ -13,19 +13,25 @@
 //! The batching is the same for every protocol ([`Protocol`]: Airbyte's, Singer's); each says
 //! how to start its read and turns its messages into records and states.
 //!
+//! A stream with lookups ([`crate::lookup`]) first reads each lookup stream in full, by a run of
+//! its own, into a table; each record of the stream then gets the looked-up fields.
+//!
 //! A full-refresh read ignores the source's states: every batch carries
 //! [`StreamState::full_refresh`], so the engine marks the records it did not see as deleted
 //! once the read completes.
 
 use std::sync::Arc;
 
-use dossier_connector::{Batch, BatchReader, ConnectorError, ReadRequest, StreamState, Value};
+use dossier_connector::{
+    Batch, BatchReader, ConnectorError, FieldInfo, ReadRequest, StreamState, Value,
+};
 use serde_json::{Map, Value as Json};
 
-use crate::Stream;
 use crate::error::AirbyteError;
+use crate::lookup::{Joins, SourceStream};
 use crate::process::Run;
 use crate::schema::Layout;
+use crate::{Stream, SyncMode};
 
 /// A read of one stream as a protocol started it.
 pub(crate) struct Plan {
@@ -50,12 +56,112 @@ pub(crate) enum Event {
 pub(crate) trait Protocol: Send + Sync + 'static {
     /// The program's name, for logs.
     fn label(&self) -> &str;
+    /// Which source and what it was doing, for errors: `airbyte source `x` (<what>)`.
+    fn at(&self, what: &str) -> String;
     fn max_records_per_state(&self) -> usize;
+    /// The source's stream a configured stream reads (resolved and checked as a read would).
+    async fn source_stream(
+        &self,
+        name: &str,
+        stream: &Stream,
+    ) -> Result<SourceStream, AirbyteError>;
     /// Resolves the stream and starts the source reading it from the stored state.
     async fn start_read(&self, request: &ReadRequest<Stream>) -> Result<(Run, Plan), AirbyteError>;
     /// The read's next record or state; `None` at the end of a read that succeeded. Other
     /// messages (logs, schemas) are dealt with here.
     async fn next_event(&self, run: &mut Run, plan: &Plan) -> Result<Option<Event>, AirbyteError>;
+}
+
+/// The Dossier name of a lookup's read of its stream, in logs and errors.
+fn lookup_name(name: &str, stream: &str) -> String {
+    format!("{name} (lookup of {stream})")
+}
+
+/// The configured stream `name`'s lookups checked against the source's streams; `None`
+/// without lookups.
+pub(crate) async fn resolve_lookups<P: Protocol>(
+    conn: &P,
+    name: &str,
+    stream: &Stream,
+) -> Result<Option<Joins>, AirbyteError> {
+    if stream.lookups.is_empty() {
+        return Ok(None);
+    }
+    let base = conn.source_stream(name, stream).await?;
+    let mut lookups = vec![];
+    for l in &stream.lookups {
+        let other = conn
+            .source_stream(&lookup_name(name, &l.stream), &lookup_stream(l))
+            .await?;
+        lookups.push((l.clone(), other));
+    }
+    Joins::resolve(&base, lookups)
+        .map(Some)
+        .map_err(|m| AirbyteError::Config(format!("{}: {m}", conn.at(&format!("stream {name:?}")))))
+}
+
+/// The fields of the configured stream `name` with those its lookups carry, given its own.
+pub(crate) async fn fields_with_lookups<P: Protocol>(
+    conn: &P,
+    name: &str,
+    stream: &Stream,
+    fields: Vec<FieldInfo>,
+) -> Result<Vec<FieldInfo>, AirbyteError> {
+    Ok(match resolve_lookups(conn, name, stream).await? {
+        Some(joins) => joins.layout.info().to_vec(),
+        None => fields,
+    })
+}
+
+/// How a lookup's stream is read: in full, whatever its state.
+fn lookup_stream(l: &crate::Lookup) -> Stream {
+    Stream {
+        stream: Some(l.stream.clone()),
+        namespace: l.namespace.clone(),
+        sync_mode: Some(SyncMode::FullRefresh),
+        ..Stream::default()
+    }
+}
+
+/// Reads each lookup stream of `joins` in full into its table.
+async fn load_lookups<P: Protocol>(
+    conn: &P,
+    name: &str,
+    joins: &mut Joins,
+) -> Result<(), AirbyteError> {
+    for join in &mut joins.joins {
+        let request = ReadRequest {
+            name: lookup_name(name, &join.lookup.stream),
+            stream: lookup_stream(&join.lookup),
+            state: None,
+            batch_size: 1,
+        };
+        let (mut run, plan) = conn.start_read(&request).await?;
+        while let Some(event) = conn.next_event(&mut run, &plan).await? {
+            let Event::Record(record) = event else {
+                continue;
+            };
+            if let Err(limit) = join.insert(&record) {
+                return Err(AirbyteError::Config(format!(
+                    "{}: the lookup stream {:?} has more than {limit} records (`max_rows` of the lookup): a lookup is held in memory; raise its `max_rows` (at most {}) or map {:?} as a stream of its own",
+                    run.at(),
+                    join.lookup.stream,
+                    crate::config::MAX_LOOKUP_MAX_ROWS,
+                    join.lookup.stream
+                )));
+            }
+        }
+        let (records, keys) = join.counts();
+        tracing::info!(
+            airbyte_source = %conn.label(),
+            stream = %name,
+            lookup = %join.lookup.stream,
+            records,
+            keys,
+            "lookup read"
+        );
+    }
+    Ok(())
 }
 
 pub struct Reader<P: Protocol> {
@@ -71,6 +177,10 @@ pub struct Reader<P: Protocol> {
 struct Started {
     run: Option<Run>,
     plan: Plan,
+    /// The stream's lookups, read.
+    joins: Option<Joins>,
+    /// Records that found no match in one of the lookups.
+    unmatched: u64,
     fields: Arc<Vec<String>>,
     /// Records covered by `covered_state`, not handed over yet.
     covered: Vec<Vec<Value>>,
@@ -98,9 +208,20 @@ impl<P: Protocol> Reader<P> {
     }
 
     async fn start(&self) -> Result<Started, AirbyteError> {
-        let (run, plan) = self.conn.start_read(&self.request).await?;
+        let conn = self.conn.as_ref();
+        let name = &self.request.name;
+        let mut joins = resolve_lookups(conn, name, &self.request.stream).await?;
+        if let Some(joins) = &mut joins {
+            load_lookups(conn, name, joins).await?;
+        }
+        let (run, mut plan) = conn.start_read(&self.request).await?;
+        if let Some(joins) = &joins {
+            plan.layout = joins.layout.clone();
+        }
         Ok(Started {
             run: Some(run),
+            joins,
+            unmatched: 0,
             fields: Arc::new(plan.layout.names().to_vec()),
             covered: vec![],
             covered_state: plan.initial.clone(),
@@ -158,7 +279,12 @@ impl Started {
                 return Ok(None);
             };
             match event {
-                Event::Record(data) => {
+                Event::Record(mut data) => {
+                    if let Some(joins) = &self.joins
+                        && !joins.apply(&mut data)
+                    {
+                        self.unmatched += 1;
+                    }
                     self.uncovered.push(self.plan.layout.row(&data));
                     self.records += 1;
                     if !incremental {
@@ -255,10 +381,18 @@ impl<P: Protocol> BatchReader for Reader<P> {
     }
 
     fn finished(&mut self, error: Option<&ConnectorError>) {
-        let (records, states) = self
+        let (records, states, unmatched) = self
             .started
             .as_ref()
-            .map_or((0, 0), |s| (s.records, s.states));
+            .map_or((0, 0, 0), |s| (s.records, s.states, s.unmatched));
+        if unmatched > 0 {
+            tracing::info!(
+                airbyte_source = %self.conn.label(),
+                stream = %self.request.name,
+                records = unmatched,
+                "records with no match in a lookup: the fields it carries are null in them"
+            );
+        }
         match error {
             None => tracing::info!(
                 airbyte_source = %self.conn.label(),

@@ -19,6 +19,7 @@ use serde_json::{Map, Value as Json, json};
 use tokio::sync::OnceCell;
 
 use crate::error::AirbyteError;
+use crate::lookup::SourceStream;
 use crate::process::{Program, Run};
 use crate::read::{self, Event, Plan};
 use crate::schema::Layout;
@@ -315,10 +316,7 @@ impl Connector for SingerConnector {
             }];
         }
         dossier_connector::problems_per_stream(streams, |name, s| async move {
-            self.resolve(name, s)
-                .await
-                .map(|_| vec![])
-                .map_err(ConnectorError::from)
+            self.describe(name, s).await.map(|_| vec![])
         })
         .await
     }
@@ -341,6 +339,7 @@ impl Connector for SingerConnector {
             info.primary_key = pk.clone();
         }
         info.cursor_candidates = r.key.into_iter().collect();
+        info.fields = read::fields_with_lookups(self, name, stream, info.fields).await?;
         Ok(info)
     }
 
@@ -355,8 +354,28 @@ impl read::Protocol for SingerConnector {
         &self.program.label
     }
 
+    fn at(&self, what: &str) -> String {
+        SingerConnector::at(self, what)
+    }
+
     fn max_records_per_state(&self) -> usize {
         self.max_records_per_state
+    }
+
+    async fn source_stream(
+        &self,
+        name: &str,
+        stream: &Stream,
+    ) -> Result<SourceStream, AirbyteError> {
+        let r = self.resolve(name, stream).await?;
+        Ok(SourceStream {
+            id: r.stream.tap_stream_id,
+            schema: r.stream.raw["schema"].clone(),
+            primary_key: stream
+                .primary_key
+                .clone()
+                .unwrap_or(r.stream.key_properties),
+        })
     }
 
     async fn start_read(&self, request: &ReadRequest<Stream>) -> Result<(Run, Plan), AirbyteError> {

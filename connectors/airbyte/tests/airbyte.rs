@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use dossier_connector::{
     Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, Registry, StreamState, Value,
-    read_to_end,
+    read_all, read_to_end,
 };
 use dossier_connector_airbyte::{AirbyteConnector, Config, Stream, SyncMode};
 use dossier_store::SqlStore;
@@ -702,4 +702,157 @@ async fn a_garbage_line_fails_the_sync_and_commits_nothing_past_the_last_state()
         updated_at(3)
     );
     assert_eq!(e.store().counts(e.workspace()).await.unwrap().0, 3);
+}
+
+/// The values of `field` in each row of `batches`.
+fn column(batches: &[Batch], field: &str) -> Vec<Value> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let at = b
+                .fields
+                .iter()
+                .position(|f| f == field)
+                .unwrap_or_else(|| panic!("no field {field} in {:?}", b.fields));
+            b.rows.iter().map(move |r| r[at].clone())
+        })
+        .collect()
+}
+
+fn with_lookups(lookups: Json) -> Stream {
+    serde_json::from_value(json!({ "lookups": lookups })).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn a_lookup_joins_the_fields_of_another_stream_by_key() {
+    let c = connect(json!({"users": 4})).await;
+    let stream = with_lookups(json!([{
+        "stream": "users", "on": "user_id", "fields": ["email", "address"], "into": "buyer"
+    }]));
+    // The looked-up fields are fields of the stream, with the lookup stream's types.
+    let info = c.describe("purchases", &stream).await.unwrap();
+    let fields: Vec<(&str, &str)> = info
+        .fields
+        .iter()
+        .map(|f| (f.name.as_str(), f.source_type.as_str()))
+        .filter(|(n, _)| n.starts_with("buyer"))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("buyer", "object"),
+            ("buyer.address", "object"),
+            ("buyer.address.city", "string"),
+            ("buyer.address.country", "string"),
+            ("buyer.email", "string"),
+        ]
+    );
+    assert!(
+        c.check(&[("purchases".into(), stream.clone())])
+            .await
+            .is_empty()
+    );
+
+    let mut request = request("purchases", None, 5);
+    request.stream = stream;
+    let batches = read_all(&c, request).await.unwrap();
+    let users = column(&batches, "user_id");
+    let emails = column(&batches, "buyer.email");
+    assert_eq!(users.len(), 12);
+    for (user, email) in users.iter().zip(&emails) {
+        let Value::Int(u) = user else {
+            panic!("{user:?}")
+        };
+        assert_eq!(email, &Value::Text(format!("user{u}@example.com")));
+    }
+    assert!(
+        column(&batches, "buyer.address.city")
+            .iter()
+            .all(|c| c == &Value::Text("Lyon".into()))
+    );
+
+    // An incremental read from a state still reads its lookup in full: users 3 and 4 get
+    // their last purchase (the later record of a key is kept), looked up by `key`.
+    let stream = with_lookups(json!([{
+        "stream": "purchases", "key": "user_id", "on": "id", "fields": ["price", "id"], "into": "last_purchase"
+    }]));
+    let stored =
+        StreamState(json!({"airbyte": {"data": {"users": {"updated_at": updated_at(2)}}}}));
+    let batches = read_all(
+        &c,
+        ReadRequest {
+            name: "users".into(),
+            stream,
+            state: Some(stored),
+            batch_size: 100,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(ids(&batches), [vec![3, 4]]);
+    assert_eq!(
+        column(&batches, "last_purchase.price"),
+        [Value::Float(30.5), Value::Float(30.5)]
+    );
+    assert_eq!(
+        column(&batches, "last_purchase.id"),
+        [Value::Int(9), Value::Int(12)]
+    );
+}
+
+#[tokio::test]
+async fn lookups_that_cannot_be_read_are_refused_naming_the_stream() {
+    let c = connect(json!({"users": 4})).await;
+    let refused = |lookups: Json| {
+        let c = c.clone();
+        async move {
+            let stream = with_lookups(lookups);
+            let e = c.describe("purchases", &stream).await.unwrap_err();
+            assert_eq!(e.origin(), ErrorOrigin::Config, "{e}");
+            // `check` says the same, for the stream.
+            let problems = c.check(&[("purchases".into(), stream)]).await;
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].stream.as_deref(), Some("purchases"));
+            e.to_string()
+        }
+    };
+    let e = refused(json!([{"stream": "clients", "on": "user_id", "fields": ["email"]}])).await;
+    assert!(
+        e.contains(
+            "(stream \"purchases (lookup of clients)\"): the source has no stream \"clients\""
+        ),
+        "{e}"
+    );
+    let e = refused(json!([{"stream": "purchases", "on": "user_id", "fields": ["price"]}])).await;
+    assert!(
+        e.contains(
+            "(stream \"purchases\"): `lookups[0]` (\"purchases\"): a stream cannot look itself up"
+        ),
+        "{e}"
+    );
+    let e = refused(json!([{"stream": "users", "on": "user_id", "fields": ["phone"]}])).await;
+    assert!(
+        e.contains("`fields` names \"phone\", which is not a field of \"users\""),
+        "{e}"
+    );
+    let e = refused(json!([{"stream": "users", "on": "user_id", "fields": ["email.x"]}])).await;
+    assert!(
+        e.contains("`lookups[0]` (\"users\"): `fields` names \"email.x\""),
+        "{e}"
+    );
+
+    // A lookup stream with more records than `max_rows` fails the read, naming both.
+    let mut request = request("purchases", None, 5);
+    request.stream = with_lookups(json!([{
+        "stream": "users", "on": "user_id", "fields": ["email"], "max_rows": 3
+    }]));
+    let (batches, e) = read_to_end(&c, request).await;
+    assert!(batches.is_empty());
+    let e = e.expect("refused");
+    assert_eq!(e.origin(), ErrorOrigin::Config, "{e}");
+    let e = e.to_string();
+    assert!(
+        e.contains("(read of stream \"purchases (lookup of users)\"): the lookup stream \"users\" has more than 3 records (`max_rows` of the lookup)"),
+        "{e}"
+    );
 }

@@ -372,3 +372,52 @@ async fn a_sync_that_fails_mid_read_keeps_what_the_last_state_covers_and_the_nex
     assert_eq!(s.streams["users"].read, 0);
     assert_eq!(s.streams["events"].read, 20);
 }
+
+#[tokio::test]
+async fn a_lookup_joins_the_fields_of_another_stream_read_in_full_table() {
+    let c = connect(config(json!({"users": 3}))).await;
+    let stream: Stream = serde_json::from_value(json!({"lookups": [{
+        "stream": "public-users", "on": "user_id", "fields": ["email"], "into": "user"
+    }]}))
+    .unwrap();
+    let info = c.describe("events", &stream).await.unwrap();
+    assert!(
+        info.fields.iter().any(|f| f.name == "user.email"),
+        "{:?}",
+        info.fields
+    );
+    let mut request = request("events", None, 100);
+    request.stream = stream;
+    let (batches, e) = read_to_end(&c, request).await;
+    assert!(e.is_none(), "{e:?}");
+    let b = &batches[0];
+    let at = |f: &str| b.fields.iter().position(|n| n == f).unwrap();
+    assert_eq!(b.rows.len(), 6);
+    for row in &b.rows {
+        let Value::Int(user) = row[at("user_id")] else {
+            panic!("{row:?}")
+        };
+        assert_eq!(
+            row[at("user.email")],
+            Value::Text(format!("user{user}@example.com"))
+        );
+    }
+
+    // The stream is the same whether named by its tap_stream_id or its name: no lookup of
+    // itself.
+    let stream: Stream = serde_json::from_value(json!({"lookups": [{
+        "stream": "users", "on": "id", "fields": ["email"], "into": "again"
+    }]}))
+    .unwrap();
+    let e = c
+        .describe("public-users", &stream)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "(stream \"public-users\"): `lookups[0]` (\"users\"): a stream cannot look itself up"
+        ),
+        "{e}"
+    );
+}

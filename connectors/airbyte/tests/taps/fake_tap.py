@@ -106,9 +106,12 @@ def main():
         emit({"type": "SCHEMA", "stream": name, "schema": s["schema"], "key_properties": ["id"]})
         if name == "users":
             top = [m for m in s["metadata"] if m["breadcrumb"] == []][0]["metadata"]
-            assert top["replication-method"] == "INCREMENTAL", top
-            assert top["replication-key"] == "updated_at", top
-            start = state.get("bookmarks", {}).get("public-users", {}).get("updated_at", "")
+            # FULL_TABLE when it is read as another stream's lookup: from the start.
+            assert top["replication-method"] in ("INCREMENTAL", "FULL_TABLE"), top
+            start = ""
+            if top["replication-method"] == "INCREMENTAL":
+                assert top["replication-key"] == "updated_at", top
+                start = state.get("bookmarks", {}).get("public-users", {}).get("updated_at", "")
             for i in range(1, users + 1):
                 if iso(i) <= start:
                     continue
