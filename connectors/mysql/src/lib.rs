@@ -398,29 +398,18 @@ impl Driver for MySql {
         params: Vec<Cell>,
         wires: &[Wire],
     ) -> Result<Vec<Vec<Cell>>, DbError> {
-        let rows = self
-            .conn
-            .fetch_in_transaction(self.dialect.begin_read_only(), &sql, &params)
-            .await?;
-        rows.iter()
-            .map(|r| dossier_sql_source::decode_row(r, wires))
-            .collect::<Result<_, _>>()
-            .map_err(classify)
+        self.conn
+            .fetch(self.dialect.begin_read_only(), &sql, &params, wires)
+            .await
     }
 
     async fn describe(&self, sql: String) -> Result<Vec<RawColumn>, DbError> {
-        let (params, columns) = self
+        let columns = self
             .conn
-            .describe(&sql, |c| {
+            .describe(&sql, "`?`", |c| {
                 (c.name().to_string(), c.type_info().name().to_string())
             })
             .await?;
-        if params > 0 {
-            return Err(DbError::new(
-                ErrorClass::Invalid,
-                format!("it has {params} parameter(s) (`?`); write the values into it"),
-            ));
-        }
         Ok(columns
             .into_iter()
             .map(|(name, type_name)| {

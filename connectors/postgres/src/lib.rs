@@ -285,20 +285,15 @@ impl Driver for Postgres {
         params: Vec<Cell>,
         wires: &[Wire],
     ) -> Result<Vec<Vec<Cell>>, DbError> {
-        let rows = self
-            .conn
-            .fetch_in_transaction(self.dialect.begin_read_only(), &sql, &params)
-            .await?;
-        rows.iter()
-            .map(|r| dossier_sql_source::decode_row(r, wires))
-            .collect::<Result<_, _>>()
-            .map_err(classify)
+        self.conn
+            .fetch(self.dialect.begin_read_only(), &sql, &params, wires)
+            .await
     }
 
     async fn describe(&self, sql: String) -> Result<Vec<RawColumn>, DbError> {
-        let (params, columns) = self
+        let columns = self
             .conn
-            .describe(&sql, |c| {
+            .describe(&sql, "$1...", |c| {
                 (
                     c.name().to_string(),
                     sqlx::Column::type_info(c).oid().map(|o| o.0),
@@ -306,12 +301,6 @@ impl Driver for Postgres {
             })
             .await?;
         let (names, oids): (Vec<String>, Vec<Option<u32>>) = columns.into_iter().unzip();
-        if params > 0 {
-            return Err(DbError::new(
-                ErrorClass::Invalid,
-                format!("it has {params} parameter(s) ($1...); write the values into it"),
-            ));
-        }
         let known: Vec<String> = oids.iter().flatten().map(u32::to_string).collect();
         // Unbounded spellings: `character` alone would be char(1), and `bit` bit(1).
         let rows = self

@@ -118,6 +118,18 @@ pub fn driver_error_class(e: &sqlx::Error) -> ErrorClass {
     }
 }
 
+/// Refuses a statement that takes `n` parameters (spelled as `spelled`, e.g. `$1...`): a
+/// `query` must be written with its values in it.
+pub fn refuse_parameters(n: usize, spelled: &str) -> Result<(), DbError> {
+    if n > 0 {
+        return Err(DbError::new(
+            ErrorClass::Invalid,
+            format!("it has {n} parameter(s) ({spelled}); write the values into it"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,8 @@ use sqlx::{AssertSqlSafe, Database, Either, Executor as _, SqlSafeStr as _, Stat
 use tokio::sync::Mutex;
 
 use crate::cell::Cell;
+use crate::dialect::{Wire, decode_row};
+use crate::error::refuse_parameters;
 use crate::{DbError, ErrorClass};
 
 /// Opens a new connection to the source's server.
@@ -92,52 +94,70 @@ where
         sqlx::Executor<'e, Database = C::Database>,
     Option<String>: for<'q> sqlx::Encode<'q, C::Database> + sqlx::Type<C::Database>,
     <C::Database as Database>::Arguments: sqlx::IntoArguments<C::Database>,
+    usize: sqlx::ColumnIndex<<C::Database as Database>::Row>,
+    for<'r> i64: sqlx::Decode<'r, C::Database> + sqlx::Type<C::Database>,
+    for<'r> f64: sqlx::Decode<'r, C::Database> + sqlx::Type<C::Database>,
+    for<'r> bool: sqlx::Decode<'r, C::Database> + sqlx::Type<C::Database>,
+    for<'r> String: sqlx::Decode<'r, C::Database> + sqlx::Type<C::Database>,
 {
-    /// Runs one statement, with parameters bound as text, in a transaction of its own that
-    /// `begin` starts (read-only, in the dialect's words).
-    pub async fn fetch_in_transaction(
+    /// [`Driver::fetch`](crate::Driver::fetch) on the kept connection: runs one statement,
+    /// with parameters bound as text, in a transaction of its own that `begin` starts
+    /// (read-only, in the dialect's words), and decodes each column of the result as `wires`
+    /// says ([`decode_row`]).
+    pub async fn fetch(
         &self,
         begin: &'static str,
         sql: &str,
         params: &[Cell],
-    ) -> Result<Vec<<C::Database as Database>::Row>, DbError> {
-        self.run(|conn| {
-            let sql = sql.to_string();
-            let params: Vec<Option<String>> = params.iter().map(Cell::to_param).collect();
-            Box::pin(async move {
-                let mut tx = conn.begin_with(begin).await?;
-                let mut query = sqlx::query(AssertSqlSafe(sql));
-                for p in params {
-                    query = query.bind(p);
-                }
-                let rows = query.fetch_all(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(rows)
+        wires: &[Wire],
+    ) -> Result<Vec<Vec<Cell>>, DbError> {
+        let rows = self
+            .run(|conn| {
+                let sql = sql.to_string();
+                let params: Vec<Option<String>> = params.iter().map(Cell::to_param).collect();
+                Box::pin(async move {
+                    let mut tx = conn.begin_with(begin).await?;
+                    let mut query = sqlx::query(AssertSqlSafe(sql));
+                    for p in params {
+                        query = query.bind(p);
+                    }
+                    let rows = query.fetch_all(&mut *tx).await?;
+                    tx.commit().await?;
+                    Ok(rows)
+                })
             })
-        })
-        .await
+            .await?;
+        rows.iter()
+            .map(|r| decode_row(r, wires))
+            .collect::<Result<_, _>>()
+            .map_err(self.classify)
     }
 
-    /// Prepares `sql` without running it: how many parameters it takes, and what `column`
-    /// makes of each column it returns.
+    /// Prepares `sql` without running it and returns what `column` makes of each column it
+    /// returns; refuses a statement with parameters ([`refuse_parameters`], `spelled` saying
+    /// how the server writes them).
     pub async fn describe<T: Send + 'static>(
         &self,
         sql: &str,
+        spelled: &str,
         column: fn(&<C::Database as Database>::Column) -> T,
-    ) -> Result<(usize, Vec<T>), DbError> {
-        self.run(|conn| {
-            let sql = sql.to_string();
-            Box::pin(async move {
-                let statement = conn.prepare(AssertSqlSafe(sql).into_sql_str()).await?;
-                let params = match statement.parameters() {
-                    Some(Either::Left(types)) => types.len(),
-                    Some(Either::Right(n)) => n,
-                    None => 0,
-                };
-                Ok((params, statement.columns().iter().map(column).collect()))
+    ) -> Result<Vec<T>, DbError> {
+        let (params, columns) = self
+            .run(|conn| {
+                let sql = sql.to_string();
+                Box::pin(async move {
+                    let statement = conn.prepare(AssertSqlSafe(sql).into_sql_str()).await?;
+                    let params = match statement.parameters() {
+                        Some(Either::Left(types)) => types.len(),
+                        Some(Either::Right(n)) => n,
+                        None => 0,
+                    };
+                    Ok((params, statement.columns().iter().map(column).collect()))
+                })
             })
-        })
-        .await
+            .await?;
+        refuse_parameters(params, spelled)?;
+        Ok(columns)
     }
 }
 

@@ -88,7 +88,7 @@ pub use cell::{Cell, hex};
 pub use config::{Config, Endpoint, MAX_BATCH_SIZE, ServerOptions, SourceConfig, Stream, TlsMode};
 pub use dialect::{Column, Dialect, Kind, RawColumn, Wire, decode_row, expanded_after, to_value};
 pub use dossier_core::redact_url;
-pub use error::{DbError, ErrorClass, connect_error, driver_error_class, error};
+pub use error::{DbError, ErrorClass, connect_error, driver_error_class, error, refuse_parameters};
 pub use kept::{Connect, KeptConnection, connect_within};
 pub use sql::{Binder, Placeholders};
 // For `server_options!`, whose expansion names sqlx's error type from the caller's crate.

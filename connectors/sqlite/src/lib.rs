@@ -47,7 +47,7 @@ use std::time::Duration;
 use dossier_connector::ConnectorError;
 use dossier_sql_source::{
     Binder, Cell, Column, DbError, Dialect, Driver, ErrorClass, Kind, Placeholders, RawColumn,
-    SourceConfig, SqlConnector, Wire, error,
+    SourceConfig, SqlConnector, Wire, error, refuse_parameters,
 };
 use futures::TryStreamExt as _;
 use schemars::JsonSchema;
@@ -354,16 +354,8 @@ impl Driver for SqliteFile {
             .prepare(AssertSqlSafe(sql).into_sql_str())
             .await
             .map_err(classify)?;
-        if let Some(n) = statement
-            .parameters()
-            .and_then(|p| p.right())
-            .filter(|&n| n > 0)
-        {
-            return Err(DbError::new(
-                ErrorClass::Invalid,
-                format!("it has {n} parameter(s) (`?`, `:name`); write the values into it"),
-            ));
-        }
+        let params = statement.parameters().and_then(|p| p.right()).unwrap_or(0);
+        refuse_parameters(params, "`?`, `:name`")?;
         Ok(statement
             .columns()
             .iter()
