@@ -27,6 +27,7 @@ mod dashboards;
 mod filter;
 mod http;
 mod identity;
+mod keys;
 mod limits;
 mod loaders;
 mod metrics;

@@ -38,6 +38,7 @@ pub struct Query(
     crate::segments::SegmentQuery,
     crate::shortcuts::ShortcutQuery,
     crate::identity::IdentityQuery,
+    crate::keys::KeyQuery,
 );
 
 /// Every write, merged from the modules that serve them.
@@ -46,6 +47,7 @@ pub struct Mutation(
     CoreMutation,
     crate::segments::SegmentMutation,
     crate::shortcuts::ShortcutMutation,
+    crate::keys::KeyMutation,
 );
 
 /// The read queries on contacts, sessions, sources and runs.
