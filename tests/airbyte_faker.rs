@@ -2,7 +2,9 @@
 //! `dossier connectors install` from the wheels scripts/test.sh fetched into .cache/ (no
 //! network at test time), then checked, discovered, synced in full and incrementally, and
 //! synced again after `kill -9` of Dossier mid-read and after `kill -9` of the source
-//! mid-read; the store is compared with the records the same command writes when run by hand.
+//! mid-read; the store is compared with the records the same command writes when run by hand,
+//! each user's total spent with the sum of the prices faker's own products stream gives the
+//! products of their purchases (joined into purchases by the example's lookup).
 
 mod common;
 
@@ -91,30 +93,38 @@ fn write_config(dir: &Path, count: u32, always_updated: bool, batch: u32) {
             line,
             &format!("config = {{ config = {{ {} }} }}", inline.join(", ")),
         )
-        .replace("read = {}", &format!("read = {{ batch_size = {batch} }}"));
+        .replace("read = {}", &format!("read = {{ batch_size = {batch} }}"))
+        .replace(
+            "[sources.streams.read]\n",
+            &format!("[sources.streams.read]\nbatch_size = {batch}\n"),
+        );
     std::fs::write(config(dir), text).unwrap();
 }
 
-/// What the source writes for users and purchases when run by hand with the same config:
-/// each user's email, and each purchase's user and product.
+/// What the source writes for users, purchases and products when run by hand with the same
+/// config: each user's email, each purchase's user and product, and each product's price.
 struct Emitted {
     emails: BTreeMap<i64, String>,
     purchases: BTreeMap<i64, (i64, i64)>,
+    prices: BTreeMap<i64, f64>,
 }
 
 fn emitted(command: &Path, source_config: &serde_json::Value) -> Emitted {
     let mut e = Emitted {
         emails: BTreeMap::new(),
         purchases: BTreeMap::new(),
+        prices: BTreeMap::new(),
     };
-    // One read per stream, as Dossier reads them: faker's purchases are not the same when
-    // its users are generated first in the same process.
-    for stream in ["users", "purchases"] {
+    // One read per stream, as Dossier reads them (the lookup of products too): faker's
+    // purchases are not the same when its users are generated first in the same process.
+    for stream in ["users", "purchases", "products"] {
         for d in read(command, source_config, stream) {
             let id = d["id"].as_i64().unwrap();
             if stream == "users" {
                 e.emails
                     .insert(id, d["email"].as_str().unwrap().to_lowercase());
+            } else if stream == "products" {
+                e.prices.insert(id, d["price"].as_f64().unwrap());
             } else {
                 let user = d["user_id"].as_i64().unwrap();
                 e.purchases
@@ -223,12 +233,25 @@ async fn assert_store_matches(dir: &Path, e: &Emitted) {
         "one session per purchase"
     );
 
-    let mut want: HashMap<i64, (f64, BTreeSet<i64>)> = HashMap::new();
+    // Each user's purchases, distinct products and total spent: the sum of the prices faker's
+    // products stream gives the products of their purchases (a purchase of a product it does
+    // not list adds nothing: its price is null).
+    let mut want: HashMap<i64, (f64, BTreeSet<i64>, f64)> = HashMap::new();
+    let mut priced = 0;
     for (user, product) in e.purchases.values() {
         let w = want.entry(*user).or_default();
         w.0 += 1.0;
         w.1.insert(*product);
+        if let Some(price) = e.prices.get(product) {
+            w.2 += price;
+            priced += 1;
+        }
     }
+    assert!(
+        priced > e.purchases.len() / 2,
+        "{priced} of {} purchases have a price",
+        e.purchases.len()
+    );
     let mut c = open(&store).await;
     let rows = sqlx::query(
         "SELECT i.value, a.name, a.value FROM identities i JOIN contact_aggregates a ON a.contact_id = i.contact_id \
@@ -251,7 +274,7 @@ async fn assert_store_matches(dir: &Path, e: &Emitted) {
     }
     let mut with_purchases = 0;
     for user in e.emails.keys() {
-        let (n, products) = want.get(user).cloned().unwrap_or_default();
+        let (n, products, spent) = want.get(user).cloned().unwrap_or_default();
         let get = |name: &str| got.get(&(*user, name.to_string())).copied().unwrap_or(0.0);
         assert_eq!(get("purchases"), n, "purchases of user {user}");
         assert_eq!(
@@ -259,13 +282,18 @@ async fn assert_store_matches(dir: &Path, e: &Emitted) {
             products.len() as f64,
             "distinct products of user {user}"
         );
+        let got = get("total_spent");
+        assert!(
+            (got - spent).abs() < 1e-6 * spent.max(1.0),
+            "total spent of user {user}: {got}, the source's prices sum to {spent}"
+        );
         with_purchases += usize::from(n > 0.0);
     }
     assert!(with_purchases > e.emails.len() / 2, "{with_purchases}");
     // Spot check through the API: a user with two purchases.
-    let (user, _) = want
+    let (user, (_, _, spent)) = want
         .iter()
-        .find(|(_, (n, _))| *n == 2.0)
+        .find(|(_, (n, _, _))| *n == 2.0)
         .expect("a user with two purchases");
     let doc = format!(
         r#"{{ contact(email: "{}") {{ aggregates }} }}"#,
@@ -278,6 +306,10 @@ async fn assert_store_matches(dir: &Path, e: &Emitted) {
         Some(2.0),
         "{q}"
     );
+    let got = q["data"]["contact"]["aggregates"]["total_spent"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!((got - spent).abs() < 1e-6 * spent.max(1.0), "{q}: {spent}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
