@@ -19,6 +19,16 @@ pub(crate) const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../assets/graphiql.css"),
     ),
     (
+        "segments.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/segments.js"),
+    ),
+    (
+        "shortcuts.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/shortcuts.js"),
+    ),
+    (
         "graphiql-init.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../assets/graphiql-init.js"),

@@ -35,6 +35,7 @@ pub(crate) fn refusal(out: &Value) -> Option<ConsoleError> {
     let status = match error["extensions"]["code"].as_str() {
         Some("FORBIDDEN") => StatusCode::FORBIDDEN,
         Some("UNAUTHENTICATED") => StatusCode::UNAUTHORIZED,
+        Some("NOT_FOUND") => StatusCode::NOT_FOUND,
         _ => StatusCode::BAD_REQUEST,
     };
     Some(ConsoleError::Refused {

@@ -87,7 +87,11 @@ pub(crate) fn page(title: &str, chrome: Option<&Chrome<'_>>, body: &str) -> Stri
         if c.role >= Role::Admin {
             out.push_str(r#"<a href="/sources">Sources</a> "#);
         }
-        out.push_str(r#"<a href="/contacts">Contacts</a> <a href="/graphiql">GraphiQL</a></nav>"#);
+        out.push_str(r#"<a href="/contacts">Contacts</a> <a href="/segments">Segments</a> <a href="/shortcuts">Shortcuts</a> "#);
+        if c.role >= Role::Admin {
+            out.push_str(r#"<a href="/keys">Keys</a> <a href="/connectors">Connectors</a> "#);
+        }
+        out.push_str(r#"<a href="/graphiql">GraphiQL</a></nav>"#);
         let _ = write!(
             out,
             r#"<p class="who">{} · {}{}</p>"#,

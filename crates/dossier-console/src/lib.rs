@@ -4,6 +4,8 @@
 //! [`router`] serves, beside the gateway's router (merge the two):
 //! - `/` (an overview), `/sources` (health, sync now, pause, resume, cancel), `/contacts`
 //!   (search by email, paged) and `/contacts/{id}` (a contact's card);
+//! - `/segments` (counts, an editor with a live count, the entered/left feed), `/shortcuts`
+//!   (an editor with a live preview), and for admins `/keys` and `/connectors`;
 //! - `/sign-in` and `/sign-out`: an API key exchanged for a server-side session (with
 //!   `access = "open"` a session is made on the first visit, without a key);
 //! - `/graphiql` and `/assets/...`, every script and stylesheet from the binary.
@@ -16,12 +18,17 @@
 #![warn(missing_docs)]
 
 mod assets;
+mod connectors;
 mod console;
 mod contacts;
+mod forms;
 mod gql;
 mod html;
+mod keys;
 mod pages;
+mod segments;
 mod session;
+mod shortcuts;
 mod sources;
 
 use std::sync::Arc;
@@ -84,6 +91,19 @@ pub fn router(schema: DossierSchema, store: SqlStore) -> Router {
         .route("/sources/{name}/{action}", post(sources::act))
         .route("/contacts", get(contacts::list))
         .route("/contacts/{id}", get(contacts::card))
+        .route("/segments", get(segments::list).post(segments::save))
+        .route("/segments/-/new", get(segments::new))
+        .route("/segments/-/count", get(segments::count))
+        .route("/segments/{name}", get(segments::show))
+        .route("/segments/{name}/delete", post(segments::delete))
+        .route("/shortcuts", get(shortcuts::list).post(shortcuts::post))
+        .route("/shortcuts/-/new", get(shortcuts::new))
+        .route("/shortcuts/-/preview", post(shortcuts::preview_json))
+        .route("/shortcuts/{name}", get(shortcuts::show))
+        .route("/shortcuts/{name}/delete", post(shortcuts::delete))
+        .route("/keys", get(keys::list).post(keys::create))
+        .route("/keys/{id}/revoke", post(keys::revoke))
+        .route("/connectors", get(connectors::list))
         .route("/graphiql", get(pages::graphiql))
         .route("/assets/{*path}", get(assets::serve))
         .with_state(console)

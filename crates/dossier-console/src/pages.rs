@@ -43,7 +43,16 @@ pub(crate) async fn home(Extract(c): Extract<State>, headers: HeaderMap) -> Resp
     }
     body.push_str(
         r#"<li><a href="/contacts">Contacts</a>: search by email, open a contact's card</li>
-<li><a href="/graphiql">GraphiQL</a>: the GraphQL API in the browser</li></ul>"#,
+<li><a href="/segments">Segments</a>: saved audiences, their counts, who entered and left</li>
+<li><a href="/shortcuts">Shortcuts</a>: templated answers, previewed for a contact</li>"#,
+    );
+    if s.caller.role >= Role::Admin {
+        body.push_str(
+            r#"<li><a href="/keys">API keys</a> and <a href="/connectors">connectors</a></li>"#,
+        );
+    }
+    body.push_str(
+        r#"<li><a href="/graphiql">GraphiQL</a>: the GraphQL API in the browser</li></ul>"#,
     );
     s.page(StatusCode::OK, "Console", &body)
 }
