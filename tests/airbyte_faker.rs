@@ -497,3 +497,151 @@ async fn the_faker_source_installs_from_pypi_wheels_syncs_resumes_after_kill_9_a
     let list = ok(dossier(&killed, &["connectors", "list", "--json"]), "list");
     assert!(!list.contains("source-faker"), "{list}");
 }
+
+/// The JSON body of an HTTP answer of `post_graphql`.
+fn graphql(addr: &str, key: &str, doc: &str) -> serde_json::Value {
+    let body = serde_json::json!({ "query": doc }).to_string();
+    let resp = post_graphql(addr, key, &body);
+    let (_, body) = resp.split_once("\r\n\r\n").expect("an HTTP answer");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {resp}"))
+}
+
+fn error_of(out: &serde_json::Value) -> &str {
+    out["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error: {out}"))
+}
+
+/// The installConnector mutation installs a package with the same code as the command line
+/// (pip held to the wheelhouse through the server's environment): a read key is refused, an
+/// invalid spec is refused before pip runs, and an install longer than a request may run (2 s
+/// here) goes on in the server while each request for the same package waits for it again,
+/// until one gets the installed connector; removeConnector deletes its virtual environment.
+#[test]
+fn the_faker_source_installs_and_is_removed_through_the_api() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("api");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        config(&dir),
+        "[store]\nurl = \"sqlite://dossier.db\"\n\n[server]\naccess = \"keys\"\n\
+         allow_plugin_install = true\nrequest_timeout = \"2s\"\n",
+    )
+    .unwrap();
+    let admin = api_key(&config(&dir), "admin");
+    let reader = api_key(&config(&dir), "read");
+    let plugins = plugin_dir(&dir);
+    let wheels = wheels();
+    let (mut server, addr) = serve_with(
+        &["--config", config(&dir).to_str().unwrap()],
+        &[
+            ("DOSSIER_PLUGIN_DIR", plugins.as_os_str()),
+            ("PIP_NO_INDEX", "1".as_ref()),
+            ("PIP_FIND_LINKS", wheels.as_os_str()),
+            ("PIP_DISABLE_PIP_VERSION_CHECK", "1".as_ref()),
+        ],
+    );
+    let install = format!(
+        r#"mutation {{ installConnector(package: "{FAKER}") {{ name kind version file sha256 }} }}"#
+    );
+
+    let out = graphql(&addr, &reader, &install);
+    assert!(error_of(&out).contains("needs the admin role"), "{out}");
+    let out = graphql(
+        &addr,
+        &reader,
+        r#"mutation { removeConnector(name: "source-faker") { name } }"#,
+    );
+    assert!(error_of(&out).contains("needs the admin role"), "{out}");
+    let out = graphql(
+        &addr,
+        &admin,
+        r#"mutation { installConnector(package: "airbyte:source-faker") { name } }"#,
+    );
+    assert!(
+        error_of(&out).contains("\"airbyte:source-faker\": the version is not pinned"),
+        "{out}"
+    );
+    let out = graphql(
+        &addr,
+        &admin,
+        r#"mutation { installConnector(package: "airbyte:faker==7.2.1") { name } }"#,
+    );
+    assert!(
+        error_of(&out).contains("an Airbyte source's package is airbyte-source-<name>"),
+        "{out}"
+    );
+    let out = graphql(
+        &addr,
+        &admin,
+        r#"mutation { installConnector(package: "airbyte:source-sqlite==1.0.0", file: "x.so") { name } }"#,
+    );
+    assert!(error_of(&out).contains("give one of `file`"), "{out}");
+    assert!(
+        !plugins.join("venvs").exists()
+            || std::fs::read_dir(plugins.join("venvs")).unwrap().count() == 0,
+        "nothing was installed"
+    );
+
+    let started = Instant::now();
+    let mut waits = 0;
+    let installed = loop {
+        let out = graphql(&addr, &admin, &install);
+        if out.get("errors").is_none() {
+            break out;
+        }
+        let e = error_of(&out);
+        assert!(
+            e.contains("pip is still installing it") && e.contains("ask again"),
+            "{out}"
+        );
+        waits += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "not installed in 600 s"
+        );
+    };
+    let c = &installed["data"]["installConnector"];
+    assert_eq!(c["name"], "source-faker", "{installed}");
+    assert_eq!(c["version"], "7.2.1", "{installed}");
+    assert_eq!(c["sha256"].as_str().unwrap().len(), 64, "{installed}");
+    let command = PathBuf::from(c["file"].as_str().unwrap());
+    assert!(command.is_file(), "{installed}");
+    assert!(
+        waits > 0,
+        "pip took under 2 s: the long install was not exercised"
+    );
+    // One install, however many requests waited for it.
+    assert_eq!(std::fs::read_dir(plugins.join("venvs")).unwrap().count(), 1);
+
+    let out = graphql(&addr, &admin, "{ connectors { name version } }");
+    assert!(
+        out["data"]["connectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "source-faker" && c["version"] == "7.2.1"),
+        "{out}"
+    );
+    let out = graphql(
+        &addr,
+        &admin,
+        r#"mutation { removeConnector(name: "source-fakr") { name } }"#,
+    );
+    assert!(error_of(&out).contains("source-fakr"), "{out}");
+    let out = graphql(
+        &addr,
+        &admin,
+        r#"mutation { removeConnector(name: "source-faker") { name version } }"#,
+    );
+    assert_eq!(
+        out["data"]["removeConnector"]["name"], "source-faker",
+        "{out}"
+    );
+    assert!(!command.exists());
+    server.kill().unwrap();
+    server.wait().unwrap();
+    // The command line sees what the API did.
+    let list = ok(dossier(&dir, &["connectors", "list", "--json"]), "list");
+    assert!(!list.contains("source-faker"), "{list}");
+}

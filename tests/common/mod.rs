@@ -183,9 +183,15 @@ pub fn api_key(config: &Path, role: &str) -> String {
 }
 
 pub fn serve(args: &[&str]) -> (Child, String) {
+    serve_with(args, &[])
+}
+
+/// [`serve`] with variables set in the server's environment.
+pub fn serve_with(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> (Child, String) {
     let mut child = bin()
         .arg("serve")
         .args(args)
+        .envs(env.iter().copied())
         .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

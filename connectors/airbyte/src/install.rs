@@ -25,6 +25,9 @@ use crate::error::AirbyteError;
 pub const PACKAGES_FILE: &str = "packages.toml";
 /// Where the virtual environments go, in the plugin directory.
 const VENVS: &str = "venvs";
+/// Held (an exclusive file lock) while `packages.toml` is read and rewritten, so that two
+/// installs at once (the command line and the API, two API requests) keep both records.
+const LOCK_FILE: &str = ".packages.lock";
 /// Lines of pip's output an error quotes.
 const PIP_TAIL: usize = 12;
 
@@ -229,6 +232,19 @@ impl PackageDir {
         Ok(record.packages)
     }
 
+    /// Locks the record until the returned file is dropped.
+    fn lock(&self) -> Result<std::fs::File, AirbyteError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(LOCK_FILE))
+            .map_err(|e| self.err(format!("cannot open {LOCK_FILE}: {e}")))?;
+        file.lock()
+            .map_err(|e| self.err(format!("cannot lock {LOCK_FILE}: {e}")))?;
+        Ok(file)
+    }
+
     fn save(&self, packages: Vec<InstalledPackage>) -> Result<(), AirbyteError> {
         let text = toml::to_string_pretty(&Record { packages })
             .map_err(|e| self.err(format!("cannot write {PACKAGES_FILE}: {e}")))?;
@@ -349,6 +365,7 @@ impl PackageDir {
             installed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             packages,
         };
+        let lock = self.lock()?;
         let mut all = self.installed()?;
         let replaced = all
             .iter()
@@ -356,6 +373,7 @@ impl PackageDir {
             .map(|i| all.remove(i));
         all.push(record.clone());
         self.save(all)?;
+        drop(lock);
         if let Some(old) = &replaced {
             let _ = std::fs::remove_dir_all(self.dir.join(VENVS).join(&old.venv));
         }
@@ -366,6 +384,10 @@ impl PackageDir {
     /// Forgets the package `name` and deletes its virtual environment; `None` when no package
     /// has that name.
     pub fn remove(&self, name: &str) -> Result<Option<InstalledPackage>, AirbyteError> {
+        if !self.dir.join(PACKAGES_FILE).exists() {
+            return Ok(None);
+        }
+        let _lock = self.lock()?;
         let mut all = self.installed()?;
         let Some(i) = all.iter().position(|p| p.name == name) else {
             return Ok(None);

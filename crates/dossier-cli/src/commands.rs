@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use dossier_gateway::{Access, Caller, GatewayConfig, PersistedQueries, RateLimit, SyncTrigger};
+use dossier_gateway::{
+    Access, Caller, GatewayConfig, PersistedQueries, RateLimit, SourceCheck, SyncTrigger,
+};
 use dossier_plugin_host::PluginDir;
 use dossier_store::Role;
 use dossier_sync::config::AccessMode;
@@ -28,10 +30,32 @@ impl SyncTrigger for EngineTrigger {
         if workspace != self.0.workspace() {
             return Err(format!("unknown source {source:?}"));
         }
-        match dossier_sync::scheduler::sync_now(&self.0, source, None, "api", &NoProgress).await {
-            Ok(s) => Ok(s.run_id),
-            Err(e) => Err(e.to_string()),
+        // Its own task: a caller that stops waiting (the request's time bound, a closed
+        // connection) leaves the sync running to its end instead of cutting it mid-batch.
+        let (engine, source) = (self.0.clone(), source.to_string());
+        let run = tokio::spawn(async move {
+            dossier_sync::scheduler::sync_now(&engine, &source, None, "api", &NoProgress).await
+        });
+        match run.await {
+            Ok(Ok(s)) => Ok(s.run_id),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(format!("the sync stopped inside the server: {e}")),
         }
+    }
+
+    async fn check(&self, workspace: &str, source: &str) -> Result<SourceCheck, String> {
+        if workspace != self.0.workspace() {
+            return Err(format!("unknown source {source:?}"));
+        }
+        let report = self
+            .0
+            .check_report(source)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(SourceCheck {
+            problems: report.problems,
+            notes: report.notes,
+        })
     }
 }
 

@@ -1,15 +1,18 @@
 //! `dossier connectors list|install|remove`, loading installed plugins at start, and the
 //! gateway's view of the connectors.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use dossier_connector::{ConnectorKind, Registry};
-use dossier_connector_airbyte::{InstalledPackage, PackageDir, Requirement};
+use dossier_connector_airbyte::{
+    InstalledPackage, PackageDir, PackageInstallation, Requirement, package_factory,
+};
 use dossier_gateway::{ConnectorAdmin, ConnectorInfo};
 use dossier_plugin_host::{InstalledPlugin, PluginDir};
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::builtins::builtin_registry;
 
@@ -191,8 +194,10 @@ pub fn install(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Installs an Airbyte source or a Singer tap from PyPI into a virtual environment of its own.
-fn install_package(plugins: &PluginDir, target: &str, python: &str) -> anyhow::Result<ExitCode> {
+/// The package `target` (`airbyte:source-faker==7.2.1`) asks for, refused when its spec is
+/// invalid or a built-in or a plugin has its name: what is checked before any install, from
+/// the command line or the API.
+fn requirement(plugins: &PluginDir, target: &str) -> anyhow::Result<Requirement> {
     let req = Requirement::parse(target)?;
     let registry = builtin_registry();
     let taken_by_plugin = plugins.installed()?.iter().any(|p| p.name == req.command);
@@ -202,10 +207,30 @@ fn install_package(plugins: &PluginDir, target: &str, python: &str) -> anyhow::R
             req.command
         );
     }
+    Ok(req)
+}
+
+/// Installs the package `req` with pip, `progress` getting pip's output: the one install of
+/// the command line and the API.
+fn install_requirement(
+    plugins: &PluginDir,
+    target: &str,
+    req: &Requirement,
+    python: &str,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<PackageInstallation> {
+    packages(plugins)
+        .install(req, python, progress)
+        .with_context(|| format!("{target} not installed"))
+}
+
+/// Installs an Airbyte source or a Singer tap from PyPI into a virtual environment of its own.
+fn install_package(plugins: &PluginDir, target: &str, python: &str) -> anyhow::Result<ExitCode> {
+    let req = requirement(plugins, target)?;
     let started = std::time::Instant::now();
-    let done = packages(plugins)
-        .install(&req, python, &mut |line| eprintln!("  {line}"))
-        .with_context(|| format!("{target} not installed"))?;
+    let done = install_requirement(plugins, target, &req, python, &mut |line| {
+        eprintln!("  {line}")
+    })?;
     let r: &InstalledPackage = &done.record;
     println!(
         "installed {} {} ({} packages, {} s) as connector {:?}: {}, sha256 {}",
@@ -228,13 +253,42 @@ fn install_package(plugins: &PluginDir, target: &str, python: &str) -> anyhow::R
 }
 
 pub fn remove(plugins: &PluginDir, name: &str) -> anyhow::Result<ExitCode> {
+    let (what, version) = remove_connector(plugins, name)?;
+    println!("removed {what} {version}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Forgets the package or plugin `name` and deletes its virtual environment or library:
+/// the one removal of the command line and the API. Returns what was removed (the package,
+/// or the plugin's name) and its version.
+fn remove_connector(plugins: &PluginDir, name: &str) -> anyhow::Result<(String, String)> {
     if let Some(removed) = packages(plugins).remove(name)? {
-        println!("removed {} {}", removed.package, removed.version);
-        return Ok(ExitCode::SUCCESS);
+        return Ok((removed.package, removed.version));
     }
     let removed = plugins.remove(name)?;
-    println!("removed {} {}", removed.name, removed.version);
-    Ok(ExitCode::SUCCESS)
+    Ok((removed.name, removed.version))
+}
+
+/// The Python the API's installs create virtual environments with (`--python` of
+/// `dossier connectors install` chooses another).
+const API_PYTHON: &str = "python3";
+
+/// What an install started by the API ends with.
+type Outcome = Option<Result<ConnectorInfo, String>>;
+
+/// Package installs the API started, by plugin directory and package spec, until a request
+/// gets their outcome. pip may run longer than a request may: the install goes on in the
+/// server when its request stops waiting, and the next request for the same package waits
+/// for that install (or gets its outcome) instead of starting pip again.
+type Installs = std::collections::HashMap<(PathBuf, String), watch::Receiver<Outcome>>;
+
+static API_INSTALLS: std::sync::LazyLock<std::sync::Mutex<Installs>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn api_installs() -> std::sync::MutexGuard<'static, Installs> {
+    API_INSTALLS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The gateway's connector list and plugin installs, over the engine's registry.
@@ -313,4 +367,109 @@ impl ConnectorAdmin for PluginAdmin {
         }
         Ok(info)
     }
+
+    async fn install_package(&self, spec: &str) -> Result<ConnectorInfo, String> {
+        let spec = spec.trim().to_string();
+        let key = (self.dir.path().to_path_buf(), spec.clone());
+        let running = api_installs().get(&key).cloned();
+        let mut outcome = match running {
+            Some(rx) => rx,
+            None => {
+                // Refused at once (an invalid spec, a name taken), before any pip.
+                let req = requirement(&self.dir, &spec).map_err(|e| format!("{e:#}"))?;
+                let (tx, rx) = watch::channel(None);
+                let (dir, registry) = (self.dir.clone(), self.registry.clone());
+                let mut installs = api_installs();
+                if let Some(rx) = installs.get(&key) {
+                    rx.clone()
+                } else {
+                    installs.insert(key.clone(), rx.clone());
+                    drop(installs);
+                    tokio::task::spawn_blocking(move || {
+                        let done = install_and_register(&dir, &registry, &spec, &req);
+                        let _ = tx.send(Some(done));
+                    });
+                    rx
+                }
+            }
+        };
+        let done = outcome
+            .wait_for(Option::is_some)
+            .await
+            .map(|o| o.clone().expect("waited for it"))
+            .unwrap_or_else(|_| Err("the install stopped inside the server".to_string()));
+        // Delivered: the next request for this package installs it again.
+        api_installs().remove(&key);
+        done
+    }
+
+    async fn remove(&self, name: &str) -> Result<ConnectorInfo, String> {
+        let listed = self.connectors().into_iter().find(|c| c.name == name);
+        let dir = self.dir.clone();
+        let name = name.to_string();
+        let (what, version) = tokio::task::spawn_blocking(move || remove_connector(&dir, &name))
+            .await
+            .map_err(|e| format!("the removal did not complete: {e}"))?
+            .map_err(|e| format!("{e:#}"))?;
+        let mut info = listed.unwrap_or_else(|| ConnectorInfo {
+            name: what.clone(),
+            kind: dossier_gateway::ConnectorKind::Plugin,
+            version: version.clone(),
+            config_schema: serde_json::json!({}),
+            stream_schema: serde_json::json!({}),
+            file: None,
+            sha256: None,
+        });
+        // This process keeps what it loaded until it restarts.
+        info.version = format!("{version} (removed; still listed until the server restarts)");
+        Ok(info)
+    }
+}
+
+/// Installs `req` for the API, pip's output to the log, and registers the new connector in
+/// the server's registry (when no connector has its name there yet: a new version of one
+/// already loaded is used from the next start).
+fn install_and_register(
+    plugins: &PluginDir,
+    registry: &Registry,
+    target: &str,
+    req: &Requirement,
+) -> Result<ConnectorInfo, String> {
+    let started = std::time::Instant::now();
+    let done = install_requirement(
+        plugins,
+        target,
+        req,
+        API_PYTHON,
+        &mut |line| tracing::info!(package = %target, "{line}"),
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    let packages = packages(plugins);
+    let r = &done.record;
+    tracing::info!(
+        package = %r.package,
+        version = %r.version,
+        connector = %r.name,
+        secs = started.elapsed().as_secs(),
+        "installed through the API"
+    );
+    let active = registry
+        .register_factory(
+            &r.name,
+            package_factory(r.clone(), packages.command_path(r)),
+        )
+        .is_ok();
+    let installed = plugins.installed().unwrap_or_default();
+    let installed_packages = packages.installed().unwrap_or_default();
+    let mut info = match registry.get(&r.name) {
+        Ok(f) => info(f.spec(), &installed, &packages, &installed_packages),
+        Err(e) => return Err(e.to_string()),
+    };
+    if !active {
+        info.version = format!(
+            "{} (installed {}; active after a restart)",
+            info.version, r.version
+        );
+    }
+    Ok(info)
 }

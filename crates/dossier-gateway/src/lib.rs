@@ -61,6 +61,23 @@ pub trait SyncTrigger: Send + Sync {
     /// Runs (or starts) a sync of `source` in `workspace`; returns the run id. Err is a
     /// user-facing message (a source of another workspace is reported as unknown).
     async fn trigger(&self, workspace: &str, source: &str) -> Result<i64, String>;
+
+    /// Checks `source`'s connection, streams and mappings without writing anything (as
+    /// `dossier check` does). Err is a user-facing message, as for [`Self::trigger`].
+    async fn check(&self, workspace: &str, source: &str) -> Result<SourceCheck, String> {
+        let _ = (workspace, source);
+        Err("checking sources is not available in this process".to_string())
+    }
+}
+
+/// What checking a source found.
+#[derive(Debug, Clone, Default, async_graphql::SimpleObject)]
+pub struct SourceCheck {
+    /// Everything to fix (the connection, a stream, a mapping), each naming where; empty when
+    /// the source is ready to sync.
+    pub problems: Vec<String>,
+    /// What a sample of each stream showed (fields that qualify as cursors, ...).
+    pub notes: Vec<String>,
 }
 
 /// Who may call the gateway.
@@ -317,21 +334,70 @@ pub async fn execute(
     if let Some(v) = variables {
         request = request.variables(async_graphql::Variables::from_json(v));
     }
-    let limits = schema
-        .data::<Gateway>()
-        .map(|g| admission::Limits::of(&g.config))
-        .unwrap_or_else(|| admission::Limits::of(&GatewayConfig::default()));
+    let default = GatewayConfig::default();
+    let config = schema.data::<Gateway>().map_or(&default, |g| &g.config);
+    let limits = admission::Limits::of(config);
+    let limit = config.request_timeout;
     let response = match admission::admit(&limits, &mut request) {
         Ok(_) => {
-            schema
-                .execute(prepare_operation(request, store, caller))
-                .await
+            let run = schema.execute(prepare_operation(request, store, caller));
+            // The same bound as over HTTP, so the console and `dossier query` cannot run a
+            // document longer than the API would.
+            match tokio::time::timeout(limit, run).await {
+                Ok(response) => response,
+                Err(_) => {
+                    use async_graphql::ErrorExtensions as _;
+                    let error = async_graphql::Error::new(format!(
+                        "the request ran longer than {} ms and was stopped; ask for less (smaller pages, fewer fields)",
+                        limit.as_millis()
+                    ))
+                    .extend_with(|_, e| e.set("code", "TIMEOUT"));
+                    async_graphql::Response::from_errors(vec![
+                        error.into_server_error(async_graphql::Pos::default()),
+                    ])
+                }
+            }
         }
         Err(e) => async_graphql::Response::from_errors(vec![e]),
     };
     serde_json::to_value(&response).unwrap_or_else(|e| {
         serde_json::json!({ "data": null, "errors": [{ "message": format!("cannot encode the response: {e}") }] })
     })
+}
+
+/// Runs one subscription document without a socket as `caller`, through the same admission
+/// as HTTP: each event as a JSON response (`data`, or `errors`); a refused document gives one
+/// response with its error and ends.
+pub fn subscribe(
+    schema: &DossierSchema,
+    store: &SqlStore,
+    caller: Caller,
+    query: &str,
+    variables: Option<serde_json::Value>,
+) -> futures::stream::BoxStream<'static, serde_json::Value> {
+    use futures::StreamExt as _;
+    let mut request = async_graphql::Request::new(query);
+    if let Some(v) = variables {
+        request = request.variables(async_graphql::Variables::from_json(v));
+    }
+    let default = GatewayConfig::default();
+    let config = schema.data::<Gateway>().map_or(&default, |g| &g.config);
+    let responses = match admission::admit(&admission::Limits::of(config), &mut request) {
+        Ok(_) => schema
+            .execute_stream(prepare_operation(request, store, caller))
+            .boxed(),
+        Err(e) => {
+            futures::stream::once(async move { async_graphql::Response::from_errors(vec![e]) })
+                .boxed()
+        }
+    };
+    responses
+        .map(|response| {
+            serde_json::to_value(&response).unwrap_or_else(|e| {
+                serde_json::json!({ "data": null, "errors": [{ "message": format!("cannot encode the response: {e}") }] })
+            })
+        })
+        .boxed()
 }
 
 #[cfg(test)]

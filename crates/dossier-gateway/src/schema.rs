@@ -8,7 +8,7 @@ use dossier_core::{DataKey, DataValue};
 use dossier_store::{ContactKey, Page, RunRow, SourceRow};
 
 use crate::auth::RoleGuard;
-use crate::connectors::Connector;
+use crate::connectors::{Connector, connector_admin};
 use crate::contact::{Contact, ContactConnection, Session};
 use crate::context::{
     PageInfo, defined_aggregates_only, defined_fields_only, gateway, page_size, parse_cursor,
@@ -17,13 +17,6 @@ use crate::context::{
 use crate::dashboards::OrderInput;
 use crate::filter::ContactFilter;
 use crate::{Role, cursor};
-
-fn connector_admin<'a>(ctx: &Context<'a>) -> Result<&'a dyn crate::ConnectorAdmin> {
-    gateway(ctx)?
-        .connectors
-        .as_deref()
-        .ok_or_else(|| Error::new("connectors are not available in this process"))
-}
 
 fn key_and_value(key: &str, value: &serde_json::Value) -> Result<(DataKey, DataValue)> {
     let key = DataKey::new(key)?;
@@ -45,6 +38,7 @@ pub struct Query(
 #[derive(async_graphql::MergedObject, Default)]
 pub struct Mutation(
     CoreMutation,
+    crate::connectors::ConnectorMutation,
     crate::segments::SegmentMutation,
     crate::shortcuts::ShortcutMutation,
     crate::keys::KeyMutation,
@@ -212,31 +206,6 @@ impl CoreMutation {
             .await?
             .map(Session)
             .ok_or_else(|| Error::new(format!("session {id} not found")))
-    }
-
-    /// Installs a connector plugin from the plugin directory (`file` is a file name there),
-    /// checking `sha256` when given, and returns it (admin role). Refused unless the server's
-    /// config sets `server.allow_plugin_install = true`.
-    #[graphql(guard = "RoleGuard(Role::Admin)")]
-    async fn install_connector(
-        &self,
-        ctx: &Context<'_>,
-        file: String,
-        sha256: Option<String>,
-    ) -> Result<Connector> {
-        let gw = gateway(ctx)?;
-        if !gw.config.allow_plugin_install {
-            return Err(Error::new(
-                "installing plugins over the API is disabled; set `server.allow_plugin_install = true` \
-                 in the config to allow it (an admin key could then load code into the server), or \
-                 use `dossier connectors install`",
-            ));
-        }
-        connector_admin(ctx)?
-            .install(&file, sha256.as_deref())
-            .await
-            .map(Connector)
-            .map_err(Error::new)
     }
 
     /// Pauses a source: no scheduled or manual runs until `resumeSource` (write role).
