@@ -247,6 +247,18 @@ impl CoreMutation {
             .map(SyncRun)
             .ok_or_else(|| Error::new(format!("sync run {run} not found")))
     }
+
+    /// Checks a source's connection, streams and mappings, as `dossier check` does, without
+    /// syncing (write role: it connects to the source).
+    #[graphql(guard = "RoleGuard(Role::Write)")]
+    async fn check_source(&self, ctx: &Context<'_>, name: String) -> Result<crate::SourceCheck> {
+        let s = known_source(ctx, &name).await?;
+        let sync = gateway(ctx)?
+            .sync
+            .as_ref()
+            .ok_or_else(|| Error::new("checking sources is not available in this process"))?;
+        sync.check(ws(ctx)?, &s.name).await.map_err(Error::new)
+    }
 }
 
 /// A source of the caller's workspace, or an error naming the ones that exist.
@@ -301,6 +313,33 @@ impl Source {
         self.0.schedule.as_deref()
     }
 
+    /// Records its mappings refused, newest first, with the reason (at most 100; write role:
+    /// a reason may quote the record).
+    #[graphql(guard = "RoleGuard(Role::Write)")]
+    async fn rejected_records(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+    ) -> Result<Vec<RejectedRecord>> {
+        if !(0..=100).contains(&first) {
+            return Err(Error::new(format!(
+                "rejectedRecords: first must be between 0 and 100, not {first}"
+            )));
+        }
+        let rows = gateway(ctx)?
+            .store
+            .rejected(ws(ctx)?, &self.0.name, first as usize)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(stream, record_id, error)| RejectedRecord {
+                stream,
+                record_id,
+                error,
+            })
+            .collect())
+    }
+
     /// Scheduling state and health: paused, running, next due time, failures in a row and
     /// the last error (so a source that keeps failing shows without reading logs).
     async fn health(&self, ctx: &Context<'_>) -> Result<SourceHealth> {
@@ -311,6 +350,17 @@ impl Source {
             .await?;
         Ok(SourceHealth(row))
     }
+}
+
+/// A record a source's mapping refused.
+#[derive(SimpleObject)]
+pub(crate) struct RejectedRecord {
+    /// The stream it came from.
+    stream: String,
+    /// Its id at the source, where the record had one.
+    record_id: Option<String>,
+    /// Why the mapping refused it.
+    error: String,
 }
 
 /// A source's scheduling state and health.
