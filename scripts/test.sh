@@ -143,6 +143,15 @@ ensure_airbyte_wheels() {
   echo "$PYTHON_CONNECTORS $(python3 -V)" >"$marker"
 }
 
+# The console's browser test drives Debian's Chromium through ChromeDriver.
+ensure_chromium() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    return
+  fi
+  log "installing Chromium and ChromeDriver (the console's browser test)"
+  apt_install --no-install-recommends chromium chromium-driver
+}
+
 # The connector tests load the Pagila and Sakila fixtures with the servers' own clients.
 if ! command -v psql >/dev/null || ! command -v pg_isready >/dev/null; then
   log "installing the PostgreSQL client"
@@ -164,6 +173,7 @@ log "MySQL/MariaDB ready at ${MYSQL_URL%%@*}@…"
 ensure_nx27017
 log "MongoDB (NX-27017) ready at ${MONGODB_TEST_URI%%\?*}"
 ensure_airbyte_wheels
+ensure_chromium
 
 if ! command -v cargo >/dev/null; then
   echo "cargo is not installed: install Rust (https://rustup.rs) and rerun" >&2

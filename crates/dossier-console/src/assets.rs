@@ -19,6 +19,11 @@ pub(crate) const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../assets/graphiql.css"),
     ),
     (
+        "progress.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/progress.js"),
+    ),
+    (
         "segments.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../assets/segments.js"),

@@ -1,4 +1,5 @@
-//! `/contacts` (search by email, paged, with the total) and `/contacts/{id}` (a card).
+//! `/contacts` (search by email, phone or name, a filter with its builder and live count,
+//! paged, with the total; `/contacts.csv` exports it) and `/contacts/{id}` (a card).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -15,11 +16,116 @@ use crate::html::{esc, text, url};
 /// Contacts on one page of the list (less when the server allows less).
 const PAGE: usize = 25;
 
-const LIST: &str = "query($where: ContactFilter, $first: Int, $after: String) { contacts(where: $where, first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { id email firstName lastName country updatedAt } } } }";
+const LIST: &str = "query($where: ContactFilter, $filter: String, $first: Int, $after: String) { contacts(where: $where, filter: $filter, first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { id email firstName lastName country updatedAt } } } }";
 
 const CARD: &str = "query($id: ID!) { contact(id: $id) { id email phone firstName lastName company country city locale createdAt updatedAt data aggregates segments identities { kind value } origins { field source stream recordId at } sessions(first: 10) { pageInfo { hasNextPage } edges { node { id kind source stream externalId startedAt endedAt data } } } } }";
 
-/// `GET /contacts?email=...&after=...`.
+/// The fields the builder offers (the API's text form takes any `data.<key>` and
+/// `agg.<name>` too).
+const FIELDS: &[&str] = &[
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "company",
+    "country",
+    "city",
+    "locale",
+    "created_at",
+    "updated_at",
+    "data.",
+    "agg.",
+];
+
+/// The builder's operators, as the text form writes them.
+const OPERATORS: &[&str] = &[
+    "=",
+    "!=",
+    ">",
+    ">=",
+    "<",
+    "<=",
+    "contains",
+    "exists",
+    "not exists",
+];
+
+/// What the contacts list is asked for: a search over email, phone and name, and a filter
+/// in the API's text form (which the builder's condition, when added, extends).
+pub(crate) struct Search {
+    pub(crate) q: String,
+    pub(crate) filter: String,
+}
+
+impl Search {
+    pub(crate) fn of(q: &HashMap<String, String>) -> Self {
+        let mut filter = q
+            .get("filter")
+            .map(|f| f.trim().to_string())
+            .unwrap_or_default();
+        if q.contains_key("add")
+            && let Some(condition) = condition(q)
+        {
+            filter = if filter.is_empty() {
+                condition
+            } else {
+                format!("({filter}) and {condition}")
+            };
+        }
+        Self {
+            // `email` was the search's name before it also looked at phones and names.
+            q: q.get("q")
+                .or_else(|| q.get("email"))
+                .map(|e| e.trim().to_string())
+                .unwrap_or_default(),
+            filter,
+        }
+    }
+
+    /// The search as the API's structured filter (the text filter travels apart).
+    pub(crate) fn where_(&self) -> Value {
+        if self.q.is_empty() {
+            return Value::Null;
+        }
+        let any: Vec<Value> = ["email", "phone", "first_name", "last_name"]
+            .iter()
+            .map(|f| json!({ "field": f, "contains": self.q }))
+            .collect();
+        json!({ "or": any })
+    }
+
+    /// The filter for the API: `None` when there is none.
+    pub(crate) fn filter(&self) -> Option<&str> {
+        (!self.filter.is_empty()).then_some(self.filter.as_str())
+    }
+
+    /// This search as a URL query (without `?`).
+    pub(crate) fn query(&self) -> String {
+        format!("q={}&filter={}", url(&self.q), url(&self.filter))
+    }
+}
+
+/// The builder's condition (`field`, `op`, `value`) in the text form, if it is whole.
+fn condition(q: &HashMap<String, String>) -> Option<String> {
+    let field = q.get("field")?.trim();
+    let op = q.get("op")?.trim();
+    if field.is_empty() || field.ends_with('.') || !OPERATORS.contains(&op) {
+        return None;
+    }
+    if op.ends_with("exists") {
+        return Some(format!("{field} {op}"));
+    }
+    let raw = q.get("value")?.trim();
+    let value = if raw.parse::<f64>().is_ok() || raw == "true" || raw == "false" {
+        raw.to_string()
+    } else {
+        serde_json::to_string(raw).expect("a string serializes")
+    };
+    Some(format!("{field} {op} {value}"))
+}
+
+/// `GET /contacts?q=...&filter=...&after=...` (and `add` with `field`, `op`, `value`: the
+/// builder's condition joined to the filter).
 pub(crate) async fn list(
     Extract(c): Extract<State>,
     headers: HeaderMap,
@@ -29,26 +135,30 @@ pub(crate) async fn list(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let email = q.get("email").map(|e| e.trim()).unwrap_or_default();
+    let search = Search::of(&q);
     let after = q.get("after").filter(|a| !a.is_empty());
-    let filter = (!email.is_empty()).then(|| json!({ "field": "email", "contains": email }));
-    let vars = json!({ "where": filter, "first": PAGE.min(c.max_page_size), "after": after });
+    let vars = json!({ "where": search.where_(), "filter": search.filter(), "first": PAGE.min(c.max_page_size), "after": after });
+    let mut body = form(&search);
     let data = match c.query(&s.caller, LIST, vars).await {
         Ok(d) => d,
+        // A filter that does not parse is the user's to fix: keep the form, say where.
+        Err(e) if e.status() == StatusCode::BAD_REQUEST => {
+            let _ = write!(
+                body,
+                r#"<p class="error" role="alert">{}</p>"#,
+                esc(&e.to_string())
+            );
+            return s.page(StatusCode::BAD_REQUEST, "Contacts", &body);
+        }
         Err(e) => return s.error(&e),
     };
     let contacts = &data["contacts"];
     let total = contacts["totalCount"].as_i64().unwrap_or_default();
-    let mut body = format!(
-        r#"<form method="get" action="/contacts" role="search"><label for="email">Email contains</label> <input id="email" name="email" type="search" value="{}"> <button type="submit">Search</button></form>
-<p>{total} contact{} {}</p>"#,
-        esc(email),
+    let _ = write!(
+        body,
+        r#"<p>{total} contact{} · <a href="/contacts.csv?{}" download>Export as CSV</a></p>"#,
         if total == 1 { "" } else { "s" },
-        if email.is_empty() {
-            String::new()
-        } else {
-            format!("whose email contains “{}”", esc(email))
-        },
+        esc(&search.query()),
     );
     let edges = contacts["edges"].as_array().cloned().unwrap_or_default();
     if !edges.is_empty() {
@@ -78,16 +188,16 @@ pub(crate) async fn list(
     let mut links = Vec::new();
     if after.is_some() {
         links.push(format!(
-            r#"<a href="/contacts?email={}">First page</a>"#,
-            url(email)
+            r#"<a href="/contacts?{}">First page</a>"#,
+            esc(&search.query())
         ));
     }
     if contacts["pageInfo"]["hasNextPage"] == true
         && let Some(end) = contacts["pageInfo"]["endCursor"].as_str()
     {
         links.push(format!(
-            r#"<a href="/contacts?email={}&amp;after={}" rel="next">Next page</a>"#,
-            url(email),
+            r#"<a href="/contacts?{}&amp;after={}" rel="next">Next page</a>"#,
+            esc(&search.query()),
             url(end)
         ));
     }
@@ -99,6 +209,39 @@ pub(crate) async fn list(
         );
     }
     s.page(StatusCode::OK, "Contacts", &body)
+}
+
+/// The search form with the filter and its builder. The live count (segments.js, the
+/// segment editor's) updates as the filter changes; without script, the form still works.
+fn form(search: &Search) -> String {
+    let fields: String = FIELDS
+        .iter()
+        .map(|f| format!(r#"<option value="{f}">"#))
+        .collect();
+    let ops: String = OPERATORS
+        .iter()
+        .map(|o| format!(r#"<option value="{}">{}</option>"#, esc(o), esc(o)))
+        .collect();
+    format!(
+        r#"<form method="get" action="/contacts" role="search" class="filter">
+<p><label for="q">Email, phone or name contains</label> <input id="q" name="q" type="search" value="{}"></p>
+<p><label for="definition">Filter</label><br>
+<textarea id="definition" name="filter" rows="3" spellcheck="false" data-count="/segments/-/count" aria-describedby="filter-help live-count">{}</textarea>
+<br><span id="filter-help" class="muted">Conditions on profile fields, <code>data.&lt;key&gt;</code> and <code>agg.&lt;name&gt;</code> joined with <code>and</code>, <code>or</code>, <code>not</code>, e.g. <code>country = "FR" and agg.total_spent &gt; 100</code></span>
+<br><output id="live-count" for="definition" aria-live="polite"></output></p>
+<fieldset><legend>Add a condition</legend>
+<label for="field">Field</label> <input id="field" name="field" list="fields" placeholder="country, data.plan, agg.total_spent">
+<datalist id="fields">{fields}</datalist>
+<label for="op">Operator</label> <select id="op" name="op">{ops}</select>
+<label for="value">Value</label> <input id="value" name="value">
+<button type="submit" name="add" value="1">Add condition</button>
+</fieldset>
+<p><button type="submit">Search</button></p>
+</form>
+<script src="/assets/segments.js" defer></script>"#,
+        esc(&search.q),
+        esc(&search.filter),
+    )
 }
 
 fn name(n: &Value) -> String {

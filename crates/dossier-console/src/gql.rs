@@ -36,6 +36,7 @@ pub(crate) fn refusal(out: &Value) -> Option<ConsoleError> {
         Some("FORBIDDEN") => StatusCode::FORBIDDEN,
         Some("UNAUTHENTICATED") => StatusCode::UNAUTHORIZED,
         Some("NOT_FOUND") => StatusCode::NOT_FOUND,
+        Some("TIMEOUT") => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     };
     Some(ConsoleError::Refused {

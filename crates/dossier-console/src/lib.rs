@@ -21,6 +21,7 @@ mod assets;
 mod connectors;
 mod console;
 mod contacts;
+mod export;
 mod forms;
 mod gql;
 mod html;
@@ -29,6 +30,7 @@ mod pages;
 mod segments;
 mod session;
 mod shortcuts;
+mod source_page;
 mod sources;
 
 use std::sync::Arc;
@@ -88,8 +90,11 @@ pub fn router(schema: DossierSchema, store: SqlStore) -> Router {
         .route("/sign-in", get(pages::sign_in_form).post(pages::sign_in))
         .route("/sign-out", post(pages::sign_out))
         .route("/sources", get(sources::list))
+        .route("/sources/{name}", get(source_page::page))
+        .route("/sources/{name}/progress", get(source_page::progress))
         .route("/sources/{name}/{action}", post(sources::act))
         .route("/contacts", get(contacts::list))
+        .route("/contacts.csv", get(export::contacts))
         .route("/contacts/{id}", get(contacts::card))
         .route("/segments", get(segments::list).post(segments::save))
         .route("/segments/-/new", get(segments::new))
@@ -121,10 +126,12 @@ async fn secure(mut r: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    // Contact ids and searches travel in URLs: keep them from other sites.
+    // Contact ids and searches travel in URLs: keep them from other sites. Not
+    // `no-referrer`: under it browsers send `Origin: null` with the console's own forms, which
+    // the origin check must then refuse (found by the browser test).
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !h.contains_key(header::CACHE_CONTROL) {

@@ -65,7 +65,8 @@ pub(crate) async fn list(Extract(c): Extract<State>, headers: HeaderMap) -> Resp
         };
         let _ = write!(
             body,
-            r#"<tr><th scope="row">{}<br><span class="muted">{} · {}</span></th><td>{state}</td><td>{}</td><td class="error">{}</td><td>{}</td><td>{}</td>"#,
+            r#"<tr><th scope="row"><a href="/sources/{}">{}</a><br><span class="muted">{} · {}</span></th><td>{state}</td><td>{}</td><td class="error">{}</td><td>{}</td><td>{}</td>"#,
+            url(name),
             esc(name),
             esc(&text(&src["connector"])),
             esc(&schedule(&src["schedule"])),
@@ -104,7 +105,7 @@ fn schedule(v: &Value) -> String {
 }
 
 /// A GraphQL date-time, to the second; a dash when there is none.
-fn when(v: &Value) -> String {
+pub(crate) fn when(v: &Value) -> String {
     match v.as_str() {
         Some(t) => t
             .get(..19)
@@ -117,9 +118,26 @@ fn when(v: &Value) -> String {
 pub(crate) struct ActionForm {
     #[serde(default)]
     csrf: Option<String>,
+    /// `source`: answer with the source's own page rather than the list.
+    #[serde(default)]
+    back: Option<String>,
 }
 
-/// `POST /sources/{name}/{action}`: `sync`, `pause`, `resume` or `cancel`.
+/// A one-button POST form for a source's action; `to_source` brings the answer back to the
+/// source's page.
+pub(crate) fn action_form(action: &str, label: &str, csrf: &str, to_source: bool) -> String {
+    if !to_source {
+        return button(action, label, csrf);
+    }
+    format!(
+        r#"<form method="post" action="{}" class="inline"><input type="hidden" name="csrf" value="{}"><input type="hidden" name="back" value="source"><button type="submit">{}</button></form>"#,
+        esc(action),
+        esc(csrf),
+        esc(label)
+    )
+}
+
+/// `POST /sources/{name}/{action}`: `sync`, `pause`, `resume`, `cancel` or `check`.
 pub(crate) async fn act(
     Extract(c): Extract<State>,
     Path((name, action)): Path<(String, String)>,
@@ -137,7 +155,13 @@ pub(crate) async fn act(
         "pause" => "mutation($s: String!) { pauseSource(name: $s) { name } }",
         "resume" => "mutation($s: String!) { resumeSource(name: $s) { name } }",
         "cancel" => "mutation($s: String!) { cancelSync(source: $s) }",
+        "check" => "mutation($s: String!) { checkSource(name: $s) { problems notes } }",
         _ => return s.error(&ConsoleError::NotFound),
+    };
+    let back = if form.back.as_deref() == Some("source") {
+        format!("/sources/{}", url(&name))
+    } else {
+        "/sources".to_string()
     };
     let vars = json!({ "s": name });
     let result = if action == "sync" {
@@ -158,7 +182,7 @@ pub(crate) async fn act(
             Err(_) => {
                 return s.redirect(
                     &c,
-                    "/sources",
+                    &back,
                     format!("The sync of {name} is running; it goes on in the background."),
                 );
             }
@@ -185,16 +209,41 @@ pub(crate) async fn act(
                     )
                 }
                 "pause" => format!("{name} is paused."),
+                "check" => check_message(&name, &d["checkSource"]),
                 "resume" => format!("{name} is resumed."),
                 _ if d["cancelSync"] == true => {
                     format!("{name}'s run stops at its next batch.")
                 }
                 _ => format!("{name} is not running."),
             };
-            s.redirect(&c, "/sources", message)
+            s.redirect(&c, &back, message)
         }
         // Refused for the role: say so on a page of its own, with its status.
         Err(e) if e.status() == StatusCode::FORBIDDEN => s.error(&e),
-        Err(e) => s.redirect(&c, "/sources", format!("{name}: {e}")),
+        Err(e) => s.redirect(&c, &back, format!("{name}: {e}")),
     }
+}
+
+/// What a check found, as one line.
+fn check_message(name: &str, found: &Value) -> String {
+    let list = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().map(text).collect())
+            .unwrap_or_default()
+    };
+    let (problems, notes) = (list(&found["problems"]), list(&found["notes"]));
+    let mut out = if problems.is_empty() {
+        format!("Check of {name}: ready to sync.")
+    } else {
+        format!(
+            "Check of {name}: {} problem{}: {}",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" },
+            problems.join("; ")
+        )
+    };
+    if !notes.is_empty() {
+        let _ = write!(out, " Notes: {}", notes.join("; "));
+    }
+    out
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::http::{StatusCode, header};
 use common::{OTHER, WS, app, app_with, enc, keys, open};
+use dossier_gateway::GatewayConfig;
 
 /// Every page a signed-in session reads.
 const PAGES: &[&str] = &["/", "/sources", "/contacts", "/contacts?email=user1"];
@@ -471,4 +472,179 @@ async fn an_open_console_needs_no_sign_in_but_still_a_csrf_token() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(t.paused().await);
+}
+
+#[tokio::test]
+async fn a_source_page_shows_its_runs_rejected_records_and_check() {
+    let t = app(keys()).await;
+    let mut rejected = dossier_test_support::shop::batch("customers", vec![], 2);
+    rejected.rejected = vec![(Some("c9".into()), "<email> is not an email".into())];
+    t.store.apply_batch(WS, &rejected).await.unwrap();
+    for error in [None, Some("connection <refused>")] {
+        let run = t.store.start_run(WS, "shop", "manual").await.unwrap();
+        t.store
+            .finish_run(run, error, &Default::default())
+            .await
+            .unwrap();
+    }
+    let b = t.sign_in(&t.admin).await;
+    let r = t.get("/sources/shop", Some(&b.cookie)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Health, the two failed runs as a chart and a table, the refused record escaped.
+    assert!(
+        r.body.contains("Failures in a row</dt><dd>2</dd>"),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body.matches(r#"<rect class="bar failed""#).count(), 1);
+    assert_eq!(r.body.matches(r#"<rect class="bar""#).count(), 1);
+    assert!(r.body.contains("connection &lt;refused&gt;"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("<td>c9</td><td>&lt;email&gt; is not an email</td>")
+    );
+    assert!(r.body.contains(r#"data-progress="/sources/shop/progress""#));
+    assert!(r.body.contains(r#"action="/sources/shop/check""#));
+
+    // Check: what the source reports, back on the source's page.
+    let r = t
+        .post(
+            "/sources/shop/check",
+            Some(&b.cookie),
+            &format!("csrf={}&back=source", b.csrf),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location(), "/sources/shop");
+    let r = t.get("/sources/shop", Some(&b.cookie)).await;
+    assert!(
+        r.body
+            .contains("Check of shop: 1 problem: stream &quot;customers&quot;: no column"),
+        "{}",
+        r.body
+    );
+
+    // Another workspace has no such source; a read key may not check one.
+    let other = t.sign_in(&t.other_admin).await;
+    let r = t.get("/sources/shop", Some(&other.cookie)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = t
+        .post(
+            "/sources/shop/check",
+            Some(&other.cookie),
+            &format!("csrf={}", other.csrf),
+        )
+        .await;
+    assert!(r.status == StatusCode::SEE_OTHER, "{}", r.body);
+    let r = t.get("/sources", Some(&other.cookie)).await;
+    assert!(r.body.contains("unknown source"), "{}", r.body);
+    let reader = t.sign_in(&t.read).await;
+    let r = t
+        .post(
+            "/sources/shop/check",
+            Some(&reader.cookie),
+            &format!("csrf={}", reader.csrf),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+}
+
+#[tokio::test]
+async fn the_filter_builder_adds_a_condition_and_the_list_counts_it() {
+    let t = app(keys()).await;
+    // One contact of another country, so the filter counts something smaller than all.
+    t.store
+        .apply_batch(
+            WS,
+            &dossier_test_support::shop::batch(
+                "customers",
+                vec![dossier_test_support::shop::customer(
+                    99,
+                    "ana@example.com",
+                    "ES",
+                    "pro",
+                )],
+                2,
+            ),
+        )
+        .await
+        .unwrap();
+    let b = t.sign_in(&t.read).await;
+    let r = t
+        .get(
+            &format!(
+                "/contacts?filter={}&add=1&field=data.price_plan&op={}&value=pro",
+                enc(r#"country = "ES""#),
+                enc("=")
+            ),
+            Some(&b.cookie),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("1 contact "), "{}", r.body);
+    assert!(
+        r.body
+            .contains("(country = &quot;ES&quot;) and data.price_plan = &quot;pro&quot;"),
+        "{}",
+        r.body
+    );
+    // Searched by name as well as email.
+    let r = t.get("/contacts?q=ana%40", Some(&b.cookie)).await;
+    assert!(r.body.contains("1 contact "), "{}", r.body);
+    // A filter that does not parse says where, and keeps the form.
+    let r = t
+        .get(
+            &format!("/contacts?filter={}", enc("country =")),
+            Some(&b.cookie),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("line 1, column"), "{}", r.body);
+    assert!(r.body.contains(r#"id="definition""#));
+}
+
+#[tokio::test]
+async fn a_csv_export_streams_every_page_of_a_filter() {
+    // Pages of 7 contacts: the export reads six of them for 40.
+    let t = app(GatewayConfig {
+        max_page_size: 7,
+        ..keys()
+    })
+    .await;
+    let b = t.sign_in(&t.read).await;
+    let r = t.get("/contacts.csv", Some(&b.cookie)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.content_type(), "text/csv; charset=utf-8");
+    let lines: Vec<&str> = r.body.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert!(
+        lines[0].starts_with("id,email,phone,first_name"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines.len(), 1 + 40, "{}", r.body);
+    assert!(!r.body.contains("secret@other.example"));
+    let emails: std::collections::BTreeSet<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(emails.len(), 40);
+    // Filtered: user1 and user10 to user19.
+    let r = t
+        .get(
+            &format!("/contacts.csv?q={}", enc("user1")),
+            Some(&b.cookie),
+        )
+        .await;
+    assert_eq!(
+        r.body.split("\r\n").filter(|l| !l.is_empty()).count(),
+        1 + 11
+    );
+    // A filter that does not parse is refused before any CSV.
+    let r = t
+        .get(
+            &format!("/contacts.csv?filter={}", enc("agg.")),
+            Some(&b.cookie),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use dossier_gateway::{Caller, DossierSchema, GatewayConfig, Role, SyncTrigger};
+use dossier_gateway::{Caller, DossierSchema, GatewayConfig, Role, SourceCheck, SyncTrigger};
 use dossier_store::{SourceRow, SqlStore};
 pub use dossier_test_support::shop::WS;
 use dossier_test_support::shop::{batch, customer, order};
@@ -42,6 +42,17 @@ impl SyncTrigger for FakeSync {
             .await
             .unwrap();
         Ok(run)
+    }
+
+    /// The shop's one configured stream reads a column its table lacks.
+    async fn check(&self, workspace: &str, source: &str) -> Result<SourceCheck, String> {
+        if workspace != WS || source != "shop" {
+            return Err(format!("unknown source {source:?}"));
+        }
+        Ok(SourceCheck {
+            problems: vec![r#"stream "customers": no column "plan" in table customers"#.into()],
+            notes: vec![],
+        })
     }
 }
 
