@@ -12,7 +12,7 @@
 //! the config's `env`, and is killed when the read is dropped (a cancel, an error).
 //!
 //! Logs: the source's LOG messages at their level and its stderr as `warn`, each with the
-//! field `airbyte_source` (the program's file name); a CONTROL message that updates the
+//! field `source_process` (the program's file name); a CONTROL message that updates the
 //! source's config `warn`s with the keys it changed.
 //!
 //! [`SingerConnector`] runs a Singer tap on the same machinery (process, files, lines, batches
@@ -113,7 +113,7 @@ impl AirbyteConnector {
                         let Some(e) = trace.error else {
                             return Err(run.protocol("a TRACE ERROR without `error`"));
                         };
-                        tracing::debug!(airbyte_source = %label, internal = ?e.internal_message, stack_trace = ?e.stack_trace, "source error");
+                        tracing::debug!(source_process = %label, internal = ?e.internal_message, stack_trace = ?e.stack_trace, "source error");
                         Err(AirbyteError::Trace {
                             at: run.at().to_string(),
                             failure_type: e
@@ -124,15 +124,15 @@ impl AirbyteConnector {
                         })
                     }
                     "STREAM_STATUS" => {
-                        tracing::debug!(airbyte_source = %label, status = ?trace.stream_status, "stream status");
+                        tracing::debug!(source_process = %label, status = ?trace.stream_status, "stream status");
                         Ok(None)
                     }
                     "ESTIMATE" => {
-                        tracing::debug!(airbyte_source = %label, estimate = ?trace.estimate, "estimate");
+                        tracing::debug!(source_process = %label, estimate = ?trace.estimate, "estimate");
                         Ok(None)
                     }
                     other => {
-                        tracing::debug!(airbyte_source = %label, kind = other, "trace message ignored");
+                        tracing::debug!(source_process = %label, kind = other, "trace message ignored");
                         Ok(None)
                     }
                 }
@@ -148,7 +148,7 @@ impl AirbyteConnector {
                         }
                     },
                     other => {
-                        tracing::debug!(airbyte_source = %label, kind = ?other.map(|c| c.kind), "control message ignored");
+                        tracing::debug!(source_process = %label, kind = ?other.map(|c| c.kind), "control message ignored");
                     }
                 }
                 Ok(None)
@@ -178,7 +178,7 @@ impl AirbyteConnector {
             )
             .collect();
         tracing::warn!(
-            airbyte_source = %label,
+            source_process = %label,
             changed = ?changed,
             "the source updated its config (CONTROL message): this run goes on with the new values, but dossier.toml is not rewritten; put the new values of these keys in the config or its environment, or the next run may fail"
         );
@@ -484,7 +484,7 @@ impl read::Protocol for AirbyteConnector {
             files.push(("--state", s));
         }
         tracing::info!(
-            airbyte_source = %self.program.label,
+            source_process = %self.program.label,
             stream = %request.name,
             source_stream = %r.airbyte.name,
             sync_mode = r.mode.as_str(),
@@ -543,7 +543,7 @@ impl read::Protocol for AirbyteConnector {
                     return Ok(Some(read::Event::State(state.to_stored())));
                 }
                 other => {
-                    tracing::debug!(airbyte_source = %run.label(), kind = other.as_str(), "message ignored while reading");
+                    tracing::debug!(source_process = %run.label(), kind = other.as_str(), "message ignored while reading");
                 }
             }
         }

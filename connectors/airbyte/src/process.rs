@@ -115,7 +115,7 @@ impl Program {
             program: program.clone(),
             source,
         })?;
-        tracing::debug!(airbyte_source = %self.label, ?args, pid = child.id(), "source started");
+        tracing::debug!(source_process = %self.label, ?args, pid = child.id(), "source started");
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let tail = Arc::new(Mutex::new(VecDeque::new()));
@@ -305,7 +305,7 @@ impl Run {
             let _ = tokio::time::timeout(EXIT_WAIT, task).await;
         }
         if status.success() {
-            tracing::debug!(airbyte_source = %self.label, lines = self.line_no, "source exited");
+            tracing::debug!(source_process = %self.label, lines = self.line_no, "source exited");
             return Ok(());
         }
         let tail: Vec<String> = self
@@ -408,12 +408,12 @@ async fn log_stderr<R: AsyncBufRead + Unpin>(
         }
         match stderr_level(is_log, &line) {
             tracing::Level::DEBUG => {
-                tracing::debug!(airbyte_source = %label, stderr = %line, "source wrote to stderr")
+                tracing::debug!(source_process = %label, stderr = %line, "source wrote to stderr")
             }
             tracing::Level::INFO => {
-                tracing::info!(airbyte_source = %label, stderr = %line, "source wrote to stderr")
+                tracing::info!(source_process = %label, stderr = %line, "source wrote to stderr")
             }
-            _ => tracing::warn!(airbyte_source = %label, stderr = %line, "source wrote to stderr"),
+            _ => tracing::warn!(source_process = %label, stderr = %line, "source wrote to stderr"),
         }
         let mut tail = tail.lock().unwrap_or_else(PoisonError::into_inner);
         if tail.len() == STDERR_TAIL {
@@ -450,12 +450,12 @@ pub fn log(label: &str, level: &str, message: &str, stack_trace: Option<&str>) {
     let stack = stack_trace.unwrap_or("");
     match level {
         "FATAL" | "ERROR" => {
-            tracing::error!(airbyte_source = %label, stack_trace = stack, "{message}")
+            tracing::error!(source_process = %label, stack_trace = stack, "{message}")
         }
-        "WARN" => tracing::warn!(airbyte_source = %label, "{message}"),
-        "INFO" => tracing::info!(airbyte_source = %label, "{message}"),
-        "DEBUG" => tracing::debug!(airbyte_source = %label, "{message}"),
-        _ => tracing::trace!(airbyte_source = %label, level, "{message}"),
+        "WARN" => tracing::warn!(source_process = %label, "{message}"),
+        "INFO" => tracing::info!(source_process = %label, "{message}"),
+        "DEBUG" => tracing::debug!(source_process = %label, "{message}"),
+        _ => tracing::trace!(source_process = %label, level, "{message}"),
     }
 }
 

@@ -153,7 +153,7 @@ async fn load_lookups<P: Protocol>(
         }
         let (records, keys) = join.counts();
         tracing::info!(
-            airbyte_source = %conn.label(),
+            source_process = %conn.label(),
             stream = %name,
             lookup = %join.lookup.stream,
             records,
@@ -352,7 +352,7 @@ impl<P: Protocol> BatchReader for Reader<P> {
                 }
                 if !s.uncovered.is_empty() {
                     tracing::warn!(
-                        airbyte_source = %self.conn.label(),
+                        source_process = %self.conn.label(),
                         stream = %self.request.name,
                         records = s.uncovered.len(),
                         "records after the source's last STATE message are not committed; the next run reads them again"
@@ -387,7 +387,7 @@ impl<P: Protocol> BatchReader for Reader<P> {
             .map_or((0, 0, 0), |s| (s.records, s.states, s.unmatched));
         if unmatched > 0 {
             tracing::info!(
-                airbyte_source = %self.conn.label(),
+                source_process = %self.conn.label(),
                 stream = %self.request.name,
                 records = unmatched,
                 "records with no match in a lookup: the fields it carries are null in them"
@@ -395,14 +395,14 @@ impl<P: Protocol> BatchReader for Reader<P> {
         }
         match error {
             None => tracing::info!(
-                airbyte_source = %self.conn.label(),
+                source_process = %self.conn.label(),
                 stream = %self.request.name,
                 records,
                 states,
                 "read"
             ),
             Some(e) => tracing::warn!(
-                airbyte_source = %self.conn.label(),
+                source_process = %self.conn.label(),
                 stream = %self.request.name,
                 records,
                 states,

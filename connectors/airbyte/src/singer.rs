@@ -396,7 +396,7 @@ impl read::Protocol for SingerConnector {
             files.push(("--state", s));
         }
         tracing::info!(
-            airbyte_source = %self.program.label,
+            source_process = %self.program.label,
             stream = %request.name,
             tap_stream = %r.stream.tap_stream_id,
             replication_method = method,
@@ -444,10 +444,10 @@ impl read::Protocol for SingerConnector {
                     return Ok(Some(Event::State(json!({ STORED_KEY: value }))));
                 }
                 "SCHEMA" => {
-                    tracing::debug!(airbyte_source = %label, stream = ?msg.stream, "schema message");
+                    tracing::debug!(source_process = %label, stream = ?msg.stream, "schema message");
                 }
                 "ACTIVATE_VERSION" => {
-                    tracing::debug!(airbyte_source = %label, stream = ?msg.stream, version = ?msg.version, "activate version");
+                    tracing::debug!(source_process = %label, stream = ?msg.stream, version = ?msg.version, "activate version");
                 }
                 "BATCH" => {
                     return Err(run.protocol(
@@ -455,7 +455,7 @@ impl read::Protocol for SingerConnector {
                     ));
                 }
                 other => {
-                    tracing::debug!(airbyte_source = %label, kind = other, "message ignored while reading");
+                    tracing::debug!(source_process = %label, kind = other, "message ignored while reading");
                 }
             }
         }
