@@ -34,6 +34,8 @@ pub(crate) struct Signed {
     pub(crate) caller: Caller,
     pub(crate) session: String,
     pub(crate) csrf: String,
+    /// The public id of the API key the session signed in with (none on an open console).
+    pub(crate) key_id: Option<String>,
     flash: Option<String>,
     /// A session made for this request (open access): the cookie to hand the browser.
     new_cookie: Option<String>,
@@ -138,6 +140,7 @@ impl Console {
             caller,
             session: id,
             csrf: s.csrf,
+            key_id: s.key.as_deref().and_then(key_id),
             flash: s.flash,
             new_cookie,
             open: self.open(),
@@ -180,6 +183,12 @@ fn title_of(e: &ConsoleError) -> &'static str {
         s if s.is_server_error() => "Unavailable",
         _ => "Refused",
     }
+}
+
+/// The public id of an API key (`dsk_<id>_<secret>`).
+fn key_id(key: &str) -> Option<String> {
+    let id = key.trim().strip_prefix("dsk_")?.split('_').next()?;
+    (!id.is_empty()).then(|| id.to_string())
 }
 
 /// Refuses a request whose `Origin` (sent by browsers with every POST) is not this host:

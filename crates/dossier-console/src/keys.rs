@@ -53,10 +53,16 @@ pub(crate) async fn list(Extract(c): Extract<State>, headers: HeaderMap) -> Resp
         } else {
             "expired".to_string()
         };
+        let own = s.key_id.as_deref() == Some(id.as_str());
         let _ = write!(
             body,
-            r#"<tr><th scope="row">{}<br><code class="muted">dsk_{}_…</code></th><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            r#"<tr><th scope="row">{}{}<br><code class="muted">dsk_{}_…</code></th><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
             esc(&text(&k["name"])),
+            if own {
+                r#" <span class="muted">(this session's key)</span>"#
+            } else {
+                ""
+            },
             esc(&id),
             esc(&text(&k["role"]).to_lowercase()),
             esc(&when(&k["createdAt"])),
@@ -67,7 +73,12 @@ pub(crate) async fn list(Extract(c): Extract<State>, headers: HeaderMap) -> Resp
             },
             esc(&when(&k["lastUsedAt"])),
             if active {
-                button(&format!("/keys/{}/revoke", url(&id)), "Revoke", &s.csrf)
+                let label = if own {
+                    "Revoke (signs you out)"
+                } else {
+                    "Revoke"
+                };
+                button(&format!("/keys/{}/revoke", url(&id)), label, &s.csrf)
             } else {
                 String::new()
             },

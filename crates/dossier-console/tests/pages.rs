@@ -727,7 +727,13 @@ async fn keys_are_listed_created_once_and_revoked_by_an_admin_only() {
     for k in t.store.keys(Some(WS)).await.unwrap() {
         assert!(body.contains(&format!("dsk_{}_", k.id)), "{body}");
     }
-    assert_eq!(body.matches(">Revoke</button>").count(), 3);
+    assert_eq!(body.matches(">Revoke</button>").count(), 2);
+    // The session's own key says what revoking it does.
+    let own = t.admin.split('_').nth(1).unwrap();
+    let row = &body[body.find(&format!("dsk_{own}_")).unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains(">Revoke (signs you out)</button>"), "{row}");
+    assert!(body.contains("(this session's key)"), "{body}");
     assert!(
         body.contains(r#"<a href="/keys">Keys</a>"#),
         "the admin's nav: {body}"
@@ -810,7 +816,6 @@ async fn keys_are_listed_created_once_and_revoked_by_an_admin_only() {
     let r = t.get("/", Some(&other_session.cookie)).await;
     assert_eq!(r.location(), "/sign-in?why=revoked");
     // Revoking the session's own key signs it out.
-    let own = t.admin.split('_').nth(1).unwrap();
     let r = t
         .post(
             &format!("/keys/{own}/revoke"),
