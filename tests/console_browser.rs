@@ -271,6 +271,27 @@ async fn a_user_walks_the_console_in_a_real_browser() {
     assert!(text.contains(&format!("Hello {email}")), "{text}");
     w.shot("07-shortcut-preview").await;
 
+    // At phone width the pages reflow: nothing wider than the screen but scrolling tables.
+    w.client.set_window_size(390, 844).await.unwrap();
+    for page in ["/contacts", "/sources/shop", "/segments/-/new"] {
+        w.goto(page).await;
+        let overflow = w
+            .client
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            overflow.as_i64().unwrap_or(i64::MAX) <= 0,
+            "{page} is {overflow} px wider than a phone's screen"
+        );
+    }
+    w.goto("/contacts").await;
+    w.shot("09-contacts-phone").await;
+    w.client.set_window_size(1440, 1000).await.unwrap();
+
     // Keys: revoking the key this session signed in with signs it out.
     w.goto("/keys").await;
     w.shot("08-keys").await;
