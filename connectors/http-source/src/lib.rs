@@ -21,9 +21,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 mod api;
+mod secret;
 
 pub use api::{ApiResource, ResourceStream, catalog, check_by_one_record, check_page_size};
 pub use reqwest;
+pub use secret::{env_secret, secret_setting};
 
 /// The longest `Retry-After` honoured; a server asking for more is waited on this long.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);

@@ -53,7 +53,7 @@ use dossier_connector::{
 };
 use dossier_http_source::{
     ApiResource, HttpClient, ResourceStream, RetryConfig, catalog, check_by_one_record,
-    check_page_size,
+    check_page_size, secret_setting,
 };
 use schemars::JsonSchema;
 use secrecy::SecretString;
@@ -185,21 +185,12 @@ fn shop_domain(shop: &str) -> Result<String, ConnectorError> {
 }
 
 fn token(config: &Config) -> Result<SecretString, ConnectorError> {
-    match (&config.token, &config.token_env) {
-        (Some(_), Some(_)) => Err(ConnectorError::config(
-            "set either `token` or `token_env`, not both",
-        )),
-        (Some(t), None) => Ok(t.clone()),
-        (None, Some(var)) => match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_string())),
-            _ => Err(ConnectorError::config(format!(
-                "environment variable {var} (named by `token_env`) is not set or empty"
-            ))),
-        },
-        (None, None) => Err(ConnectorError::config(
-            "no access token: set `token = \"${SHOPIFY_TOKEN}\"` or `token_env = \"SHOPIFY_TOKEN\"`",
-        )),
-    }
+    secret_setting(
+        "token",
+        config.token.as_ref(),
+        config.token_env.as_deref(),
+        "no access token: set `token = \"${SHOPIFY_TOKEN}\"` or `token_env = \"SHOPIFY_TOKEN\"`",
+    )
 }
 
 #[async_trait::async_trait]

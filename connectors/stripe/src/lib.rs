@@ -45,7 +45,7 @@ use dossier_connector::{
 };
 use dossier_http_source::{
     ApiResource, HttpClient, HttpResponse, ResourceStream, RetryConfig, catalog,
-    check_by_one_record, check_page_size,
+    check_by_one_record, check_page_size, env_secret,
 };
 use schemars::JsonSchema;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -182,12 +182,11 @@ fn api_key(config: &Config) -> Result<SecretString, ConnectorError> {
         (Some(key), None) => Ok(SecretString::from(key.expose_secret().trim().to_string())),
         (None, var) => {
             let var = var.as_deref().unwrap_or(DEFAULT_API_KEY_ENV).trim();
-            match std::env::var(var) {
-                Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_string())),
-                _ => Err(ConnectorError::config(format!(
+            env_secret(var).ok_or_else(|| {
+                ConnectorError::config(format!(
                     "no API key: environment variable {var} is not set or empty; set it, or write `api_key = \"${{STRIPE_API_KEY}}\"`"
-                ))),
-            }
+                ))
+            })
         }
     }
 }

@@ -48,7 +48,7 @@ use dossier_connector::{
 };
 use dossier_http_source::{
     ApiResource, HttpClient, HttpResponse, ResourceStream, RetryConfig, catalog,
-    check_by_one_record, check_page_size,
+    check_by_one_record, check_page_size, secret_setting,
 };
 use schemars::JsonSchema;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -134,21 +134,12 @@ fn base_url(url: &str) -> Result<String, ConnectorError> {
 }
 
 fn secret(config: &Config) -> Result<SecretString, ConnectorError> {
-    match (&config.consumer_secret, &config.consumer_secret_env) {
-        (Some(_), Some(_)) => Err(ConnectorError::config(
-            "set either `consumer_secret` or `consumer_secret_env`, not both",
-        )),
-        (Some(s), None) => Ok(s.clone()),
-        (None, Some(var)) => match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_string())),
-            _ => Err(ConnectorError::config(format!(
-                "environment variable {var} (named by `consumer_secret_env`) is not set or empty"
-            ))),
-        },
-        (None, None) => Err(ConnectorError::config(
-            "no consumer secret: set `consumer_secret = \"${WOO_SECRET}\"` or `consumer_secret_env`",
-        )),
-    }
+    secret_setting(
+        "consumer_secret",
+        config.consumer_secret.as_ref(),
+        config.consumer_secret_env.as_deref(),
+        "no consumer secret: set `consumer_secret = \"${WOO_SECRET}\"` or `consumer_secret_env`",
+    )
 }
 
 /// A WooCommerce error body: `{"code": ..., "message": ..., "data": {"status": ...}}`.
