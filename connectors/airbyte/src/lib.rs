@@ -59,7 +59,6 @@ pub struct AirbyteConnector {
     program: Program,
     /// The source's config; a CONTROL message may replace it for the rest of the run.
     source_config: Mutex<Json>,
-    max_records_per_state: usize,
     catalog: OnceCell<Vec<AirbyteStream>>,
 }
 
@@ -75,7 +74,7 @@ pub(crate) struct Resolved {
 
 impl AirbyteConnector {
     fn at(&self, what: &str) -> String {
-        format!("airbyte source `{}` ({what})", self.program.label)
+        self.program.at(what)
     }
 
     /// Starts `verb`, with the source's config unless it is `spec`.
@@ -369,9 +368,8 @@ impl Connector for AirbyteConnector {
             ));
         }
         let conn = AirbyteConnector {
-            program: Program::from_config(&config),
+            program: Program::from_config(&config, "airbyte source"),
             source_config: Mutex::new(config.config.clone()),
-            max_records_per_state: config.max_records_per_state(),
             catalog: OnceCell::new(),
         };
         let at = conn.at("spec");
@@ -440,16 +438,8 @@ impl Connector for AirbyteConnector {
 
 #[async_trait::async_trait]
 impl read::Protocol for AirbyteConnector {
-    fn label(&self) -> &str {
-        &self.program.label
-    }
-
-    fn at(&self, what: &str) -> String {
-        AirbyteConnector::at(self, what)
-    }
-
-    fn max_records_per_state(&self) -> usize {
-        self.max_records_per_state
+    fn program(&self) -> &Program {
+        &self.program
     }
 
     async fn source_stream(

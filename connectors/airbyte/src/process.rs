@@ -44,11 +44,16 @@ pub struct Program {
     /// Whether stderr is the program's log (Singer taps log there, INFO included): its lines
     /// are logged at the level they name, else at `warn`.
     pub stderr_is_log: bool,
+    /// What the program is, naming it in errors: `airbyte source`, `singer tap`.
+    pub kind: &'static str,
+    /// Most records held while waiting for the state that covers them.
+    pub max_records_per_state: usize,
 }
 
 impl Program {
-    /// The program a source's config names, labelled with its file name.
-    pub fn from_config(config: &crate::Config) -> Program {
+    /// The program a source's config names, labelled with its file name; `kind` names what it
+    /// is in errors.
+    pub fn from_config(config: &crate::Config, kind: &'static str) -> Program {
         let label: Arc<str> = std::path::Path::new(&config.command[0])
             .file_name()
             .map_or_else(
@@ -63,7 +68,14 @@ impl Program {
             max_line_bytes: config.max_line_bytes(),
             label,
             stderr_is_log: false,
+            kind,
+            max_records_per_state: config.max_records_per_state(),
         }
+    }
+
+    /// Which program and what it was doing, for errors: `airbyte source `x` (<what>)`.
+    pub fn at(&self, what: &str) -> String {
+        format!("{} `{}` ({what})", self.kind, self.label)
     }
 
     /// Starts the program with `args` (`read`, `--discover`) and `files` (`--config`,

@@ -29,7 +29,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::error::AirbyteError;
 use crate::lookup::{Joins, SourceStream};
-use crate::process::Run;
+use crate::process::{Program, Run};
 use crate::schema::Layout;
 use crate::{Stream, SyncMode};
 
@@ -54,11 +54,19 @@ pub(crate) enum Event {
 /// A protocol of child-process sources: how to start a read, and its messages as events.
 #[async_trait::async_trait]
 pub(crate) trait Protocol: Send + Sync + 'static {
+    /// The program the protocol runs.
+    fn program(&self) -> &Program;
     /// The program's name, for logs.
-    fn label(&self) -> &str;
+    fn label(&self) -> &str {
+        &self.program().label
+    }
     /// Which source and what it was doing, for errors: `airbyte source `x` (<what>)`.
-    fn at(&self, what: &str) -> String;
-    fn max_records_per_state(&self) -> usize;
+    fn at(&self, what: &str) -> String {
+        self.program().at(what)
+    }
+    fn max_records_per_state(&self) -> usize {
+        self.program().max_records_per_state
+    }
     /// The source's stream a configured stream reads (resolved and checked as a read would).
     async fn source_stream(
         &self,

@@ -33,7 +33,6 @@ pub struct SingerConnector {
     program: Program,
     catalog_option: CatalogOption,
     config: Json,
-    max_records_per_state: usize,
     catalog: OnceCell<Vec<TapStream>>,
 }
 
@@ -183,7 +182,7 @@ struct SingerMessage {
 
 impl SingerConnector {
     fn at(&self, what: &str) -> String {
-        format!("singer tap `{}` ({what})", self.program.label)
+        self.program.at(what)
     }
 
     fn start(
@@ -299,11 +298,10 @@ impl Connector for SingerConnector {
         Ok(SingerConnector {
             program: Program {
                 stderr_is_log: true,
-                ..Program::from_config(&config)
+                ..Program::from_config(&config, "singer tap")
             },
             catalog_option: config.catalog_option.unwrap_or(CatalogOption::Catalog),
             config: config.config.clone(),
-            max_records_per_state: config.max_records_per_state(),
             catalog: OnceCell::new(),
         })
     }
@@ -350,16 +348,8 @@ impl Connector for SingerConnector {
 
 #[async_trait::async_trait]
 impl read::Protocol for SingerConnector {
-    fn label(&self) -> &str {
-        &self.program.label
-    }
-
-    fn at(&self, what: &str) -> String {
-        SingerConnector::at(self, what)
-    }
-
-    fn max_records_per_state(&self) -> usize {
-        self.max_records_per_state
+    fn program(&self) -> &Program {
+        &self.program
     }
 
     async fn source_stream(

@@ -7,38 +7,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dossier_connector::{
-    Batch, Connector, ConnectorError, ErrorOrigin, ReadRequest, Registry, StreamState, Value,
-    read_all, read_to_end,
+    Connector, ConnectorError, ErrorOrigin, ReadRequest, Registry, StreamState, Value, read_all,
+    read_to_end,
 };
 use dossier_connector_airbyte::{AirbyteConnector, Config, Stream, SyncMode};
-use dossier_store::SqlStore;
-use dossier_sync::{Config as SyncConfig, Engine, NoProgress, RunSummary};
+use dossier_sync::{Engine, NoProgress, RunSummary};
 use futures::StreamExt as _;
 use serde_json::{Value as Json, json};
+
+mod common;
+
+use common::*;
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sources/fake_source.py")
 }
 
-/// The interpreter itself, not a wrapper on `PATH` (pyenv's shims set variables of their own,
-/// which would hide what the connector passes).
-fn python() -> &'static str {
-    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let out = std::process::Command::new("python3")
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output()
-            .expect("python3 runs the test sources");
-        assert!(out.status.success(), "python3: {out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    })
-}
-
 fn config(source_config: Json) -> Config {
-    let script = script();
-    let mut c = Config::new(&[python(), script.to_str().unwrap()], source_config);
-    c.idle_timeout_secs = Some(20);
-    c
+    script_config(&script(), source_config)
 }
 
 async fn connect(source_config: Json) -> Arc<AirbyteConnector> {
@@ -47,32 +33,6 @@ async fn connect(source_config: Json) -> Arc<AirbyteConnector> {
             .await
             .unwrap_or_else(|e| panic!("{e}")),
     )
-}
-
-fn request(name: &str, state: Option<StreamState>, batch_size: usize) -> ReadRequest<Stream> {
-    ReadRequest {
-        name: name.into(),
-        stream: Stream::default(),
-        state,
-        batch_size,
-    }
-}
-
-/// The `id` column of each batch.
-fn ids(batches: &[Batch]) -> Vec<Vec<i64>> {
-    batches
-        .iter()
-        .map(|b| {
-            let at = b.fields.iter().position(|f| f == "id").unwrap();
-            b.rows
-                .iter()
-                .map(|r| match &r[at] {
-                    Value::Int(i) => *i,
-                    other => panic!("id {other:?}"),
-                })
-                .collect()
-        })
-        .collect()
 }
 
 /// The `updated_at` a stored users state resumes after.
@@ -84,14 +44,6 @@ fn cursor_of(state: &StreamState) -> String {
         _ => &m["data"]["users"],
     };
     s["updated_at"].as_str().unwrap().to_string()
-}
-
-/// `updated_at` of user `i` (see the script's `user`).
-fn updated_at(i: i64) -> String {
-    chrono::DateTime::from_timestamp(1_700_000_000 + 60 * i, 0)
-        .unwrap()
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }
 
 #[tokio::test]
@@ -605,11 +557,7 @@ async fn engine(dir: &Path, users: u32, behaviour: &str) -> Arc<Engine> {
         .replace("PYTHON", python())
         .replace("USERS", &users.to_string())
         .replace("BEHAVIOUR", behaviour);
-    let mut loaded = SyncConfig::parse(&text, "dossier.toml", dir.to_path_buf(), &registry())
-        .unwrap_or_else(|e| panic!("{e}"));
-    loaded.config.store.url = format!("sqlite://{}", dir.join("dossier.db").display());
-    let store = SqlStore::open(&loaded.config.store.url).await.unwrap();
-    Engine::new(store, registry(), loaded).await.unwrap()
+    engine_over(dir, &text, registry()).await
 }
 
 async fn state(engine: &Engine, stream: &str) -> Option<Json> {
@@ -702,21 +650,6 @@ async fn a_garbage_line_fails_the_sync_and_commits_nothing_past_the_last_state()
         updated_at(3)
     );
     assert_eq!(e.store().counts(e.workspace()).await.unwrap().0, 3);
-}
-
-/// The values of `field` in each row of `batches`.
-fn column(batches: &[Batch], field: &str) -> Vec<Value> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let at = b
-                .fields
-                .iter()
-                .position(|f| f == field)
-                .unwrap_or_else(|| panic!("no field {field} in {:?}", b.fields));
-            b.rows.iter().map(move |r| r[at].clone())
-        })
-        .collect()
 }
 
 fn with_lookups(lookups: Json) -> Stream {

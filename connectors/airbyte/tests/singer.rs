@@ -6,37 +6,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dossier_connector::{
-    Batch, Connector, ConnectorError, ReadRequest, Registry, StreamState, Value, read_to_end,
-};
+use dossier_connector::{Connector, ConnectorError, Registry, StreamState, Value, read_to_end};
 use dossier_connector_airbyte::{Config, SingerConnector, Stream, SyncMode};
-use dossier_store::SqlStore;
-use dossier_sync::{Config as SyncConfig, Engine, NoProgress};
+use dossier_sync::{Engine, NoProgress};
 use serde_json::{Value as Json, json};
+
+mod common;
+
+use common::*;
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/taps/fake_tap.py")
 }
 
-/// The interpreter itself, not a wrapper on `PATH` (pyenv's shims need variables the
-/// connector does not pass).
-fn python() -> &'static str {
-    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let out = std::process::Command::new("python3")
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output()
-            .expect("python3 runs the test taps");
-        assert!(out.status.success(), "python3: {out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    })
-}
-
 fn config(tap_config: Json) -> Config {
-    let script = script();
-    let mut c = Config::new(&[python(), script.to_str().unwrap()], tap_config);
-    c.idle_timeout_secs = Some(20);
-    c
+    script_config(&script(), tap_config)
 }
 
 async fn connect(cfg: Config) -> Arc<SingerConnector> {
@@ -45,40 +29,6 @@ async fn connect(cfg: Config) -> Arc<SingerConnector> {
             .await
             .unwrap_or_else(|e| panic!("{e}")),
     )
-}
-
-fn request(name: &str, state: Option<StreamState>, batch_size: usize) -> ReadRequest<Stream> {
-    ReadRequest {
-        name: name.into(),
-        stream: Stream::default(),
-        state,
-        batch_size,
-    }
-}
-
-/// The `id` column of each batch.
-fn ids(batches: &[Batch]) -> Vec<Vec<i64>> {
-    batches
-        .iter()
-        .map(|b| {
-            let at = b.fields.iter().position(|f| f == "id").unwrap();
-            b.rows
-                .iter()
-                .map(|r| match &r[at] {
-                    Value::Int(i) => *i,
-                    other => panic!("id {other:?}"),
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// `updated_at` of user `i` (see the tap's `iso`).
-fn updated_at(i: i64) -> String {
-    chrono::DateTime::from_timestamp(1_700_000_000 + 60 * i, 0)
-        .unwrap()
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }
 
 fn bookmark(state: &StreamState) -> &str {
@@ -326,11 +276,7 @@ async fn engine(dir: &Path, behaviour: &str) -> Arc<Engine> {
         .replace("SCRIPT", script().to_str().unwrap())
         .replace("PYTHON", python())
         .replace("BEHAVIOUR", behaviour);
-    let mut loaded = SyncConfig::parse(&text, "dossier.toml", dir.to_path_buf(), &registry)
-        .unwrap_or_else(|e| panic!("{e}"));
-    loaded.config.store.url = format!("sqlite://{}", dir.join("dossier.db").display());
-    let store = SqlStore::open(&loaded.config.store.url).await.unwrap();
-    Engine::new(store, registry, loaded).await.unwrap()
+    engine_over(dir, &text, registry).await
 }
 
 async fn stored(engine: &Engine) -> StreamState {
