@@ -6,7 +6,7 @@
 //! its cost is one pass of the filter, not one query per contact.
 
 use dossier_core::{Filter, filter_text};
-use sqlx::{AnyConnection, AssertSqlSafe, Row as _};
+use sqlx::{AnyConnection, AssertSqlSafe, FromRow as _, Row as _};
 
 use crate::backend::{Backend, SqlStore, now_micros};
 use crate::filter_sql::{Bind, SqlBuilder, bind_all};
@@ -15,7 +15,7 @@ use crate::names::check_name;
 use crate::{Page, Result, StoreError};
 
 /// A saved segment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct SegmentRow {
     pub name: String,
     /// The filter in its canonical text form.
@@ -40,16 +40,6 @@ pub struct SegmentChange {
     /// `entered` or `left`.
     pub change: String,
     pub at: i64,
-}
-
-fn segment_row(r: &sqlx::any::AnyRow) -> Result<SegmentRow> {
-    Ok(SegmentRow {
-        name: r.try_get("name")?,
-        definition: r.try_get("definition")?,
-        description: r.try_get("description")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
 }
 
 const SEGMENT_COLS: &str = "name, definition, description, created_at, updated_at";
@@ -111,25 +101,19 @@ impl SqlStore {
 
     pub async fn segments(&self, ws: &str) -> Result<Vec<SegmentRow>> {
         let sql = format!("SELECT {SEGMENT_COLS} FROM segments WHERE workspace = $1 ORDER BY name");
-        sqlx::query(AssertSqlSafe(sql))
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
             .bind(ws)
             .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(segment_row)
-            .collect()
+            .await?)
     }
 
     pub async fn segment(&self, ws: &str, name: &str) -> Result<Option<SegmentRow>> {
         let sql = format!("SELECT {SEGMENT_COLS} FROM segments WHERE workspace = $1 AND name = $2");
-        sqlx::query(AssertSqlSafe(sql))
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
             .bind(ws)
             .bind(name)
             .fetch_optional(&self.read)
-            .await?
-            .as_ref()
-            .map(segment_row)
-            .transpose()
+            .await?)
     }
 
     /// Refreshes every saved segment of the workspace; returns how many changes were fed.
@@ -165,7 +149,7 @@ impl SqlStore {
                 id: name.to_string(),
             });
         };
-        let filter = segment_row(&row)?.filter()?;
+        let filter = SegmentRow::from_row(&row)?.filter()?;
         let changes = diff_members(&mut tx, ws, name, &filter, now_micros()).await?;
         tx.commit().await?;
         Ok(changes)

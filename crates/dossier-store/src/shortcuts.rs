@@ -7,28 +7,18 @@ use std::collections::BTreeMap;
 use dossier_core::template::{Template, TemplateContext, TemplatePath};
 use dossier_core::value::from_micros;
 use dossier_core::{DataValue, ProfileField};
-use sqlx::Row as _;
 
 use crate::backend::{SqlStore, now_micros};
 use crate::names::check_name;
 use crate::{ContactRow, Result, SessionRow, StoreError};
 
 /// A saved shortcut.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ShortcutRow {
     pub name: String,
     pub template: String,
     pub created_at: i64,
     pub updated_at: i64,
-}
-
-fn shortcut_row(r: &sqlx::any::AnyRow) -> Result<ShortcutRow> {
-    Ok(ShortcutRow {
-        name: r.try_get("name")?,
-        template: r.try_get("template")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
 }
 
 /// What a template can see: one contact, its data and aggregates, and maybe a session.
@@ -122,28 +112,22 @@ impl SqlStore {
     }
 
     pub async fn shortcuts(&self, ws: &str) -> Result<Vec<ShortcutRow>> {
-        sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT name, template, created_at, updated_at FROM shortcuts WHERE workspace = $1 ORDER BY name",
         )
         .bind(ws)
         .fetch_all(&self.read)
-        .await?
-        .iter()
-        .map(shortcut_row)
-        .collect()
+        .await?)
     }
 
     pub async fn shortcut(&self, ws: &str, name: &str) -> Result<Option<ShortcutRow>> {
-        sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT name, template, created_at, updated_at FROM shortcuts WHERE workspace = $1 AND name = $2",
         )
         .bind(ws)
         .bind(name)
         .fetch_optional(&self.read)
-        .await?
-        .as_ref()
-        .map(shortcut_row)
-        .transpose()
+        .await?)
     }
 
     /// Renders a template for a contact (merged ids resolve to the survivor) and optionally
