@@ -148,11 +148,27 @@ fn schema(title: &str, connector: &str, part: &str, schema: &Value) -> String {
     out
 }
 
-/// A property's type as a person reads it: `string`, `integer or null`, `one of "a", "b"`.
+/// A property's type as a person reads it: `string`, `integer or null`, `one of "a", "b"`,
+/// a named definition (`SslMode`, from a `$ref`), or the alternatives of `anyOf`/`oneOf`.
 fn type_of(p: &Value) -> String {
     if let Some(values) = p["enum"].as_array() {
         let values: Vec<String> = values.iter().map(Value::to_string).collect();
         return format!("one of {}", values.join(", "));
+    }
+    if let Some(r) = p["$ref"].as_str() {
+        return r.rsplit('/').next().unwrap_or(r).to_string();
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        if let Some(options) = p[key].as_array().filter(|o| !o.is_empty()) {
+            let mut names: Vec<String> = Vec::new();
+            for o in options {
+                let name = type_of(o);
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            return names.join(if key == "allOf" { " and " } else { " or " });
+        }
     }
     let base = match &p["type"] {
         Value::String(t) => t.clone(),
@@ -161,11 +177,10 @@ fn type_of(p: &Value) -> String {
             .filter_map(Value::as_str)
             .collect::<Vec<_>>()
             .join(" or "),
-        _ if p.get("anyOf").is_some() || p.get("oneOf").is_some() => "one of several".into(),
         _ => "any".into(),
     };
-    match p["items"]["type"].as_str() {
-        Some(item) if base == "array" => format!("array of {item}"),
+    match (base.as_str(), p.get("items")) {
+        ("array", Some(items)) => format!("array of {}", type_of(items)),
         _ => base,
     }
 }
@@ -186,6 +201,15 @@ mod tests {
             type_of(&json!({"type": "array", "items": {"type": "string"}})),
             "array of string"
         );
+        assert_eq!(
+            type_of(&json!({"anyOf": [{"$ref": "#/$defs/SslMode"}, {"type": "null"}]})),
+            "SslMode or null"
+        );
+        assert_eq!(
+            type_of(&json!({"allOf": [{"$ref": "#/definitions/Auth"}]})),
+            "Auth"
+        );
+        assert_eq!(type_of(&json!({"description": "x"})), "any");
         assert_eq!(anchor("airbyte:source-faker"), "airbyte-source-faker");
     }
 }
