@@ -7,11 +7,11 @@
 use std::process::{Command, Stdio};
 
 mod common;
-use common::{TimedSync, dossier, timed_sync};
+use common::{dossier, timed_sync};
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` would too: only run when benching.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !common::benching() {
         return;
     }
     let customers: u32 = std::env::var("DOSSIER_BENCH_CUSTOMERS")
@@ -37,16 +37,8 @@ fn main() {
         let _ = std::fs::remove_file(d.join(f));
     }
     let config = d.join("dossier.toml");
-    let TimedSync {
-        secs: full_s,
-        rows: full_rows,
-        rss_mib: full_mb,
-        ..
-    } = timed_sync(&config, "shop", "warn").expect("full sync");
-    println!(
-        "full sync:        {full_rows} rows in {full_s:.2}s = {:.0} rows/s, peak RSS {full_mb:.1} MiB",
-        full_rows as f64 / full_s
-    );
+    let full = timed_sync(&config, "shop", "warn").expect("full sync");
+    println!("full sync:        {}", full.summary());
 
     let st = Command::new("sqlite3")
         .arg(d.join("shop.db"))
@@ -62,15 +54,10 @@ fn main() {
         );
         return;
     }
-    let TimedSync {
-        secs: inc_s,
-        rows: inc_rows,
-        rss_mib: inc_mb,
-        ..
-    } = timed_sync(&config, "shop", "warn").expect("incremental sync");
+    let inc = timed_sync(&config, "shop", "warn").expect("incremental sync");
     println!(
-        "incremental sync: {inc_rows} rows in {inc_s:.2}s = {:.0} rows/s, peak RSS {inc_mb:.1} MiB, {:.1}% of the full sync's time",
-        inc_rows as f64 / inc_s,
-        100.0 * inc_s / full_s
+        "incremental sync: {}, {:.1}% of the full sync's time",
+        inc.summary(),
+        100.0 * inc.secs / full.secs
     );
 }

@@ -34,7 +34,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 mod common;
-use common::{BenchDb, dossier, psql, sqlite3, vm_hwm_kib};
+use common::{BenchDb, dossier, proc_status_kib, psql, sqlite3, vm_hwm_kib};
 
 const CONNECTIONS: usize = 8;
 
@@ -496,13 +496,7 @@ fn serve(config: &Path) -> anyhow::Result<(Child, String)> {
 /// Resident anonymous memory (heap, stacks) of a process now: its RSS without the store
 /// file's pages that SQLite maps into it.
 fn rss_anon_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("RssAnon:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    proc_status_kib(pid, "RssAnon")
 }
 
 /// What `pgbench` measured for one workload: (transactions/s, p50 ms, p99 ms, share of the

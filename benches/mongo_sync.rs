@@ -331,13 +331,10 @@ async fn run(uri: &str, documents: u64) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes --bench; `cargo test --benches` would too: only run when benching.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !common::benching() {
         return Ok(());
     }
-    let documents: u64 = std::env::var("DOSSIER_MONGO_BENCH_DOCUMENTS")
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(100_000);
+    let documents = common::env_count("DOSSIER_MONGO_BENCH_DOCUMENTS", 100_000);
     let uri = std::env::var("DOSSIER_BENCH_MONGODB_URI")
         .unwrap_or_else(|_| "mongodb://127.0.0.1:27217/?directConnection=true".to_string());
     tokio::runtime::Runtime::new()?.block_on(run(&uri, documents))

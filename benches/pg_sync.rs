@@ -27,7 +27,7 @@ use std::time::Instant;
 use anyhow::{Context as _, ensure};
 
 mod common;
-use common::{BenchDb, TimedSync, psql, sqlite3, timed_sync};
+use common::{BenchDb, benching, demo_streams, env_count, psql, sqlite3, timed_sync};
 
 /// Targets from issue #3.
 const TARGET_FULL_VS_LIMIT: f64 = 0.40;
@@ -95,8 +95,9 @@ fn conversations_sql(n: u64, customers: u64) -> String {
     )
 }
 
-/// The demo shop's mapping and aggregates (examples/demo/dossier.toml) over the Postgres
-/// tables. `| number` and `| datetime` pass Decimal and DateTime values through unchanged.
+/// The demo shop's streams, mappings and aggregates (examples/demo/dossier.toml) over the
+/// Postgres tables. `| number` and `| datetime` pass Decimal and DateTime values through
+/// unchanged.
 fn config_toml(url: &str, store_url: &str) -> String {
     format!(
         r#"[store]
@@ -107,72 +108,8 @@ name = "shop"
 connector = "postgres"
 config = {{ url = "{url}" }}
 
-[[sources.streams]]
-name = "customers"
-read = {{ table = "customers", cursor = "updated_at" }}
-
-[sources.streams.mapping]
-target = "contact"
-id = "id"
-identities = {{ email = "email" }}
-profile = {{ first_name = "first_name", last_name = "last_name", country = "country" }}
-data = {{ price_plan = "plan" }}
-created_at = "created_at"
-updated_at = "updated_at"
-
-[[sources.streams]]
-name = "orders"
-read = {{ table = "orders", cursor = "updated_at" }}
-
-[sources.streams.mapping]
-target = "session"
-id = "id"
-kind = "order"
-started_at = "created_at"
-contact = {{ stream = "customers", field = "customer_id" }}
-data = {{ total = "total | number", currency = "currency", status = "status", ordered_at = "created_at | datetime" }}
-
-[[sources.streams]]
-name = "conversations"
-read = {{ table = "conversations", cursor = "updated_at" }}
-
-[sources.streams.mapping]
-target = "session"
-id = "id"
-kind = "conversation"
-started_at = "started_at"
-contact = {{ stream = "customers", field = "customer_id" }}
-data = {{ csat = "csat", channel = "channel" }}
-
-[[aggregates]]
-name = "transactions"
-op = "count"
-kind = "order"
-
-[[aggregates]]
-name = "total_spent"
-op = "sum"
-kind = "order"
-field = "total"
-
-[[aggregates]]
-name = "avg_basket"
-op = "avg"
-kind = "order"
-field = "total"
-
-[[aggregates]]
-name = "avg_csat"
-op = "avg"
-kind = "conversation"
-field = "csat"
-
-[[aggregates]]
-name = "last_order_at"
-op = "max"
-kind = "order"
-field = "ordered_at"
-"#
+{}"#,
+        demo_streams()
     )
 }
 
@@ -356,21 +293,15 @@ fn run(customers: u64, admin_url: &str, pg_store: bool) -> anyhow::Result<()> {
     let config = dir.path().join("dossier.toml");
     std::fs::write(&config, config_toml(&db.url, &store_url))?;
     println!("full sync ...");
-    let TimedSync {
-        secs: full_s,
-        rows: full_rows,
-        rss_mib: full_mb,
-        stderr: full_log,
-    } = timed_sync(&config, "shop", "info")?;
-    print_phases(&full_log);
+    let full = timed_sync(&config, "shop", "info")?;
+    print_phases(&full.stderr);
     ensure!(
-        full_rows == total,
-        "the full sync read {full_rows} rows, expected {total}"
+        full.rows == total,
+        "the full sync read {} rows, expected {total}",
+        full.rows
     );
-    let full_rate = full_rows as f64 / full_s;
-    println!(
-        "full sync:        {full_rows} rows in {full_s:.2}s = {full_rate:.0} rows/s, peak RSS {full_mb:.1} MiB"
-    );
+    let full_rate = full.rate();
+    println!("full sync:        {}", full.summary());
 
     println!("changing 1% of the rows of each table ...");
     psql(
@@ -381,21 +312,13 @@ fn run(customers: u64, admin_url: &str, pg_store: bool) -> anyhow::Result<()> {
     )?;
     psql(&db.url, "VACUUM ANALYZE customers, orders, conversations")?;
     println!("incremental sync ...");
-    let TimedSync {
-        secs: inc_s,
-        rows: inc_rows,
-        rss_mib: inc_mb,
-        stderr: inc_log,
-    } = timed_sync(&config, "shop", "info")?;
-    print_phases(&inc_log);
-    println!(
-        "incremental sync: {inc_rows} rows in {inc_s:.2}s = {:.0} rows/s, peak RSS {inc_mb:.1} MiB",
-        inc_rows as f64 / inc_s
-    );
+    let inc = timed_sync(&config, "shop", "info")?;
+    print_phases(&inc.stderr);
+    println!("incremental sync: {}", inc.summary());
 
     let full_vs_limit = full_rate / limit_rate;
-    let inc_vs_full = inc_s / full_s;
-    let peak = full_mb.max(inc_mb);
+    let inc_vs_full = inc.secs / full.secs;
+    let peak = full.rss_mib.max(inc.rss_mib);
     println!();
     println!(
         "full sync / limit (rows/s):    {:.1}% (target >= {:.0}%: {})",
@@ -428,13 +351,10 @@ fn run(customers: u64, admin_url: &str, pg_store: bool) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes --bench; `cargo test --benches` would too: only run when benching.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !benching() {
         return Ok(());
     }
-    let customers: u64 = std::env::var("DOSSIER_PG_BENCH_CUSTOMERS")
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(1_000_000);
+    let customers = env_count("DOSSIER_PG_BENCH_CUSTOMERS", 1_000_000);
     let admin_url = std::env::var("DOSSIER_BENCH_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
     let pg_store = match std::env::var("DOSSIER_PG_BENCH_STORE").as_deref() {

@@ -1,5 +1,6 @@
-//! What the benchmarks share: the `dossier` binary, peak memory of a child process, and a
-//! throwaway PostgreSQL database driven with `psql`.
+//! What the benchmarks share: when they run and how big, the `dossier` binary, a timed sync
+//! with the peak memory of its process, the demo shop's mappings, and a throwaway PostgreSQL
+//! database driven with `psql`.
 
 #![allow(dead_code)]
 
@@ -9,6 +10,29 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, bail, ensure};
 
+/// Whether to run: `cargo bench` passes --bench (so would `cargo test --benches`, which
+/// builds the benches only to check they compile).
+pub fn benching() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// A count from the environment variable `var` (`1_000_000` or `1000000`), else `default`.
+pub fn env_count(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// The demo shop's streams, mappings and aggregates: examples/demo/dossier.toml from its first
+/// stream on, to follow a `shop` source that reads the same tables with another connector.
+pub fn demo_streams() -> &'static str {
+    const DEMO: &str = include_str!("../../examples/demo/dossier.toml");
+    &DEMO[DEMO
+        .find("[[sources.streams]]")
+        .expect("the demo config has streams")..]
+}
+
 pub fn dossier() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dossier"));
     c.env("DOSSIER_LOG", "warn");
@@ -17,9 +41,17 @@ pub fn dossier() -> Command {
 
 /// Peak resident memory of a process, read from /proc while it runs.
 pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmHWM")
+}
+
+/// One of the memory figures (in KiB) of a process's /proc status: `VmHWM`, `RssAnon`...
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| {
+            l.strip_prefix(field)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -110,6 +142,24 @@ pub struct TimedSync {
     pub rss_mib: f64,
     /// What the child logged (`DOSSIER_LOG` decides how much).
     pub stderr: String,
+}
+
+impl TimedSync {
+    /// Records read per second.
+    pub fn rate(&self) -> f64 {
+        self.rows as f64 / self.secs
+    }
+
+    /// `N rows in S s = R rows/s, peak RSS M MiB`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} rows in {:.2}s = {:.0} rows/s, peak RSS {:.1} MiB",
+            self.rows,
+            self.secs,
+            self.rate(),
+            self.rss_mib
+        )
+    }
 }
 
 /// Runs `dossier sync <source> --json --config <config>` with `DOSSIER_LOG=<log>`, printing
