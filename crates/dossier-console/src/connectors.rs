@@ -179,9 +179,9 @@ fn type_of(p: &Value) -> String {
             .join(" or "),
         _ => "any".into(),
     };
-    match (base.as_str(), p.get("items")) {
-        ("array", Some(items)) => format!("array of {}", type_of(items)),
-        _ => base,
+    match p.get("items") {
+        Some(items) => base.replacen("array", &format!("array of {}", type_of(items)), 1),
+        None => base,
     }
 }
 
@@ -210,6 +210,10 @@ mod tests {
             "Auth"
         );
         assert_eq!(type_of(&json!({"description": "x"})), "any");
+        assert_eq!(
+            type_of(&json!({"type": ["array", "null"], "items": {"type": "string"}})),
+            "array of string or null"
+        );
         assert_eq!(anchor("airbyte:source-faker"), "airbyte-source-faker");
     }
 }

@@ -40,51 +40,60 @@ pub(crate) async fn list(Extract(c): Extract<State>, headers: HeaderMap) -> Resp
     let mut body = String::from(
         r#"<p class="muted">A key is shown once, when it is created; only its hash is kept. Revoking a key refuses it at once, and ends the console sessions signed in with it (yours too, if it is your key).</p>"#,
     );
-    body.push_str(
-        r#"<div class="table"><table><caption class="muted">Keys of this workspace, oldest first; times in UTC</caption><thead><tr><th scope="col">Key</th><th scope="col">Role</th><th scope="col">State</th><th scope="col">Created</th><th scope="col">Expires</th><th scope="col">Last used</th><th scope="col">Actions</th></tr></thead><tbody>"#,
-    );
-    for k in &keys {
-        let id = text(&k["id"]);
-        let active = k["active"] == true;
-        let state = if !k["revokedAt"].is_null() {
-            format!("revoked {}", esc(&when(&k["revokedAt"])))
-        } else if active {
-            r#"<span class="ok">active</span>"#.to_string()
-        } else {
-            "expired".to_string()
-        };
-        let own = s.key_id.as_deref() == Some(id.as_str());
-        let _ = write!(
-            body,
-            r#"<tr><th scope="row">{}{}<br><code class="muted">dsk_{}_…</code></th><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-            esc(&text(&k["name"])),
-            if own {
-                r#" <span class="muted">(this session's key)</span>"#
-            } else {
-                ""
-            },
-            esc(&id),
-            esc(&text(&k["role"]).to_lowercase()),
-            esc(&when(&k["createdAt"])),
-            if k["expiresAt"].is_null() {
-                "never".to_string()
-            } else {
-                esc(&when(&k["expiresAt"]))
-            },
-            esc(&when(&k["lastUsedAt"])),
-            if active {
-                let label = if own {
-                    "Revoke (signs you out)"
-                } else {
-                    "Revoke"
-                };
-                button(&format!("/keys/{}/revoke", url(&id)), label, &s.csrf)
-            } else {
-                String::new()
-            },
+    if c.open() {
+        body.push_str(
+            r#"<p>This console is open (<code>access = "open"</code>): it needs no key. Keys are for the API, and for the console when the server runs with <code>access = "keys"</code>.</p>"#,
         );
     }
-    body.push_str("</tbody></table></div>");
+    if keys.is_empty() {
+        body.push_str("<p>This workspace has no keys yet.</p>");
+    } else {
+        body.push_str(
+        r#"<div class="table"><table><caption class="muted">Keys of this workspace, oldest first; times in UTC</caption><thead><tr><th scope="col">Key</th><th scope="col">Role</th><th scope="col">State</th><th scope="col">Created</th><th scope="col">Expires</th><th scope="col">Last used</th><th scope="col">Actions</th></tr></thead><tbody>"#,
+    );
+        for k in &keys {
+            let id = text(&k["id"]);
+            let active = k["active"] == true;
+            let state = if !k["revokedAt"].is_null() {
+                format!("revoked {}", esc(&when(&k["revokedAt"])))
+            } else if active {
+                r#"<span class="ok">active</span>"#.to_string()
+            } else {
+                "expired".to_string()
+            };
+            let own = s.key_id.as_deref() == Some(id.as_str());
+            let _ = write!(
+                body,
+                r#"<tr><th scope="row">{}{}<br><code class="muted">dsk_{}_…</code></th><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+                esc(&text(&k["name"])),
+                if own {
+                    r#" <span class="muted">(this session's key)</span>"#
+                } else {
+                    ""
+                },
+                esc(&id),
+                esc(&text(&k["role"]).to_lowercase()),
+                esc(&when(&k["createdAt"])),
+                if k["expiresAt"].is_null() {
+                    "never".to_string()
+                } else {
+                    esc(&when(&k["expiresAt"]))
+                },
+                esc(&when(&k["lastUsedAt"])),
+                if active {
+                    let label = if own {
+                        "Revoke (signs you out)"
+                    } else {
+                        "Revoke"
+                    };
+                    button(&format!("/keys/{}/revoke", url(&id)), label, &s.csrf)
+                } else {
+                    String::new()
+                },
+            );
+        }
+        body.push_str("</tbody></table></div>");
+    }
     let _ = write!(
         body,
         r#"<section><h2>New key</h2><form method="post" action="/keys" class="editor">{}

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use axum::http::{StatusCode, header};
-use common::{Browser, OTHER, T, WS, app, enc, keys};
+use common::{Browser, OTHER, T, WS, app, enc, keys, open};
 use dossier_gateway::{ConnectorAdmin, ConnectorInfo, ConnectorKind};
 use serde_json::{Value, json};
 
@@ -959,4 +959,14 @@ async fn the_new_pages_carry_the_csp_and_read_at_phone_width() {
     let css = t.get("/assets/console.css", None).await;
     assert!(css.body.contains("@media (max-width: 600px)"));
     assert!(css.body.contains(".editor textarea"));
+}
+
+#[tokio::test]
+async fn an_open_console_lists_the_keys_and_says_it_needs_none() {
+    let t = app(open()).await;
+    let r = t.get("/keys", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("it needs no key"), "{}", r.body);
+    assert_eq!(r.body.matches(">Revoke</button>").count(), 3);
+    assert!(!r.body.contains("this session's key"));
 }
