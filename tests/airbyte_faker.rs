@@ -591,11 +591,13 @@ fn the_faker_source_installs_and_is_removed_through_the_api() {
             break out;
         }
         let e = error_of(&out);
-        assert!(
-            e.contains("pip is still installing it") && e.contains("ask again"),
-            "{out}"
-        );
-        waits += 1;
+        // The answer saying so, or, on a machine too busy to answer within the request's
+        // time, the request's own time bound: the install goes on either way.
+        if e.contains("pip is still installing it") && e.contains("ask again") {
+            waits += 1;
+        } else {
+            assert!(e.contains("the request ran longer than 2000 ms"), "{out}");
+        }
         assert!(
             started.elapsed() < Duration::from_secs(600),
             "not installed in 600 s"
@@ -634,11 +636,25 @@ fn the_faker_source_installs_and_is_removed_through_the_api() {
         &admin,
         r#"mutation { removeConnector(name: "source-faker") { name version } }"#,
     );
-    assert_eq!(
-        out["data"]["removeConnector"]["name"], "source-faker",
-        "{out}"
-    );
-    assert!(!command.exists());
+    // Deleting the virtual environment may outlast a 2 s request on a busy machine: it goes
+    // on in the server.
+    if out.get("errors").is_some() {
+        assert!(error_of(&out).contains("still removing it"), "{out}");
+    } else {
+        assert_eq!(
+            out["data"]["removeConnector"]["name"], "source-faker",
+            "{out}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while command.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} still exists",
+            command.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     server.kill().unwrap();
     server.wait().unwrap();
     // The command line sees what the API did.

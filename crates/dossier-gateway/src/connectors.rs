@@ -72,9 +72,15 @@ pub(crate) fn connector_admin<'a>(ctx: &Context<'a>) -> Result<&'a dyn Connector
         .ok_or_else(|| Error::new("connectors are not available in this process"))
 }
 
-/// How much sooner than the request's own time bound an install stops waiting, so that its
-/// answer says what goes on rather than the bound's generic error.
+/// How much sooner than the request's own time bound an install or a removal stops waiting,
+/// so that its answer says what goes on rather than the bound's generic error.
 const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+
+/// How long a request may wait for work that goes on in the server when it stops waiting.
+fn answer_within(ctx: &Context<'_>) -> Result<Duration> {
+    let limit = gateway(ctx)?.config.request_timeout;
+    Ok(limit.saturating_sub(ANSWER_MARGIN).max(limit / 2))
+}
 
 /// Installing and removing connectors (admin role).
 #[derive(Debug, Default, Clone, Copy)]
@@ -121,8 +127,7 @@ impl ConnectorMutation {
                         "`sha256` pins a plugin library; pip checks the packages it installs (their hashes are recorded)",
                     ));
                 }
-                let limit = gw.config.request_timeout;
-                let wait = limit.saturating_sub(ANSWER_MARGIN).max(limit / 2);
+                let wait = answer_within(ctx)?;
                 match tokio::time::timeout(wait, admin.install_package(&package)).await {
                     Ok(done) => done.map(Connector).map_err(Error::new),
                     Err(_) => Err(Error::new(format!(
@@ -141,15 +146,21 @@ impl ConnectorMutation {
     }
 
     /// Removes an installed plugin or package (`dossier connectors remove`): forgets it and
-    /// deletes its library or virtual environment, and returns it (admin role). This server
+    /// deletes its library or virtual environment, and returns it (admin role). Deleting a
+    /// large virtual environment that outlasts the request goes on in the server. This server
     /// keeps listing and running what it loaded until it restarts.
     #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn remove_connector(&self, ctx: &Context<'_>, name: String) -> Result<Connector> {
-        connector_admin(ctx)?
-            .remove(&name)
-            .await
-            .map(Connector)
-            .map_err(Error::new)
+        let wait = answer_within(ctx)?;
+        match tokio::time::timeout(wait, connector_admin(ctx)?.remove(&name)).await {
+            Ok(done) => done.map(Connector).map_err(Error::new),
+            Err(_) => Err(Error::new(format!(
+                "{name}: still removing it after {} s, as long as a request may run \
+                 (`server.request_timeout`); the removal goes on in the server \
+                 (`dossier connectors list` shows when it is done)",
+                wait.as_secs_f32().round()
+            ))),
+        }
     }
 }
 
