@@ -23,7 +23,7 @@ use crate::html::{button, esc, text, url};
 
 const LIST: &str = "{ segments { name definition description count updatedAt } }";
 
-const ONE: &str = "query($name: String!, $first: Int, $after: String) { segment(name: $name) { name definition description count createdAt updatedAt changes(first: $first, after: $after) { pageInfo { hasNextPage endCursor } edges { node { change contactId at contact { id email firstName lastName } } } } } }";
+const ONE: &str = "query($name: String!, $first: Int, $after: String, $from: DateTime!, $to: DateTime!) { segment(name: $name) { name definition description count createdAt updatedAt history(from: $from, to: $to) { start entered left } changes(first: $first, after: $after) { pageInfo { hasNextPage endCursor } edges { node { change contactId at contact { id email firstName lastName } } } } } }";
 
 const COUNT: &str =
     "query($filter: String!) { contacts(filter: $filter, first: 1) { totalCount } }";
@@ -34,6 +34,9 @@ const DELETE: &str = "mutation($name: String!) { deleteSegment(name: $name) }";
 
 /// Changes on one page of a segment's feed.
 const FEED_PAGE: usize = 50;
+
+/// Days of entered/left counts on a segment's page, today included.
+const HISTORY_DAYS: i64 = 14;
 
 /// `GET /segments`.
 pub(crate) async fn list(Extract(c): Extract<State>, headers: HeaderMap) -> Response {
@@ -269,7 +272,21 @@ pub(crate) async fn show(
         Err(r) => return r,
     };
     let after = q.get("after").filter(|a| !a.is_empty());
-    let vars = json!({ "name": name, "first": FEED_PAGE.min(c.max_page_size), "after": after });
+    // The last days, in UTC, today included.
+    let today = chrono::Utc::now().date_naive();
+    let day = |d: chrono::NaiveDate| {
+        d.and_hms_opt(0, 0, 0).map(|t| {
+            t.and_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        })
+    };
+    let vars = json!({
+        "name": name,
+        "first": FEED_PAGE.min(c.max_page_size),
+        "after": after,
+        "from": day(today - chrono::Days::new(HISTORY_DAYS as u64 - 1)),
+        "to": day(today + chrono::Days::new(1)),
+    });
     let data = match c.query(&s.caller, ONE, vars).await {
         Ok(d) => d,
         Err(e) => return s.error(&e),
@@ -296,6 +313,7 @@ pub(crate) async fn show(
         esc(&when(&seg["createdAt"])),
         esc(&when(&seg["updatedAt"])),
     );
+    body.push_str(&history(&seg["history"]));
     body.push_str(&feed(&name, &seg["changes"], after.is_some()));
     if s.caller.role >= Role::Write {
         body.push_str(r#"<section><h2>Edit</h2>"#);
@@ -321,6 +339,26 @@ pub(crate) async fn show(
         );
     }
     s.page(StatusCode::OK, &format!("Segment {name}"), &body)
+}
+
+/// Contacts that entered and left per day, newest day first.
+fn history(days: &Value) -> String {
+    let mut out = format!(
+        r#"<section><h2>The last {HISTORY_DAYS} days</h2><div class="table"><table><caption class="muted">Contacts that entered and left each day (UTC)</caption><thead><tr><th scope="col">Day</th><th scope="col">Entered</th><th scope="col">Left</th></tr></thead><tbody>"#
+    );
+    let mut rows: Vec<&Value> = days.as_array().into_iter().flatten().collect();
+    rows.reverse();
+    for d in rows {
+        let _ = write!(
+            out,
+            r#"<tr><th scope="row">{}</th><td class="num">{}</td><td class="num">{}</td></tr>"#,
+            esc(text(&d["start"]).get(..10).unwrap_or_default()),
+            esc(&text(&d["entered"])),
+            esc(&text(&d["left"])),
+        );
+    }
+    out.push_str("</tbody></table></div></section>");
+    out
 }
 
 /// The entered/left feed: a table of one page, and the link to the next.

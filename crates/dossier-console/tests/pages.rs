@@ -169,6 +169,19 @@ async fn segments_are_listed_created_edited_with_their_feed_and_deleted() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let body = page(&t, &b, "/segments/french", StatusCode::OK).await;
     assert!(body.contains("11 contacts are in this segment"), "{body}");
+    // Today's row of the history: forty entered, twenty-nine left.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert!(
+        body.contains(&format!(
+            r#"<tr><th scope="row">{today}</th><td class="num">40</td><td class="num">29</td></tr>"#
+        )),
+        "{body}"
+    );
+    assert_eq!(
+        body.matches(r#"<td class="num">0</td><td class="num">0</td>"#)
+            .count(),
+        13
+    );
     assert_eq!(
         body.matches(r#"<td class="muted">left</td>"#).count(),
         10,
