@@ -204,6 +204,10 @@ async fn a_user_walks_the_console_in_a_real_browser() {
         .unwrap()
         .len();
     assert!(rows >= 2, "{text}");
+    // Its streams as dossier.toml configures them: what each reads and how it maps.
+    assert!(text.contains("Streams and mappings"), "{text}");
+    assert!(text.contains("target = contact"), "{text}");
+    assert!(text.contains("table = orders"), "{text}");
     w.shot("03-source").await;
 
     // Check: connection and mappings.

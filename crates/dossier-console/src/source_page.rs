@@ -22,7 +22,7 @@ use crate::sources::{action_form, when};
 /// Runs on the page (the table and the chart).
 const RUNS: usize = 30;
 
-const SOURCE: &str = "query($s: String) { sources { name connector schedule streams health { paused running runningBy nextDueAt consecutiveFailures lastError lastSuccessAt } rejectedRecords(first: 20) { stream recordId error } } syncRuns(source: $s, first: 30) { edges { node { id trigger status startedAt finishedAt rowsRead rowsWritten rowsRejected error streams } } } }";
+const SOURCE: &str = "query($s: String) { sources { name connector schedule streams streamConfigs health { paused running runningBy nextDueAt consecutiveFailures lastError lastSuccessAt } rejectedRecords(first: 20) { stream recordId error } } syncRuns(source: $s, first: 30) { edges { node { id trigger status startedAt finishedAt rowsRead rowsWritten rowsRejected error streams } } } }";
 
 const PROGRESS: &str = "subscription($s: String) { syncProgress(source: $s) { kind runId stream rows streamRows read written rejected deleted error elapsedSeconds } }";
 
@@ -104,6 +104,7 @@ pub(crate) async fn page(
         action("check", "Check connection and mappings");
         body.push_str("</p>");
     }
+    body.push_str(&streams(&src["streamConfigs"]));
     let runs: Vec<&Value> = data["syncRuns"]["edges"]
         .as_array()
         .map(|e| e.iter().map(|e| &e["node"]).take(RUNS).collect())
@@ -139,6 +140,49 @@ pub(crate) async fn page(
     }
     body.push_str(r#"<script src="/assets/progress.js" defer></script>"#);
     s.page(StatusCode::OK, &format!("Source {name}"), &body)
+}
+
+/// Each stream's read and mapping as configured, one table row per setting.
+fn streams(configs: &Value) -> String {
+    let Some(configs) = configs.as_array().filter(|c| !c.is_empty()) else {
+        return String::new();
+    };
+    let mut out = String::from("<h2>Streams and mappings</h2>");
+    for st in configs {
+        let _ = write!(
+            out,
+            r#"<section class="stream"><h3>{}</h3><dl class="facts">"#,
+            esc(&text(&st["name"]))
+        );
+        let Some(settings) = st.as_object() else {
+            continue;
+        };
+        for (key, value) in settings.iter().filter(|(k, _)| *k != "name") {
+            let _ = write!(out, "<dt>{}</dt><dd>", esc(key));
+            match value.as_object() {
+                Some(fields) => {
+                    out.push_str("<ul class=\"plain\">");
+                    for (k, v) in fields {
+                        let shown = match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        let _ = write!(
+                            out,
+                            "<li><code>{}</code> = <code>{}</code></li>",
+                            esc(k),
+                            esc(&shown)
+                        );
+                    }
+                    out.push_str("</ul>");
+                }
+                None => out.push_str(&format!("<code>{}</code>", esc(&text(value)))),
+            }
+            out.push_str("</dd>");
+        }
+        out.push_str("</dl></section>");
+    }
+    out
 }
 
 /// Deleted records and retries of a run, from its per-stream counters.

@@ -505,6 +505,18 @@ async fn a_source_page_shows_its_runs_rejected_records_and_check() {
     );
     assert!(r.body.contains(r#"data-progress="/sources/shop/progress""#));
     assert!(r.body.contains(r#"action="/sources/shop/check""#));
+    // Its stream as configured: what it reads and how it maps.
+    assert!(r.body.contains("<h3>customers</h3>"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("<li><code>table</code> = <code>customers</code></li>"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("<code>target</code> = <code>contact</code>")
+    );
 
     // Check: what the source reports, back on the source's page.
     let r = t

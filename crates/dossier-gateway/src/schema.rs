@@ -308,6 +308,12 @@ impl Source {
         &self.0.streams
     }
 
+    /// Each stream as configured: its `name`, what it reads (`read`) and its `mapping`, secrets
+    /// masked (empty for a source registered by an older version until it is registered again).
+    async fn stream_configs(&self) -> Json<&[serde_json::Value]> {
+        Json(&self.0.stream_configs)
+    }
+
     /// Its sync schedule, if it has one.
     async fn schedule(&self) -> Option<&str> {
         self.0.schedule.as_deref()

@@ -735,6 +735,7 @@ async fn sources_are_listed() {
                 connector: "sqlite".into(),
                 config: json!({ "path": "shop.db", "password": "***" }),
                 streams: vec!["customers".into(), "orders".into()],
+                stream_configs: vec![],
                 schedule: Some("every 15m".into()),
             },
         )

@@ -237,6 +237,7 @@ async fn live(config: GatewayConfig) -> Live {
                         connector: "sqlite".into(),
                         config: json!({}),
                         streams: vec!["customers".into()],
+                        stream_configs: vec![],
                         schedule: None,
                     },
                 )

@@ -70,6 +70,7 @@ async fn app(config: GatewayConfig) -> TestApp {
                 connector: "sqlite".into(),
                 config: json!({ "path": "shop.db", "password": "***" }),
                 streams: vec!["customers".into()],
+                stream_configs: vec![],
                 schedule: None,
             },
         )

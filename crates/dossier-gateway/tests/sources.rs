@@ -17,6 +17,7 @@ async fn sources_show_health_and_can_be_paused_resumed_and_cancelled() {
                 connector: "sqlite".into(),
                 config: json!({}),
                 streams: vec!["customers".into()],
+                stream_configs: vec![],
                 schedule: Some("15m".into()),
             },
         )

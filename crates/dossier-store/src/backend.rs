@@ -216,7 +216,7 @@ impl SqlStore {
         .bind(&source.name)
         .bind(&source.connector)
         .bind(source.config.to_string())
-        .bind(serde_json::to_string(&source.streams).unwrap_or_default())
+        .bind(streams_column(source).to_string())
         .bind(source.schedule.clone())
         .bind(now_micros())
         .execute(&self.write)
@@ -236,9 +236,8 @@ impl SqlStore {
                     connector: r.try_get("connector")?,
                     config: serde_json::from_str(&r.try_get::<String, _>("config")?)
                         .map_err(|e| StoreError::corrupt("source config", e))?,
-                    streams: serde_json::from_str(&r.try_get::<String, _>("streams")?)
-                        .map_err(|e| StoreError::corrupt("source streams", e))?,
                     schedule: r.try_get("schedule")?,
+                    ..streams_of(&r.try_get::<String, _>("streams")?)?
                 })
             })
             .collect()
@@ -311,4 +310,76 @@ fn sqlite_read_pragmas(
         conn.execute("PRAGMA mmap_size = 1073741824;").await?;
         Ok(())
     })
+}
+
+/// The `streams` column: each stream's config (with its `name`) where the source has them,
+/// else the names alone, as stores before stream configs were kept hold it.
+fn streams_column(source: &SourceRow) -> serde_json::Value {
+    if source.stream_configs.len() == source.streams.len() && !source.streams.is_empty() {
+        serde_json::Value::Array(source.stream_configs.clone())
+    } else {
+        serde_json::json!(source.streams)
+    }
+}
+
+/// A source's streams from its `streams` column: names, and configs where kept.
+fn streams_of(column: &str) -> Result<SourceRow> {
+    let items: Vec<serde_json::Value> =
+        serde_json::from_str(column).map_err(|e| StoreError::corrupt("source streams", e))?;
+    let mut row = SourceRow {
+        name: String::new(),
+        connector: String::new(),
+        config: serde_json::Value::Null,
+        streams: Vec::with_capacity(items.len()),
+        stream_configs: vec![],
+        schedule: None,
+    };
+    for item in items {
+        match item {
+            serde_json::Value::String(name) => row.streams.push(name),
+            serde_json::Value::Object(ref m) => {
+                let name = m.get("name").and_then(|n| n.as_str()).ok_or_else(|| {
+                    StoreError::corrupt("source streams", "a stream without a name")
+                })?;
+                row.streams.push(name.to_string());
+                row.stream_configs.push(item);
+            }
+            other => return Err(StoreError::corrupt("source streams", other)),
+        }
+    }
+    Ok(row)
+}
+
+#[cfg(test)]
+mod streams_column_tests {
+    use super::*;
+
+    #[test]
+    fn names_alone_and_configs_with_names_both_read_back() {
+        let old = streams_of(r#"["customers", "orders"]"#).unwrap();
+        assert_eq!(old.streams, ["customers", "orders"]);
+        assert!(old.stream_configs.is_empty());
+        let kept = streams_of(r#"[{"name": "customers", "read": {"table": "c"}}]"#).unwrap();
+        assert_eq!(kept.streams, ["customers"]);
+        assert_eq!(kept.stream_configs[0]["read"]["table"], "c");
+        assert!(streams_of("[1]").is_err());
+        assert!(streams_of(r#"[{"read": {}}]"#).is_err());
+        // Written back as configs where every stream has one, as names otherwise.
+        let row = SourceRow {
+            name: "shop".into(),
+            connector: "sqlite".into(),
+            config: serde_json::json!({}),
+            schedule: None,
+            ..kept.clone()
+        };
+        assert_eq!(streams_column(&row)[0]["name"], "customers");
+        let names_only = SourceRow {
+            stream_configs: vec![],
+            ..row
+        };
+        assert_eq!(
+            streams_column(&names_only),
+            serde_json::json!(["customers"])
+        );
+    }
 }

@@ -49,6 +49,9 @@ pub struct SourceRow {
     pub connector: String,
     pub config: serde_json::Value,
     pub streams: Vec<String>,
+    /// Each stream as configured (what it reads, its mapping), secrets masked; empty for a
+    /// source registered before the store kept them.
+    pub stream_configs: Vec<serde_json::Value>,
     pub schedule: Option<String>,
 }
 

@@ -436,6 +436,9 @@ pub struct Loaded {
     pub base_dir: PathBuf,
     /// Each source's `config` table before `${VAR}` expansion, with literal secrets masked.
     pub display_configs: Vec<serde_json::Value>,
+    /// Each source's streams as written (what each reads, its mapping), literal secrets
+    /// masked: what the API and the console show.
+    pub display_streams: Vec<Vec<serde_json::Value>>,
     /// Per source, why its connection settings could not be expanded (an unset variable),
     /// when loaded by [`Config::load_offline`]: connecting to it fails with this.
     pub unresolved: Vec<Option<String>>,
@@ -505,6 +508,16 @@ impl Config {
             .iter()
             .map(|s| mask_secrets(&s.config))
             .collect();
+        let display_streams = raw
+            .sources
+            .iter()
+            .map(|s| {
+                s.streams
+                    .iter()
+                    .map(|st| mask_secrets(&serde_json::to_value(st).unwrap_or_default()))
+                    .collect()
+            })
+            .collect();
         let mut tree: toml::Value = toml::from_str(text).map_err(|e| file_err(e.to_string()))?;
         let mut unresolved = vec![None; raw.sources.len()];
         if offline {
@@ -537,6 +550,7 @@ impl Config {
             config,
             base_dir,
             display_configs,
+            display_streams,
             unresolved,
         })
     }

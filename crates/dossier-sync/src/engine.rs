@@ -153,7 +153,8 @@ impl Engine {
     ) -> Result<Arc<Self>, SyncError> {
         let ws = loaded.config.workspace.clone();
         store.ensure_workspace(&ws).await?;
-        for (s, display) in loaded.config.sources.iter().zip(&loaded.display_configs) {
+        let displayed = loaded.display_configs.iter().zip(&loaded.display_streams);
+        for (s, (display, streams)) in loaded.config.sources.iter().zip(displayed) {
             store
                 .upsert_source(
                     &ws,
@@ -162,6 +163,7 @@ impl Engine {
                         connector: s.connector.clone(),
                         config: display.clone(),
                         streams: s.streams.iter().map(|st| st.name.clone()).collect(),
+                        stream_configs: streams.clone(),
                         schedule: s.schedule.clone(),
                     },
                 )

@@ -152,6 +152,11 @@ pub async fn app_with(config: GatewayConfig, sync_delay: Duration) -> T {
                 connector: "sqlite".into(),
                 config: json!({}),
                 streams: vec!["customers".into()],
+                stream_configs: vec![json!({
+                    "name": "customers",
+                    "read": { "table": "customers", "cursor": "updated_at" },
+                    "mapping": { "target": "contact", "id": "id", "identities": { "email": "email" } }
+                })],
                 schedule: Some("15m".into()),
             },
         )
