@@ -660,3 +660,88 @@ async fn a_csv_export_streams_every_page_of_a_filter() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+/// The next server-sent event's text from a streaming body, waiting up to 5 s.
+async fn next_event(body: &mut axum::body::Body) -> String {
+    use http_body_util::BodyExt as _;
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("an event within 5 s")
+            .expect("the stream goes on")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    text
+}
+
+#[tokio::test]
+async fn a_run_s_progress_reaches_its_source_page_as_server_sent_events() {
+    use dossier_gateway::{ProgressEvent, ProgressKind};
+    use tower::ServiceExt as _;
+    let t = app(keys()).await;
+    let b = t.sign_in(&t.read).await;
+    let request = |uri: &str| {
+        axum::http::Request::get(uri)
+            .header(header::COOKIE, b.cookie.as_str())
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let r = t
+        .app
+        .clone()
+        .oneshot(request("/sources/shop/progress"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = r.into_body();
+    let started = std::time::Instant::now();
+    while t.progress.receiver_count() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "no subscriber");
+        // The subscription starts when the body is first polled.
+        let _ = tokio::time::timeout(Duration::from_millis(50), async {
+            use http_body_util::BodyExt as _;
+            body.frame().await
+        })
+        .await;
+    }
+    // Another workspace's run and another source's are not this page's.
+    t.progress.send(ProgressEvent::new(
+        ProgressKind::RunStarted,
+        OTHER,
+        "shop",
+        7,
+    ));
+    t.progress
+        .send(ProgressEvent::new(ProgressKind::RunStarted, WS, "crm", 8));
+    t.progress.send(ProgressEvent {
+        stream: Some("customers".into()),
+        rows: Some(500),
+        stream_rows: Some(1500),
+        ..ProgressEvent::new(ProgressKind::BatchCommitted, WS, "shop", 9)
+    });
+    let event = next_event(&mut body).await;
+    let data = event
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap_or_else(|| panic!("{event}"));
+    let json: serde_json::Value = serde_json::from_str(data).unwrap();
+    assert_eq!(json["kind"], "BATCH_COMMITTED");
+    assert_eq!(json["runId"], "9");
+    assert_eq!(json["streamRows"], 1500);
+
+    // An unknown source: one `refused` event saying so.
+    let r = t
+        .app
+        .clone()
+        .oneshot(request("/sources/nope/progress"))
+        .await
+        .unwrap();
+    let event = next_event(&mut r.into_body()).await;
+    assert!(event.contains("event: refused"), "{event}");
+    assert!(event.contains("unknown source"), "{event}");
+}

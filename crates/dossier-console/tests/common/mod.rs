@@ -58,6 +58,8 @@ impl SyncTrigger for FakeSync {
 
 pub struct T {
     pub store: SqlStore,
+    /// The run events the schema's `syncProgress` serves.
+    pub progress: Arc<dossier_gateway::ProgressChannel>,
     pub schema: DossierSchema,
     pub app: Router,
     pub read: String,
@@ -187,12 +189,15 @@ pub async fn app_with(config: GatewayConfig, sync_delay: Duration) -> T {
         store: store.clone(),
         delay: sync_delay,
     });
-    let schema = dossier_gateway::build_schema(store.clone(), Some(sync), None, None, config);
+    let progress = Arc::new(dossier_gateway::ProgressChannel::new(64));
+    let feed: Arc<dyn dossier_gateway::ProgressFeed> = progress.clone();
+    let schema = dossier_gateway::build_schema(store.clone(), Some(sync), None, Some(feed), config);
     // As `dossier serve` wires them: the gateway's routes and the console's, merged.
     let app = dossier_gateway::router(schema.clone(), store.clone())
         .merge(dossier_console::router(schema.clone(), store.clone()));
     T {
         store,
+        progress,
         schema,
         app,
         read,
