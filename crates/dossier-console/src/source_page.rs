@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 use crate::ConsoleError;
 use crate::console::State;
 use crate::html::{esc, text, url};
-use crate::sources::{action_form, when};
+use crate::forms::when;
+use crate::sources::action_form;
 
 /// Runs on the page (the table and the chart).
 const RUNS: usize = 30;

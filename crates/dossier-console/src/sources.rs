@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::ConsoleError;
 use crate::console::State;
+use crate::forms::when;
 use crate::html::{button, esc, text, url};
 
 const SOURCES: &str = "{ sources { name connector schedule streams health { paused running runningBy nextDueAt consecutiveFailures lastError lastSuccessAt } } }";
@@ -101,16 +102,6 @@ fn schedule(v: &Value) -> String {
     match v.as_str() {
         Some(s) => format!("every {s}"),
         None => "manual".to_string(),
-    }
-}
-
-/// A GraphQL date-time, to the second; a dash when there is none.
-pub(crate) fn when(v: &Value) -> String {
-    match v.as_str() {
-        Some(t) => t
-            .get(..19)
-            .map_or_else(|| t.to_string(), |s| s.replace('T', " ")),
-        None => "—".to_string(),
     }
 }
 
