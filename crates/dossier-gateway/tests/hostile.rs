@@ -526,3 +526,33 @@ async fn request_timeout_bounds_validation_and_healthz_is_served_meanwhile() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(took < Duration::from_millis(800), "answered after {took:?}");
 }
+
+/// The console and `dossier query` run documents without HTTP: the same time bound applies.
+#[tokio::test]
+async fn execute_without_http_is_bounded_by_the_request_timeout_too() {
+    let doc = "{ contacts(first: 5) { totalCount } }";
+    let t = seeded_with(
+        GatewayConfig {
+            request_timeout: Duration::ZERO,
+            ..config()
+        },
+        |_| None,
+    )
+    .await;
+    let caller = dossier_gateway::Caller::admin(WS);
+    let out = dossier_gateway::execute(&t.schema, &t.store, caller.clone(), doc, None).await;
+    assert_eq!(out["errors"][0]["extensions"]["code"], "TIMEOUT", "{out}");
+    assert!(
+        out["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ran longer than 0 ms")),
+        "{out}"
+    );
+    // Given its time, the same document answers.
+    let t = seeded_with(config(), |_| None).await;
+    let out = dossier_gateway::execute(&t.schema, &t.store, caller, doc, None).await;
+    assert!(
+        out["data"]["contacts"]["totalCount"].as_i64().is_some(),
+        "{out}"
+    );
+}
