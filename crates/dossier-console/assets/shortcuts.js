@@ -1,5 +1,5 @@
-// The shortcut editor's live preview: as the template or the contact changes (300 ms after
-// the last key), post them to the console, which renders the template for that contact
+// The shortcut editor's live preview: as the template, the contact or the session changes
+// (300 ms after the last key), post them to the console, which renders the template for that contact
 // through the API and answers with the preview section (escaped on the server), or with
 // the error and the place it points at. Only the latest answer is shown.
 (function () {
@@ -12,6 +12,7 @@
   var endpoint = form.getAttribute("data-preview");
   var template = form.elements.namedItem("template");
   var contact = form.elements.namedItem("contact");
+  var session = form.elements.namedItem("session");
   var timer = null;
   var asked = 0;
 
@@ -21,6 +22,7 @@
     body.set("csrf", form.elements.namedItem("csrf").value);
     body.set("template", template.value);
     body.set("contact", contact.value);
+    body.set("session", session.value);
     fetch(endpoint, {
       method: "POST",
       credentials: "same-origin",
@@ -54,4 +56,5 @@
   }
   template.addEventListener("input", later);
   contact.addEventListener("input", later);
+  session.addEventListener("input", later);
 })();

@@ -1,5 +1,6 @@
 //! `/shortcuts`: saved shortcuts; the template editor with a preview for a chosen contact
-//! (by id or email; the workspace's first contact when none is chosen), each placeholder
+//! (by id or email; the workspace's first contact when none is chosen) and, for `session.*`
+//! placeholders, one of its sessions (its latest when none is chosen), each placeholder
 //! with the contact's value or the fallback shown instead, and the API's errors shown at
 //! their line and column. `assets/shortcuts.js` asks `/shortcuts/-/preview` again as the
 //! template or the contact changes; without it the Preview button does the same.
@@ -25,13 +26,11 @@ use crate::html::{button, esc, text, url};
 
 const LIST: &str = "{ shortcuts { name template updatedAt } }";
 
-const CONTACT: &str = "query($id: ID, $email: String) { contact(id: $id, email: $email) { id email firstName lastName } }";
+const CONTACT: &str = "query($id: ID, $email: String) { contact(id: $id, email: $email) { id email firstName lastName sessions(first: 1) { edges { node { id } } } } }";
 
-const FIRST_CONTACT: &str =
-    "{ contacts(first: 1) { edges { node { id email firstName lastName } } } }";
+const FIRST_CONTACT: &str = "{ contacts(first: 1) { edges { node { id email firstName lastName sessions(first: 1) { edges { node { id } } } } } } }";
 
-const RENDER: &str =
-    "query($t: String!, $c: ID!) { text: renderShortcut(template: $t, contactId: $c) }";
+const RENDER: &str = "query($t: String!, $c: ID!, $s: ID) { text: renderShortcut(template: $t, contactId: $c, sessionId: $s) }";
 
 const SAVE: &str = "mutation($name: String!, $template: String!) { saveShortcut(name: $name, template: $template) { name } }";
 
@@ -178,17 +177,25 @@ fn preview_section(inner: &str) -> String {
     format!(r#"<h2 id="preview-title">Preview</h2>{inner}"#)
 }
 
-/// Renders `template` for the contact `chosen` names (an id or an email; the first contact
-/// when empty) through `renderShortcut`, and each placeholder alone to show which fell
-/// back. Errors are the API's, with the place in the template when it names one.
-async fn preview(c: &Console, s: &Signed, template: &str, chosen: &str) -> Preview {
+/// Whom a preview is for: a contact's id or email (the first contact when empty), and a
+/// session id for `session.*` placeholders (the contact's latest session when empty).
+struct Chosen<'a> {
+    contact: &'a str,
+    session: &'a str,
+}
+
+/// Renders `template` for the chosen contact (and session) through `renderShortcut`, and
+/// each placeholder alone to show which fell back. Errors are the API's, with the place in
+/// the template when it names one.
+async fn preview(c: &Console, s: &Signed, template: &str, chosen: &Chosen<'_>) -> Preview {
     let refused = |message: String, status: StatusCode, inner: String| Preview {
         html: preview_section(&inner),
         status,
         text: None,
         error: Some(message),
     };
-    let chosen = chosen.trim();
+    let session_chosen = chosen.session.trim();
+    let chosen = chosen.contact.trim();
     let found = if chosen.is_empty() {
         c.query(&s.caller, FIRST_CONTACT, json!({}))
             .await
@@ -221,14 +228,37 @@ async fn preview(c: &Console, s: &Signed, template: &str, chosen: &str) -> Previ
         }
     };
     let id = text(&contact["id"]);
+    let slots = slots(template);
+    // A session only when asked for, or when the template shows one.
+    let session = if !session_chosen.is_empty() {
+        Some(session_chosen.to_string())
+    } else if slots.iter().any(|s| s.path.starts_with("session.")) {
+        contact["sessions"]["edges"][0]["node"]["id"]
+            .as_str()
+            .map(str::to_string)
+    } else {
+        None
+    };
     let for_whom = format!(
-        r#"<p class="muted">For <a href="/contacts/{}">{}</a> (contact {}).</p>"#,
+        r#"<p class="muted">For <a href="/contacts/{}">{}</a> (contact {}){}.</p>"#,
         url(&id),
         esc(&contact_label(&contact)),
-        esc(&id)
+        esc(&id),
+        match (&session, session_chosen.is_empty()) {
+            (Some(sid), true) => format!(" and their latest session, {}", esc(sid)),
+            (Some(sid), false) => format!(" and session {}", esc(sid)),
+            (None, _) if slots.iter().any(|s| s.path.starts_with("session.")) => {
+                ", who has no sessions".to_string()
+            }
+            (None, _) => String::new(),
+        }
     );
     let rendered = match c
-        .query(&s.caller, RENDER, json!({ "t": template, "c": id }))
+        .query(
+            &s.caller,
+            RENDER,
+            json!({ "t": template, "c": id, "s": session }),
+        )
         .await
     {
         Ok(d) => text(&d["text"]),
@@ -250,20 +280,20 @@ async fn preview(c: &Console, s: &Signed, template: &str, chosen: &str) -> Previ
         r#"{for_whom}<pre class="preview" id="preview-text">{}</pre>"#,
         esc(&rendered)
     );
-    let slots = slots(template);
     if !slots.is_empty() {
         // Each placeholder alone, without its fallback: empty means the fallback shows.
         let listed = &slots[..slots.len().min(MAX_LISTED)];
         let mut vars = Map::new();
         vars.insert("c".into(), json!(id));
-        let mut params = String::from("$c: ID!");
+        vars.insert("s".into(), json!(session));
+        let mut params = String::from("$c: ID!, $s: ID");
         let mut fields = String::new();
         for (i, slot) in listed.iter().enumerate() {
             vars.insert(format!("t{i}"), json!(format!("{{{{ {} }}}}", slot.path)));
             let _ = write!(params, ", $t{i}: String!");
             let _ = write!(
                 fields,
-                " p{i}: renderShortcut(template: $t{i}, contactId: $c)"
+                " p{i}: renderShortcut(template: $t{i}, contactId: $c, sessionId: $s)"
             );
         }
         let values = c
@@ -322,6 +352,7 @@ struct Editor<'a> {
     name: &'a str,
     template: &'a str,
     contact: &'a str,
+    session: &'a str,
     /// Editing a saved shortcut: its name is fixed (saving under another makes a copy).
     saved: bool,
     /// The preview section's HTML, when there is one.
@@ -352,6 +383,9 @@ fn editor(s: &Signed, e: &Editor<'_>) -> String {
 <p><label for="contact">Preview for contact</label><br>
 <input id="contact" name="contact" type="text" autocomplete="off" value="{}" placeholder="id or email" aria-describedby="contact-help">
 <br><span id="contact-help" class="muted">A contact's id or email; the first contact when empty.</span></p>
+<p><label for="session">Session</label> <span class="muted">(optional)</span><br>
+<input id="session" name="session" type="text" inputmode="numeric" autocomplete="off" value="{}" placeholder="session id" aria-describedby="session-help">
+<br><span id="session-help" class="muted">For <code>session.*</code> placeholders: one of the contact's sessions; their latest when empty.</span></p>
 <p>{save}<button type="submit" name="action" value="preview">Preview</button></p>
 </form>
 <section id="preview" aria-labelledby="preview-title" aria-live="polite">{}</section>
@@ -366,12 +400,13 @@ fn editor(s: &Signed, e: &Editor<'_>) -> String {
         if e.saved { " readonly" } else { "" },
         esc(e.template),
         esc(e.contact),
+        esc(e.session),
         e.preview.as_deref().unwrap_or_default(),
     );
     out
 }
 
-/// `GET /shortcuts/-/new?contact=...`.
+/// `GET /shortcuts/-/new?contact=...&session=...`.
 pub(crate) async fn new(
     Extract(c): Extract<State>,
     headers: HeaderMap,
@@ -382,12 +417,14 @@ pub(crate) async fn new(
         Err(r) => return r,
     };
     let contact = q.get("contact").map(String::as_str).unwrap_or_default();
+    let session = q.get("session").map(String::as_str).unwrap_or_default();
     let body = editor(
         &s,
         &Editor {
             name: "",
             template: "",
             contact,
+            session,
             saved: false,
             preview: None,
             error: None,
@@ -396,7 +433,7 @@ pub(crate) async fn new(
     s.page(StatusCode::OK, "New shortcut", &body)
 }
 
-/// `GET /shortcuts/{name}?contact=...`: the editor of a saved shortcut with its preview.
+/// `GET /shortcuts/{name}?contact=...&session=...`: the editor of a saved shortcut with its preview.
 /// Another workspace's shortcut is not found.
 pub(crate) async fn show(
     Extract(c): Extract<State>,
@@ -422,13 +459,15 @@ pub(crate) async fn show(
     };
     let template = text(&found["template"]);
     let contact = q.get("contact").map(String::as_str).unwrap_or_default();
-    let shown = preview(&c, &s, &template, contact).await;
+    let session = q.get("session").map(String::as_str).unwrap_or_default();
+    let shown = preview(&c, &s, &template, &Chosen { contact, session }).await;
     let mut body = editor(
         &s,
         &Editor {
             name: &name,
             template: &template,
             contact,
+            session,
             saved: true,
             preview: Some(shown.html),
             error: None,
@@ -464,6 +503,8 @@ pub(crate) struct EditorForm {
     #[serde(default)]
     contact: String,
     #[serde(default)]
+    session: String,
+    #[serde(default)]
     saved: Option<String>,
     /// `save` or `preview`.
     #[serde(default)]
@@ -490,13 +531,23 @@ pub(crate) async fn post(
         "New shortcut".to_string()
     };
     if form.action.as_deref() == Some("preview") {
-        let shown = preview(&c, &s, &form.template, &form.contact).await;
+        let shown = preview(
+            &c,
+            &s,
+            &form.template,
+            &Chosen {
+                contact: &form.contact,
+                session: &form.session,
+            },
+        )
+        .await;
         let body = editor(
             &s,
             &Editor {
                 name,
                 template: &form.template,
                 contact: &form.contact,
+                session: &form.session,
                 saved,
                 preview: Some(shown.html),
                 error: None,
@@ -509,8 +560,12 @@ pub(crate) async fn post(
         Ok(d) => {
             let name = text(&d["saveShortcut"]["name"]);
             let mut to = format!("/shortcuts/{}", url(&name));
-            if !form.contact.trim().is_empty() {
-                let _ = write!(to, "?contact={}", url(form.contact.trim()));
+            let mut sep = '?';
+            for (key, value) in [("contact", &form.contact), ("session", &form.session)] {
+                if !value.trim().is_empty() {
+                    let _ = write!(to, "{sep}{key}={}", url(value.trim()));
+                    sep = '&';
+                }
             }
             s.redirect(&c, &to, format!("Shortcut {name} saved."))
         }
@@ -522,6 +577,7 @@ pub(crate) async fn post(
                     name,
                     template: &form.template,
                     contact: &form.contact,
+                    session: &form.session,
                     saved,
                     preview: None,
                     error: Some(e.to_string()),
@@ -540,6 +596,8 @@ pub(crate) struct PreviewForm {
     template: String,
     #[serde(default)]
     contact: String,
+    #[serde(default)]
+    session: String,
 }
 
 /// `POST /shortcuts/-/preview` (the editor's script): `{"html", "text"}` or
@@ -554,7 +612,16 @@ pub(crate) async fn preview_json(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let shown = preview(&c, &s, &form.template, &form.contact).await;
+    let shown = preview(
+        &c,
+        &s,
+        &form.template,
+        &Chosen {
+            contact: &form.contact,
+            session: &form.session,
+        },
+    )
+    .await;
     let (line, column) = shown.error.as_deref().and_then(position).unzip();
     json_answer(
         shown.status,

@@ -545,6 +545,94 @@ async fn the_shortcut_editor_previews_with_fallbacks_and_saves() {
             "{html}"
         );
     }
+    // Session placeholders: the contact's latest session, or the one chosen.
+    let sessions = t
+        .data(
+            WS,
+            r#"{ contact(email: "user1@example.com") { sessions(first: 1) { edges { node { id } } } } }"#,
+        )
+        .await;
+    let order = sessions["contact"]["sessions"]["edges"][0]["node"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let with_session =
+        "Order {{ session.id }}: {{ session.data.total | \"?\" }} ({{ session.kind }})";
+    for (contact, session) in [
+        ("user1@example.com", ""),
+        ("user1@example.com", order.as_str()),
+    ] {
+        let r = t
+            .post(
+                "/shortcuts/-/preview",
+                Some(&b.cookie),
+                &form(
+                    &b,
+                    &[
+                        ("template", with_session),
+                        ("contact", contact),
+                        ("session", session),
+                    ],
+                ),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let answer: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            answer["text"],
+            json!(format!("Order {order}: 42 (order)")),
+            "{answer}"
+        );
+        let said = if session.is_empty() {
+            format!("and their latest session, {order}")
+        } else {
+            format!("and session {order}")
+        };
+        assert!(answer["html"].as_str().unwrap().contains(&said), "{answer}");
+    }
+    // A contact without sessions: the fallback, and the page says why.
+    let r = t
+        .post(
+            "/shortcuts/-/preview",
+            Some(&b.cookie),
+            &form(
+                &b,
+                &[("template", with_session), ("contact", "user2@example.com")],
+            ),
+        )
+        .await;
+    let answer: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(answer["text"], json!("Order : ? ()"), "{answer}");
+    assert!(
+        answer["html"]
+            .as_str()
+            .unwrap()
+            .contains("who has no sessions")
+    );
+    // Another contact's session is the API's refusal.
+    let r = t
+        .post(
+            "/shortcuts/-/preview",
+            Some(&b.cookie),
+            &form(
+                &b,
+                &[
+                    ("template", with_session),
+                    ("contact", "user2@example.com"),
+                    ("session", &order),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let answer: Value = serde_json::from_str(&r.body).unwrap();
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not belong"),
+        "{answer}"
+    );
     // No contact chosen: the first one.
     let r = t
         .post(
