@@ -316,3 +316,62 @@ async fn serve_answers_graphql_over_http() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A sync started over the API outlives the request that started it: the request is answered
+/// when its time bound passes, and the run goes on to finish.
+#[tokio::test]
+async fn a_triggered_sync_outlives_the_request_that_started_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo(d, 10_000);
+    // An empty store, so the triggered sync is a whole first load (several seconds here).
+    for f in ["dossier.db", "dossier.db-wal", "dossier.db-shm"] {
+        let _ = std::fs::remove_file(d.join(f));
+    }
+    let toml = std::fs::read_to_string(config(d)).unwrap();
+    let toml = toml.replacen("[server]\n", "[server]\nrequest_timeout = \"1s\"\n", 1);
+    std::fs::write(config(d), toml).unwrap();
+    let key = common::api_key(&config(d), "write");
+    let (mut child, addr) = serve(&["--config", config(d).to_str().unwrap()]);
+    let ask = |query: &str| {
+        let resp = common::post_graphql(
+            &addr,
+            &key,
+            &serde_json::json!({ "query": query }).to_string(),
+        );
+        let body = resp
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        (resp, body)
+    };
+    let started = Instant::now();
+    let (resp, _) = ask(r#"mutation { triggerSync(source: "shop") { id status } }"#);
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    assert!(resp.contains("TIMEOUT"), "{resp}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let run = loop {
+        let (_, body) =
+            ask(r#"{ syncRuns(source: "shop", first: 1) { edges { node { status rowsRead } } } }"#);
+        let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_default();
+        let node = v["data"]["syncRuns"]["edges"][0]["node"].clone();
+        if node["status"] != "running" && !node.is_null() {
+            break node;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run never ended: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let (_, body) = ask("{ contacts(first: 1) { totalCount } }");
+    assert!(body.contains("\"totalCount\":10000"), "{body}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
