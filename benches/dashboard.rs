@@ -9,7 +9,10 @@
 //! `total` of 0 to 199.99 spread over a year, and each contact's `total_spent` aggregate
 //! summed from its orders.
 //!
-//! Run: `cargo bench --bench dashboard` (`DOSSIER_DASHBOARD_CONTACTS`, default 1000000;
+//! The console's pages are timed on the same store (`console_pages`).
+//!
+//! Run: `cargo bench --bench dashboard` (`DOSSIER_DASHBOARD_PARTS`, default
+//! `dashboards,console`; `DOSSIER_DASHBOARD_CONTACTS`, default 1000000;
 //! `DOSSIER_DASHBOARD_BACKENDS`, default `sqlite,postgres`; `DOSSIER_BENCH_PG_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`).
 
@@ -175,6 +178,14 @@ async fn bench(name: &str, url: &str, contacts: u64, per_contact: u64) -> anyhow
         None,
         GatewayConfig::open("default"),
     );
+    let parts =
+        std::env::var("DOSSIER_DASHBOARD_PARTS").unwrap_or_else(|_| "dashboards,console".into());
+    if parts.contains("console") {
+        console_pages(name, &schema, &store).await?;
+    }
+    if !parts.contains("dashboards") {
+        return Ok(());
+    }
     println!("\n{name}: {contacts} contacts, {sessions} orders");
     println!(
         "| query | runs | gateway p50 | gateway p99 | hand-written SQL p50 | SQL p99 | ratio (p50) |"
@@ -212,6 +223,114 @@ async fn bench(name: &str, url: &str, contacts: u64, per_contact: u64) -> anyhow
         );
     }
     Ok(())
+}
+
+/// The console's pages at this scale (issue 26): each page's server time, through the
+/// console's router in-process (session, GraphQL through the schema, HTML), and the filter
+/// builder's live count of a two-condition filter.
+async fn console_pages(
+    name: &str,
+    schema: &dossier_gateway::DossierSchema,
+    store: &SqlStore,
+) -> anyhow::Result<()> {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use tower::ServiceExt as _;
+
+    let app = dossier_console::router(schema.clone(), store.clone());
+    // Open access: the first visit makes the session whose cookie every request carries.
+    let first = app
+        .clone()
+        .oneshot(Request::get("/").body(Body::empty())?)
+        .await?;
+    let cookie = first
+        .headers()
+        .get(header::SET_COOKIE)
+        .context("no session cookie")?
+        .to_str()?
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let two = "country = \"FR\" and data.price_plan = \"pro\"";
+    let pages = [
+        (
+            "contacts list, first page with its total",
+            "/contacts".to_string(),
+        ),
+        (
+            "contacts list, a later page (the total carried by the link)",
+            "/contacts?total=1000000&after=".to_string(),
+        ),
+        (
+            "search by a whole email",
+            "/contacts?q=user123456%40example.com".to_string(),
+        ),
+        (
+            "search by part of an email, phone or name (a scan)",
+            "/contacts?q=user123456%40".to_string(),
+        ),
+        ("contact card", "/contacts/123456".to_string()),
+        (
+            "contacts list, two-condition filter",
+            format!("/contacts?filter={}", enc(two)),
+        ),
+        (
+            "filter builder's live count, two conditions",
+            format!("/segments/-/count?filter={}", enc(two)),
+        ),
+        ("sources", "/sources".to_string()),
+        ("segments", "/segments".to_string()),
+    ];
+    println!("\n{name}: console pages (server time, in-process)");
+    println!("| page | runs | p50 | p99 |");
+    println!("| --- | --- | --- | --- |");
+    for (label, mut uri) in pages {
+        if uri.ends_with("after=") {
+            // A cursor from the middle of the list, as the "Next page" link carries.
+            let doc = "{ contacts(first: 25) { pageInfo { endCursor } } }";
+            let page =
+                dossier_gateway::execute(schema, store, Caller::admin("default"), doc, None).await;
+            let cursor = page["data"]["contacts"]["pageInfo"]["endCursor"]
+                .as_str()
+                .context("no cursor")?;
+            uri.push_str(&enc(cursor));
+        }
+        let get = || {
+            let request = Request::get(uri.as_str())
+                .header(header::COOKIE, cookie.as_str())
+                .body(Body::empty())
+                .expect("a request");
+            app.clone().oneshot(request)
+        };
+        let r = get().await?;
+        if !r.status().is_success() {
+            bail!("{label}: {uri} answered {}", r.status());
+        }
+        let runs = 30;
+        let mut ms = vec![];
+        for _ in 0..runs {
+            let t = Instant::now();
+            let r = get().await?;
+            axum::body::to_bytes(r.into_body(), usize::MAX).await?;
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let (p50, p99) = percentiles(ms);
+        println!("| {label} | {runs} | {p50:.1} ms | {p99:.1} ms |");
+    }
+    Ok(())
+}
+
+/// A URL query value.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use crate::html::{esc, text, url};
 /// Contacts on one page of the list (less when the server allows less).
 const PAGE: usize = 25;
 
-const LIST: &str = "query($where: ContactFilter, $filter: String, $first: Int, $after: String) { contacts(where: $where, filter: $filter, first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { id email firstName lastName country updatedAt } } } }";
+const LIST: &str = "query($where: ContactFilter, $filter: String, $first: Int, $after: String, $count: Boolean!) { contacts(where: $where, filter: $filter, first: $first, after: $after) { totalCount @include(if: $count) pageInfo { hasNextPage endCursor } edges { node { id email firstName lastName country updatedAt } } } }";
 
 const CARD: &str = "query($id: ID!) { contact(id: $id) { id email phone firstName lastName company country city locale createdAt updatedAt data aggregates segments identities { kind value } origins { field source stream recordId at } sessions(first: 10) { pageInfo { hasNextPage } edges { node { id kind source stream externalId startedAt endedAt data } } } } }";
 
@@ -87,6 +87,15 @@ impl Search {
         if self.q.is_empty() {
             return Value::Null;
         }
+        // A whole email is looked up by its index; anything else is searched for in emails,
+        // phones and names (a scan).
+        if let Some((user, domain)) = self.q.split_once('@')
+            && !user.is_empty()
+            && domain.contains('.')
+            && !self.q.contains(char::is_whitespace)
+        {
+            return json!({ "field": "email", "eq": self.q.to_lowercase() });
+        }
         let any: Vec<Value> = ["email", "phone", "first_name", "last_name"]
             .iter()
             .map(|f| json!({ "field": f, "contains": self.q }))
@@ -137,7 +146,12 @@ pub(crate) async fn list(
     };
     let search = Search::of(&q);
     let after = q.get("after").filter(|a| !a.is_empty());
-    let vars = json!({ "where": search.where_(), "filter": search.filter(), "first": PAGE.min(c.max_page_size), "after": after });
+    // The total is counted for the first page and carried by the links to the next ones: a
+    // count reads every match, a page only its own rows.
+    let carried = after
+        .and(q.get("total"))
+        .and_then(|t| t.parse::<i64>().ok());
+    let vars = json!({ "where": search.where_(), "filter": search.filter(), "first": PAGE.min(c.max_page_size), "after": after, "count": carried.is_none() });
     let mut body = form(&search);
     let data = match c.query(&s.caller, LIST, vars).await {
         Ok(d) => d,
@@ -153,7 +167,7 @@ pub(crate) async fn list(
         Err(e) => return s.error(&e),
     };
     let contacts = &data["contacts"];
-    let total = contacts["totalCount"].as_i64().unwrap_or_default();
+    let total = carried.unwrap_or_else(|| contacts["totalCount"].as_i64().unwrap_or_default());
     let _ = write!(
         body,
         r#"<p>{total} contact{} · <a href="/contacts.csv?{}" download>Export as CSV</a></p>"#,
@@ -196,7 +210,7 @@ pub(crate) async fn list(
         && let Some(end) = contacts["pageInfo"]["endCursor"].as_str()
     {
         links.push(format!(
-            r#"<a href="/contacts?{}&amp;after={}" rel="next">Next page</a>"#,
+            r#"<a href="/contacts?{}&amp;total={total}&amp;after={}" rel="next">Next page</a>"#,
             esc(&search.query()),
             url(end)
         ));

@@ -600,9 +600,18 @@ async fn the_filter_builder_adds_a_condition_and_the_list_counts_it() {
         "{}",
         r.body
     );
-    // Searched by name as well as email.
+    // Searched by name as well as email; a whole email, whatever its case, by its index.
     let r = t.get("/contacts?q=ana%40", Some(&b.cookie)).await;
     assert!(r.body.contains("1 contact "), "{}", r.body);
+    let r = t
+        .get("/contacts?q=User17%40Example.com", Some(&b.cookie))
+        .await;
+    assert!(r.body.contains("1 contact "), "{}", r.body);
+    assert!(r.body.contains("user17@example.com"), "{}", r.body);
+    // The next page carries the first page's total instead of counting again.
+    let r = t.get("/contacts", Some(&b.cookie)).await;
+    assert!(r.body.contains("41 contacts"), "{}", r.body);
+    assert!(r.body.contains("&amp;total=41&amp;after="), "{}", r.body);
     // A filter that does not parse says where, and keeps the form.
     let r = t
         .get(
