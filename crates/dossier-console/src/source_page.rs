@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 
 use crate::ConsoleError;
 use crate::console::State;
-use crate::html::{esc, text, url};
 use crate::forms::when;
+use crate::html::{esc, text, url};
 use crate::sources::action_form;
 
 /// Runs on the page (the table and the chart).
