@@ -4,7 +4,9 @@
 //! cursor stays valid however many rows come and go before it. Nulls sort last in either
 //! direction and ties fall back to the id.
 
-use dossier_core::{Filter, FilterField};
+use std::collections::HashMap;
+
+use dossier_core::{DataValue, Filter, FilterField};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -208,6 +210,9 @@ impl SqlStore {
         let sqlite = self.backend == crate::Backend::Sqlite;
         let names = naming(order.iter().map(|o| &o.field));
         let empty_sort = self.empty_aggregates(ws, Some(&names)).await?;
+        // What the filter's aggregates read as on a contact without them: once, for the head
+        // of the ordering and for the whole ordering alike.
+        let empty_filter = self.empty_aggregates(ws, filter).await?;
         if let [
             OrderBy {
                 field: FilterField::Agg(name),
@@ -219,14 +224,21 @@ impl SqlStore {
                 .get(name.as_str())
                 .and_then(|v| v.as_sort_number());
             let top = self
-                .top_by_aggregate(ws, filter, name.as_str(), *descending, empty, first, after)
+                .top_by_aggregate(
+                    ws,
+                    (filter, empty_filter.clone()),
+                    name.as_str(),
+                    *descending,
+                    empty,
+                    first,
+                    after,
+                )
                 .await?;
             if top.has_next {
                 return Ok(top);
             }
         }
-        let mut b =
-            SqlBuilder::new(0).with_empty_aggregates(self.empty_aggregates(ws, filter).await?);
+        let mut b = SqlBuilder::new(0).with_empty_aggregates(empty_filter);
         let ws_p = b.param(Bind::Text(ws.into()));
         let mut fields = ContactFields::new(&empty_sort, sqlite);
         let mut cols = vec![];
@@ -263,7 +275,7 @@ impl SqlStore {
     async fn top_by_aggregate(
         &self,
         ws: &str,
-        filter: Option<&Filter>,
+        (filter, empty_filter): (Option<&Filter>, HashMap<String, DataValue>),
         name: &str,
         descending: bool,
         empty: Option<f64>,
@@ -271,8 +283,7 @@ impl SqlStore {
         after: Option<&Position>,
     ) -> Result<Page<Placed<ContactRow>>> {
         let sqlite = self.backend == crate::Backend::Sqlite;
-        let mut b =
-            SqlBuilder::new(0).with_empty_aggregates(self.empty_aggregates(ws, filter).await?);
+        let mut b = SqlBuilder::new(0).with_empty_aggregates(empty_filter);
         let ws_p = b.param(Bind::Text(ws.into()));
         let name_p = b.param(Bind::Text(name.into()));
         let before_empty = match empty {
