@@ -5,21 +5,17 @@
 use std::fmt::Write as _;
 
 use axum::extract::State as Extract;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::console::State;
+use crate::console::{Signed, State};
 use crate::html::{esc, text};
 
 const LIST: &str = "{ connectors { name kind version configSchema streamSchema file sha256 } }";
 
 /// `GET /connectors`.
-pub(crate) async fn list(Extract(c): Extract<State>, headers: HeaderMap) -> Response {
-    let s = match c.signed(&headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub(crate) async fn list(Extract(c): Extract<State>, s: Signed) -> Response {
     let data = match c.query(&s.caller, LIST, json!({})).await {
         Ok(d) => d,
         Err(e) => return s.error(&e),

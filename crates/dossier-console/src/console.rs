@@ -251,3 +251,16 @@ impl Signed {
         Redirect::to(to).into_response()
     }
 }
+
+/// A handler's signed-in session (see [`Console::signed`]): a request without one is answered
+/// with the way to sign in before the handler runs.
+impl axum::extract::FromRequestParts<State> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        console: &State,
+    ) -> Result<Self, Self::Rejection> {
+        console.signed(&parts.headers).await
+    }
+}

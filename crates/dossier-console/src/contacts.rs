@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use axum::extract::{Path, Query, State as Extract};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
 use crate::ConsoleError;
-use crate::console::State;
+use crate::console::{Signed, State};
 use crate::html::{esc, text, url};
 
 /// Contacts on one page of the list (less when the server allows less).
@@ -137,13 +137,9 @@ fn condition(q: &HashMap<String, String>) -> Option<String> {
 /// builder's condition joined to the filter).
 pub(crate) async fn list(
     Extract(c): Extract<State>,
-    headers: HeaderMap,
+    s: Signed,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let s = match c.signed(&headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let search = Search::of(&q);
     let after = q.get("after").filter(|a| !a.is_empty());
     // The total is counted for the first page and carried by the links to the next ones: a
@@ -274,13 +270,9 @@ fn day(v: &Value) -> String {
 /// `GET /contacts/{id}`: 404 for an id the caller's workspace does not have.
 pub(crate) async fn card(
     Extract(c): Extract<State>,
-    headers: HeaderMap,
+    s: Signed,
     Path(id): Path<String>,
 ) -> Response {
-    let s = match c.signed(&headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     // Contact ids are numbers: anything else names no contact (rather than a bad request).
     if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
         return s.error(&ConsoleError::NotFound);

@@ -6,13 +6,13 @@ use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::extract::{Query, State as Extract};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dossier_gateway::Caller;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 
-use crate::console::State;
+use crate::console::{Signed, State};
 use crate::contacts::Search;
 use crate::html::text;
 
@@ -38,13 +38,9 @@ const COLUMNS: &[(&str, &str)] = &[
 /// `GET /contacts.csv?q=...&filter=...`.
 pub(crate) async fn contacts(
     Extract(c): Extract<State>,
-    headers: HeaderMap,
+    s: Signed,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let s = match c.signed(&headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let search = Search::of(&q);
     let (where_, filter, first) = (
         search.where_(),

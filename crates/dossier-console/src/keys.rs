@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::ConsoleError;
-use crate::console::State;
+use crate::console::{Signed, State};
 use crate::forms::{csrf_field, when};
 use crate::html::{button, esc, text, url};
 
@@ -27,11 +27,7 @@ const REVOKE: &str = "mutation($id: ID!) { revokeApiKey(id: $id) { id name } }";
 const MAX_DAYS: i64 = 3650;
 
 /// `GET /keys`.
-pub(crate) async fn list(Extract(c): Extract<State>, headers: HeaderMap) -> Response {
-    let s = match c.signed(&headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub(crate) async fn list(Extract(c): Extract<State>, s: Signed) -> Response {
     let data = match c.query(&s.caller, LIST, json!({})).await {
         Ok(d) => d,
         Err(e) => return s.error(&e),

@@ -11,16 +11,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::assets::graphiql_page;
-use crate::console::{State, html_response, reason, same_origin};
+use crate::console::{Signed, State, html_response, reason, same_origin};
 use crate::html::{self, esc};
 use crate::session;
 
 /// `GET /`: where to go from here, and how many contacts there are.
-pub(crate) async fn home(Extract(c): Extract<State>, headers: HeaderMap) -> Response {
-    let s = match c.signed(&headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub(crate) async fn home(Extract(c): Extract<State>, s: Signed) -> Response {
     let count = match c
         .query(
             &s.caller,

@@ -39,11 +39,7 @@ const FEED_PAGE: usize = 50;
 const HISTORY_DAYS: i64 = 14;
 
 /// `GET /segments`.
-pub(crate) async fn list(Extract(c): Extract<State>, headers: HeaderMap) -> Response {
-    let s = match c.signed(&headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub(crate) async fn list(Extract(c): Extract<State>, s: Signed) -> Response {
     let data = match c.query(&s.caller, LIST, json!({})).await {
         Ok(d) => d,
         Err(e) => return s.error(&e),
@@ -141,11 +137,7 @@ fn count_text(n: i64) -> String {
 }
 
 /// `GET /segments/-/new`.
-pub(crate) async fn new(Extract(c): Extract<State>, headers: HeaderMap) -> Response {
-    let s = match c.signed(&headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub(crate) async fn new(s: Signed) -> Response {
     let body = editor(
         &s,
         &Editor {
@@ -165,13 +157,9 @@ pub(crate) async fn new(Extract(c): Extract<State>, headers: HeaderMap) -> Respo
 /// editor's script shows as the filter changes.
 pub(crate) async fn count(
     Extract(c): Extract<State>,
-    headers: HeaderMap,
+    s: Signed,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let s = match c.signed(&headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let filter = q.get("filter").map(String::as_str).unwrap_or_default();
     match c.query(&s.caller, COUNT, json!({ "filter": filter })).await {
         Ok(d) => json_answer(
@@ -263,14 +251,10 @@ pub(crate) async fn save(
 /// left (oldest first, as the feed runs). Another workspace's segment is not found.
 pub(crate) async fn show(
     Extract(c): Extract<State>,
-    headers: HeaderMap,
+    s: Signed,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let s = match c.signed(&headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let after = q.get("after").filter(|a| !a.is_empty());
     // The last days, in UTC, today included.
     let today = chrono::Utc::now().date_naive();

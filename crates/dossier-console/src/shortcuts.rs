@@ -40,11 +40,7 @@ const DELETE: &str = "mutation($name: String!) { deleteShortcut(name: $name) }";
 const MAX_LISTED: usize = 64;
 
 /// `GET /shortcuts`.
-pub(crate) async fn list(Extract(c): Extract<State>, headers: HeaderMap) -> Response {
-    let s = match c.signed(&headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub(crate) async fn list(Extract(c): Extract<State>, s: Signed) -> Response {
     let data = match c.query(&s.caller, LIST, json!({})).await {
         Ok(d) => d,
         Err(e) => return s.error(&e),
@@ -407,15 +403,7 @@ fn editor(s: &Signed, e: &Editor<'_>) -> String {
 }
 
 /// `GET /shortcuts/-/new?contact=...&session=...`.
-pub(crate) async fn new(
-    Extract(c): Extract<State>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let s = match c.signed(&headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub(crate) async fn new(s: Signed, Query(q): Query<HashMap<String, String>>) -> Response {
     let contact = q.get("contact").map(String::as_str).unwrap_or_default();
     let session = q.get("session").map(String::as_str).unwrap_or_default();
     let body = editor(
@@ -437,14 +425,10 @@ pub(crate) async fn new(
 /// Another workspace's shortcut is not found.
 pub(crate) async fn show(
     Extract(c): Extract<State>,
-    headers: HeaderMap,
+    s: Signed,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let s = match c.signed(&headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let data = match c.query(&s.caller, LIST, json!({})).await {
         Ok(d) => d,
         Err(e) => return s.error(&e),

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use axum::extract::{Path, State as Extract};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use dossier_gateway::Role;
@@ -15,7 +15,7 @@ use futures::StreamExt as _;
 use serde_json::{Value, json};
 
 use crate::ConsoleError;
-use crate::console::State;
+use crate::console::{Signed, State};
 use crate::forms::when;
 use crate::html::{esc, text, url};
 use crate::sources::action_form;
@@ -30,13 +30,9 @@ const PROGRESS: &str = "subscription($s: String) { syncProgress(source: $s) { ki
 /// `GET /sources/{name}`: 404 for a name the caller's workspace does not have.
 pub(crate) async fn page(
     Extract(c): Extract<State>,
-    headers: HeaderMap,
+    s: Signed,
     Path(name): Path<String>,
 ) -> Response {
-    let s = match c.signed(&headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let data = match c.query(&s.caller, SOURCE, json!({ "s": name })).await {
         Ok(d) => d,
         Err(e) => return s.error(&e),
@@ -282,13 +278,9 @@ fn chart(runs: &[&Value]) -> String {
 /// `syncProgress` event as JSON, through the gateway's schema as the session's caller.
 pub(crate) async fn progress(
     Extract(c): Extract<State>,
-    headers: HeaderMap,
+    s: Signed,
     Path(name): Path<String>,
 ) -> Response {
-    let s = match c.signed(&headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let events = dossier_gateway::subscribe(
         &c.schema,
         &c.store,

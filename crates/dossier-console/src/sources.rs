@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::ConsoleError;
-use crate::console::State;
+use crate::console::{Signed, State};
 use crate::forms::when;
 use crate::html::{button, esc, text, url};
 
@@ -23,11 +23,7 @@ const SOURCES: &str = "{ sources { name connector schedule streams health { paus
 const SYNC_WAIT: Duration = Duration::from_secs(2);
 
 /// `GET /sources`.
-pub(crate) async fn list(Extract(c): Extract<State>, headers: HeaderMap) -> Response {
-    let s = match c.signed(&headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub(crate) async fn list(Extract(c): Extract<State>, s: Signed) -> Response {
     let data = match c.query(&s.caller, SOURCES, json!({})).await {
         Ok(d) => d,
         Err(e) => return s.error(&e),
