@@ -4,8 +4,11 @@
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::{Value, json};
 
+use crate::ConsoleError;
+use crate::console::{Signed, State};
 use crate::html::esc;
 
 /// The line and column an API message names (`... at line 2, column 7: ...`), from 1.
@@ -70,6 +73,30 @@ pub(crate) fn json(status: StatusCode, body: &Value) -> Response {
 /// The hidden field carrying the session's CSRF token.
 pub(crate) fn csrf_field(csrf: &str) -> String {
     format!(r#"<input type="hidden" name="csrf" value="{}">"#, esc(csrf))
+}
+
+/// A form that carries only the session's CSRF token (sign-out, revoke, delete).
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    #[serde(default)]
+    pub(crate) csrf: Option<String>,
+}
+
+/// Deletes the saved thing `name` through `document` (a `delete...(name:)` mutation answering
+/// a boolean in `field`) and goes back to `list`; an unknown name (or another workspace's)
+/// is not found.
+pub(crate) async fn delete_named(
+    c: &State,
+    s: &Signed,
+    (document, field): (&str, &str),
+    (list, noun): (&str, &str),
+    name: &str,
+) -> Response {
+    match c.query(&s.caller, document, json!({ "name": name })).await {
+        Ok(d) if d[field] == true => s.redirect(c, list, format!("{noun} {name} deleted.")),
+        Ok(_) => s.error(&ConsoleError::NotFound),
+        Err(e) => s.error(&e),
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::ConsoleError;
 use crate::console::{Signed, State};
-use crate::forms::{csrf_field, when};
+use crate::forms::{CsrfForm, csrf_field, when};
 use crate::html::{button, esc, text, url};
 
 const LIST: &str = "{ apiKeys { id name role createdAt expiresAt revokedAt lastUsedAt active } }";
@@ -173,12 +173,6 @@ pub(crate) async fn create(
         Err(e) if e.status() == StatusCode::FORBIDDEN => s.error(&e),
         Err(e) => s.redirect(&c, "/keys", format!("Not created: {e}")),
     }
-}
-
-#[derive(Deserialize)]
-pub(crate) struct CsrfForm {
-    #[serde(default)]
-    csrf: Option<String>,
 }
 
 /// `POST /keys/{id}/revoke`: through `revokeApiKey`; another workspace's key is not found.

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::assets::graphiql_page;
 use crate::console::{Signed, State, html_response, reason, same_origin};
+use crate::forms::CsrfForm;
 use crate::html::{self, esc};
 use crate::session;
 
@@ -125,17 +126,11 @@ pub(crate) async fn sign_in(
     }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct CsrfOnly {
-    #[serde(default)]
-    csrf: Option<String>,
-}
-
 /// `POST /sign-out`: the session is deleted, not only its cookie.
 pub(crate) async fn sign_out(
     Extract(c): Extract<State>,
     headers: HeaderMap,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<CsrfForm>,
 ) -> Response {
     let s = match c.writer(&headers, form.csrf.as_deref()).await {
         Ok(s) => s,

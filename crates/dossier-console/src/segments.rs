@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 
 use crate::ConsoleError;
 use crate::console::{Signed, State};
-use crate::forms::{csrf_field, error_at, json as json_answer, position, when};
+use crate::forms::{
+    CsrfForm, csrf_field, delete_named, error_at, json as json_answer, position, when,
+};
 use crate::html::{button, esc, text, url};
 
 const LIST: &str = "{ segments { name definition description count updatedAt } }";
@@ -420,12 +422,6 @@ fn feed(name: &str, changes: &Value, paged: bool) -> String {
     out
 }
 
-#[derive(Deserialize)]
-pub(crate) struct CsrfForm {
-    #[serde(default)]
-    csrf: Option<String>,
-}
-
 /// `POST /segments/{name}/delete`.
 pub(crate) async fn delete(
     Extract(c): Extract<State>,
@@ -437,11 +433,12 @@ pub(crate) async fn delete(
         Ok(s) => s,
         Err(r) => return r,
     };
-    match c.query(&s.caller, DELETE, json!({ "name": name })).await {
-        Ok(d) if d["deleteSegment"] == true => {
-            s.redirect(&c, "/segments", format!("Segment {name} deleted."))
-        }
-        Ok(_) => s.error(&ConsoleError::NotFound),
-        Err(e) => s.error(&e),
-    }
+    delete_named(
+        &c,
+        &s,
+        (DELETE, "deleteSegment"),
+        ("/segments", "Segment"),
+        &name,
+    )
+    .await
 }

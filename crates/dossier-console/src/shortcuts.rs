@@ -21,7 +21,9 @@ use serde_json::{Map, Value, json};
 
 use crate::ConsoleError;
 use crate::console::{Console, Signed, State};
-use crate::forms::{csrf_field, error_at, json as json_answer, position, when};
+use crate::forms::{
+    CsrfForm, csrf_field, delete_named, error_at, json as json_answer, position, when,
+};
 use crate::html::{button, esc, text, url};
 
 const LIST: &str = "{ shortcuts { name template updatedAt } }";
@@ -619,12 +621,6 @@ pub(crate) async fn preview_json(
     )
 }
 
-#[derive(Deserialize)]
-pub(crate) struct CsrfForm {
-    #[serde(default)]
-    csrf: Option<String>,
-}
-
 /// `POST /shortcuts/{name}/delete`.
 pub(crate) async fn delete(
     Extract(c): Extract<State>,
@@ -636,13 +632,14 @@ pub(crate) async fn delete(
         Ok(s) => s,
         Err(r) => return r,
     };
-    match c.query(&s.caller, DELETE, json!({ "name": name })).await {
-        Ok(d) if d["deleteShortcut"] == true => {
-            s.redirect(&c, "/shortcuts", format!("Shortcut {name} deleted."))
-        }
-        Ok(_) => s.error(&ConsoleError::NotFound),
-        Err(e) => s.error(&e),
-    }
+    delete_named(
+        &c,
+        &s,
+        (DELETE, "deleteShortcut"),
+        ("/shortcuts", "Shortcut"),
+        &name,
+    )
+    .await
 }
 
 #[cfg(test)]
